@@ -1,0 +1,42 @@
+# Fedgrid: every set-up step lives here, so a fresh machine needs only `make demo` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PG_VERSION ?= $(shell ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+# Tests create their own throw-away databases with this role (see scripts/postgres.sh).
+export FEDGRID_TEST_POSTGRES_URL ?= postgresql://fedgrid:fedgrid@127.0.0.1:5432/postgres
+
+.PHONY: venv test lint pytest demo bench postgres clean
+
+venv: $(STAMP)
+
+# torch first and pinned exactly: the local CPU wheel satisfies it, an open range would pull CUDA.
+$(STAMP): plans/pyproject.toml apps/node/pyproject.toml apps/network/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24,<27"
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e "plans[compiler]" -e apps/node -e apps/network -e "clients/python[data]" -r requirements-dev.txt
+	touch $@
+
+postgres:
+	bash scripts/postgres.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# pytest exits 5 when it collected nothing; that is a broken suite here, so say it plainly.
+pytest: $(STAMP) postgres
+	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+test: lint pytest
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+bench: $(STAMP)
+	$(PY) scripts/bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Fedgrid Network (see issue: Network app)."""

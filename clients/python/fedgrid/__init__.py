@@ -1,0 +1,1 @@
+"""Fedgrid Python SDK."""
