@@ -1,0 +1,93 @@
+"""The Node's application factory (Flask's tutorial pattern: build the app from a config)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .auth.admin import load_or_create_admin_token
+from .config import NodeConfig
+from .cycles.engine import CycleEngine
+from .db.database import Database
+from .errors import ApiError
+from .model_centric import http_routes, speed_test  # noqa: F401  (speed_test adds routes)
+from .model_centric.events import ModelCentricEvents
+from .model_centric.ws_routes import sock
+from .node_info import blueprint as node_info_blueprint
+
+log = logging.getLogger("fedgrid.node")
+
+# Werkzeug's HTTP errors get stable codes too, so no client ever sees an HTML error page.
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@dataclass
+class NodeState:
+    """Everything the routes need, kept in ``app.extensions["fedgrid"]``."""
+
+    config: NodeConfig
+    db: Database
+    engine: CycleEngine
+    events: ModelCentricEvents
+
+
+def create_app(config: NodeConfig) -> Flask:
+    app = Flask("fedgrid_node")
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        # Multipart plans and checkpoints are files, but allow big non-file parts as well.
+        MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
+        SOCK_SERVER_OPTIONS={"max_message_size": config.max_body_bytes, "ping_interval": 25},
+    )
+    if config.admin_token is None:
+        config.admin_token, created = load_or_create_admin_token(config.data_dir)
+        if created:
+            # Printed once, on the console only (never logged): the operator must keep it.
+            print(f"Generated admin token (stored in {config.data_dir / 'admin-token'}): "
+                  f"{config.admin_token}", flush=True)
+
+    db = Database(config.resolved_database_url())
+    db.upgrade()
+    engine = CycleEngine(db)
+    engine.start()
+    events = ModelCentricEvents(db, engine, config.admin_token)
+    app.extensions["fedgrid"] = NodeState(config=config, db=db, engine=engine, events=events)
+
+    app.register_blueprint(http_routes.blueprint)
+    app.register_blueprint(node_info_blueprint)
+    sock.init_app(app)
+    register_error_handlers(app)
+    return app
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError):
+        response = jsonify(error.to_json())
+        response.status_code = error.status
+        response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        code = HTTP_ERROR_CODES.get(error.code or 500, "http_error")
+        message = error.description or error.name
+        if error.code == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            message = f"the request body is larger than this Node accepts ({limit} bytes)"
+        return api_error(ApiError(code, message, error.code or 500))
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        log.exception("unhandled error")
+        return api_error(ApiError("internal_error", "internal error; the Node's log has details", 500))

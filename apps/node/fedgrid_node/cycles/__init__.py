@@ -1,0 +1,1 @@
+"""The cycle engine: selection, deadlines, streaming aggregation and server strategies."""

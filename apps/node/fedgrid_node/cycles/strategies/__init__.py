@@ -1,0 +1,31 @@
+"""Server strategies: turn the cycle's weighted-average diff into the next checkpoint.
+
+A diff is ``start - trained`` (what the device moved away from), so a plain step is
+``params - server_learning_rate * average_diff``. One strategy per file, paper cited there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Strategy, StrategyConfigError
+from .fedavg import FedAvg
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "fedavg": FedAvg,
+}
+
+
+def build_strategy(settings: dict[str, Any]) -> Strategy:
+    """Instantiate ``{"name": ..., **options}``; unknown names/options raise StrategyConfigError."""
+    options = dict(settings)
+    name = str(options.pop("name", "fedavg")).lower()
+    if name not in STRATEGIES:
+        raise StrategyConfigError(f"unknown strategy {name!r}; known: {sorted(STRATEGIES)}")
+    try:
+        return STRATEGIES[name](**options)
+    except TypeError as exc:
+        raise StrategyConfigError(f"{name}: {exc}") from None
+
+
+__all__ = ["STRATEGIES", "Strategy", "StrategyConfigError", "build_strategy"]

@@ -1,0 +1,170 @@
+"""The Node's tables.
+
+One hosted *process* is a model name + version with its configs, plans and checkpoints. Devices
+become *workers* bound to one process; each *cycle* hands *assignments* to workers, and each
+assignment holds at most one report, whose diff bytes live in `report_diffs` so listing
+assignments never loads tensors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    # Naive UTC everywhere: SQLite has no time zones, and mixing aware/naive values breaks compares.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Process(Base):
+    """A hosted federated-learning process: one model name and version."""
+
+    __tablename__ = "processes"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_process_name_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    version: Mapped[str] = mapped_column(String(64))
+    client_config: Mapped[dict] = mapped_column(JSON)
+    server_config: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | finished
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    plans: Mapped[list[Plan]] = relationship(back_populates="process", cascade="all, delete-orphan")
+    model: Mapped[Model] = relationship(back_populates="process", cascade="all, delete-orphan")
+    cycles: Mapped[list[Cycle]] = relationship(back_populates="process", cascade="all, delete-orphan")
+
+
+class Plan(Base):
+    """A serialized training plan (kind "client") or the optional averaging plan ("averaging")."""
+
+    __tablename__ = "plans"
+    __table_args__ = (UniqueConstraint("process_id", "name", name="uq_plan_process_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[int] = mapped_column(ForeignKey("processes.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="client")
+    content_hash: Mapped[str] = mapped_column(String(128))
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+
+    process: Mapped[Process] = relationship(back_populates="plans")
+
+
+class Model(Base):
+    """The model of a process; its parameters live in numbered checkpoints."""
+
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[int] = mapped_column(
+        ForeignKey("processes.id", ondelete="CASCADE"), unique=True
+    )
+
+    process: Mapped[Process] = relationship(back_populates="model")
+    checkpoints: Mapped[list[Checkpoint]] = relationship(
+        back_populates="model", cascade="all, delete-orphan", order_by="Checkpoint.number"
+    )
+
+
+class Checkpoint(Base):
+    """Model parameters (safetensors bytes). Number 1 is the hosted model; `latest` is the highest."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("model_id", "number", name="uq_checkpoint_model_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    # The server strategy's memory after this checkpoint (momentum, moments), safetensors bytes.
+    strategy_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    model: Mapped[Model] = relationship(back_populates="checkpoints")
+
+
+class Cycle(Base):
+    """One round of training on checkpoint `checkpoint_number`, open until `deadline`."""
+
+    __tablename__ = "cycles"
+    __table_args__ = (UniqueConstraint("process_id", "sequence", name="uq_cycle_process_sequence"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[int] = mapped_column(ForeignKey("processes.id", ondelete="CASCADE"), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    checkpoint_number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    deadline: Mapped[datetime] = mapped_column(DateTime)
+    # open | completed (aggregated into a new checkpoint) | abandoned (closed without aggregating)
+    status: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # Filled when the cycle closes: what happened, for metrics and the dashboard.
+    summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+    process: Mapped[Process] = relationship(back_populates="cycles")
+    assignments: Mapped[list[Assignment]] = relationship(
+        back_populates="cycle", cascade="all, delete-orphan"
+    )
+
+
+class Worker(Base):
+    """A device, authenticated for exactly one process (PyGrid issue 628: ids were global)."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    process_id: Mapped[int] = mapped_column(ForeignKey("processes.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Last measured speeds: Mbit/s for bandwidth, milliseconds for ping.
+    ping_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    download_mbps: Mapped[float | None] = mapped_column(Float, nullable=True)
+    upload_mbps: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Assignment(Base):
+    """A worker's place in a cycle, keyed by a secret request key; at most one report."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("cycle_id", "worker_id", name="uq_assignment_cycle_worker"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
+    worker_id: Mapped[str] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
+    request_key: Mapped[str] = mapped_column(String(128), unique=True)
+    # accepted | reported | dropped (never reported before the cycle closed)
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    assigned_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    num_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+    cycle: Mapped[Cycle] = relationship(back_populates="assignments")
+    worker: Mapped[Worker] = relationship()
+
+
+class ReportDiff(Base):
+    """The diff bytes of a report (safetensors), kept until the cycle's checkpoint is written."""
+
+    __tablename__ = "report_diffs"
+
+    assignment_id: Mapped[int] = mapped_column(
+        ForeignKey("assignments.id", ondelete="CASCADE"), primary_key=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,309 @@
+"""The model-centric events, one handler each, shared by the HTTP routes and the WebSocket.
+
+A handler takes the request's fields as a dict (binary fields already as bytes, whichever
+transport carried them) and returns a JSON-able dict or a `BinaryAnswer`. Transports only
+translate; they hold no logic, so both answer the same way (PyGrid's did not).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+
+from ..auth.admin import check_admin_token
+from ..auth.device_tokens import verify_device_token
+from ..cycles.engine import CycleEngine
+from ..cycles.selection import Speeds
+from ..cycles.server_config import parse_server_config
+from ..db.database import Database
+from ..db.models import Checkpoint, Cycle, Model, Plan, Process, Worker
+from ..errors import ApiError, invalid_request, require_field
+from .hosting import host_training
+
+CHECKPOINT_CACHE_SIZE = 16
+
+
+@dataclass
+class BinaryAnswer:
+    data: bytes
+    media_type: str = "application/octet-stream"
+    filename: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class EventContext:
+    """What a transport knows about the caller besides the fields."""
+
+    authorization: str | None = None
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    handler: Callable[[dict[str, Any], EventContext], dict | BinaryAnswer]
+    admin: bool = False
+    # Fields that carry bytes (safetensors, plan files): multipart files over HTTP, blobs in
+    # binary WebSocket frames, base64 strings only in PyGrid's legacy JSON forms.
+    binary_fields: tuple[str, ...] = ()
+
+
+class ModelCentricEvents:
+    def __init__(self, db: Database, engine: CycleEngine, admin_token: str) -> None:
+        self.db = db
+        self.engine = engine
+        self.admin_token = admin_token
+        # Checkpoints never change once written, so every device of a cycle can share one copy.
+        self._checkpoints: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self.events: dict[str, EventSpec] = {
+            "host-training": EventSpec(self.host_training, admin=True,
+                                       binary_fields=("model", "plans", "averaging_plan")),
+            "authenticate": EventSpec(self.authenticate),
+            "cycle-request": EventSpec(self.cycle_request),
+            "get-model": EventSpec(self.get_model),
+            "get-plan": EventSpec(self.get_plan),
+            "report": EventSpec(self.report, binary_fields=("diff",)),
+            "retrieve-model": EventSpec(self.retrieve_model, admin=True),
+            "checkpoints": EventSpec(self.list_checkpoints, admin=True),
+            "processes": EventSpec(self.list_processes, admin=True),
+        }
+
+    def dispatch(self, name: str, data: dict[str, Any], context: EventContext) -> dict | BinaryAnswer:
+        spec = self.events.get(name)
+        if spec is None:
+            raise ApiError("unknown_event", f"there is no event named {name!r}", 404)
+        if not isinstance(data, dict):
+            raise invalid_request("the request data must be a JSON object")
+        if spec.admin:
+            check_admin_token(self.admin_token, context.authorization)
+        return spec.handler(data, context)
+
+    # ----------------------------------------------------------------------------- lookups
+
+    def find_process(self, session, name: Any, version: Any) -> Process:
+        if not isinstance(name, str) or not name:
+            raise invalid_request("a model name is required", field="model")
+        query = select(Process).where(Process.name == name)
+        if version not in (None, ""):
+            query = query.where(Process.version == str(version))
+        process = session.scalars(query.order_by(Process.created_at.desc(), Process.id.desc())).first()
+        if process is None:
+            shown = name if version in (None, "") else f"{name} version {version}"
+            raise ApiError("process_unknown", f"no hosted model named {shown}", 404)
+        return process
+
+    def find_worker(self, session, worker_id: Any) -> Worker:
+        if not isinstance(worker_id, str) or not worker_id:
+            raise invalid_request("field 'worker_id' is required", field="worker_id")
+        worker = session.get(Worker, worker_id)
+        if worker is None:
+            raise ApiError("worker_unknown", "unknown worker_id; authenticate first", 404)
+        return worker
+
+    def checkpoint_bytes(self, session, model_id: int, number: int) -> bytes:
+        key = (model_id, number)
+        if key in self._checkpoints:
+            self._checkpoints.move_to_end(key)
+            return self._checkpoints[key]
+        data = session.scalar(
+            select(Checkpoint.data).where(Checkpoint.model_id == model_id, Checkpoint.number == number)
+        )
+        if data is None:
+            raise ApiError("checkpoint_unknown", f"checkpoint {number} does not exist", 404)
+        self._checkpoints[key] = data
+        if len(self._checkpoints) > CHECKPOINT_CACHE_SIZE:
+            self._checkpoints.popitem(last=False)
+        return data
+
+    # ----------------------------------------------------------------------------- events
+
+    def host_training(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return host_training(self.db, self.engine, data)
+
+    def authenticate(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        with self.db.session() as session:
+            process = self.find_process(session, data.get("model_name"), data.get("model_version"))
+            config = parse_server_config(process.server_config)
+            process_id, name, version = process.id, process.name, process.version
+        verify_device_token(config.authentication, data.get("auth_token"))
+        worker_id = uuid.uuid4().hex
+        with self.db.session() as session:
+            session.add(Worker(id=worker_id, process_id=process_id))
+        return {
+            "status": "success",
+            "worker_id": worker_id,
+            "model": name,
+            "version": version,
+            "requires_speed_test": config.requires_speed_test,
+        }
+
+    def cycle_request(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        speeds = Speeds(
+            ping_ms=_speed(data, "ping"),
+            download_mbps=_speed(data, "download"),
+            upload_mbps=_speed(data, "upload"),
+        )
+        with self.db.session() as session:
+            worker = self.find_worker(session, data.get("worker_id"))
+            process = self.find_process(session, data.get("model"), data.get("version"))
+            if worker.process_id != process.id:
+                raise ApiError(
+                    "worker_process_mismatch",
+                    "this worker_id was issued for another model; authenticate for this one",
+                    403,
+                )
+            config = self.engine.config(session, process.id)
+            if config.requires_speed_test:
+                missing = [
+                    key
+                    for key, needed in (
+                        ("ping", config.maximum_ping),
+                        ("download", config.minimum_download_speed),
+                        ("upload", config.minimum_upload_speed),
+                    )
+                    if needed is not None and data.get(key) is None
+                ]
+                if missing:
+                    raise ApiError(
+                        "speed_test_required",
+                        f"this model needs a speed test: send {', '.join(missing)} "
+                        "(ping in ms, download/upload in Mbit/s)",
+                        400,
+                        details={"missing": missing},
+                    )
+            worker.ping_ms, worker.download_mbps, worker.upload_mbps = (
+                speeds.ping_ms, speeds.download_mbps, speeds.upload_mbps,
+            )
+            worker_id, process_id = worker.id, process.id
+        return self.engine.request_cycle(worker_id, process_id, speeds)
+
+    def _assignment_context(self, session, data: dict[str, Any]):
+        worker = self.find_worker(session, data.get("worker_id"))
+        request_key = require_field(data, "request_key")
+        assignment = self.engine.find_assignment(session, worker.id, request_key)
+        return assignment, assignment.cycle
+
+    def get_model(self, data: dict[str, Any], context: EventContext) -> BinaryAnswer:
+        with self.db.session() as session:
+            _, cycle = self._assignment_context(session, data)
+            model_id = session.scalar(select(Model.id).where(Model.process_id == cycle.process_id))
+            if data.get("model_id") not in (None, "") and _as_int(data["model_id"], "model_id") != model_id:
+                raise ApiError("model_unknown", "model_id is not the model of this assignment", 404)
+            payload = self.checkpoint_bytes(session, model_id, cycle.checkpoint_number)
+        return BinaryAnswer(
+            payload,
+            filename=f"checkpoint-{cycle.checkpoint_number}.safetensors",
+            headers={"X-Fedgrid-Checkpoint": str(cycle.checkpoint_number)},
+        )
+
+    def get_plan(self, data: dict[str, Any], context: EventContext) -> BinaryAnswer:
+        plan_id = _as_int(require_field(data, "plan_id", (str, int)), "plan_id")
+        with self.db.session() as session:
+            _, cycle = self._assignment_context(session, data)
+            plan = session.get(Plan, plan_id)
+            if plan is None or plan.process_id != cycle.process_id or plan.kind != "client":
+                raise ApiError("plan_unknown", "plan_id is not a plan of this assignment's model", 404)
+            return BinaryAnswer(plan.data, filename=f"{plan.name}.fgplan",
+                                headers={"X-Fedgrid-Plan-Hash": plan.content_hash})
+
+    def report(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        worker_id = require_field(data, "worker_id")
+        request_key = require_field(data, "request_key")
+        diff = data.get("diff")
+        if not isinstance(diff, bytes | bytearray | memoryview) or not len(diff):
+            raise invalid_request("field 'diff' (safetensors bytes) is required", field="diff")
+        num_samples = data.get("num_samples")
+        if isinstance(num_samples, str) and num_samples.isdigit():
+            num_samples = int(num_samples)
+        return self.engine.report(worker_id, request_key, diff, num_samples, data.get("metrics"))
+
+    def retrieve_model(self, data: dict[str, Any], context: EventContext) -> BinaryAnswer:
+        with self.db.session() as session:
+            process = self.find_process(session, data.get("name"), data.get("version"))
+            model_id = process.model.id
+            wanted = data.get("checkpoint", "latest")
+            if wanted in (None, "", "latest"):
+                number = session.scalar(
+                    select(Checkpoint.number)
+                    .where(Checkpoint.model_id == model_id)
+                    .order_by(Checkpoint.number.desc())
+                    .limit(1)
+                )
+            else:
+                number = _as_int(wanted, "checkpoint")
+            payload = self.checkpoint_bytes(session, model_id, number)
+        return BinaryAnswer(
+            payload,
+            filename=f"{process.name}-{process.version}-checkpoint-{number}.safetensors",
+            headers={"X-Fedgrid-Checkpoint": str(number)},
+        )
+
+    def list_checkpoints(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        with self.db.session() as session:
+            process = self.find_process(session, data.get("name"), data.get("version"))
+            rows = session.execute(
+                select(Checkpoint.number, Checkpoint.created_at)
+                .where(Checkpoint.model_id == process.model.id)
+                .order_by(Checkpoint.number)
+            ).all()
+            return {
+                "model": process.name,
+                "version": process.version,
+                "checkpoints": [
+                    {"number": number, "created_at": created.isoformat() + "Z"} for number, created in rows
+                ],
+                "latest": rows[-1].number,
+            }
+
+    def list_processes(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        with self.db.session() as session:
+            processes = session.scalars(select(Process).order_by(Process.id)).all()
+            answer = []
+            for process in processes:
+                cycle = session.scalars(
+                    select(Cycle).where(Cycle.process_id == process.id).order_by(Cycle.sequence.desc())
+                ).first()
+                answer.append(
+                    {
+                        "id": process.id,
+                        "model": process.name,
+                        "version": process.version,
+                        "status": process.status,
+                        "client_config": process.client_config,
+                        "server_config": parse_server_config(process.server_config).public(),
+                        "cycle": None if cycle is None else {
+                            "sequence": cycle.sequence,
+                            "status": cycle.status,
+                            "checkpoint": cycle.checkpoint_number,
+                            "deadline": cycle.deadline.isoformat() + "Z",
+                        },
+                    }
+                )
+        return {"processes": answer}
+
+
+def _speed(data: dict[str, Any], key: str) -> float | None:
+    value = data.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise invalid_request(f"field '{key}' must be a number", field=key) from None
+    if not math.isfinite(number) or number < 0:
+        raise invalid_request(f"field '{key}' must be a finite, non-negative number", field=key)
+    return number
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise invalid_request(f"field '{name}' must be an integer", field=name)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise invalid_request(f"field '{name}' must be an integer", field=name) from None

@@ -1,0 +1,155 @@
+"""HTTP transport for the model-centric events: translate requests to fields, answers to responses.
+
+Binary fields travel as raw bytes: the report's diff as an ``application/octet-stream`` body (the
+other fields in the query string) or as a multipart file; host-training's checkpoint and plans as
+multipart files. PyGrid's JSON forms with base64 strings are still accepted for compatibility.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..errors import ApiError, invalid_request
+from .events import BinaryAnswer, EventContext
+
+blueprint = Blueprint("model_centric", __name__, url_prefix="/model-centric")
+
+# Form fields that hold JSON documents when a request comes as multipart/form-data.
+JSON_FORM_FIELDS = ("client_config", "server_config", "metrics")
+
+
+def _events():
+    return current_app.extensions["fedgrid"].events
+
+
+def _decode_base64(value: Any, name: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise invalid_request(f"field '{name}' must be base64 text in a JSON body", field=name)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid_request(f"field '{name}' is not valid base64", field=name) from None
+
+
+def decode_legacy_binary_fields(data: dict[str, Any], binary_fields: tuple[str, ...]) -> None:
+    """PyGrid's JSON forms carry bytes as base64 strings (or a dict of them, for plans)."""
+    for name in binary_fields:
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            data[name] = {k: _decode_base64(v, f"{name}.{k}") for k, v in value.items()}
+        else:
+            data[name] = _decode_base64(value, name)
+
+
+def request_fields(binary_fields: tuple[str, ...]) -> dict[str, Any]:
+    """The request's fields, whatever way the client sent them."""
+    mimetype = request.mimetype
+    if mimetype == "application/json":
+        data = request.get_json(silent=True)
+        if data is None:
+            raise ApiError("invalid_json", "the request body is not valid JSON", 400)
+        if not isinstance(data, dict):
+            raise invalid_request("the JSON body must be an object")
+        decode_legacy_binary_fields(data, binary_fields)
+        return data
+    data: dict[str, Any] = request.args.to_dict()
+    if mimetype == "multipart/form-data":
+        for key, value in request.form.items():
+            if key in JSON_FORM_FIELDS:
+                try:
+                    data[key] = json.loads(value)
+                except json.JSONDecodeError:
+                    raise ApiError("invalid_json", f"form field '{key}' is not valid JSON", 400) from None
+            else:
+                data[key] = value
+        for key, upload in request.files.items(multi=True):
+            # `plans[<name>]` names each plan; other files go to their own field.
+            if key.startswith("plans[") and key.endswith("]"):
+                data.setdefault("plans", {})[key[6:-1]] = upload.read()
+            else:
+                data[key] = upload.read()
+    elif mimetype == "application/octet-stream" and binary_fields:
+        data[binary_fields[0]] = request.get_data(cache=False)
+    if "metrics" in data and isinstance(data["metrics"], str):
+        try:
+            data["metrics"] = json.loads(data["metrics"])
+        except json.JSONDecodeError:
+            raise ApiError("invalid_json", "field 'metrics' is not valid JSON", 400) from None
+    return data
+
+
+def to_response(answer: dict | BinaryAnswer) -> Response:
+    if isinstance(answer, BinaryAnswer):
+        response = Response(answer.data, mimetype=answer.media_type)
+        if answer.filename:
+            response.headers["Content-Disposition"] = f'attachment; filename="{answer.filename}"'
+        response.headers.update(answer.headers)
+        return response
+    response = jsonify(answer)
+    if answer.get("status") == "rejected" and answer.get("timeout") is not None:
+        # Pace steering for plain HTTP clients too: the standard header, in whole seconds.
+        response.headers["Retry-After"] = str(math.ceil(answer["timeout"]))
+    return response
+
+
+def _handle(event: str) -> Response:
+    events = _events()
+    spec = events.events[event]
+    data = request_fields(spec.binary_fields)
+    context = EventContext(authorization=request.headers.get("Authorization"))
+    return to_response(events.dispatch(event, data, context))
+
+
+@blueprint.post("/host-training")
+def host_training():
+    return _handle("host-training")
+
+
+@blueprint.post("/authenticate")
+def authenticate():
+    return _handle("authenticate")
+
+
+@blueprint.post("/cycle-request")
+def cycle_request():
+    return _handle("cycle-request")
+
+
+@blueprint.get("/get-model")
+def get_model():
+    return _handle("get-model")
+
+
+@blueprint.get("/get-plan")
+def get_plan():
+    return _handle("get-plan")
+
+
+@blueprint.post("/report")
+def report():
+    return _handle("report")
+
+
+@blueprint.get("/retrieve-model")
+def retrieve_model():
+    return _handle("retrieve-model")
+
+
+@blueprint.get("/checkpoints")
+def checkpoints():
+    return _handle("checkpoints")
+
+
+@blueprint.get("/processes")
+def processes():
+    return _handle("processes")

@@ -1,0 +1,49 @@
+"""Health, identity and the OpenAPI document of the Node."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import func, select, text
+
+from . import __version__
+from .db.models import Process
+from .openapi import openapi_document
+
+blueprint = Blueprint("node_info", __name__)
+_started = time.time()
+
+
+@blueprint.get("/health")
+def health():
+    state = current_app.extensions["fedgrid"]
+    try:
+        with state.db.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception:  # the database being down is exactly what this route reports
+        body = {"status": "unavailable", "database": "unreachable"}
+        return jsonify(body), 503
+    return jsonify({"status": "ok", "database": "ok"})
+
+
+@blueprint.get("/status")
+def status():
+    state = current_app.extensions["fedgrid"]
+    with state.db.session() as session:
+        processes = session.scalar(select(func.count()).select_from(Process))
+    return jsonify(
+        {
+            "node_id": state.config.node_id,
+            "version": __version__,
+            "address": state.config.address,
+            "network": state.config.network_url,
+            "processes": processes,
+            "uptime_seconds": round(time.time() - _started, 3),
+        }
+    )
+
+
+@blueprint.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(__version__))
