@@ -64,12 +64,14 @@ def start_node(*, data_dir: Path, database_url: str | None = None, extra_args=()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "GRID_ADMIN_TOKEN")}
     if database_url:
         env["DATABASE_URL"] = database_url
-    args = ["--host", "127.0.0.1", "--data-dir", str(data_dir), "--admin-token", admin_token,
-            *extra_args]
+    args = ["--host", "127.0.0.1", "--data-dir", str(data_dir), *extra_args]
+    if admin_token:
+        args += ["--admin-token", admin_token]
     return _launch(args, env, data_dir, free_port(), admin_token)
 
 
 def _launch(args, env, data_dir: Path, port: int, admin_token: str) -> RunningNode:
+    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"node-{port}.log"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(

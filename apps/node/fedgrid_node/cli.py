@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         network_url=args.network,
         database_url=None if args.start_local_db else args.database_url,
         data_dir=Path(args.data_dir or Path("var") / args.id),
-        admin_token=args.admin_token,
+        admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
     )

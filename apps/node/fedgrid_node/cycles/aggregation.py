@@ -27,7 +27,9 @@ class RunningWeightedSum:
         weight = float(num_samples)
         for name, total in self.sums.items():
             scratch = self._scratch[name]
-            np.multiply(diff[name], weight, out=scratch)
+            # dtype= matters: a float32 diff times a Python float is computed in float32 (NEP 50)
+            # and only then widened, losing the precision the float64 sum is there to keep.
+            np.multiply(diff[name], weight, out=scratch, dtype=np.float64)
             np.add(total, scratch, out=total)
         self.total_samples += num_samples
         self.count += 1

@@ -1,0 +1,48 @@
+"""The streaming weighted sum against a direct numpy computation (property-based)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedgrid_node.cycles.aggregation import RunningWeightedSum
+
+SPEC = {"w": ((3, 4), np.dtype("float32")), "b": ((4,), np.dtype("float32"))}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(1, 10_000)), min_size=1, max_size=12)
+)
+def test_running_sum_equals_the_weighted_mean(reports):
+    running = RunningWeightedSum(SPEC)
+    diffs = []
+    for seed, num_samples in reports:
+        rng = np.random.default_rng(seed)
+        diff = {n: rng.standard_normal(shape).astype(dtype) for n, (shape, dtype) in SPEC.items()}
+        diffs.append((diff, num_samples))
+        running.fold(diff, num_samples)
+    average = running.average()
+    total = sum(n for _, n in reports)
+    assert running.total_samples == total and running.count == len(reports)
+    for name in SPEC:
+        expected = sum(d[name].astype(np.float64) * n for d, n in diffs) / total
+        np.testing.assert_allclose(average[name], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_folding_does_not_modify_the_diff_and_order_barely_matters():
+    rng = np.random.default_rng(3)
+    diffs = [({n: rng.standard_normal(s).astype(d) for n, (s, d) in SPEC.items()}, k)
+             for k in (3, 50, 7)]
+    forward, backward = RunningWeightedSum(SPEC), RunningWeightedSum(SPEC)
+    copies = [{n: v.copy() for n, v in d.items()} for d, _ in diffs]
+    for diff, n in diffs:
+        forward.fold(diff, n)
+    for diff, n in reversed(diffs):
+        backward.fold(diff, n)
+    for (diff, _), copy in zip(diffs, copies, strict=True):
+        for name in SPEC:
+            assert np.array_equal(diff[name], copy[name])
+    for name in SPEC:
+        np.testing.assert_allclose(forward.average()[name], backward.average()[name], rtol=1e-14)

@@ -1,0 +1,95 @@
+"""The Node's HTTP surface besides the events: OpenAPI, health, identity, limits, speed test."""
+
+from __future__ import annotations
+
+import numpy as np
+import requests
+import websocket
+
+from fedgrid_node.app import create_app
+from fedgrid_node.config import NodeConfig
+from fedgrid_plans import tensors
+
+
+def test_openapi_documents_exactly_the_routes_flask_serves(tmp_path):
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="t"))
+    try:
+        served = {
+            (rule.rule, method.lower())
+            for rule in app.url_map.iter_rules()
+            if rule.endpoint != "static"
+            for method in rule.methods - {"HEAD", "OPTIONS"}
+        }
+        document = app.test_client().get("/openapi.json").get_json()
+        documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+        assert served == documented
+        assert document["openapi"].startswith("3.")
+    finally:
+        app.extensions["fedgrid"].engine.stop()
+
+
+def test_health_and_status(shared_node):
+    health = requests.get(f"{shared_node.url}/health", timeout=10)
+    assert health.json() == {"status": "ok", "database": "ok"}
+    status = requests.get(f"{shared_node.url}/status", timeout=10).json()
+    assert status["node_id"] and status["version"] and status["uptime_seconds"] > 0
+
+
+def test_speed_test_download_and_upload(shared_node):
+    url = f"{shared_node.url}/model-centric/speed-test"
+    download = requests.get(url, params={"size": 1_000_003}, timeout=30)
+    assert download.status_code == 200 and len(download.content) == 1_000_003
+    # Random bytes: a compressing proxy could otherwise fake a fast link.
+    counts = np.bincount(np.frombuffer(download.content[:65536], np.uint8), minlength=256)
+    assert counts.max() < 600
+    upload = requests.post(url, data=b"x" * 2_500_000, timeout=30)
+    assert upload.json() == {"status": "success", "received": 2_500_000}
+    too_big = requests.get(url, params={"size": 10**12}, timeout=10)
+    assert too_big.status_code == 400 and too_big.json()["error"]["code"] == "invalid_request"
+
+
+def test_bodies_over_the_limit_are_refused_with_json(node_factory):
+    node = node_factory(extra_args=["--max-body-mb", "1"])
+    big = b"\x00" * (2 * 1024 * 1024)
+    answer = requests.post(f"{node.url}/model-centric/report",
+                           params={"worker_id": "w", "request_key": "k", "num_samples": 1},
+                           data=big, headers={"Content-Type": "application/octet-stream"}, timeout=30)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "body_too_large"
+    answer = requests.post(f"{node.url}/model-centric/speed-test", data=big, timeout=30)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "body_too_large"
+    # Over WebSocket the same limit ends the connection: a close frame with 1009 (message too
+    # big) when the client reads it in time, or a reset while the client is still sending.
+    ws = websocket.create_connection(node.url.replace("http", "ws") + "/ws", timeout=30)
+    try:
+        ws.send_binary(tensors.encode({"diff": np.zeros(2 * 1024 * 1024, np.uint8)}))
+        opcode, frame = ws.recv_data(control_frame=True)
+        assert opcode == websocket.ABNF.OPCODE_CLOSE
+        assert int.from_bytes(frame[:2], "big") == 1009
+    except (ConnectionResetError, BrokenPipeError, websocket.WebSocketConnectionClosedException):
+        pass
+    assert "WebSocket event" not in node.log()  # refused before any handler ran
+    # The Node is still fine afterwards.
+    assert requests.get(f"{node.url}/health", timeout=10).status_code == 200
+
+
+def test_generated_admin_token_is_kept_across_restarts(node_factory, tmp_path):
+    from tests.support.node_process import start_node
+
+    data_dir = tmp_path / "generated"
+    node = start_node(data_dir=data_dir, admin_token="")  # no token given: the Node makes one
+    try:
+        token = (data_dir / "admin-token").read_text().strip()
+        assert token and oct((data_dir / "admin-token").stat().st_mode & 0o777) == "0o600"
+        assert "Generated admin token" in node.log()
+        listing = requests.get(f"{node.url}/model-centric/processes",
+                               headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert listing.status_code == 200
+    finally:
+        node.stop()
+    again = node.restart()  # same data directory, still no token given
+    try:
+        listing = requests.get(f"{again.url}/model-centric/processes",
+                               headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert listing.status_code == 200
+    finally:
+        again.stop()

@@ -1,0 +1,78 @@
+"""Selection decisions: gates, cool-down, capacity, random pool, and pace-steering timeouts."""
+
+from __future__ import annotations
+
+import random
+
+from fedgrid_node.cycles.selection import CycleCounts, Speeds, decide
+from fedgrid_node.cycles.server_config import parse_server_config
+
+FAST = Speeds(ping_ms=10, download_mbps=100, upload_mbps=100)
+
+
+def counts(accepted=0, requests=1, elapsed=10.0, remaining=50.0):
+    return CycleCounts(accepted=accepted, requests=requests, elapsed_seconds=elapsed,
+                       remaining_seconds=remaining)
+
+
+def test_capacity_rejects_until_the_next_cycle_with_jitter():
+    config = parse_server_config({"max_diffs": 2, "max_workers": 3, "cycle_length": 60})
+    rng = random.Random(1)
+    assert decide(config, counts(accepted=2), FAST, cycles_since_last_assignment=None, rng=rng).accepted
+    timeouts = [
+        decide(config, counts(accepted=3), FAST, cycles_since_last_assignment=None, rng=rng)
+        for _ in range(50)
+    ]
+    assert all(d.reason == "cycle_full" for d in timeouts)
+    values = [d.timeout for d in timeouts]
+    assert min(values) >= 50.0 and max(values) <= 55.0 and len(set(values)) > 10
+
+
+def test_reuse_cool_down_counts_cycles():
+    config = parse_server_config({"do_not_reuse_workers_until_cycle": 3, "cycle_length": 100})
+    rng = random.Random(0)
+    decision = decide(config, counts(remaining=40), FAST, cycles_since_last_assignment=1, rng=rng)
+    assert decision.reason == "worker_cooling_down"
+    # the rest of this cycle (40 s) plus one more whole cycle (100 s), plus jitter
+    assert 140 <= decision.timeout <= 154
+    assert decide(config, counts(), FAST, cycles_since_last_assignment=3, rng=rng).accepted
+    assert decide(config, counts(), FAST, cycles_since_last_assignment=None, rng=rng).accepted
+
+
+def test_speed_gates_and_missing_measurements():
+    config = parse_server_config({"minimum_upload_speed": 5, "maximum_ping": 100})
+    rng = random.Random(0)
+    slow = Speeds(ping_ms=10, download_mbps=1, upload_mbps=4.9)
+    assert decide(config, counts(), slow, cycles_since_last_assignment=None, rng=rng).reason == (
+        "upload_too_slow"
+    )
+    laggy = Speeds(ping_ms=150, upload_mbps=50)
+    assert decide(config, counts(), laggy, cycles_since_last_assignment=None, rng=rng).reason == (
+        "ping_too_high"
+    )
+    assert decide(config, counts(), Speeds(), cycles_since_last_assignment=None, rng=rng).reason == (
+        "upload_too_slow"
+    )
+
+
+def test_random_pool_spreads_acceptances_over_the_cycle():
+    # 10 places, requests arriving at 10/s for 100 s: about 1 in 100 should be accepted early on,
+    # instead of the first 10 requests taking every place.
+    config = parse_server_config({"max_diffs": 10, "max_workers": 10, "pool_selection": "random",
+                                  "cycle_length": 100})
+    rng = random.Random(7)
+    early = [
+        decide(config, counts(accepted=0, requests=100, elapsed=10, remaining=90), FAST,
+               cycles_since_last_assignment=None, rng=rng)
+        for _ in range(1000)
+    ]
+    accepted = sum(d.accepted for d in early)
+    assert 3 <= accepted <= 30
+    rejected = [d for d in early if not d.accepted]
+    assert all(d.reason == "not_selected" and 0 < d.timeout <= 11 for d in rejected)
+    iterate = parse_server_config({"max_diffs": 10, "max_workers": 10, "cycle_length": 100})
+    assert all(
+        decide(iterate, counts(accepted=0, requests=100, elapsed=10, remaining=90), FAST,
+               cycles_since_last_assignment=None, rng=rng).accepted
+        for _ in range(100)
+    )
