@@ -13,11 +13,9 @@ export FEDGRID_TEST_POSTGRES_URL ?= postgresql://fedgrid:fedgrid@127.0.0.1:5432/
 venv: $(STAMP)
 
 # torch first and pinned exactly: the local CPU wheel satisfies it, an open range would pull CUDA.
+# flock: two make runs (or two developers' shells) must not pip-install into the venv at once.
 $(STAMP): plans/pyproject.toml apps/node/pyproject.toml apps/network/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade "pip>=24,<27"
-	$(PY) -m pip install -q "torch==2.13.0"
-	$(PY) -m pip install -q -e "plans[compiler]" -e apps/node -e apps/network -e "clients/python[data]" -r requirements-dev.txt
+	flock /tmp/fedgrid-venv.lock bash scripts/install-venv.sh "$(PYTHON)" "$(VENV)"
 	touch $@
 
 postgres:
