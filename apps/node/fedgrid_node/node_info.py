@@ -34,6 +34,7 @@ def status():
         processes = session.scalar(select(func.count()).select_from(Process))
     return jsonify(
         {
+            "kind": "node",
             "node_id": state.config.node_id,
             "version": __version__,
             "address": state.config.address,
