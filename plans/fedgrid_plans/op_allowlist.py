@@ -12,14 +12,15 @@ _DEFAULT_DOMAIN_OPS = {
     # arithmetic and elementwise
     "Abs", "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Sqrt", "Reciprocal", "Exp", "Log",
     "Max", "Min", "Sum", "Mean", "Clip", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softplus",
-    "Elu", "Selu", "Gelu", "Erf", "Sign", "Floor", "Ceil", "Round", "Mod",
+    "Elu", "Selu", "Gelu", "Erf", "Sign", "Floor", "Ceil", "Round", "Mod", "PRelu",
+    "HardSigmoid", "HardSwish", "Softsign",
     # comparison and logic
     "Equal", "Greater", "GreaterOrEqual", "Less", "LessOrEqual", "Not", "And", "Or", "Xor",
     "Where", "IsNaN", "IsInf",
     # linear algebra and neural-network layers
     "MatMul", "Gemm", "Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool",
     "GlobalMaxPool", "Softmax", "LogSoftmax", "Dropout", "NegativeLogLikelihoodLoss",
-    "SoftmaxCrossEntropyLoss",
+    "SoftmaxCrossEntropyLoss", "LayerNormalization",
     # reductions and indexing
     "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceLogSumExp",
     "ReduceSumSquare", "ArgMax", "ArgMin", "Gather", "GatherElements", "GatherND",

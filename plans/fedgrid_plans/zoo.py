@@ -101,7 +101,7 @@ ZOO: dict[str, ZooModel] = {
     for model in (
         ZooModel("logistic_regression", LogisticRegression, (64,), 0.1, 32, "digits, 64 -> 10"),
         ZooModel("digits_mlp", lambda: MultilayerPerceptron((64, 32, 10)), (64,), 0.1, 32, "digits, 64 -> 32 -> 10"),
-        ZooModel("digits_cnn", DigitsCNN, (1, 8, 8), 0.05, 32, "digits 8x8, two 3x3 convs"),
+        ZooModel("digits_cnn", DigitsCNN, (1, 8, 8), 0.1, 32, "digits 8x8, two 3x3 convs"),
         ZooModel("pygrid_mlp", lambda: MultilayerPerceptron((784, 392, 10)), (784,), 0.1, 64, "MNIST, 784 -> 392 -> 10"),
         ZooModel("mcmahan_2nn", lambda: MultilayerPerceptron((784, 200, 200, 10)), (784,), 0.1, 10, "MNIST, 784 -> 200 -> 200 -> 10"),
         ZooModel("mcmahan_cnn", McMahanCNN, (1, 28, 28), 0.1, 10, "MNIST 28x28, two 5x5 convs 32/64, FC 512"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -38,8 +39,7 @@ def trace_to_onnx(
             )(*example_args)
     except UnsupportedConvolution as exc:
         raise CompileError(
-            f"op aten.convolution_backward ({exc}) is not supported, "
-            f"{layers.describe('aten.convolution.default')}"
+            f"op aten.convolution_backward is not supported here, {layers.describe('aten.convolution.default')}: {exc}"
         ) from None
     except CompileError:
         raise
@@ -95,17 +95,22 @@ def _strip_volatile_metadata(model: onnx.ModelProto) -> None:
 
 def _check_allowed(model: onnx.ModelProto, graph_module, layers: LayerIndex) -> None:
     """Refuse at compile time what a Node would refuse at hosting time."""
+    fx_targets = {n.name: str(n.target) for n in graph_module.graph.nodes if n.op == "call_function"}
     for node in model.graph.node:
         if (node.domain or "ai.onnx", node.op_type) not in ALLOWED_OPS:
+            aten_op = _aten_op_of(node.name, fx_targets)
+            origin = f"exported from {aten_op}, {layers.describe(aten_op)}" if aten_op else "origin unknown"
             raise CompileError(
-                f"the exported graph uses ONNX op {node.domain or 'ai.onnx'}::{node.op_type} (node "
-                f"{node.name!r}), which is outside the plan op allow-list; "
-                f"ops of the traced step: {_aten_ops(graph_module)}"
+                f"the exported graph uses ONNX op {node.domain or 'ai.onnx'}::{node.op_type} ({origin}), "
+                "which is outside the plan op allow-list (fedgrid_plans.op_allowlist); "
+                "replace that layer or op with a supported one"
             )
 
 
-def _aten_ops(graph_module) -> str:
-    return ", ".join(sorted({str(n.target) for n in graph_module.graph.nodes if n.op == "call_function"}))
+def _aten_op_of(onnx_node_name: str, fx_targets: dict[str, str]) -> str | None:
+    """The exporter names ONNX nodes ``node_<fx node>`` or ``node_<fx node>__<n>``."""
+    name = re.sub(r"__\d+$", "", onnx_node_name.removeprefix("node_"))
+    return fx_targets.get(name)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -37,10 +37,21 @@ class LayerIndex:
         self.ops: dict[str, set[str]] = defaultdict(set)
         stack: list[str] = []
         handles = []
+
+        # Hooks must return None: a forward hook's return value replaces the layer's output.
+        def enter(label: str):
+            def hook(_module, _args) -> None:
+                stack.append(label)
+
+            return hook
+
+        def leave(_module, _args, _output) -> None:
+            stack.pop()
+
         for name, module in model.named_modules():
             label = f"{name or '<root>'} ({type(module).__name__})"
-            handles.append(module.register_forward_pre_hook(lambda _m, _a, label=label: stack.append(label)))
-            handles.append(module.register_forward_hook(lambda _m, _a, _o: stack.pop()))
+            handles.append(module.register_forward_pre_hook(enter(label)))
+            handles.append(module.register_forward_hook(leave))
         try:
             with torch.no_grad(), _RecordOps(stack, self.ops):
                 model(features)
@@ -58,6 +69,8 @@ class LayerIndex:
                 base = base[: -len(suffix)]
                 break
         found: set[str] = set()
+        if base in ("_to_copy", "view", "t", "detach", "sym_size", "mul", "add", "sub", "sum", "mean"):
+            return []  # too generic to pin on one layer
         for recorded, layers in self.ops.items():
             if recorded == base or recorded.startswith(base) or base.startswith(recorded + "_"):
                 found |= layers
@@ -67,7 +80,9 @@ class LayerIndex:
         layers = self.layers_for(op_name)
         if not layers:
             return "it comes from the loss, the optimizer or the model's own forward code"
-        return "from layer " + ", ".join(layers)
+        # The root module only "issued" an op if no submodule did (ops in its own forward()).
+        specific = [layer for layer in layers if not layer.startswith("<root>")] or layers
+        return "from layer " + ", ".join(specific)
 
 
 def failing_aten_op(error: BaseException) -> str | None:
