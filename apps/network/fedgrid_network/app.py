@@ -1,0 +1,84 @@
+"""The Network's application factory."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from .config import NetworkConfig
+from .credentials import load_or_create_secret
+from .dashboard import blueprint as dashboard_blueprint
+from .db.database import Database
+from .errors import ApiError
+from .registry import Registry
+from .routes import blueprint as api_blueprint
+
+log = logging.getLogger("fedgrid.network")
+
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+MAX_BODY_BYTES = 4 * 1024 * 1024  # heartbeats are small; nothing here takes uploads
+
+
+@dataclass
+class NetworkState:
+    """Everything the routes need, kept in ``app.extensions["fedgrid_network"]``."""
+
+    config: NetworkConfig
+    db: Database
+    registry: Registry
+
+
+def create_app(config: NetworkConfig) -> Flask:
+    app = Flask("fedgrid_network", static_folder=None)
+    app.config.update(SECRET_KEY=config.secret_key, MAX_CONTENT_LENGTH=MAX_BODY_BYTES)
+    # Secrets not given are generated once, kept in the data directory (mode 0600) and printed
+    # once on the console (never logged), like the Node's admin token.
+    for attribute, filename, what in (
+        ("admin_token", "admin-token", "admin token"),
+        ("registration_secret", "network-secret", "registration secret (NETWORK_SECRET for Nodes)"),
+    ):
+        if not getattr(config, attribute):
+            value, created = load_or_create_secret(config.data_dir / filename)
+            setattr(config, attribute, value)
+            if created:
+                print(f"Generated {what} (stored in {config.data_dir / filename}): {value}",
+                      flush=True)
+
+    db = Database(config.resolved_database_url())
+    db.upgrade()
+    registry = Registry(db, heartbeat_interval=config.heartbeat_interval,
+                        offline_after=config.offline_after_seconds)
+    app.extensions["fedgrid_network"] = NetworkState(config=config, db=db, registry=registry)
+    app.register_blueprint(api_blueprint)
+    app.register_blueprint(dashboard_blueprint)
+    register_error_handlers(app)
+    return app
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError):
+        response = jsonify(error.to_json())
+        response.status_code = error.status
+        response.headers.update(error.headers)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        code = HTTP_ERROR_CODES.get(error.code or 500, "http_error")
+        return api_error(ApiError(code, error.description or error.name, error.code or 500))
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error: Exception):
+        log.exception("unhandled error")
+        return api_error(ApiError("internal_error", "internal error; the Network's log has details",
+                                  500))

@@ -1,0 +1,164 @@
+"""The Network's JSON API (see docs/operations.md and /openapi.json)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import text
+
+from . import __version__
+from .credentials import bearer_token, check_bearer
+from .errors import ApiError
+from .openapi import openapi_document
+
+blueprint = Blueprint("network_api", __name__)
+_started = time.time()
+
+
+def _state():
+    return current_app.extensions["fedgrid_network"]
+
+
+def _json_body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if data is None and request.get_data():
+        raise ApiError("invalid_json", "the request body is not JSON", 400)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError("invalid_json", "the request body must be a JSON object", 400)
+    return data
+
+
+def _arg(data: dict[str, Any], *names: str) -> Any:
+    """The first of ``names`` present in the query string or the JSON body (PyGrid's spellings)."""
+    for name in names:
+        if request.args.get(name) not in (None, ""):
+            return request.args[name]
+        if data.get(name) not in (None, ""):
+            return data[name]
+    return None
+
+
+def _require_admin() -> None:
+    check_bearer(_state().config.admin_token, request.headers.get("Authorization"),
+                 what="Network's admin token", code_prefix="admin_token")
+
+
+# ------------------------------------------------------------------------------- identity
+
+
+@blueprint.get("/health")
+def health():
+    try:
+        with _state().db.session() as session:
+            session.execute(text("SELECT 1"))
+    except Exception:  # the database being down is exactly what this route reports
+        return jsonify({"status": "unavailable", "database": "unreachable"}), 503
+    return jsonify({"status": "ok", "database": "ok"})
+
+
+@blueprint.get("/status")
+def status():
+    state = _state()
+    return jsonify({
+        "kind": "network",
+        "version": __version__,
+        "nodes": state.registry.counts(),
+        "heartbeat_interval": state.config.heartbeat_interval,
+        "offline_after": state.config.offline_after_seconds,
+        "uptime_seconds": round(time.time() - _started, 3),
+    })
+
+
+@blueprint.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document(__version__))
+
+
+# ------------------------------------------------------------------------------- Nodes' side
+
+
+@blueprint.post("/join")
+def join():
+    state = _state()
+    check_bearer(state.config.registration_secret, request.headers.get("Authorization"),
+                 what="Network's registration secret (NETWORK_SECRET)",
+                 code_prefix="registration_secret")
+    data = _json_body()
+    answer = state.registry.join(
+        _arg(data, "node_id", "node-id"),
+        _arg(data, "address", "node-address"),
+        data.get("node_token"),
+        data.get("version"),
+    )
+    return jsonify(answer)
+
+
+def _node_token() -> str:
+    token = bearer_token(request.headers.get("Authorization"))
+    if token is None:
+        raise ApiError("node_token_required",
+                       "send 'Authorization: Bearer <node token>' (the token the join answered)",
+                       401, headers={"WWW-Authenticate": "Bearer"})
+    return token
+
+
+@blueprint.post("/heartbeat")
+def heartbeat():
+    data = _json_body()
+    return jsonify(_state().registry.heartbeat(data.get("node_id"), _node_token(), data))
+
+
+@blueprint.post("/leave")
+def leave():
+    data = _json_body()
+    return jsonify(_state().registry.leave(data.get("node_id"), _node_token()))
+
+
+# ------------------------------------------------------------------------------- directory
+
+
+@blueprint.get("/nodes")
+def list_nodes():
+    return jsonify({"nodes": _state().registry.list_nodes()})
+
+
+@blueprint.get("/nodes/<node_id>")
+def get_node(node_id: str):
+    return jsonify(_state().registry.get_node(node_id))
+
+
+@blueprint.delete("/nodes/<node_id>")
+def remove_node(node_id: str):
+    _require_admin()
+    return jsonify(_state().registry.remove(node_id))
+
+
+@blueprint.get("/connected-nodes")
+def connected_nodes():
+    """PyGrid's spelling: the ids of the Nodes online now."""
+    nodes = _state().registry.list_nodes()
+    return jsonify({"grid-nodes": [n["node_id"] for n in nodes if n["status"] == "online"]})
+
+
+@blueprint.route("/search-model", methods=["GET", "POST"])
+def search_model():
+    data = _json_body() if request.method == "POST" else {}
+    return jsonify(_state().registry.search_model(
+        _arg(data, "model", "name", "model_name"), _arg(data, "version", "model_version")
+    ))
+
+
+@blueprint.get("/models")
+def models():
+    return jsonify({"models": _state().registry.models()})
+
+
+@blueprint.get("/route")
+def route():
+    return jsonify(_state().registry.route(
+        _arg({}, "model", "name", "model_name"), _arg({}, "version", "model_version")
+    ))

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite needs, only those missing:
+#   chromium        headless browser for the dashboard and browser-SDK tests
+#   docker-compose  (v1) validates docker-compose.yml offline with `docker-compose config -q`
+# Runs as root (CI images and the dev containers); as another user it only reports what is missing.
+set -euo pipefail
+
+declare -A needs=(
+    [chromium]=/usr/bin/chromium
+    [docker-compose]=/usr/bin/docker-compose
+)
+missing=()
+for package in "${!needs[@]}"; do
+    test -x "${needs[$package]}" || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing system packages: ${missing[*]} (run this script as root to install them)" >&2
+    exit 1
+fi
+echo "installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
