@@ -26,6 +26,7 @@ HTTP_ROUTES = {
     "retrieve-model": ("GET", "query"),
     "checkpoints": ("GET", "query"),
     "processes": ("GET", "query"),
+    "cycles": ("GET", "query"),
 }
 
 

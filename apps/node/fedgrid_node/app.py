@@ -13,6 +13,7 @@ from .config import NodeConfig
 from .cycles.engine import CycleEngine
 from .db.database import Database
 from .errors import ApiError
+from .metrics import blueprint as metrics_blueprint
 from .model_centric import http_routes, speed_test  # noqa: F401  (speed_test adds routes)
 from .model_centric.events import ModelCentricEvents
 from .model_centric.ws_routes import sock
@@ -65,6 +66,7 @@ def create_app(config: NodeConfig) -> Flask:
 
     app.register_blueprint(http_routes.blueprint)
     app.register_blueprint(node_info_blueprint)
+    app.register_blueprint(metrics_blueprint)
     sock.init_app(app)
     register_error_handlers(app)
     return app

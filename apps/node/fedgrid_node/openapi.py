@@ -164,6 +164,23 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "responses": _responses(JSON_OK, 401, 403),
             }
         },
+        f"{mc}/cycles": {
+            "get": {
+                "summary": "Per-cycle metrics: accepted, reported, dropped, rejected by reason, "
+                "client loss/accuracy (num_samples-weighted), aggregation time, checkpoint",
+                "security": ADMIN,
+                "parameters": _query("name", "version", required=("name",)),
+                "responses": _responses(JSON_OK, 400, 401, 403, 404),
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus text exposition of every process's cycle metrics",
+                "security": ADMIN,
+                "responses": {"200": {"description": "text/plain; version=0.0.4"}, "401": {
+                    "description": "error", "content": {"application/json": {"schema": ERROR}}}},
+            }
+        },
         f"{mc}/speed-test": {
             "get": {
                 "summary": "Download sample of `size` bytes (default 4 MiB, at most 64 MiB)",

@@ -114,7 +114,8 @@ class CycleEngine:
                 select(Assignment.num_samples, Assignment.metrics, ReportDiff.data)
                 .join(ReportDiff, ReportDiff.assignment_id == Assignment.id)
                 .where(Assignment.cycle_id == cycle_id)
-                .order_by(Assignment.id)
+                # The order they were acknowledged in, so the float64 sum is rebuilt exactly.
+                .order_by(Assignment.reported_at, Assignment.id)
                 .execution_options(yield_per=1)
             )
             # Stored reports are folded again one at a time: memory stays O(model).
@@ -173,6 +174,34 @@ class CycleEngine:
 
     def open_cycle_state(self, process_id: int) -> OpenCycle | None:
         return self._open.get(process_id)
+
+    def cycle_metrics(self, cycle: Cycle) -> dict[str, Any]:
+        """A cycle's figures: from its summary once closed, live from memory while open."""
+        metrics: dict[str, Any] = {
+            "sequence": cycle.sequence,
+            "status": cycle.status,
+            "checkpoint": cycle.checkpoint_number,
+            "started_at": cycle.started_at.isoformat() + "Z",
+            "deadline": cycle.deadline.isoformat() + "Z",
+            "closed_at": cycle.closed_at.isoformat() + "Z" if cycle.closed_at else None,
+        }
+        state = self._open.get(cycle.process_id)
+        if cycle.status == "open" and state is not None and state.cycle_id == cycle.id:
+            metrics.update(
+                accepted=state.accepted,
+                reported=state.running.count,
+                dropped=0,
+                rejected=dict(state.rejected),
+                num_samples=state.running.total_samples,
+                client_metrics=state.weighted_metrics(),
+                aggregation_seconds=None,
+            )
+        else:
+            summary = dict(cycle.summary or {})
+            summary.pop("checkpoint", None)
+            metrics.update(summary)
+            metrics["new_checkpoint"] = (cycle.summary or {}).get("checkpoint")
+        return metrics
 
     # ----------------------------------------------------------------------------- hosting
 

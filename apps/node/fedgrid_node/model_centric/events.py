@@ -71,6 +71,7 @@ class ModelCentricEvents:
             "retrieve-model": EventSpec(self.retrieve_model, admin=True),
             "checkpoints": EventSpec(self.list_checkpoints, admin=True),
             "processes": EventSpec(self.list_processes, admin=True),
+            "cycles": EventSpec(self.list_cycles, admin=True),
         }
 
     def dispatch(self, name: str, data: dict[str, Any], context: EventContext) -> dict | BinaryAnswer:
@@ -285,6 +286,21 @@ class ModelCentricEvents:
                     }
                 )
         return {"processes": answer}
+
+
+    def list_cycles(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        """Per-cycle metrics; the open cycle's figures are live from the engine."""
+        with self.db.session() as session:
+            process = self.find_process(session, data.get("name"), data.get("version"))
+            cycles = session.scalars(
+                select(Cycle).where(Cycle.process_id == process.id).order_by(Cycle.sequence)
+            ).all()
+            return {
+                "model": process.name,
+                "version": process.version,
+                "status": process.status,
+                "cycles": [self.engine.cycle_metrics(cycle) for cycle in cycles],
+            }
 
 
 def _speed(data: dict[str, Any], key: str) -> float | None:

@@ -153,3 +153,8 @@ def checkpoints():
 @blueprint.get("/processes")
 def processes():
     return _handle("processes")
+
+
+@blueprint.get("/cycles")
+def cycles():
+    return _handle("cycles")

@@ -9,10 +9,18 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Strategy, StrategyConfigError
+from .fedadagrad import FedAdagrad
+from .fedadam import FedAdam
 from .fedavg import FedAvg
+from .fedavgm import FedAvgM
+from .fedyogi import FedYogi
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "fedavg": FedAvg,
+    "fedavgm": FedAvgM,
+    "fedadagrad": FedAdagrad,
+    "fedadam": FedAdam,
+    "fedyogi": FedYogi,
 }
 
 

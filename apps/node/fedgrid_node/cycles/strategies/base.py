@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
@@ -26,3 +27,15 @@ class Strategy(ABC):
         self, params: Tensors, average_diff: Tensors, state: dict[str, np.ndarray]
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Return (new params, new state). Must not modify its inputs."""
+
+
+def check_positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise StrategyConfigError(f"{name} must be a positive number")
+    return float(value)
+
+
+def check_unit_interval(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise StrategyConfigError(f"{name} must be in [0, 1)")
+    return float(value)

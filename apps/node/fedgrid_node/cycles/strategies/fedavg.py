@@ -10,18 +10,14 @@ FedAvg with server learning rate η).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .base import Strategy, StrategyConfigError, Tensors
+from .base import Strategy, Tensors, check_positive
 
 
 class FedAvg(Strategy):
     def __init__(self, server_learning_rate: float = 1.0) -> None:
-        if not math.isfinite(server_learning_rate) or server_learning_rate <= 0:
-            raise StrategyConfigError("server_learning_rate must be a positive number")
-        self.server_learning_rate = float(server_learning_rate)
+        self.server_learning_rate = check_positive("server_learning_rate", server_learning_rate)
 
     def step(self, params: Tensors, average_diff: Tensors, state: dict[str, np.ndarray]):
         new_params = {

@@ -1,0 +1,89 @@
+"""Prometheus text exposition (`/metrics`) of every hosted process's cycle figures.
+
+Counters are totals over all cycles (closed ones from their stored summaries, the open one live
+from the engine); gauges describe the current state. Admin token required, as for the JSON
+figures: model names and progress are the researcher's business.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from flask import Blueprint, Response, current_app, request
+from sqlalchemy import select
+
+from .auth.admin import check_admin_token
+from .db.models import Cycle, Process
+
+blueprint = Blueprint("metrics", __name__)
+
+HELP = {
+    "fedgrid_cycle": ("gauge", "Sequence number of the current (or last) cycle"),
+    "fedgrid_checkpoint": ("gauge", "Number of the newest checkpoint"),
+    "fedgrid_process_finished": ("gauge", "1 when the process has run all its cycles"),
+    "fedgrid_cycles_total": ("counter", "Cycles closed, by outcome"),
+    "fedgrid_assignments_accepted_total": ("counter", "Places in cycles handed to devices"),
+    "fedgrid_reports_total": ("counter", "Reports acknowledged"),
+    "fedgrid_assignments_dropped_total": ("counter", "Assignments that never reported"),
+    "fedgrid_cycle_requests_rejected_total": ("counter", "Cycle requests rejected, by reason"),
+    "fedgrid_client_metric": ("gauge", "num_samples-weighted client metric of the last completed cycle"),
+    "fedgrid_aggregation_seconds": ("gauge", "Time to close the last completed cycle"),
+}
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@blueprint.get("/metrics")
+def metrics():
+    state = current_app.extensions["fedgrid"]
+    check_admin_token(state.config.admin_token, request.headers.get("Authorization"))
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in HELP}
+    with state.db.session() as session:
+        for process in session.scalars(select(Process).order_by(Process.id)):
+            labels = {"model": process.name, "version": process.version}
+            cycles = session.scalars(
+                select(Cycle).where(Cycle.process_id == process.id).order_by(Cycle.sequence)
+            ).all()
+            outcomes, rejected = Counter(), Counter()
+            accepted = reports = dropped = 0
+            last_completed = None
+            checkpoint = 1
+            for cycle in cycles:
+                figures = state.engine.cycle_metrics(cycle)
+                accepted += figures.get("accepted", 0)
+                reports += figures.get("reported", 0)
+                dropped += figures.get("dropped", 0)
+                rejected.update(figures.get("rejected", {}))
+                if cycle.status != "open":
+                    outcomes[cycle.status] += 1
+                if cycle.status == "completed":
+                    last_completed = figures
+                    checkpoint = max(checkpoint, figures.get("new_checkpoint") or 1)
+            samples["fedgrid_cycle"].append((labels, cycles[-1].sequence if cycles else 0))
+            samples["fedgrid_checkpoint"].append((labels, checkpoint))
+            samples["fedgrid_process_finished"].append((labels, int(process.status == "finished")))
+            for outcome in ("completed", "abandoned"):
+                samples["fedgrid_cycles_total"].append(({**labels, "outcome": outcome}, outcomes[outcome]))
+            samples["fedgrid_assignments_accepted_total"].append((labels, accepted))
+            samples["fedgrid_reports_total"].append((labels, reports))
+            samples["fedgrid_assignments_dropped_total"].append((labels, dropped))
+            for reason, count in sorted(rejected.items()):
+                samples["fedgrid_cycle_requests_rejected_total"].append(
+                    ({**labels, "reason": reason}, count)
+                )
+            if last_completed is not None:
+                for metric, value in sorted((last_completed.get("client_metrics") or {}).items()):
+                    samples["fedgrid_client_metric"].append(({**labels, "metric": metric}, value))
+                samples["fedgrid_aggregation_seconds"].append(
+                    (labels, last_completed.get("aggregation_seconds") or 0.0)
+                )
+    lines = []
+    for name, (kind, help_text) in HELP.items():
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples[name]:
+            rendered = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+            lines.append(f"{name}{{{rendered}}} {float(value)!r}")
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
