@@ -17,6 +17,7 @@ from .metrics import blueprint as metrics_blueprint
 from .model_centric import http_routes, speed_test  # noqa: F401  (speed_test adds routes)
 from .model_centric.events import ModelCentricEvents
 from .model_centric.ws_routes import sock
+from .network_membership import start_membership
 from .node_info import blueprint as node_info_blueprint
 
 log = logging.getLogger("fedgrid.node")
@@ -69,6 +70,7 @@ def create_app(config: NodeConfig) -> Flask:
     app.register_blueprint(metrics_blueprint)
     sock.init_app(app)
     register_error_handlers(app)
+    start_membership(app)  # joins --network, if given, then heartbeats
     return app
 
 

@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="interface to bind (env GRID_NODE_HOST, default 0.0.0.0)")
     parser.add_argument("--network", default=env.get("NETWORK"),
                         help="URL of the Fedgrid Network to join (env NETWORK)")
+    parser.add_argument("--network-secret", default=env.get("NETWORK_SECRET"),
+                        help="registration secret of the Network to join (env NETWORK_SECRET)")
     parser.add_argument("--address", default=env.get("ADDRESS"),
                         help="public URL of this Node, as the Network and devices reach it (env ADDRESS)")
     parser.add_argument("--start_local_db", action="store_true",
@@ -71,12 +73,16 @@ def main(argv: list[str] | None = None) -> None:
         num_replicas=args.num_replicas,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
     )
+    config.network_secret = args.network_secret  # read by network_membership.py
     if os.environ.get("SECRET_KEY"):
         config.secret_key = os.environ["SECRET_KEY"]
     app = create_app(config)
     state = app.extensions["fedgrid"]
 
     def on_stop():
+        from .network_membership import stop_membership
+
+        stop_membership(app)
         state.engine.stop()
         state.db.dispose()
 
