@@ -1,0 +1,44 @@
+"""The averaging plan: PyGrid's iterative (avg, item, num) mean, built and run without torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from fedgrid_plans.averaging import AveragingPlan, build_averaging_graph
+from fedgrid_plans.plan_file import Plan
+from fedgrid_plans.validation import PlanValidationError, validate_plan
+
+PARAMETERS = [{"name": "w", "dtype": "float32", "shape": [3, 2]}, {"name": "b", "dtype": "float32", "shape": [2]}]
+
+
+def test_iterative_average_equals_the_mean():
+    graph, section = build_averaging_graph(PARAMETERS)
+    rng = np.random.default_rng(0)
+    items = [{"w": rng.standard_normal((3, 2)).astype(np.float32), "b": rng.standard_normal(2).astype(np.float32)} for _ in range(5)]
+    average = AveragingPlan(graph, ["w", "b"]).average(items)
+    for name in ("w", "b"):
+        np.testing.assert_allclose(average[name], np.mean([i[name] for i in items], axis=0), rtol=1e-6, atol=1e-6)
+    assert [e["role"] for e in section["inputs"]] == ["average", "item", "average", "item", "count"]
+
+
+def test_one_fold_is_pygrids_formula():
+    graph, _ = build_averaging_graph(PARAMETERS[1:])
+    plan = AveragingPlan(graph, ["b"])
+    result = plan.step({"b": np.array([2.0, 4.0], np.float32)}, {"b": np.array([6.0, 0.0], np.float32)}, count=3)
+    # (avg * num + item) / (num + 1)
+    np.testing.assert_allclose(result["b"], [(2 * 3 + 6) / 4, (4 * 3 + 0) / 4])
+
+
+def test_averaging_graph_allows_arithmetic_only(logistic_plan_bytes):
+    plan = Plan.from_bytes(logistic_plan_bytes)
+    model = onnx.load_from_string(plan.graphs["average"])
+    next(n for n in model.graph.node if n.op_type == "Sub").op_type = "Max"  # allowed in training graphs
+    plan.graphs["average"] = model.SerializeToString()
+    try:
+        validate_plan(plan.sealed().to_bytes())
+    except PlanValidationError as error:
+        assert error.code == "plan_op_not_allowed"
+        assert "'average'" in error.message
+    else:
+        raise AssertionError("an averaging graph with Max was accepted")
