@@ -1,0 +1,197 @@
+"""The Network's API in-process (Flask's test client): registry, impersonation, health, routing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from fedgrid_network.app import create_app
+from fedgrid_network.config import NetworkConfig
+from tests.support.databases import database_backends, make_database_url
+
+SECRET = "registration-secret"
+ADMIN = "network-admin"
+
+
+@pytest.fixture(params=database_backends())
+def network(request, tmp_path):
+    database = make_database_url(request.param, tmp_path)
+    config = NetworkConfig(database_url=database.url, data_dir=tmp_path, admin_token=ADMIN,
+                           registration_secret=SECRET, heartbeat_interval=0.2, offline_after=0.6)
+    app = create_app(config)
+    yield app.test_client()
+    app.extensions["fedgrid_network"].db.dispose()
+    database.drop()
+
+
+def join(client, node_id, address=None, token=None, secret=SECRET):
+    body = {"node_id": node_id, "address": address or f"http://{node_id}:5000"}
+    if token:
+        body["node_token"] = token
+    return client.post("/join", json=body, headers={"Authorization": f"Bearer {secret}"})
+
+
+def beat(client, node_id, token, processes=(), load=0, **extra):
+    return client.post("/heartbeat", json={"node_id": node_id, "processes": list(processes),
+                                           "devices": load, "load": load, **extra},
+                       headers={"Authorization": f"Bearer {token}"})
+
+
+def process(name="mnist", version="1", status="open", cycle=1):
+    return {"name": name, "version": version, "status": status, "cycle": cycle, "checkpoint": cycle,
+            "accepted": 0, "reported": 0, "deadline": "2030-01-01T00:00:00Z"}
+
+
+def test_status_says_network_and_errors_are_json(network):
+    status = network.get("/status").get_json()
+    assert status["kind"] == "network" and status["nodes"]["total"] == 0
+    for response, code in (
+        (network.get("/no-such-route"), "not_found"),
+        (network.put("/route"), "method_not_allowed"),
+        (network.post("/join", data="{", content_type="application/json",
+                      headers={"Authorization": f"Bearer {SECRET}"}), "invalid_json"),
+        (network.get("/route"), "invalid_request"),
+    ):
+        body = response.get_json()
+        assert response.content_type == "application/json", response.data[:200]
+        assert body["error"]["code"] == code and body["error"]["status"] == response.status_code
+
+
+def test_join_heartbeat_and_route_to_the_least_loaded_healthy_node(network):
+    tokens = {}
+    for node_id in ("alice", "bob", "charlie"):
+        answer = join(network, node_id)
+        assert answer.status_code == 200, answer.get_json()
+        tokens[node_id] = answer.get_json()["node_token"]
+        assert answer.get_json()["heartbeat_interval"] == 0.2
+    assert beat(network, "alice", tokens["alice"], [process()], load=5).status_code == 200
+    assert beat(network, "bob", tokens["bob"], [process(), process("other")], load=1).status_code == 200
+    assert beat(network, "charlie", tokens["charlie"], [process("mnist", "2")]).status_code == 200
+
+    routed = network.get("/route?model=mnist&version=1").get_json()
+    assert routed["node_id"] == "bob" and routed["address"] == "http://bob:5000"
+    assert routed["version"] == "1"
+    # PyGrid's parameter names work too; a version hosted nowhere is model_not_found.
+    assert network.get("/route?model_name=mnist&model_version=2").get_json()["node_id"] == "charlie"
+    missing = network.get("/route?model=mnist&version=9")
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "model_not_found"
+    assert network.get("/route?model=nothing").get_json()["error"]["code"] == "model_not_found"
+
+    found = network.get("/search-model?model=mnist").get_json()
+    assert sorted(n["node_id"] for n in found["nodes"]) == ["alice", "bob", "charlie"]
+    assert all(n["process"]["status"] == "open" for n in found["nodes"])
+    directory = {(m["name"], m["version"]): m for m in network.get("/models").get_json()["models"]}
+    assert sorted(directory) == [("mnist", "1"), ("mnist", "2"), ("other", "1")]
+    assert network.get("/connected-nodes").get_json() == {"grid-nodes": ["alice", "bob", "charlie"]}
+
+
+def test_route_spreads_devices_between_heartbeats_and_prefers_open_processes(network):
+    tokens = {n: join(network, n).get_json()["node_token"] for n in ("alice", "bob")}
+    beat(network, "alice", tokens["alice"], [process(status="finished")])
+    beat(network, "bob", tokens["bob"], [process()], load=3)
+    # A finished process only gets devices when no Node runs the model's cycles any more.
+    assert network.get("/route?model=mnist").get_json()["node_id"] == "bob"
+    beat(network, "alice", tokens["alice"], [process()], load=0)
+    # Devices routed since a Node's last heartbeat count as load: bob is at 3 + the 1 routed
+    # above, so alice takes devices at 0, 1, 2, 3 and 4 (ties go to fewer devices), then bob.
+    picks = [network.get("/route?model=mnist").get_json()["node_id"] for _ in range(6)]
+    assert picks == ["alice"] * 5 + ["bob"]
+
+
+def test_missed_heartbeats_mark_a_node_offline_until_the_next_one(network):
+    token = join(network, "alice").get_json()["node_token"]
+    beat(network, "alice", token, [process()])
+    assert network.get("/nodes/alice").get_json()["status"] == "online"
+    time.sleep(0.8)  # offline_after is 0.6 s
+    node = network.get("/nodes/alice").get_json()
+    assert node["status"] == "offline" and node["seconds_since_heartbeat"] >= 0.6
+    gone = network.get("/route?model=mnist")
+    assert gone.status_code == 404
+    assert gone.get_json()["error"]["details"]["unavailable_nodes"] == ["alice"]
+    beat(network, "alice", token, [process()])
+    assert network.get("/nodes/alice").get_json()["status"] == "online"
+    # A degraded Node (its database is down) stays listed but gets no devices.
+    beat(network, "alice", token, [process()], health="degraded")
+    assert network.get("/nodes/alice").get_json()["status"] == "degraded"
+    assert network.get("/route?model=mnist").status_code == 404
+    # Leaving takes it out of routing at once.
+    beat(network, "alice", token, [process()])
+    left = network.post("/leave", json={"node_id": "alice"},
+                        headers={"Authorization": f"Bearer {token}"})
+    assert left.status_code == 200
+    assert network.get("/nodes/alice").get_json()["status"] == "offline"
+
+
+def test_a_node_cannot_register_heartbeat_or_leave_as_another(network):
+    alice = join(network, "alice", "http://alice:5000").get_json()["node_token"]
+    mallory = join(network, "mallory").get_json()["node_token"]
+    # Without the registration secret nobody joins.
+    assert join(network, "eve", secret="").status_code == 401
+    wrong = join(network, "eve", secret="guess")
+    assert wrong.status_code == 403 and wrong.get_json()["error"]["code"] == "registration_secret_invalid"
+    # With the secret but without alice's token, alice's id cannot be taken over.
+    taken = join(network, "alice", "http://mallory:6666", token=mallory)
+    assert taken.status_code == 409 and taken.get_json()["error"]["code"] == "node_id_taken"
+    forged = beat(network, "alice", mallory, [process("poisoned")])
+    assert forged.status_code == 403 and forged.get_json()["error"]["code"] == "node_token_invalid"
+    assert network.post("/leave", json={"node_id": "alice"},
+                        headers={"Authorization": f"Bearer {mallory}"}).status_code == 403
+    assert network.post("/heartbeat", json={"node_id": "alice"}).status_code == 401
+    node = network.get("/nodes/alice").get_json()
+    assert node["address"] == "http://alice:5000" and node["processes"] == []
+    # alice herself re-joins (a restart) with her token, and may move.
+    again = join(network, "alice", "http://alice-2:5000", token=alice)
+    assert again.status_code == 200 and again.get_json()["rejoined"] is True
+    assert network.get("/nodes/alice").get_json()["address"] == "http://alice-2:5000"
+    # Tokens never appear in any answer about the registry.
+    assert alice not in network.get("/nodes").get_data(as_text=True)
+
+
+def test_admin_removes_a_node(network):
+    join(network, "alice")
+    assert network.delete("/nodes/alice").status_code == 401
+    assert network.delete("/nodes/alice", headers={"Authorization": "Bearer nope"}).status_code == 403
+    removed = network.delete("/nodes/alice", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert removed.get_json() == {"status": "removed", "node_id": "alice"}
+    assert network.get("/nodes/alice").get_json()["error"]["code"] == "node_unknown"
+    # Its id is free again; a heartbeat with the old token is told to join.
+    assert network.post("/heartbeat", json={"node_id": "alice"},
+                        headers={"Authorization": "Bearer whatever"}).status_code == 404
+
+
+def test_heartbeat_fields_are_validated(network):
+    token = join(network, "alice").get_json()["node_token"]
+    for bad in ({"processes": "x"}, {"processes": [{"name": "m"}]},
+                {"processes": [{"name": "m", "version": "1", "status": "dancing"}]},
+                {"load": -1}, {"devices": 1.5}, {"health": "great"}):
+        answer = network.post("/heartbeat", json={"node_id": "alice", **bad},
+                              headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "invalid_request", bad
+    assert join(network, "../etc").get_json()["error"]["code"] == "invalid_request"
+    assert join(network, "ok", address="ftp://x").get_json()["error"]["code"] == "invalid_request"
+
+
+def test_openapi_documents_exactly_the_routes_flask_serves(network):
+    app = network.application
+    served = {
+        (rule.rule.replace("<path:filename>", "{filename}").replace("<node_id>", "{node_id}"),
+         method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    document = network.get("/openapi.json").get_json()
+    documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
+    assert served == documented
+
+
+def test_dashboard_lists_nodes_and_models(network):
+    token = join(network, "alice").get_json()["node_token"]
+    beat(network, "alice", token, [process("digits", "3", cycle=7)], load=2)
+    join(network, "bob")
+    page = network.get("/")
+    assert page.status_code == 200 and page.content_type.startswith("text/html")
+    html = page.get_data(as_text=True)
+    assert "alice" in html and "bob" in html and "digits" in html and "online" in html
+    assert "http://" in html and "cdn" not in html.lower()
+    assert network.get("/static/refresh.js").status_code == 200
