@@ -46,3 +46,19 @@ def test_folding_does_not_modify_the_diff_and_order_barely_matters():
             assert np.array_equal(diff[name], copy[name])
     for name in SPEC:
         np.testing.assert_allclose(forward.average()[name], backward.average()[name], rtol=1e-14)
+
+
+def test_folding_in_parts_is_bit_identical_to_one_pass():
+    spec = {"big": ((70_001,), np.dtype("float32")), "small": ((3,), np.dtype("float32"))}
+    rng = np.random.default_rng(5)
+    reports = [({n: rng.standard_normal(s).astype(d) for n, (s, d) in spec.items()}, k)
+               for k in (1, 17, 300)]
+    whole, split = RunningWeightedSum(spec), RunningWeightedSum(spec)
+    for diff, n in reports:
+        whole.fold(diff, n)
+        for part in range(3):
+            split.fold_part(diff, n, part, 3)
+        split.finish_fold(n)
+    for name in spec:
+        assert np.array_equal(whole.sums[name], split.sums[name])
+    assert split.count == 3 and split.total_samples == 318
