@@ -195,3 +195,29 @@ def test_processes_run_side_by_side_without_interfering(api):
         for key, value in start.items():
             weighted = sum(d[key].astype(np.float64) * n for d, n in diffs) / 11
             assert np.array_equal(params[key], (value - weighted).astype(np.float32))
+
+
+def test_hosted_averaging_plan_averages_like_pygrid(api):
+    name = unique_name()
+    plan, checkpoint = logistic_regression()
+    no_plan = api.call(
+        "host-training",
+        {"name": name, "version": "1", "server_config": {"strategy": "hosted_averaging_plan"}},
+        blobs={"model": checkpoint, "plans/training_plan": plan}, admin=True)
+    assert (no_plan.status, no_plan.error_code) == (400, "server_config_invalid")
+    answer = api.call(
+        "host-training",
+        {"name": name, "version": "1",
+         "server_config": {"max_diffs": 3, "strategy": "hosted_averaging_plan"}},
+        blobs={"model": checkpoint, "plans/training_plan": plan, "averaging_plan": plan},
+        admin=True)
+    assert answer.status == 200, answer.body
+    for seed, num_samples in ((1, 5), (2, 500), (3, 50)):
+        worker, body = request_place(api, name)
+        assert report(api, worker, body, seed=seed, num_samples=num_samples).status == 200
+    params = tensors.decode(api.call("retrieve-model", {"name": name}, admin=True).content)
+    start = tensors.decode(checkpoint)
+    diffs = [random_diff(checkpoint, seed) for seed in (1, 2, 3)]
+    for key, value in start.items():
+        unweighted = sum(d[key].astype(np.float64) for d in diffs) / 3  # PyGrid's plain mean
+        np.testing.assert_allclose(params[key], value - unweighted, rtol=1e-5, atol=1e-6)

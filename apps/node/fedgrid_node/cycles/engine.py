@@ -530,11 +530,15 @@ class CycleEngine:
             )
         ).one()
         strategy = build_strategy(config.strategy)
+        if getattr(strategy, "uses_hosted_plan", False):
+            average = self._average_with_hosted_plan(session, process_id, cycle.id, strategy)
+        else:
+            average = state.running.average()
 
         def step() -> tuple[bytes, bytes | None]:
             params = tensors.decode(current.data)
             strategy_state = tensors.decode(current.strategy_state) if current.strategy_state else {}
-            new_params, new_state = strategy.step(params, state.running.average(), strategy_state)
+            new_params, new_state = strategy.step(params, average, strategy_state)
             return (
                 tensors.encode({name: new_params[name] for name in params}),
                 tensors.encode(new_state) if new_state else None,
@@ -546,6 +550,21 @@ class CycleEngine:
             Checkpoint(model_id=model_id, number=number, data=data, strategy_state=strategy_state)
         )
         return number
+
+    def _average_with_hosted_plan(self, session, process_id: int, cycle_id: int, strategy) -> dict:
+        """PyGrid parity: run the hosted averaging plan over the stored diffs, one at a time."""
+        plan_file = session.scalar(
+            select(Plan.data).where(Plan.process_id == process_id, Plan.kind == "averaging")
+        )
+        rows = session.execute(
+            select(ReportDiff.data)
+            .join(Assignment, Assignment.id == ReportDiff.assignment_id)
+            .where(Assignment.cycle_id == cycle_id)
+            .order_by(Assignment.reported_at, Assignment.id)
+            .execution_options(yield_per=1)
+        )
+        diffs = (tensors.decode(data) for (data,) in rows)
+        return run_off_hub(strategy.average, plan_file, diffs)
 
     def _open_next_cycle(self, session, process_id, cycle, config, checkpoint_number) -> int | None:
         completed = session.scalar(

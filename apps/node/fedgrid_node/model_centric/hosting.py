@@ -42,19 +42,24 @@ def _check_checkpoint(data: Any) -> dict:
 
 
 def _check_plan(name: str, data: Any, checkpoint: Mapping, *, averaging: bool = False) -> str:
-    """Validate one plan against the checkpoint; returns its content hash."""
+    """Validate one plan against the checkpoint; returns its content hash.
+
+    An averaging plan is a plan file that holds an ``average`` graph (plans/SPEC.md).
+    """
     from fedgrid_plans import validation
 
     if not isinstance(data, bytes | bytearray) or not data:
         raise invalid_request(f"plan {name!r} must be plan file bytes")
-    validate = validation.validate_averaging_plan if averaging else validation.validate_plan
     try:
-        plan = validate(bytes(data), checkpoint)
+        plan = validation.validate_plan(bytes(data), checkpoint)
     except validation.PlanValidationError as exc:
         raise ApiError(
             "plan_invalid", f"plan {name!r} was refused: {exc}", 400,
             details={"plan": name, "reason": exc.code},
         ) from None
+    if averaging and "average" not in plan.graphs:
+        raise ApiError("plan_invalid", f"plan {name!r} has no 'average' graph", 400,
+                       details={"plan": name, "reason": "plan_graph_missing"})
     return plan.manifest.get("content_hash") or hashlib.sha256(data).hexdigest()
 
 
@@ -85,6 +90,9 @@ def host_training(db: Database, engine: CycleEngine, data: dict[str, Any]) -> di
         plan_hash = _check_plan(plan_name, plan_bytes, checkpoint)
         plan_rows.append(Plan(name=plan_name, kind="client", content_hash=plan_hash, data=bytes(plan_bytes)))
     averaging_plan = data.get("averaging_plan")
+    if server_config.strategy.get("name") == "hosted_averaging_plan" and not averaging_plan:
+        raise ApiError("server_config_invalid",
+                       "strategy 'hosted_averaging_plan' needs an averaging_plan to be hosted", 400)
     if averaging_plan:
         plan_hash = _check_plan("averaging_plan", averaging_plan, checkpoint, averaging=True)
         plan_rows.append(

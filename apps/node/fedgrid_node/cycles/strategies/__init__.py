@@ -14,6 +14,7 @@ from .fedadam import FedAdam
 from .fedavg import FedAvg
 from .fedavgm import FedAvgM
 from .fedyogi import FedYogi
+from .hosted_averaging_plan import HostedAveragingPlan
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "fedavg": FedAvg,
@@ -21,6 +22,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "fedadagrad": FedAdagrad,
     "fedadam": FedAdam,
     "fedyogi": FedYogi,
+    "hosted_averaging_plan": HostedAveragingPlan,
 }
 
 
