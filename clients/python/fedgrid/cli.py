@@ -1,0 +1,237 @@
+"""The ``fedgrid`` command line: host, status, checkpoints, download, train, simulate.
+
+Every command takes ``--url`` (env ``FEDGRID_URL``, default ``http://localhost:5000``); admin
+commands take ``--admin-token`` (env ``FEDGRID_ADMIN_TOKEN`` or ``GRID_ADMIN_TOKEN``). Failures
+print one line saying what went wrong and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .admin import Admin
+from .errors import FedgridError
+
+DEFAULT_URL = "http://localhost:5000"
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """A JSON object given inline, or ``@file.json``."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=env.get("FEDGRID_URL", DEFAULT_URL),
+                        help="Node URL, http(s):// or ws(s):// (env FEDGRID_URL)")
+    admin = argparse.ArgumentParser(add_help=False)
+    admin.add_argument("--admin-token",
+                       default=env.get("FEDGRID_ADMIN_TOKEN") or env.get("GRID_ADMIN_TOKEN"),
+                       help="the Node's admin token (env FEDGRID_ADMIN_TOKEN or GRID_ADMIN_TOKEN)")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("name", help="hosted model name")
+    model.add_argument("--version", default=None, help="model version (default: newest)")
+
+    parser = argparse.ArgumentParser(prog="fedgrid", description="Fedgrid SDK command line.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    host = commands.add_parser("host", parents=[common, admin],
+                               help="host a model: a zoo name or a plan file")
+    host.add_argument("model", help="zoo model name (e.g. digits_mlp; needs torch) or a .fgplan file")
+    host.add_argument("--name", help="name to host it under (default: the zoo name or file stem)")
+    host.add_argument("--version", default="1.0")
+    host.add_argument("--checkpoint", type=Path,
+                      help="initial parameters (.safetensors); required with a plan file")
+    host.add_argument("--client-config", type=_json_object, default={},
+                      help='JSON object (or @file), e.g. \'{"batch_size": 10, "epochs": 5}\'')
+    host.add_argument("--server-config", type=_json_object, default={},
+                      help='JSON object (or @file), e.g. \'{"max_diffs": 5, "num_cycles": 40}\'')
+
+    commands.add_parser("status", parents=[common, admin],
+                        help="the Node's status and its hosted processes")
+
+    cycles = commands.add_parser("cycles", parents=[common, admin, model],
+                                 help="per-cycle metrics of a hosted model")
+    cycles.add_argument("--json", action="store_true", help="print the raw JSON")
+
+    commands.add_parser("checkpoints", parents=[common, admin, model],
+                        help="list a model's checkpoints")
+
+    download = commands.add_parser("download", parents=[common, admin, model],
+                                   help="save a checkpoint as .safetensors")
+    download.add_argument("--checkpoint", default="latest", help="checkpoint number or 'latest'")
+    download.add_argument("-o", "--output", type=Path, help="file to write (default: <name>.safetensors)")
+
+    train = commands.add_parser("train", parents=[common, model],
+                                help="train as one device on a local data file until done")
+    train.add_argument("--data", type=Path, required=True,
+                       help=".npz with arrays 'features' and 'labels' (or 'x' and 'y')")
+    train.add_argument("--auth-token", default=env.get("FEDGRID_AUTH_TOKEN"),
+                       help="device auth token, if the model requires one (env FEDGRID_AUTH_TOKEN)")
+    train.add_argument("--cycles", type=int, default=None, help="stop after this many reports")
+
+    sim = commands.add_parser("simulate", parents=[common, admin],
+                              help="simulated devices on scikit-learn's digits against a Node")
+    sim.add_argument("--model", default="digits_mlp",
+                     help="zoo name (needs torch) or a .fgplan file with --checkpoint")
+    sim.add_argument("--checkpoint", type=Path, help="initial parameters for a plan file")
+    sim.add_argument("--devices", type=int, default=20)
+    sim.add_argument("--per-cycle", type=int, default=5, help="devices per cycle")
+    sim.add_argument("--cycles", type=int, default=40)
+    sim.add_argument("--split", choices=("iid", "noniid"), default="iid")
+    sim.add_argument("--epochs", type=int, default=5)
+    sim.add_argument("--batch-size", type=int, default=10)
+    sim.add_argument("--lr", type=float, default=None, help="learning rate (default: the plan's)")
+    sim.add_argument("--processes", type=int, default=2,
+                     help="device processes (bounded; 0 = threads in this process)")
+    sim.add_argument("--target-accuracy", type=float, default=None,
+                     help="stop once the test accuracy reaches this")
+    sim.add_argument("--strategy", default=None, help="server strategy name (default: fedavg)")
+    sim.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _admin(args: argparse.Namespace) -> Admin:
+    if not args.admin_token:
+        raise SystemExit("fedgrid: this command needs the Node's admin token: pass --admin-token "
+                         "or set FEDGRID_ADMIN_TOKEN")
+    return Admin(args.url, args.admin_token)
+
+
+def _model_source(model: str, checkpoint: Path | None) -> tuple[Any, Any, str]:
+    """(model, checkpoint, default name) for a zoo name or a plan file path."""
+    path = Path(model)
+    if path.suffix == ".fgplan" or path.exists():
+        if checkpoint is None:
+            raise SystemExit("fedgrid: hosting a plan file needs --checkpoint <initial .safetensors>")
+        return path.read_bytes(), checkpoint.read_bytes(), path.stem
+    return model, None, model
+
+
+def cmd_host(args: argparse.Namespace) -> None:
+    model, checkpoint, default_name = _model_source(args.model, args.checkpoint)
+    with _admin(args) as admin:
+        answer = admin.host_training(model, args.name or default_name, args.version,
+                                     checkpoint=checkpoint, client_config=args.client_config,
+                                     server_config=args.server_config)
+    print(f"hosted {answer['model']} {answer['version']}: process {answer['process_id']}, "
+          f"plans {answer['plans']}, checkpoint {answer['checkpoint']}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    with _admin(args) as admin:
+        status = admin.status()
+        processes = admin.processes()
+    print(f"{status.get('kind', 'node')} {status.get('node_id', status.get('id', ''))} at {args.url}"
+          f" (version {status.get('version', '?')})")
+    if not processes:
+        print("no hosted models")
+    for process in processes:
+        cycle = process.get("cycle") or {}
+        where = (f"cycle {cycle.get('sequence')} {cycle.get('status')}, checkpoint "
+                 f"{cycle.get('checkpoint')}") if cycle else "no cycle"
+        print(f"  {process['model']} {process['version']}: {process['status']}, {where}")
+
+
+def cmd_cycles(args: argparse.Namespace) -> None:
+    with _admin(args) as admin:
+        cycles = admin.cycles(args.name, args.version)
+    if args.json:
+        print(json.dumps(cycles, indent=2))
+        return
+    for cycle in cycles:
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted((cycle.get("client_metrics") or {}).items()))
+        print(f"cycle {cycle['sequence']:3d}  {cycle['status']:<9}  checkpoint {cycle['checkpoint']}"
+              f"  reported {cycle.get('reported', 0)}/{cycle.get('accepted', 0)}"
+              f"  dropped {cycle.get('dropped', 0)}  {metrics}".rstrip())
+
+
+def cmd_checkpoints(args: argparse.Namespace) -> None:
+    with _admin(args) as admin:
+        answer = admin.checkpoints(args.name, args.version)
+    print(f"{answer['model']} {answer['version']}: latest checkpoint {answer['latest']}")
+    for checkpoint in answer["checkpoints"]:
+        print(f"  {checkpoint['number']:4d}  {checkpoint['created_at']}")
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    with _admin(args) as admin:
+        data = admin.download_checkpoint(args.name, args.version, args.checkpoint)
+    output = args.output or Path(f"{args.name}.safetensors")
+    output.write_bytes(data)
+    print(f"wrote {output} ({len(data)} bytes)")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .jobs import Client
+
+    with np.load(args.data) as archive:
+        data = {key: archive[key] for key in archive.files}
+    with Client(args.url, auth_token=args.auth_token) as client:
+        job = client.new_job(args.name, args.version)
+
+        def said(assignment, result) -> None:
+            metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted(result.metrics.items()))
+            print(f"cycle {assignment.cycle}: reported {result.num_samples} samples, {metrics}",
+                  flush=True)
+
+        reports = job.participate(data, cycles=args.cycles, on_report=said)
+    print(f"done: {len(reports)} report(s)")
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from .simulate import simulate
+
+    if not args.admin_token:
+        raise SystemExit("fedgrid: simulate hosts its model, so it needs --admin-token")
+    model, checkpoint, _ = _model_source(args.model, args.checkpoint)
+    print(f"simulating {args.devices} devices ({args.split}), {args.per_cycle} per cycle, "
+          f"E={args.epochs} B={args.batch_size}, up to {args.cycles} cycles", flush=True)
+    result = simulate(
+        args.url, args.admin_token, model=model, checkpoint=checkpoint, devices=args.devices,
+        per_cycle=args.per_cycle, cycles=args.cycles, split=args.split, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.lr, processes=args.processes,
+        seed=args.seed, target_accuracy=args.target_accuracy, strategy=args.strategy,
+        on_cycle=lambda record: print(record.line(), flush=True),
+    )
+    print(f"{result.name}: test accuracy {result.initial_test_accuracy:.4f} -> "
+          f"{result.final_test_accuracy:.4f} after {len(result.records)} cycles")
+
+
+COMMANDS = {
+    "host": cmd_host, "status": cmd_status, "cycles": cmd_cycles, "checkpoints": cmd_checkpoints,
+    "download": cmd_download, "train": cmd_train, "simulate": cmd_simulate,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except FedgridError as exc:
+        print(f"fedgrid {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (ImportError, ValueError, OSError) as exc:
+        print(f"fedgrid {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
