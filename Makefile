@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PG_VERSION ?= $(shell ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
 # Tests create their own throw-away databases with this role (see scripts/postgres.sh).
 export FEDGRID_TEST_POSTGRES_URL ?= postgresql://fedgrid:fedgrid@127.0.0.1:5432/postgres
 
@@ -12,7 +11,7 @@ export FEDGRID_TEST_POSTGRES_URL ?= postgresql://fedgrid:fedgrid@127.0.0.1:5432/
 
 venv: $(STAMP)
 
-# torch first and pinned exactly: the local CPU wheel satisfies it, an open range would pull CUDA.
+# torch is pinned exactly (see the script): the local CPU wheel satisfies it, a range pulls CUDA.
 # flock: two make runs (or two developers' shells) must not pip-install into the venv at once.
 $(STAMP): plans/pyproject.toml apps/node/pyproject.toml apps/network/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
 	flock /tmp/fedgrid-venv.lock bash scripts/install-venv.sh "$(PYTHON)" "$(VENV)"
