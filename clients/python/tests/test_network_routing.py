@@ -1,0 +1,81 @@
+"""``Client(url)`` with a Fedgrid Network's URL: the Node is found through ``GET /route``.
+
+The Network app is built elsewhere; a stand-in HTTP server here speaks its two routes
+(``/status`` with ``kind: network``, ``/route?model&version``) and routes to a real Node.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+import fedgrid
+from fedgrid import Client
+
+
+@pytest.fixture
+def stand_in_network(sdk_node):
+    routes: dict[str, str] = {}
+    asked: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if parts.path == "/status":
+                self._answer(200, {"kind": "network", "network_id": "stand-in"})
+            elif parts.path == "/route" and query.get("model") in routes:
+                asked.append(query)
+                self._answer(200, {"node_id": "node-1", "address": routes[query["model"]]})
+            elif parts.path == "/route":
+                self._answer(404, {"error": {"code": "model_not_found", "status": 404,
+                                             "message": "no Node hosts that model"}})
+            else:
+                self._answer(404, {"error": {"code": "not_found", "status": 404, "message": "?"}})
+
+        def _answer(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    server.routes, server.asked = routes, asked
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_client_resolves_the_node_through_the_network(stand_in_network, sdk_node, host, digits,
+                                                      transport):
+    name = host(server_config={"max_diffs": 1})
+    stand_in_network.routes[name] = sdk_node.url
+    url = stand_in_network.url if transport == "http" else \
+        stand_in_network.url.replace("http://", "ws://")
+    features, labels = digits
+    with Client(url) as client:
+        job = client.new_job(name, "1.0")
+        assignment = job.request()
+        assignment.report(assignment.train((features[:20], labels[:20])))
+        assert job.transport.kind == transport
+        assert job.transport.url == sdk_node.url
+    assert stand_in_network.asked == [{"model": name, "version": "1.0"}]
+
+
+def test_model_unknown_to_the_network(stand_in_network):
+    with Client(stand_in_network.url) as client, pytest.raises(fedgrid.ProcessUnknown) as caught:
+        client.new_job("nobody-hosts-this").request()
+    assert "nobody-hosts-this" in str(caught.value)
