@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from .auth.admin import load_or_create_admin_token
 from .config import NodeConfig
 from .cycles.engine import CycleEngine
+from .dashboard import init_app as init_dashboard
 from .db.database import Database
 from .errors import ApiError
 from .metrics import blueprint as metrics_blueprint
@@ -68,6 +69,7 @@ def create_app(config: NodeConfig) -> Flask:
     app.register_blueprint(http_routes.blueprint)
     app.register_blueprint(node_info_blueprint)
     app.register_blueprint(metrics_blueprint)
+    init_dashboard(app)  # the dashboard at / (dashboard/); after node_info: adds its OpenAPI paths
     sock.init_app(app)
     register_error_handlers(app)
     start_membership(app)  # joins --network, if given, then heartbeats

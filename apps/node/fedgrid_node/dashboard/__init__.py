@@ -1,0 +1,345 @@
+"""The Node's dashboard at `/`, for researchers and operators.
+
+Server-rendered (Jinja templates, charts as inline SVG drawn in Python), with assets served by
+the Node itself: nothing comes from a CDN, and the page works without JavaScript. A small script
+of our own re-fetches the page every few seconds and swaps the content, so a training run can be
+watched live.
+
+Anyone sees who the Node is and whether it is registered with its Network. Hosted processes,
+cycles, client metrics and checkpoints are admin data: the admin token is typed into a form once,
+checked, and the browser then holds a signed session cookie (HttpOnly, SameSite=Strict, signed
+with SECRET_KEY) carrying only an HMAC of the token — never the token itself, and never in a URL
+or a log. Changing the admin token (or SECRET_KEY) logs every browser out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    session,
+    url_for,
+)
+from sqlalchemy import select
+
+from .. import __version__
+from ..db.models import Checkpoint, Cycle, Model, Process, utcnow
+from ..errors import ApiError
+from .charts import line_chart
+
+blueprint = Blueprint("node_dashboard", __name__, template_folder="templates")
+STATIC_DIR = Path(__file__).parent / "static"
+ASSETS = {"dashboard.css": "text/css", "refresh.js": "text/javascript"}
+
+SESSION_KEY = "fedgrid_admin"
+HISTORY_ROWS = 12
+MAX_CHART_POINTS = 240
+PREFERRED_METRICS = ("loss", "accuracy")
+_started = time.time()
+
+
+def init_app(app: Flask) -> None:
+    """Register the dashboard, harden its session cookie and document its routes."""
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict",
+                      SESSION_COOKIE_NAME="fedgrid_dashboard")
+    app.register_blueprint(blueprint)
+    documented = app.view_functions.get("node_info.openapi")
+    if documented is not None:
+        def openapi_with_dashboard():
+            document = documented().get_json()
+            document["paths"].update(OPENAPI_PATHS)
+            return jsonify(document)
+
+        app.view_functions["node_info.openapi"] = openapi_with_dashboard
+
+
+# ----------------------------------------------------------------------------------- access
+
+
+def _fingerprint(token: str) -> str:
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, token.encode(), hashlib.sha256).hexdigest()
+
+
+def is_admin() -> bool:
+    held = session.get(SESSION_KEY)
+    token = current_app.extensions["fedgrid"].config.admin_token
+    return isinstance(held, str) and bool(token) and hmac.compare_digest(held, _fingerprint(token))
+
+
+def _check_same_origin() -> None:
+    """Forms post only from this Node's own pages (SameSite=Strict already keeps cookies home)."""
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        expected = urlsplit(request.host_url)
+        given = urlsplit(origin)
+        if (given.scheme, given.netloc) != (expected.scheme, expected.netloc):
+            raise ApiError("cross_origin_form", "dashboard forms must come from this Node's pages",
+                           403)
+
+
+def _page(html: str, status: int = 200) -> Response:
+    response = current_app.make_response((html, status))
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:; "
+        "frame-ancestors 'none'; form-action 'self'"
+    )
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+# ----------------------------------------------------------------------------------- views
+
+
+@blueprint.get("/")
+def index():
+    return _render()
+
+
+@blueprint.post("/dashboard/login")
+def login():
+    _check_same_origin()
+    token = request.form.get("token", "").strip()
+    expected = current_app.extensions["fedgrid"].config.admin_token or ""
+    if not token or not expected or not hmac.compare_digest(token.encode(), expected.encode()):
+        return _render(login_error="That is not this Node's admin token.", status=403)
+    session.clear()
+    session[SESSION_KEY] = _fingerprint(expected)
+    return redirect(url_for("node_dashboard.index"), code=303)
+
+
+@blueprint.post("/dashboard/logout")
+def logout():
+    _check_same_origin()
+    session.clear()
+    return redirect(url_for("node_dashboard.index"), code=303)
+
+
+@blueprint.get("/dashboard/dashboard.css")
+def stylesheet():
+    return _asset("dashboard.css")
+
+
+@blueprint.get("/dashboard/refresh.js")
+def script():
+    return _asset("refresh.js")
+
+
+def _asset(name: str) -> Response:
+    # Explicit routes (not a static folder) keep the OpenAPI paths plain; both files are tiny.
+    response = send_from_directory(STATIC_DIR, name, mimetype=ASSETS[name], max_age=300)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@blueprint.get("/dashboard/checkpoint")
+def download_checkpoint():
+    if not is_admin():
+        raise ApiError("admin_login_required",
+                       "log in on the dashboard (or use retrieve-model with the admin token)", 401)
+    try:
+        process_id = int(request.args.get("process", ""))
+        number = int(request.args.get("number", ""))
+    except ValueError:
+        raise ApiError("invalid_request", "process and number must be integers", 400) from None
+    state = current_app.extensions["fedgrid"]
+    with state.db.session() as session_:
+        row = session_.execute(
+            select(Process.name, Process.version, Checkpoint.data)
+            .join(Model, Model.process_id == Process.id)
+            .join(Checkpoint, Checkpoint.model_id == Model.id)
+            .where(Process.id == process_id, Checkpoint.number == number)
+        ).first()
+    if row is None:
+        raise ApiError("checkpoint_unknown", "no such checkpoint", 404)
+    filename = f"{row.name}-{row.version}-checkpoint-{number}.safetensors".replace('"', "")
+    return Response(row.data, mimetype="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "no-store",
+    })
+
+
+def _render(*, login_error: str | None = None, status: int = 200) -> Response:
+    state = current_app.extensions["fedgrid"]
+    admin = is_admin()
+    with state.db.session() as db_session:
+        hosted = db_session.scalar(select(Process.id).limit(1)) is not None
+        processes = _processes(state, db_session) if admin else []
+    html = render_template(
+        "node_dashboard.html",
+        node_id=state.config.node_id,
+        version=__version__,
+        address=state.config.address,
+        uptime=_duration(time.time() - _started),
+        network=_membership(),
+        admin=admin,
+        hosted=hosted,
+        processes=processes,
+        login_error=login_error,
+    )
+    return _page(html, status)
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    if seconds < 86400:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{seconds // 86400} d {seconds % 86400 // 3600} h"
+
+
+def _time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "–"
+
+
+def _membership() -> dict[str, Any] | None:
+    membership = current_app.extensions.get("fedgrid_membership")
+    if membership is None:
+        return None
+    status = membership.status
+    last = status.last_heartbeat_at
+    return {
+        "url": status.network_url,
+        "joined": status.joined,
+        "address": status.address,
+        "last_heartbeat": (f"{_duration((utcnow() - last).total_seconds())} ago" if last else None),
+        "error": status.last_error,
+    }
+
+
+def _cycle_figures(state, cycle: Cycle) -> dict[str, Any]:
+    figures = getattr(state.engine, "cycle_metrics", None)
+    if figures is not None:
+        return figures(cycle)
+    summary = dict(cycle.summary or {})  # an engine without cycle_metrics: closed cycles only
+    return {"sequence": cycle.sequence, "status": cycle.status, **summary,
+            "checkpoint": cycle.checkpoint_number}
+
+
+def _processes(state, db_session) -> list[dict[str, Any]]:
+    described = []
+    now = utcnow()
+    processes = db_session.scalars(
+        select(Process).order_by(Process.created_at.desc(), Process.id.desc())
+    ).all()
+    for process in processes:
+        cycles = db_session.scalars(
+            select(Cycle).where(Cycle.process_id == process.id).order_by(Cycle.sequence)
+        ).all()
+        figures = [_cycle_figures(state, cycle) for cycle in cycles]
+        by_sequence = {cycle.sequence: cycle for cycle in cycles}
+        current = next((f for f in reversed(figures) if f.get("status") == "open"), None)
+        if current is not None:
+            cycle = by_sequence[current["sequence"]]
+            current = {
+                **current,
+                "seconds_left": max(0.0, (cycle.deadline - now).total_seconds()),
+                "deadline_text": _time(cycle.deadline),
+                "left_text": _duration((cycle.deadline - now).total_seconds()),
+                "started_text": _time(cycle.started_at),
+            }
+        closed = [f for f in figures if f.get("status") != "open"]
+        checkpoints = db_session.execute(
+            select(Checkpoint.number, Checkpoint.created_at)
+            .join(Model, Model.id == Checkpoint.model_id)
+            .where(Model.process_id == process.id)
+            .order_by(Checkpoint.number.desc())
+        ).all()
+        config = process.server_config or {}
+        described.append({
+            "id": process.id,
+            "name": process.name,
+            "version": process.version,
+            "status": process.status,
+            "hosted_at": _time(process.created_at),
+            "goal": config.get("max_diffs", 10),
+            "max_workers": config.get("max_workers"),
+            "cycle_length": config.get("cycle_length"),
+            "num_cycles": config.get("num_cycles"),
+            "strategy": (config.get("strategy") or {}).get("name", "fedavg"),
+            "completed": sum(1 for f in closed if f.get("status") == "completed"),
+            "current": current,
+            "history": [
+                {**f, "closed_text": _time(by_sequence[f["sequence"]].closed_at)}
+                for f in reversed(closed[-HISTORY_ROWS:])
+            ],
+            "charts": _charts(closed),
+            "checkpoints": [
+                {"number": number, "created": _time(created)} for number, created in checkpoints
+            ],
+        })
+    return described
+
+
+def _charts(closed: list[dict[str, Any]]) -> list:
+    names: list[str] = []
+    for figures in closed:
+        for name in (figures.get("client_metrics") or {}):
+            if name not in names:
+                names.append(name)
+    names.sort(key=lambda n: (PREFERRED_METRICS.index(n) if n in PREFERRED_METRICS else 99, n))
+    stride = max(1, -(-len(closed) // MAX_CHART_POINTS))
+    sampled = closed[::stride]
+    if closed and sampled[-1] is not closed[-1]:
+        sampled.append(closed[-1])
+    return [
+        line_chart(name, [(f["sequence"], (f.get("client_metrics") or {}).get(name))
+                          for f in sampled])
+        for name in names[:6]
+    ]
+
+
+_HTML = {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+_SEE_OTHER = {"description": "back to the dashboard", "headers": {"Location": {
+    "schema": {"type": "string"}}}}
+_ERROR = {"description": "error", "content": {"application/json": {"schema": {
+    "$ref": "#/components/schemas/Error"}}}}
+OPENAPI_PATHS: dict[str, Any] = {
+    "/": {"get": {"summary": "Dashboard: processes, current cycle, client metrics, checkpoints "
+                             "(admin data after logging in)", "responses": {"200": _HTML}}},
+    "/dashboard/login": {"post": {
+        "summary": "Log the browser in with the admin token (form field `token`); sets a "
+                   "signed session cookie",
+        "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+            "schema": {"type": "object", "properties": {"token": {"type": "string"}},
+                       "required": ["token"]}}}},
+        "responses": {"303": _SEE_OTHER, "403": _HTML},
+    }},
+    "/dashboard/logout": {"post": {"summary": "Forget the browser's dashboard session",
+                                   "responses": {"303": _SEE_OTHER}}},
+    "/dashboard/checkpoint": {"get": {
+        "summary": "Download a checkpoint (dashboard session required)",
+        "parameters": [{"name": n, "in": "query", "required": True, "schema": {"type": "integer"}}
+                       for n in ("process", "number")],
+        "responses": {"200": {"description": "safetensors bytes", "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+            "400": _ERROR, "401": _ERROR, "404": _ERROR},
+    }},
+    "/dashboard/dashboard.css": {"get": {"summary": "The dashboard's stylesheet",
+                                         "responses": {"200": {"description": "CSS"}}}},
+    "/dashboard/refresh.js": {"get": {"summary": "The dashboard's live-refresh script",
+                                      "responses": {"200": {"description": "JavaScript"}}}},
+}
