@@ -1,0 +1,256 @@
+// Run a plan's training graph with onnxruntime-web: one step (PlanExecutor.step) or a local round
+// (trainLocally). Inputs and outputs are found by their manifest roles, never by position, exactly
+// as plans/fedgrid_plans/executor.py does, so both executors meet the same conformance vectors.
+
+import { FedgridError, TrainingStoppedError } from './errors.js';
+import { Plan } from './plan.js';
+import { runtime } from './runtime.js';
+import { MANIFEST_DTYPES } from './safetensors.js';
+import { SeededRandom } from './random.js';
+import { decodeTrainingState, encodeTrainingState } from './training_state.js';
+
+export { SeededRandom };
+
+const ARRAY_FOR = { float32: Float32Array, float64: Float64Array, int64: BigInt64Array, int32: Int32Array, uint8: Uint8Array };
+
+function product(shape) { return shape.reduce((a, b) => a * b, 1); }
+
+function groupByRole(entries) {
+  const grouped = {};
+  for (const entry of entries) (grouped[entry.role] ??= []).push(entry);
+  return grouped;
+}
+
+/** Convert numbers/arrays/typed arrays to the typed array a manifest dtype needs. */
+export function toTypedArray(values, dtype) {
+  const ArrayType = ARRAY_FOR[dtype];
+  if (!ArrayType) throw new FedgridError(`plan input dtype ${dtype} is not supported by the JavaScript executor`);
+  if (values instanceof ArrayType) return values;
+  const flat = ArrayBuffer.isView(values) ? Array.from(values) : (Array.isArray(values) ? values.flat(Infinity) : [values]);
+  if (ArrayType === BigInt64Array) return BigInt64Array.from(flat, (v) => BigInt(Math.trunc(Number(v))));
+  return ArrayType.from(flat, Number);
+}
+
+export class PlanExecutor {
+  /** Use PlanExecutor.create(plan): sessions are created asynchronously. */
+  constructor(plan, trainSession) {
+    this.plan = plan;
+    const { manifest } = plan;
+    this.parameterSpecs = manifest.parameters;
+    this.parameterNames = manifest.parameters.map((p) => p.name);
+    const inputs = groupByRole(manifest.train.inputs);
+    this.featuresInput = inputs.features[0];
+    this.labelsInput = inputs.labels[0];
+    this.learningRateInput = inputs.learning_rate[0].name;
+    this.parameterInputs = inputs.parameter ?? [];
+    this.stateInputs = inputs.optimizer_state ?? [];
+    this.globalInputs = inputs.global_parameter ?? [];
+    this.outputs = manifest.train.outputs;
+    this.defaults = manifest.defaults ?? {};
+    this.defaultLearningRate = Number(this.defaults.learning_rate ?? 0.01);
+    this.featureShape = this.featuresInput.shape.slice(1).map(Number);
+    this.featureSize = product(this.featureShape);
+    this.session = trainSession;
+  }
+
+  /**
+   * @param {Plan|Uint8Array|ArrayBuffer} plan  a Plan or plan-file bytes
+   * @param {{executionProviders?: string[], verify?: boolean}} [options]
+   */
+  static async create(plan, { executionProviders = ['wasm'], verify = true } = {}) {
+    const parsed = plan instanceof Plan ? plan : Plan.fromBytes(plan);
+    if (verify) await parsed.verify();
+    const ort = runtime();
+    const session = await ort.InferenceSession.create(parsed.graphs.train, {
+      executionProviders,
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+    });
+    return new PlanExecutor(parsed, session);
+  }
+
+  get usesOptimizerState() { return this.stateInputs.length > 0; }
+
+  get usesGlobalParameters() { return this.globalInputs.length > 0; }
+
+  /** Zeros for every optimizer-state entry (momentum buffers start at zero). */
+  initialOptimizerState() {
+    const state = {};
+    for (const entry of this.plan.manifest.optimizer_state ?? []) {
+      state[entry.parameter] = { dtype: 'F32', shape: [...entry.shape], data: new Float32Array(product(entry.shape)) };
+    }
+    return state;
+  }
+
+  /**
+   * One update on one batch.
+   * @param parameters {name: {data, shape}} (a parsed checkpoint's tensors)
+   * @param features Float32Array of batch*featureSize values
+   * @param labels   labels of the batch (typed array or numbers)
+   * @returns {Promise<{loss: number, metrics: Record<string, number>, parameters: object, optimizerState: object}>}
+   */
+  async step(parameters, features, labels, { learningRate, optimizerState, globalParameters } = {}) {
+    const ort = runtime();
+    const featureValues = toTypedArray(features, this.featuresInput.dtype);
+    const batch = featureValues.length / this.featureSize;
+    if (!Number.isInteger(batch) || batch < 1) {
+      throw new FedgridError(`features hold ${featureValues.length} values, not a whole number of examples of shape [${this.featureShape}]`);
+    }
+    const labelValues = toTypedArray(labels, this.labelsInput.dtype);
+    const labelShape = [batch, ...this.labelsInput.shape.slice(1).map(Number)];
+    if (labelValues.length !== product(labelShape)) {
+      throw new FedgridError(`a batch of ${batch} examples needs ${product(labelShape)} label values, got ${labelValues.length}`);
+    }
+    const feeds = {
+      [this.featuresInput.name]: new ort.Tensor(this.featuresInput.dtype, featureValues, [batch, ...this.featureShape]),
+      [this.labelsInput.name]: new ort.Tensor(this.labelsInput.dtype, labelValues, labelShape),
+      [this.learningRateInput]: new ort.Tensor('float32', new Float32Array([learningRate ?? this.defaultLearningRate]), []),
+    };
+    const feed = (entries, source, what) => {
+      for (const entry of entries) {
+        const tensor = source[entry.parameter];
+        if (!tensor) throw new FedgridError(`${what} '${entry.parameter}' is missing`);
+        feeds[entry.name] = new ort.Tensor(entry.dtype, tensor.data, entry.shape);
+      }
+    };
+    feed(this.parameterInputs, parameters, 'parameter');
+    if (this.usesOptimizerState) feed(this.stateInputs, optimizerState ?? this.initialOptimizerState(), 'optimizer state');
+    if (this.usesGlobalParameters) feed(this.globalInputs, globalParameters ?? parameters, 'global parameter');
+    const results = await this.session.run(feeds);
+    let loss = 0;
+    const metrics = {};
+    const updated = {};
+    const updatedState = {};
+    for (const output of this.outputs) {
+      const value = results[output.name];
+      if (output.role === 'loss') loss = Number(value.data[0]);
+      else if (output.role === 'metric') metrics[output.metric] = Number(value.data[0]);
+      else if (output.role === 'updated_parameter') updated[output.parameter] = { dtype: MANIFEST_DTYPES[output.dtype], shape: [...value.dims], data: value.data };
+      else if (output.role === 'updated_optimizer_state') updatedState[output.parameter] = { dtype: MANIFEST_DTYPES[output.dtype], shape: [...value.dims], data: value.data };
+    }
+    return { loss, metrics, parameters: updated, optimizerState: updatedState };
+  }
+
+  async release() {
+    await this.session?.release?.();
+  }
+}
+
+function copyTensors(tensors, names) {
+  const out = {};
+  for (const name of names) {
+    const t = tensors[name];
+    if (!t) throw new FedgridError(`the checkpoint has no parameter '${name}' that the plan needs`);
+    out[name] = { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) };
+  }
+  return out;
+}
+
+/**
+ * Train on (features, labels) and return the diff start - trained (the thing a device reports).
+ *
+ * Unset options come from the plan's defaults. Each epoch visits every example once in batches of
+ * batchSize (the last batch may be smaller), in an order drawn from SeededRandom(seed) when
+ * shuffling. Training ends after `epochs`, at `maxUpdates`, when onBatch returns false, or when
+ * `signal` aborts; an abort throws TrainingStoppedError whose `checkpoint` (a JSON-able object)
+ * continues the same run when passed back as `resumeFrom`.
+ */
+export async function trainLocally(executor, parameters, options) {
+  const { features, labels, onBatch, signal, resumeFrom } = options;
+  const defaults = executor.defaults;
+  const batchSize = Number(options.batchSize ?? defaults.batch_size ?? 32);
+  const epochs = Number(options.epochs ?? defaults.epochs ?? 1);
+  const maxUpdates = options.maxUpdates ?? defaults.max_updates ?? null;
+  const shuffle = options.shuffle ?? defaults.shuffle ?? true;
+  const learningRate = Number(options.learningRate ?? executor.defaultLearningRate);
+  if (!(batchSize >= 1 && epochs >= 1)) throw new FedgridError('batchSize and epochs must be >= 1');
+
+  const featureValues = toTypedArray(features, executor.featuresInput.dtype);
+  const labelValues = toTypedArray(labels, executor.labelsInput.dtype);
+  const count = featureValues.length / executor.featureSize;
+  const labelWidth = product(executor.labelsInput.shape.slice(1).map(Number));
+  if (!Number.isInteger(count) || count < 1 || labelValues.length !== count * labelWidth) {
+    throw new FedgridError(`need a whole number of examples of shape [${executor.featureShape}] and one label each (got ${featureValues.length} feature values and ${labelValues.length} labels)`);
+  }
+
+  let run;
+  if (resumeFrom) {
+    run = decodeTrainingState(resumeFrom, executor.plan.contentHash, count);
+  } else {
+    const start = copyTensors(parameters, executor.parameterNames);
+    run = {
+      start,
+      current: start,
+      optimizerState: executor.usesOptimizerState ? executor.initialOptimizerState() : null,
+      random: new SeededRandom(options.seed ?? 0),
+      epoch: 0,
+      position: 0,
+      order: null,
+      updates: 0,
+      samples: 0,
+      seen: new Uint8Array(count),
+      weightedLoss: 0,
+      weightedMetrics: {},
+      losses: [],
+      settings: { batchSize, epochs, maxUpdates, shuffle, learningRate },
+    };
+  }
+  const { settings } = run;
+  const batchFeatures = new (featureValues.constructor)(settings.batchSize * executor.featureSize);
+  const batchLabels = new (labelValues.constructor)(settings.batchSize * labelWidth);
+  let stop = false;
+  for (; run.epoch < settings.epochs && !stop; run.epoch += 1, run.position = 0, run.order = null) {
+    run.order ??= settings.shuffle ? run.random.permutation(count) : Array.from({ length: count }, (_, i) => i);
+    while (run.position < count) {
+      if (settings.maxUpdates != null && run.updates >= settings.maxUpdates) { stop = true; break; }
+      if (signal?.aborted) throw new TrainingStoppedError(encodeTrainingState(run, executor.plan.contentHash));
+      const index = run.order.slice(run.position, run.position + settings.batchSize);
+      const size = index.length;
+      for (let k = 0; k < size; k += 1) {
+        const i = index[k];
+        batchFeatures.set(featureValues.subarray(i * executor.featureSize, (i + 1) * executor.featureSize), k * executor.featureSize);
+        batchLabels.set(labelValues.subarray(i * labelWidth, (i + 1) * labelWidth), k * labelWidth);
+      }
+      const result = await executor.step(
+        run.current,
+        batchFeatures.subarray(0, size * executor.featureSize),
+        batchLabels.subarray(0, size * labelWidth),
+        { learningRate: settings.learningRate, optimizerState: run.optimizerState, globalParameters: run.start },
+      );
+      run.current = result.parameters;
+      if (run.optimizerState) run.optimizerState = result.optimizerState;
+      run.position += size;
+      run.updates += 1;
+      for (const i of index) run.seen[i] = 1;
+      run.samples += size;
+      run.losses.push(result.loss);
+      run.weightedLoss += result.loss * size;
+      for (const [metric, value] of Object.entries(result.metrics)) {
+        if (metric !== 'num_samples') run.weightedMetrics[metric] = (run.weightedMetrics[metric] ?? 0) + value * size;
+      }
+      if (onBatch) {
+        const verdict = await onBatch({ epoch: run.epoch, update: run.updates, batchSize: size, loss: result.loss, metrics: result.metrics });
+        if (verdict === false) { stop = true; break; }
+      }
+    }
+  }
+  const samples = Math.max(run.samples, 1);
+  const metrics = { loss: run.weightedLoss / samples };
+  for (const [metric, total] of Object.entries(run.weightedMetrics)) metrics[metric] = total / samples;
+  const diff = {};
+  for (const name of executor.parameterNames) {
+    const before = run.start[name].data;
+    const after = run.current[name].data;
+    const delta = new Float32Array(before.length);
+    for (let i = 0; i < before.length; i += 1) delta[i] = before[i] - after[i];
+    diff[name] = { dtype: 'F32', shape: [...run.start[name].shape], data: delta };
+  }
+  return {
+    diff,
+    numSamples: run.seen.reduce((a, b) => a + b, 0),
+    metrics,
+    parameters: run.current,
+    updates: run.updates,
+    losses: run.losses,
+  };
+}

@@ -1,0 +1,7 @@
+// The fedgrid package: train a Fedgrid Node's hosted plan on local data, in Node.js or a browser.
+
+export { parseSafetensors, writeSafetensors } from './safetensors.js';
+export { Plan } from './plan.js';
+export { PlanExecutor, trainLocally } from './executor.js';
+export { configureRuntime } from './runtime.js';
+export * from './errors.js';
