@@ -26,6 +26,13 @@ export function toTypedArray(values, dtype) {
   const ArrayType = ARRAY_FOR[dtype];
   if (!ArrayType) throw new FedgridError(`plan input dtype ${dtype} is not supported by the JavaScript executor`);
   if (values instanceof ArrayType) return values;
+  if (Array.isArray(values) && values.length && ArrayBuffer.isView(values[0])) {
+    // One typed array per example: concatenate without going through plain numbers.
+    const width = values[0].length;
+    const out = new ArrayType(values.length * width);
+    values.forEach((row, i) => out.set(ArrayType === BigInt64Array ? BigInt64Array.from(row, (v) => BigInt(Math.trunc(Number(v)))) : row, i * width));
+    return out;
+  }
   const flat = ArrayBuffer.isView(values) ? Array.from(values) : (Array.isArray(values) ? values.flat(Infinity) : [values]);
   if (ArrayType === BigInt64Array) return BigInt64Array.from(flat, (v) => BigInt(Math.trunc(Number(v))));
   return ArrayType.from(flat, Number);

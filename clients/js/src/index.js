@@ -5,3 +5,6 @@ export { Plan } from './plan.js';
 export { PlanExecutor, trainLocally } from './executor.js';
 export { configureRuntime } from './runtime.js';
 export * from './errors.js';
+export { Client } from './client.js';
+export { Job } from './job.js';
+export { HttpTransport, WebSocketTransport } from './transport.js';

@@ -1,0 +1,200 @@
+// Job: one hosted model this device trains. request() asks for a place in the current cycle and
+// downloads the checkpoint and plan when accepted; train() runs the plan on local data; report()
+// sends the diff. Events (syft.js style): 'accepted' (the assignment), 'rejected' ({reason,
+// timeout}), 'error' (the FedgridError).
+
+import { CycleClosedError, FedgridError, TrainingStoppedError } from './errors.js';
+import { Emitter } from './events.js';
+import { PlanExecutor, trainLocally } from './executor.js';
+import { parseSafetensors, writeSafetensors } from './safetensors.js';
+
+export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan devices run
+/** client_config keys the Node's researcher may set -> train() option names. */
+const CLIENT_CONFIG_OPTIONS = { batch_size: 'batchSize', epochs: 'epochs', max_updates: 'maxUpdates', lr: 'learningRate', learning_rate: 'learningRate', shuffle: 'shuffle' };
+
+/** The metrics the Node takes: finite numbers, without the plan's internal counters. */
+function reportableMetrics(metrics) {
+  const kept = Object.fromEntries(Object.entries(metrics ?? {}).filter(([k, v]) => k !== 'num_samples' && typeof v === 'number' && Number.isFinite(v)));
+  return Object.keys(kept).length ? kept : undefined;
+}
+
+export class Job extends Emitter {
+  constructor(client, { modelName, modelVersion }) {
+    super();
+    this.client = client;
+    this.modelName = modelName;
+    this.modelVersion = modelVersion;
+    this.workerId = null;
+    this.requiresSpeedTest = false;
+    this.speeds = null;
+    /** The current assignment (after an accepted request()), or null. */
+    this.assignment = null;
+    this.executors = new Map(); // plan content hash -> PlanExecutor (a hosted plan never changes)
+  }
+
+  get transport() { return this.client.transport; }
+
+  /** Get a worker id bound to this model. request() calls it when needed. */
+  async authenticate() {
+    const answer = await this.transport.call('authenticate', {
+      model_name: this.modelName,
+      model_version: this.modelVersion,
+      auth_token: this.client.authToken,
+    });
+    this.workerId = answer.worker_id;
+    this.modelVersion = answer.version ?? this.modelVersion;
+    this.requiresSpeedTest = Boolean(answer.requires_speed_test);
+    return this.workerId;
+  }
+
+  /**
+   * Ask for a place in the current cycle. Resolves to the assignment
+   * ({status: 'accepted', cycle, checkpoint, clientConfig, deadline, timeout, parameters, plan})
+   * or to {status: 'rejected', reason, timeout} (seconds to wait before asking again; reason
+   * 'training_finished' means never), after the matching event's handlers ran.
+   * Errors go to the 'error' handlers when there are any (the promise then resolves to
+   * {status: 'error', error}); without one the promise rejects, like Node's EventEmitter.
+   * @param {{speeds?: {ping?: number, download?: number, upload?: number}}} [options]
+   */
+  async request({ speeds } = {}) {
+    let outcome;
+    try {
+      outcome = await this.requestCycle(speeds);
+    } catch (error) {
+      if (this.listenerCount('error') === 0) throw error;
+      await this.emit('error', error);
+      return { status: 'error', error };
+    }
+    await this.emit(outcome.status, outcome);
+    return outcome;
+  }
+
+  async requestCycle(speeds) {
+    if (!this.workerId) await this.authenticate();
+    if (!speeds && this.requiresSpeedTest) {
+      this.speeds ??= await this.client.speedTest();
+      speeds = this.speeds;
+    }
+    const fields = () => ({ worker_id: this.workerId, model: this.modelName, version: this.modelVersion, ...(speeds ?? {}) });
+    let answer;
+    try {
+      answer = await this.transport.call('cycle-request', fields());
+    } catch (error) {
+      if (error.code !== 'worker_unknown') throw error;
+      await this.authenticate(); // the Node forgot this worker (a new database): once more
+      answer = await this.transport.call('cycle-request', fields());
+    }
+    if (answer.status !== 'accepted') {
+      this.assignment = null;
+      return { status: 'rejected', reason: answer.reason ?? 'rejected', timeout: answer.timeout ?? null };
+    }
+    const planName = TRAINING_PLAN_NAME in (answer.plans ?? {}) ? TRAINING_PLAN_NAME : Object.keys(answer.plans ?? {})[0];
+    if (planName === undefined) throw new FedgridError('the assignment lists no plans; the model was hosted without one', { code: 'plan_unknown' });
+    const base = {
+      modelName: answer.model ?? this.modelName,
+      modelVersion: answer.version ?? this.modelVersion,
+      workerId: this.workerId,
+      requestKey: answer.request_key,
+      cycle: answer.cycle,
+      checkpoint: answer.checkpoint,
+      modelId: answer.model_id,
+      planName,
+      planId: answer.plans[planName],
+      clientConfig: answer.client_config ?? {},
+      deadline: answer.deadline,
+      timeout: answer.timeout,
+    };
+    const model = await this.transport.download('get-model', { worker_id: this.workerId, request_key: base.requestKey, model_id: base.modelId });
+    const executor = await this.executorFor(base);
+    this.assignment = { status: 'accepted', ...base, parameters: parseSafetensors(model.bytes).tensors, plan: executor.plan };
+    return this.assignment;
+  }
+
+  /** The executor of the assignment's plan, downloaded and compiled once per job. */
+  async executorFor(assignment) {
+    const download = await this.transport.download('get-plan', { worker_id: assignment.workerId, request_key: assignment.requestKey, plan_id: assignment.planId });
+    const hash = download.headers['x-fedgrid-plan-hash'];
+    if (hash && this.executors.has(hash)) return this.executors.get(hash);
+    const executor = await PlanExecutor.create(download.bytes, { executionProviders: this.client.executionProviders });
+    this.executors.set(executor.plan.contentHash, executor);
+    return executor;
+  }
+
+  /**
+   * Train the assignment's plan on local data, starting from the cycle's checkpoint.
+   *
+   * @param {object} options
+   * @param {Float32Array|number[][]|ArrayLike<number>[]} options.data  examples: flat (n x feature size) or one array per example
+   * @param {ArrayLike<number>|BigInt64Array} options.labels  one class index per example
+   * Unset batchSize / epochs / maxUpdates / learningRate / shuffle come from the model's
+   * client_config, then from the plan's defaults. `onBatch({epoch, update, batchSize, loss,
+   * metrics})` runs after every update (return false to end early). Aborting `signal` throws
+   * TrainingStoppedError whose `checkpoint` (JSON-able) resumes the run via `resumeFrom`, also in
+   * a new Job or after a page reload, while the cycle is still open.
+   * @returns {Promise<{diff, numSamples, metrics, parameters, updates, losses}>}
+   */
+  async train(options) {
+    const { data, labels, resumeFrom, ...rest } = options ?? {};
+    if (resumeFrom?.assignment && resumeFrom.assignment.requestKey !== this.assignment?.requestKey) {
+      // Resuming elsewhere (new page, new process): take the paused run's assignment back.
+      const saved = resumeFrom.assignment;
+      this.workerId = saved.workerId;
+      this.modelVersion = saved.modelVersion;
+      const executor = await this.executorFor(saved);
+      this.assignment = { status: 'accepted', ...saved, parameters: null, plan: executor.plan };
+    }
+    const assignment = this.assignment;
+    if (!assignment) throw new FedgridError('train() needs an assignment: await job.request() until it is accepted', { code: 'no_assignment' });
+    const executor = await this.executorFor(assignment);
+    const fromConfig = {};
+    for (const [key, option] of Object.entries(CLIENT_CONFIG_OPTIONS)) {
+      if (assignment.clientConfig?.[key] !== undefined && assignment.clientConfig[key] !== null) fromConfig[option] = assignment.clientConfig[key];
+    }
+    const explicit = Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined));
+    try {
+      return await trainLocally(executor, assignment.parameters, {
+        seed: Math.floor(Math.random() * 2 ** 32),
+        ...fromConfig,
+        ...explicit,
+        features: data,
+        labels,
+        resumeFrom,
+      });
+    } catch (error) {
+      if (error instanceof TrainingStoppedError) {
+        const { parameters, plan, status, ...saved } = assignment;
+        error.checkpoint.assignment = saved;
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Send a training result's diff (start - trained), numSamples and metrics.
+   * Resolves to the Node's {status: 'success', cycle}, sent only once the report is stored.
+   * Rejects with CycleClosedError when the cycle closed first (request a new one).
+   */
+  async report(result) {
+    const assignment = this.assignment;
+    if (!assignment) throw new FedgridError('report() needs an assignment: request(), train(), then report()', { code: 'no_assignment' });
+    if (!result?.diff || !(result.numSamples >= 1)) throw new TypeError('report(result) needs the {diff, numSamples, metrics} that train() returned');
+    const body = result.diff instanceof Uint8Array ? result.diff : writeSafetensors(result.diff);
+    try {
+      const answer = await this.transport.call('report', {
+        worker_id: assignment.workerId,
+        request_key: assignment.requestKey,
+        num_samples: result.numSamples,
+        metrics: reportableMetrics(result.metrics),
+      }, { blobs: { diff: body } });
+      this.assignment = null;
+      return answer;
+    } catch (error) {
+      // A retried report whose first attempt was stored (its answer was lost): that one stands.
+      if (error instanceof CycleClosedError && error.code === 'report_duplicate' && error.attempts > 1) {
+        this.assignment = null;
+        return { status: 'success', cycle: assignment.cycle, duplicate: true };
+      }
+      throw error;
+    }
+  }
+}

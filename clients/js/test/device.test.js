@@ -1,0 +1,135 @@
+// The SDK against a real Fedgrid Node process, in Node.js, over HTTP and WebSocket.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+
+import { AuthenticationError, Client, CycleClosedError, RequestError, TrainingStoppedError } from '../src/index.js';
+import { hostModel, retrieveModel, startNode, vectorData, waitForCheckpoint } from './support/node.mjs';
+
+let node;
+before(async () => { node = await startNode(); });
+after(async () => { await node?.stop(); });
+
+function expectedNext(start, diff) {
+  // FedAvg of a single report: new = old - diff (float32).
+  return Object.fromEntries(Object.entries(start).map(([name, t]) => [name, Float32Array.from(t.data, (v, i) => v - diff[name].data[i])]));
+}
+
+function assertClose(actual, expected, tolerance = 1e-6) {
+  for (const [name, values] of Object.entries(expected)) {
+    const got = actual[name].data;
+    assert.equal(got.length, values.length, name);
+    for (let i = 0; i < values.length; i += 1) {
+      if (Math.abs(got[i] - values[i]) > tolerance) assert.fail(`${name}[${i}]: ${got[i]} vs ${values[i]}`);
+    }
+  }
+}
+
+for (const transport of ['http', 'websocket']) {
+  test(`a device trains and reports over ${transport}; the Node's next checkpoint is old - diff`, async () => {
+    const name = `js-device-${transport}`;
+    await hostModel(node, { name, clientConfig: { batch_size: 4, epochs: 2 }, serverConfig: { max_diffs: 1, min_diffs: 1, max_workers: 1 } });
+    const client = new Client({ url: transport === 'http' ? node.url : node.wsUrl });
+    assert.equal(client.transport.kind, transport);
+    const job = client.newJob({ modelName: name });
+    const seen = [];
+    job.on('accepted', (assignment) => seen.push(['accepted', assignment.cycle]));
+    job.on('rejected', (rejection) => seen.push(['rejected', rejection.reason]));
+    const assignment = await job.request();
+    assert.equal(assignment.status, 'accepted');
+    assert.deepEqual(seen, [['accepted', assignment.cycle]]);
+    assert.equal(assignment.checkpoint, 1);
+    assert.equal(assignment.clientConfig.batch_size, 4);
+    assert.equal(assignment.clientConfig.epochs, 2);
+
+    const { features, labels } = vectorData();
+    const batches = [];
+    const result = await job.train({ data: features, labels, onBatch: (b) => { batches.push(b); } });
+    const count = labels.length; // 29 examples: 8 updates per epoch at batch size 4
+    assert.equal(result.numSamples, count);
+    assert.equal(result.updates, 2 * Math.ceil(count / 4));
+    assert.equal(batches.length, result.updates);
+    assert.ok(batches.every((b) => Number.isFinite(b.loss) && b.batchSize <= 4));
+    assert.ok(Number.isFinite(result.metrics.loss) && 'accuracy' in result.metrics);
+    assert.deepEqual(Object.keys(result.diff), assignment.plan.parameters.map((p) => p.name));
+
+    // A second device arriving now is rejected with a numeric timeout (max_workers 1).
+    const other = client.newJob({ modelName: name });
+    const rejections = [];
+    other.on('rejected', (r) => rejections.push(r));
+    const rejected = await other.request();
+    assert.equal(rejected.status, 'rejected');
+    assert.equal(typeof rejected.timeout, 'number');
+    assert.deepEqual(rejections, [rejected]);
+
+    const answer = await job.report(result);
+    assert.equal(answer.status, 'success');
+    assert.equal(answer.cycle, assignment.cycle);
+    await waitForCheckpoint(node, { name, number: 2 });
+    const next = await retrieveModel(node, { name, checkpoint: 2 });
+    assertClose(next.tensors, expectedNext(assignment.parameters, result.diff));
+    client.close();
+  });
+}
+
+test('errors carry the Node code: unknown model, duplicate report, closed cycle', async () => {
+  const client = new Client({ url: node.url, retries: 0 });
+  const missing = client.newJob({ modelName: 'no-such-model' });
+  await assert.rejects(missing.request(), (error) => error instanceof RequestError && error.code === 'process_unknown' && error.status === 404 && /no hosted model/.test(error.message));
+  // With an 'error' handler the error is emitted instead of thrown.
+  const errors = [];
+  missing.on('error', (error) => errors.push(error.code));
+  assert.equal((await missing.request()).status, 'error');
+  assert.deepEqual(errors, ['process_unknown']);
+
+  const name = 'js-errors';
+  await hostModel(node, { name, clientConfig: { batch_size: 8, max_updates: 1 }, serverConfig: { max_diffs: 1, min_diffs: 1 } });
+  const job = client.newJob({ modelName: name });
+  await job.request();
+  const { features, labels } = vectorData();
+  const result = await job.train({ data: features, labels });
+  assert.equal(result.updates, 1);
+  const saved = job.assignment;
+  await job.report(result);
+  job.assignment = saved; // report the same assignment twice: the cycle has closed
+  await assert.rejects(job.report(result), (error) => error instanceof CycleClosedError && ['cycle_closed', 'report_duplicate', 'request_key_invalid'].includes(error.code));
+  const answer = await fetch(`${node.url}/model-centric/retrieve-model?name=${name}`);
+  assert.equal(answer.status, 401);
+  await assert.rejects(client.transport.download('retrieve-model', { name }, { adminToken: 'wrong' }), AuthenticationError);
+});
+
+test('speed test reports Mbit/s and ms', async () => {
+  const client = new Client({ url: node.url });
+  const speeds = await client.speedTest({ bytes: 256 * 1024 });
+  for (const key of ['ping', 'download', 'upload']) assert.ok(speeds[key] > 0 && Number.isFinite(speeds[key]), `${key}: ${speeds[key]}`);
+});
+
+test('stopped training resumes from a JSON checkpoint in a new client and reports the same diff', async () => {
+  const name = 'js-resume';
+  await hostModel(node, { name, clientConfig: { batch_size: 4, epochs: 2 }, serverConfig: { max_diffs: 1, min_diffs: 1 } });
+  const { features, labels } = vectorData();
+  // The same run without interruption, for reference (plain executor, same seed).
+  const client = new Client({ url: node.url });
+  const job = client.newJob({ modelName: name });
+  const assignment = await job.request();
+  const uninterrupted = await job.train({ data: features, labels, seed: 7 });
+
+  const controller = new AbortController();
+  let stopped;
+  try {
+    await job.train({ data: features, labels, seed: 7, signal: controller.signal, onBatch: (b) => { if (b.update === 5) controller.abort(); } });
+    assert.fail('training should have stopped');
+  } catch (error) {
+    assert.ok(error instanceof TrainingStoppedError);
+    stopped = JSON.parse(JSON.stringify(error.checkpoint)); // survives JSON
+  }
+  assert.equal(stopped.updates, 5);
+  const resumedJob = new Client({ url: node.url }).newJob({ modelName: name });
+  const resumed = await resumedJob.train({ data: features, labels, resumeFrom: stopped });
+  assert.equal(resumed.updates, uninterrupted.updates);
+  assert.deepEqual(resumed.losses, uninterrupted.losses);
+  assert.equal(resumed.numSamples, uninterrupted.numSamples);
+  for (const [key, tensor] of Object.entries(uninterrupted.diff)) assert.deepEqual(Array.from(resumed.diff[key].data), Array.from(tensor.data), key);
+  const answer = await resumedJob.report(resumed);
+  assert.equal(answer.cycle, assignment.cycle);
+});

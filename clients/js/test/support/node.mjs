@@ -1,0 +1,113 @@
+// Real Fedgrid Node processes for the tests: start one on a free loopback port, host a model
+// from the conformance vectors, read checkpoints back with the admin token.
+
+import { spawn } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { parseSafetensors } from '../../src/index.js';
+
+export const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
+export const PYTHON = join(REPO, '.venv/bin/python');
+export const VECTORS = join(REPO, 'plans/conformance');
+export const ADMIN_TOKEN = 'js-test-admin-token';
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Start `python -m fedgrid_node` and wait for GET /health. Call node.stop() when done. */
+export async function startNode({ env = {}, extraArgs = [] } = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'fedgrid-js-node-'));
+  const port = await freePort();
+  const logPath = join(dataDir, 'node.log');
+  const log = openSync(logPath, 'a');
+  const child = spawn(PYTHON, ['-m', 'fedgrid_node', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--admin-token', ADMIN_TOKEN, ...extraArgs], {
+    stdio: ['ignore', log, log],
+    env: { ...process.env, ...env },
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const node = {
+    url,
+    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    port,
+    adminToken: ADMIN_TOKEN,
+    dataDir,
+    child,
+    log: () => readFileSync(logPath, 'utf8'),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  for (let i = 0; i < 300; i += 1) {
+    if (child.exitCode !== null) throw new Error(`the Node exited with ${child.exitCode}:\n${node.log()}`);
+    try {
+      const answer = await fetch(`${url}/health`);
+      if (answer.ok) return node;
+    } catch { /* not listening yet */ }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await node.stop();
+  throw new Error('the Node did not answer /health within 30 s');
+}
+
+/** Host a conformance vector's plan and start parameters as model `name`. */
+export async function hostModel(node, { name, version = '1.0', vector = 'digits_mlp', clientConfig = {}, serverConfig = {} }) {
+  const form = new FormData();
+  form.set('name', name);
+  form.set('version', version);
+  form.set('client_config', JSON.stringify(clientConfig));
+  form.set('server_config', JSON.stringify(serverConfig));
+  form.set('model', new Blob([readFileSync(join(VECTORS, vector, 'start.safetensors'))]), 'model.safetensors');
+  form.set('plans[training_plan]', new Blob([readFileSync(join(VECTORS, vector, 'plan.fgplan'))]), 'plan.fgplan');
+  const answer = await fetch(`${node.url}/model-centric/host-training`, { method: 'POST', body: form, headers: { Authorization: `Bearer ${node.adminToken}` } });
+  const body = await answer.json();
+  if (!answer.ok) throw new Error(`host-training failed: ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** A checkpoint's tensors, read back with the admin token. */
+export async function retrieveModel(node, { name, version = '1.0', checkpoint = 'latest' }) {
+  const answer = await fetch(`${node.url}/model-centric/retrieve-model?name=${encodeURIComponent(name)}&version=${encodeURIComponent(version)}&checkpoint=${checkpoint}`, { headers: { Authorization: `Bearer ${node.adminToken}` } });
+  if (!answer.ok) throw new Error(`retrieve-model failed: ${await answer.text()}`);
+  return { number: Number(answer.headers.get('x-fedgrid-checkpoint')), tensors: parseSafetensors(new Uint8Array(await answer.arrayBuffer())).tensors };
+}
+
+/** Poll until the model has checkpoint `number` (the cycle closed and was aggregated). */
+export async function waitForCheckpoint(node, { name, version = '1.0', number }) {
+  for (let i = 0; i < 300; i += 1) {
+    const answer = await fetch(`${node.url}/model-centric/checkpoints?name=${encodeURIComponent(name)}&version=${encodeURIComponent(version)}`, { headers: { Authorization: `Bearer ${node.adminToken}` } });
+    const body = await answer.json();
+    if (body.latest >= number) return body;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`checkpoint ${number} of ${name} did not appear within 30 s`);
+}
+
+/** A digits-like data set: the conformance vector's batches, concatenated. */
+export function vectorData(vector = 'digits_mlp') {
+  const { tensors } = parseSafetensors(readFileSync(join(VECTORS, vector, 'batches.safetensors')));
+  const features = [];
+  const labels = [];
+  for (let i = 0; tensors[`features/${i}`]; i += 1) {
+    features.push(...tensors[`features/${i}`].data);
+    labels.push(...Array.from(tensors[`labels/${i}`].data, Number));
+  }
+  return { features: Float32Array.from(features), labels };
+}
