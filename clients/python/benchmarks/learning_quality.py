@@ -132,7 +132,7 @@ def main() -> int:
     for label, unit, accuracies, updates, examples, seconds in rows:
         at95, at97 = first_at(accuracies, 0.95), first_at(accuracies, 0.97)
         shown97 = f"{unit} {at97}" if at97 else f"not within {len(accuracies)} {unit}s"
-        line = (f"{label:<12} 95% at {unit} {at95}, 97%: {shown97}; best {max(accuracies):.4f}; "
+        line = (f"{label:<13} 95% at {unit} {at95}, 97%: {shown97}; best {max(accuracies):.4f}; "
                 f"{seconds:.1f} s")
         if at97:
             line += f"; {at97 * updates} local updates, {at97 * examples:.0f} examples"
