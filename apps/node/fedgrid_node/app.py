@@ -9,6 +9,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from .auth.admin import load_or_create_admin_token
+from .browser import blueprint as browser_blueprint
 from .config import NodeConfig
 from .cycles.engine import CycleEngine
 from .dashboard import init_app as init_dashboard
@@ -69,6 +70,7 @@ def create_app(config: NodeConfig) -> Flask:
     app.register_blueprint(http_routes.blueprint)
     app.register_blueprint(node_info_blueprint)
     app.register_blueprint(metrics_blueprint)
+    app.register_blueprint(browser_blueprint)
     init_dashboard(app)  # the dashboard at / (dashboard/); after node_info: adds its OpenAPI paths
     sock.init_app(app)
     register_error_handlers(app)
