@@ -262,6 +262,26 @@ def _check_io(graph_name: str, model: onnx.ModelProto, manifest: dict, parameter
             if roles.count(role) != 1:
                 raise PlanValidationError(PLAN_IO_MISMATCH, f"graph {graph_name!r} needs exactly one {direction[:-1]} with role {role!r}")
     input_roles, output_roles = _PER_PARAMETER_ROLES[graph_name]
+    if graph_name == "train":
+        # Optional per-parameter roles: absent, or present for every parameter.
+        declared_state = {e.get("parameter") for e in manifest.get("optimizer_state", []) if isinstance(e, dict)}
+        has_state = any(e.get("role") == names.OPTIMIZER_STATE for e in declared["inputs"].values())
+        if has_state != bool(declared_state) or (has_state and declared_state != set(parameters)):
+            raise PlanValidationError(
+                PLAN_IO_MISMATCH,
+                "manifest 'optimizer_state' and the training graph's optimizer_state inputs must both cover every parameter or both be empty",
+            )
+        if has_state:
+            input_roles += (names.OPTIMIZER_STATE,)
+            output_roles += (names.UPDATED_OPTIMIZER_STATE,)
+        if any(e.get("role") == names.GLOBAL_PARAMETER for e in declared["inputs"].values()):
+            input_roles += (names.GLOBAL_PARAMETER,)
+        known = names.TRAIN_INPUT_ROLES | names.TRAIN_OUTPUT_ROLES
+        for entry in (*declared["inputs"].values(), *declared["outputs"].values()):
+            if entry.get("role") not in known:
+                raise PlanValidationError(PLAN_IO_MISMATCH, f"graph 'train': {entry['name']!r} has unknown role {entry.get('role')!r}")
+            if entry.get("role") == names.METRIC and entry.get("metric") not in ("accuracy", "num_samples"):
+                raise PlanValidationError(PLAN_IO_MISMATCH, f"graph 'train': unknown metric {entry.get('metric')!r}")
     for direction, roles in (("inputs", input_roles), ("outputs", output_roles)):
         for role in roles:
             entries = [e for e in declared[direction].values() if e.get("role") == role]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -14,6 +15,8 @@ from onnx import helper
 
 from fedgrid_plans.plan_file import Plan
 from fedgrid_plans.validation import ERROR_CODES, PlanValidationError, validate_plan
+
+CONFORMANCE = pathlib.Path(__file__).resolve().parents[1] / "conformance"
 
 
 def _resealed(plan: Plan) -> bytes:
@@ -183,3 +186,21 @@ def test_not_a_plan_is_malformed():
 def test_manifest_json_round_trips_through_the_file(logistic_plan_bytes):
     plan = validate_plan(logistic_plan_bytes)
     assert json.loads(json.dumps(plan.manifest)) == plan.manifest
+
+
+def test_momentum_plan_must_declare_state_for_every_parameter():
+    plan_bytes = (CONFORMANCE / "digits_mlp_momentum_fedprox" / "plan.fgplan").read_bytes()
+    validate_plan(plan_bytes)
+    plan = Plan.from_bytes(plan_bytes)
+    plan.manifest["optimizer_state"] = plan.manifest["optimizer_state"][:-1]
+    assert _refusal(_resealed(plan)).code == "plan_io_mismatch"
+    plan = Plan.from_bytes(plan_bytes)
+    entry = next(e for e in plan.manifest["train"]["outputs"] if e["role"] == "updated_optimizer_state")
+    entry["role"] = "updated_parameter"
+    assert _refusal(_resealed(plan)).code == "plan_io_mismatch"
+
+
+def test_unknown_role_is_refused(logistic_plan_bytes):
+    plan = Plan.from_bytes(logistic_plan_bytes)
+    plan.manifest["train"]["outputs"][1]["role"] = "exfiltrate"
+    assert _refusal(_resealed(plan)).code == "plan_io_mismatch"
