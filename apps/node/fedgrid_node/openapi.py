@@ -197,6 +197,28 @@ def openapi_document(version: str) -> dict[str, Any]:
                             "responses": _responses(JSON_OK, 503)}},
         "/status": {"get": {"summary": "Node identity", "responses": _responses(JSON_OK)}},
         "/openapi.json": {"get": {"summary": "This document", "responses": _responses(JSON_OK)}},
+        "/js/<path:filename>": {
+            "get": {
+                "summary": "JavaScript SDK files for browsers: fedgrid.js (one script tag, global "
+                "`fedgrid`), fedgrid.mjs, ort/<ONNX Runtime WASM file>, examples/<data>; "
+                "404 js_assets_missing until `make js` built them (FEDGRID_JS_ASSETS)",
+                "parameters": [{"name": "filename", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "the file (text/javascript, application/wasm, ...)"},
+                    "404": {"description": "error", "content": {"application/json": {"schema": ERROR}}},
+                },
+            }
+        },
+        "/examples/browser-device": {
+            "get": {
+                "summary": "Example page: train a digits shard in this browser, live loss chart, report status",
+                "responses": {
+                    "200": {"description": "text/html"},
+                    "404": {"description": "error", "content": {"application/json": {"schema": ERROR}}},
+                },
+            }
+        },
         "/ws": {
             "get": {
                 "summary": "WebSocket: envelopes {type, request_id, data} for the same events; "
