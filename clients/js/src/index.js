@@ -8,3 +8,4 @@ export * from './errors.js';
 export { Client } from './client.js';
 export { Job } from './job.js';
 export { HttpTransport, WebSocketTransport } from './transport.js';
+export { saveTrainingCheckpoint, loadTrainingCheckpoint, deleteTrainingCheckpoint } from './checkpoint_store.js';
