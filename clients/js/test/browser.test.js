@@ -1,0 +1,119 @@
+// End to end in a real headless Chromium: pages served by a real Node load the bundle from
+// /js/fedgrid.js, train with onnxruntime-web (WASM from /js/ort/) and report; the Node's next
+// checkpoint must be the old one minus the reported diff. Needs `npm run build` first.
+
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { launchChromium } from './support/browser.mjs';
+import { hostModel, retrieveModel, startNode, waitForCheckpoint } from './support/node.mjs';
+
+const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
+let node;
+let browser;
+
+before(async () => {
+  assert.ok(existsSync(`${DIST}fedgrid.js`), 'run `npm run build` before the browser tests');
+  node = await startNode({ env: { FEDGRID_JS_ASSETS: DIST } });
+  browser = await launchChromium();
+});
+after(async () => {
+  await browser?.stop();
+  await node?.stop();
+});
+
+function assertCheckpointMovedByDiff(before, afterwards, diff) {
+  for (const [name, tensor] of Object.entries(before)) {
+    const delta = diff[name];
+    assert.ok(delta, `the diff has ${name}`);
+    let changed = 0;
+    for (let i = 0; i < tensor.data.length; i += 1) {
+      const expected = Math.fround(tensor.data[i] - delta[i]);
+      if (Math.abs(afterwards[name].data[i] - expected) > 1e-6) assert.fail(`${name}[${i}]: ${afterwards[name].data[i]} vs ${expected}`);
+      if (delta[i] !== 0) changed += 1;
+    }
+    assert.ok(changed > 0, `${name} changed`);
+  }
+}
+
+test('the example page trains a digits shard in Chromium and reports; the Node applies exactly that diff', async () => {
+  const name = 'browser-example';
+  await hostModel(node, { name, vector: 'digits_mlp', clientConfig: { batch_size: 32, epochs: 1 }, serverConfig: { max_diffs: 1, min_diffs: 1 } });
+  const start = await retrieveModel(node, { name, checkpoint: 1 });
+  const page = await browser.newPage();
+  await page.goto(`${node.url}/examples/browser-device?model=${name}&shard=1&shards=4&autostart=1`);
+  await page.waitForFunction(() => ['reported', 'error', 'rejected'].includes(window.fedgridExample?.state), null, { timeout: 120_000 });
+  const outcome = await page.evaluate(() => {
+    const { state, error, report, result, losses } = window.fedgridExample;
+    return {
+      state, error, report, losses,
+      numSamples: result?.numSamples,
+      diff: result && Object.fromEntries(Object.entries(result.diff).map(([k, t]) => [k, Array.from(t.data)])),
+      status: document.getElementById('status').textContent,
+      chartDrawn: document.getElementById('chart').toDataURL().length > 3000,
+    };
+  });
+  assert.equal(outcome.state, 'reported', `${outcome.status} ${JSON.stringify(outcome.error)}\n${page.consoleMessages.join('\n')}`);
+  assert.equal(outcome.numSamples, 449); // shard 1 of 4 of 1797 digits: indices 1, 5, ..., 1793
+  assert.equal(outcome.losses.length, Math.ceil(449 / 32));
+  assert.ok(outcome.chartDrawn);
+  assert.match(outcome.status, /Reported to cycle 1/);
+  await waitForCheckpoint(node, { name, number: 2 });
+  const next = await retrieveModel(node, { name, checkpoint: 2 });
+  assertCheckpointMovedByDiff(start.tensors, next.tensors, outcome.diff);
+  await page.close();
+});
+
+test('a page using the bundle API stops training, keeps it in IndexedDB, reloads, resumes and reports', async () => {
+  const name = 'browser-resume';
+  await hostModel(node, { name, vector: 'digits_mlp', clientConfig: { batch_size: 16, epochs: 2 }, serverConfig: { max_diffs: 1, min_diffs: 1 } });
+  const start = await retrieveModel(node, { name, checkpoint: 1 });
+  const page = await browser.newPage();
+  await page.goto(`${node.url}/examples/browser-device?model=${name}`); // any Node page with the bundle
+  const stopped = await page.evaluate(async (modelName) => {
+    const { Client, TrainingStoppedError, saveTrainingCheckpoint, parseSafetensors } = window.fedgrid;
+    const bytes = new Uint8Array(await (await fetch('/js/examples/digits.safetensors')).arrayBuffer());
+    const { tensors } = parseSafetensors(bytes);
+    const data = Float32Array.from(tensors.pixels.data.subarray(0, 200 * 64), (v) => v / 16);
+    const labels = Array.from(tensors.labels.data.subarray(0, 200));
+    const job = new Client({ url: location.origin, transport: 'websocket' }).newJob({ modelName });
+    const assignment = await job.request();
+    const controller = new AbortController();
+    try {
+      await job.train({ data, labels, signal: controller.signal, onBatch: ({ update }) => { if (update === 7) controller.abort(); } });
+      return { stopped: false };
+    } catch (error) {
+      if (!(error instanceof TrainingStoppedError)) throw error;
+      await saveTrainingCheckpoint('resume-test', error.checkpoint);
+      return { stopped: true, updates: error.checkpoint.updates, cycle: assignment.cycle, transport: job.transport.kind };
+    }
+  }, name);
+  assert.deepEqual(stopped, { stopped: true, updates: 7, cycle: 1, transport: 'websocket' });
+  await page.reload();
+  const resumed = await page.evaluate(async (modelName) => {
+    const { Client, loadTrainingCheckpoint, deleteTrainingCheckpoint, parseSafetensors } = window.fedgrid;
+    const saved = await loadTrainingCheckpoint('resume-test');
+    const bytes = new Uint8Array(await (await fetch('/js/examples/digits.safetensors')).arrayBuffer());
+    const { tensors } = parseSafetensors(bytes);
+    const data = Float32Array.from(tensors.pixels.data.subarray(0, 200 * 64), (v) => v / 16);
+    const labels = Array.from(tensors.labels.data.subarray(0, 200));
+    const job = new Client({ url: location.origin }).newJob({ modelName });
+    const result = await job.train({ data, labels, resumeFrom: saved });
+    const report = await job.report(result);
+    await deleteTrainingCheckpoint('resume-test');
+    return {
+      updates: result.updates, numSamples: result.numSamples, report, left: await loadTrainingCheckpoint('resume-test'),
+      diff: Object.fromEntries(Object.entries(result.diff).map(([k, t]) => [k, Array.from(t.data)])),
+    };
+  }, name);
+  assert.equal(resumed.updates, 2 * Math.ceil(200 / 16));
+  assert.equal(resumed.numSamples, 200);
+  assert.equal(resumed.report.status, 'success');
+  assert.equal(resumed.left, undefined);
+  await waitForCheckpoint(node, { name, number: 2 });
+  const next = await retrieveModel(node, { name, checkpoint: 2 });
+  assertCheckpointMovedByDiff(start.tensors, next.tensors, resumed.diff);
+  await page.close();
+});
