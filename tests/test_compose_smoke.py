@@ -215,15 +215,19 @@ class LocalDeployment:
             wait_for(healthy, timeout=90, what=f"{name} to be healthy")
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # Nodes first (they say goodbye to the Network), then the Network: stopping it first would
+        # make it wait for the Nodes' idle keep-alive connections.
+        for group in ([p for n, p in self.processes.items() if n != "network"],
+                      [p for n, p in self.processes.items() if n == "network"]):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         for database in self.databases.values():
             database.drop()
 

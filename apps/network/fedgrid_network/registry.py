@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from .credentials import new_node_token, token_hash, token_matches
@@ -131,6 +132,15 @@ class Registry:
         if software_version is not None and not isinstance(software_version, str):
             raise invalid_request("version must be text", field="version")
         now = utcnow()
+        try:
+            return self._join(node_id, address, node_token, software_version, now)
+        except IntegrityError:
+            # Two first joins of one id raced and the other one won: this one holds no token.
+            raise ApiError("node_id_taken", f"a Node with id {node_id!r} has just registered", 409
+                           ) from None
+
+    def _join(self, node_id: str, address: str, node_token: Any, software_version: Any,
+              now: datetime) -> dict:
         with self.db.session() as session:
             node = session.get(NodeRecord, node_id, with_for_update=True)
             if node is None:

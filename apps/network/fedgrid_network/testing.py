@@ -1,7 +1,8 @@
 """Start and stop real `fedgrid-network` processes on loopback ports (for tests of any package).
 
 Shipped with the package, as `flask.testing` is, so the Node's and the end-to-end tests can run a
-Network without importing test code across packages.
+Network without importing test code across packages. Needs `requests` (a development dependency;
+the Network itself does not use it).
 """
 
 from __future__ import annotations
