@@ -3,12 +3,17 @@
 // checkpoint must be the old one minus the reported diff. Needs `npm run build` first.
 
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { launchChromium } from './support/browser.mjs';
-import { hostModel, retrieveModel, startNode, waitForCheckpoint } from './support/node.mjs';
+import { parseSafetensors } from '../src/index.js';
+import { PYTHON, REPO, hostModel, retrieveModel, startNode, waitForCheckpoint } from './support/node.mjs';
 
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
 let node;
@@ -116,4 +121,66 @@ test('a page using the bundle API stops training, keeps it in IndexedDB, reloads
   const next = await retrieveModel(node, { name, checkpoint: 2 });
   assertCheckpointMovedByDiff(start.tensors, next.tensors, resumed.diff);
   await page.close();
+});
+
+// A Python device: the Python SDK (clients/python) trains digits shard 0 of 4 and reports; it
+// writes the diff it reported so the test can check the average.
+const PYTHON_DEVICE = `
+import json, sys
+import fedgrid
+from fedgrid_plans import tensors
+from fedgrid_plans.digits import load_digits_arrays
+url, model, out = sys.argv[1:4]
+features, labels = load_digits_arrays((64,))
+job = fedgrid.Client(url).new_job(model)
+assignment = job.request()
+result = assignment.train((features[0::4], labels[0::4]), progress=False)
+answer = assignment.report(result)
+open(out, "wb").write(tensors.encode(result.diff))
+print(json.dumps({"cycle": answer["cycle"], "num_samples": result.num_samples}))
+`;
+
+test('a mixed cycle: a browser device and a Python device report into one cycle and FedAvg weighs them by num_samples', async () => {
+  const name = 'mixed-cycle';
+  await hostModel(node, { name, vector: 'digits_mlp', clientConfig: { batch_size: 32, epochs: 1 }, serverConfig: { max_diffs: 2, min_diffs: 2, max_workers: 2 } });
+  const start = await retrieveModel(node, { name, checkpoint: 1 });
+  const page = await browser.newPage();
+  await page.goto(`${node.url}/examples/browser-device?model=${name}&shard=1&shards=3&autostart=1`);
+  await page.waitForFunction(() => ['reported', 'error', 'rejected'].includes(window.fedgridExample?.state), null, { timeout: 120_000 });
+  const browserDevice = await page.evaluate(() => {
+    const { state, status, report, result } = window.fedgridExample;
+    return { state, status, report, numSamples: result?.numSamples, diff: result && Object.fromEntries(Object.entries(result.diff).map(([k, t]) => [k, Array.from(t.data)])) };
+  });
+  assert.equal(browserDevice.state, 'reported', page.consoleMessages.join('\n'));
+  assert.equal(browserDevice.numSamples, 599); // shard 1 of 3: indices 1, 4, ..., 1795
+  // One report of two: the cycle is still open, checkpoint 2 does not exist yet.
+  assert.equal((await retrieveModel(node, { name })).number, 1);
+
+  const scratch = mkdtempSync(join(tmpdir(), 'fedgrid-mixed-'));
+  try {
+    const out = join(scratch, 'python-diff.safetensors');
+    const { stdout } = await promisify(execFile)(PYTHON, ['-c', PYTHON_DEVICE, node.url, name, out], { cwd: REPO, timeout: 120_000 });
+    const pythonDevice = JSON.parse(stdout.trim().split('\n').pop());
+    assert.equal(pythonDevice.cycle, browserDevice.report.cycle);
+    assert.equal(pythonDevice.num_samples, 450); // shard 0 of 4
+    const pythonDiff = parseSafetensors(readFileSync(out)).tensors;
+    await waitForCheckpoint(node, { name, number: 2 });
+    const next = await retrieveModel(node, { name, checkpoint: 2 });
+    const [nB, nP] = [browserDevice.numSamples, pythonDevice.num_samples];
+    for (const [key, tensor] of Object.entries(start.tensors)) {
+      for (let i = 0; i < tensor.data.length; i += 1) {
+        const average = (nB * browserDevice.diff[key][i] + nP * pythonDiff[key].data[i]) / (nB + nP);
+        const expected = tensor.data[i] - average;
+        if (Math.abs(next.tensors[key].data[i] - expected) > 1e-6) assert.fail(`${key}[${i}]: ${next.tensors[key].data[i]} vs ${expected}`);
+      }
+    }
+    // Not the unweighted mean PyGrid computed: the two differ wherever the diffs do.
+    const key = Object.keys(start.tensors)[0];
+    const i = browserDevice.diff[key].findIndex((v, j) => Math.abs(v - pythonDiff[key].data[j]) > 1e-3);
+    const unweighted = start.tensors[key].data[i] - (browserDevice.diff[key][i] + pythonDiff[key].data[i]) / 2;
+    assert.ok(Math.abs(next.tensors[key].data[i] - unweighted) > 1e-5);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+    await page.close();
+  }
 });
