@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -57,6 +58,8 @@ class Client:
 
     def __init__(self, url: str, auth_token: str | None = None, *, retries: int = 5,
                  backoff: float = 0.5, timeout: float = 60.0, threads: int = 1) -> None:
+        if urlsplit(url).scheme not in ("http", "https", "ws", "wss"):
+            raise ValueError(f"unsupported URL {url!r}: use http(s)://host:port or ws(s)://host:port/ws")
         self.url = url.rstrip("/")
         self.auth_token = auth_token
         self.threads = threads  # ONNX Runtime threads per training run; 1 leaves the device free

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import select
 import threading
 import time
 from dataclasses import dataclass, field
@@ -215,6 +216,8 @@ class WebSocketTransport:
         self._ids = itertools.count(1)
 
     def _connect(self) -> websocket.WebSocket:
+        if self._socket is not None and _closed_by_peer(self._socket):
+            self._drop()
         if self._socket is None:
             self._socket = websocket.create_connection(self.ws_url, timeout=self.timeout)
         return self._socket
@@ -354,6 +357,20 @@ def encode_frame(envelope: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
         {name: np.frombuffer(blob, dtype=np.uint8) for name, blob in blobs.items()},
         metadata={ENVELOPE_KEY: json.dumps(envelope, separators=(",", ":"))},
     )
+
+
+def _closed_by_peer(sock: websocket.WebSocket) -> bool:
+    """Whether an idle socket has something to read. The Node only speaks when asked, so that
+    is its close frame or EOF (it restarted, or an idle timeout closed it): sending on it would
+    seem to work and only the answer would be lost, which cannot be retried safely."""
+    raw = sock.sock
+    if raw is None:
+        return True
+    try:
+        readable, _, _ = select.select([raw], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _is_json(response: requests.Response) -> bool:

@@ -79,3 +79,28 @@ def test_model_unknown_to_the_network(stand_in_network):
     with Client(stand_in_network.url) as client, pytest.raises(fedgrid.ProcessUnknown) as caught:
         client.new_job("nobody-hosts-this").request()
     assert "nobody-hosts-this" in str(caught.value)
+
+
+def test_client_through_a_real_network(node_factory, tmp_path, compiled_mlp, digits):
+    from fedgrid import Admin
+    from fedgrid_network.testing import start_network, wait_for
+
+    network = start_network(data_dir=tmp_path / "network")
+    try:
+        node = node_factory("sqlite", extra_args=["--network", network.url, "--id", "sdk-alice",
+                                                  "--network-secret", network.secret])
+        with Admin(node.url, node.admin_token) as admin:
+            admin.host_training(compiled_mlp, "routed-model", "1.0",
+                                server_config={"max_diffs": 1})
+        wait_for(lambda: network.nodes().get("sdk-alice", {}).get("processes"),
+                 what="the Node's heartbeat listing its model")
+        features, labels = digits
+        with Client(network.url) as client:
+            job = client.new_job("routed-model")
+            assignment = job.request()
+            assignment.report(assignment.train((features[:20], labels[:20])))
+            assert job.transport.url == node.url
+            with pytest.raises(fedgrid.ProcessUnknown):
+                client.new_job("hosted-nowhere").request()
+    finally:
+        network.stop()
