@@ -3,14 +3,10 @@
 
 import { FormatError } from './errors.js';
 import { parseSafetensors } from './safetensors.js';
+import { sha256Hex } from './sha256.js';
 
 export const PLAN_METADATA_KEY = 'fedgrid.plan';
 const GRAPH_PREFIX = 'graph/';
-
-async function sha256Hex(bytes) {
-  const digest = await globalThis.crypto.subtle.digest('SHA-256', bytes);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
-}
 
 /** A parsed plan: `manifest` (object) and `graphs` ({train, forward?, average?}: Uint8Array). */
 export class Plan {

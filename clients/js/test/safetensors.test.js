@@ -86,3 +86,12 @@ test('plan files parse, and a tampered graph fails the content hash', async () =
   assert.throws(() => Plan.fromBytes(writeSafetensors({ x: new Uint8Array(1) })), /no manifest/);
   assert.throws(() => Plan.fromBytes(writeSafetensors({ 'graph/forward': new Uint8Array(1) }, { 'fedgrid.plan': '{"x":1}' })), /no training graph/);
 });
+
+test('the pure-JS SHA-256 (for pages without WebCrypto) agrees with WebCrypto', async () => {
+  const { sha256Bytes } = await import('../src/sha256.js');
+  const plan = readFileSync(`${REPO}plans/conformance/digits_mlp/plan.fgplan`);
+  for (const bytes of [new Uint8Array(0), new TextEncoder().encode('abc'), new Uint8Array(55), new Uint8Array(56), new Uint8Array(64), plan]) {
+    const digest = Buffer.from(await crypto.subtle.digest('SHA-256', bytes)).toString('hex');
+    assert.equal(sha256Bytes(bytes), digest, `${bytes.length} bytes`);
+  }
+});

@@ -1,0 +1,122 @@
+// Training steps per second of the same plan in Node.js (onnxruntime-web WASM), in headless
+// Chromium (the browser bundle) and in the Python executor (onnxruntime), all single-threaded,
+// plus the browser bundle's size. Needs `npm run build` (for Chromium) and the repository's .venv.
+//
+//   node benchmarks/steps.mjs [--models digits_mlp,mcmahan_cnn] [--batch 32] [--seconds 3]
+
+import { execFileSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+import { PlanExecutor, parseSafetensors } from '../src/index.js';
+import { launchChromium } from '../test/support/browser.mjs';
+import { PYTHON, REPO, VECTORS } from '../test/support/node.mjs';
+
+const { values: args } = parseArgs({ options: {
+  models: { type: 'string', default: 'digits_mlp,mcmahan_cnn' },
+  batch: { type: 'string', default: '32' },
+  seconds: { type: 'string', default: '3' },
+} });
+const models = args.models.split(',');
+const batch = Number(args.batch);
+const seconds = Number(args.seconds);
+const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
+
+/** A deterministic batch for the plan (features in [0,1), labels 0..9). */
+function makeBatch(featureSize) {
+  const features = new Float32Array(batch * featureSize);
+  let state = 12345;
+  for (let i = 0; i < features.length; i += 1) { state = (state * 1103515245 + 12345) >>> 0; features[i] = (state >>> 8) / 2 ** 24; }
+  const labels = Array.from({ length: batch }, (_, i) => i % 10);
+  return { features, labels };
+}
+
+/** Runs inside Node.js and inside the page (the same function, serialised by playwright). */
+async function timeSteps(api, planBytes, startBytes, features, labels, seconds) {
+  const executor = await api.PlanExecutor.create(planBytes);
+  let params = api.parseSafetensors(startBytes).tensors;
+  const state = executor.usesOptimizerState ? executor.initialOptimizerState() : undefined;
+  for (let i = 0; i < 5; i += 1) params = (await executor.step(params, features, labels, { optimizerState: state })).parameters;
+  // The median step time, not steps over a window: the machine is shared, and the median
+  // ignores the steps that waited for another process.
+  const times = [];
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000 || times.length < 5) {
+    const before = performance.now();
+    params = (await executor.step(params, features, labels, { optimizerState: state })).parameters;
+    times.push(performance.now() - before);
+  }
+  times.sort((a, b) => a - b);
+  return 1000 / times[Math.floor(times.length / 2)];
+}
+
+function pythonStepsPerSecond(model, featureSize) {
+  const script = `
+import sys, time, numpy as np
+from fedgrid_plans.executor import PlanExecutor
+from fedgrid_plans import tensors
+folder, batch, seconds, size = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+executor = PlanExecutor(open(folder + "/plan.fgplan", "rb").read(), threads=1)
+params = {k: np.array(v) for k, v in tensors.decode(open(folder + "/start.safetensors", "rb").read()).items()}
+state = executor.initial_optimizer_state() if executor.uses_optimizer_state else None
+s = 12345; f = np.empty(batch * size, np.float32)
+for i in range(f.size):
+    s = (s * 1103515245 + 12345) % 2**32; f[i] = (s >> 8) / 2**24
+shape = [batch] + [int(d) for d in executor.plan.manifest["train"]["inputs"][0]["shape"][1:]]
+features = f.reshape(shape); labels = np.arange(batch) % 10
+for _ in range(5): params = executor.step(params, features, labels, optimizer_state=state).parameters
+times, started = [], time.perf_counter()
+while time.perf_counter() - started < seconds or len(times) < 5:
+    before = time.perf_counter()
+    params = executor.step(params, features, labels, optimizer_state=state).parameters
+    times.append(time.perf_counter() - before)
+print(1 / sorted(times)[len(times) // 2])`;
+  return Number(execFileSync(PYTHON, ['-c', script, join(VECTORS, model), String(batch), String(seconds), String(featureSize)], { cwd: REPO }).toString().trim());
+}
+
+const browser = await launchChromium();
+const page = await browser.newPage();
+// Serve dist/ and the vectors from a made-up origin: no Node process needed for timing.
+await page.route('http://fedgrid.bench/**', (route) => {
+  const path = new URL(route.request().url()).pathname;
+  if (path === '/') return route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><script src="/js/fedgrid.js"></script>' });
+  const file = path.startsWith('/vectors/') ? join(VECTORS, path.slice('/vectors/'.length)) : join(DIST, path.slice('/js/'.length));
+  const type = file.endsWith('.wasm') ? 'application/wasm' : file.endsWith('js') ? 'text/javascript' : 'application/octet-stream';
+  route.fulfill({ status: 200, contentType: type, body: readFileSync(file) });
+});
+await page.goto('http://fedgrid.bench/');
+await page.waitForFunction(() => window.fedgrid !== undefined);
+
+const rows = [];
+for (const model of models) {
+  const planBytes = readFileSync(join(VECTORS, model, 'plan.fgplan'));
+  const startBytes = readFileSync(join(VECTORS, model, 'start.safetensors'));
+  const executor = await PlanExecutor.create(planBytes);
+  const { featureSize } = executor;
+  await executor.release();
+  const { features, labels } = makeBatch(featureSize);
+  const python = pythonStepsPerSecond(model, featureSize);
+  const node = await timeSteps({ PlanExecutor, parseSafetensors }, planBytes, startBytes, features, labels, seconds);
+  const chromium = await page.evaluate(async ({ model, features, labels, seconds, source }) => {
+    const fetchBytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+    const run = new Function(`return (${source})`)();
+    return run(window.fedgrid, await fetchBytes(`/vectors/${model}/plan.fgplan`), await fetchBytes(`/vectors/${model}/start.safetensors`), Float32Array.from(features), labels, seconds);
+  }, { model, features: Array.from(features), labels, seconds, source: timeSteps.toString() });
+  rows.push({ model, python, node, chromium });
+}
+await browser.stop();
+
+const fixed = (x) => x.toFixed(1).padStart(9);
+console.log(`Training steps/s (1 / median step time), batch ${batch}, one thread each, ${seconds} s per measurement`);
+console.log('model                Python   Node.js  Chromium   Node/Python  Chromium/Python');
+for (const r of rows) {
+  console.log(`${r.model.padEnd(18)}${fixed(r.python)}${fixed(r.node)}${fixed(r.chromium)}${(r.node / r.python).toFixed(2).padStart(13)}${(r.chromium / r.python).toFixed(2).padStart(17)}`);
+}
+const bundle = readFileSync(join(DIST, 'fedgrid.js'));
+const wasm = statSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm')).size;
+const wasmGzip = gzipSync(readFileSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm'))).length;
+const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
+console.log(`\nBundle dist/fedgrid.js: ${kib(bundle.length)} (${kib(gzipSync(bundle).length)} gzip); ONNX Runtime WASM: ${kib(wasm)} (${kib(wasmGzip)} gzip)`);
