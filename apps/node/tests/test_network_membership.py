@@ -3,6 +3,7 @@ impersonated: processes on loopback, short heartbeat intervals."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import requests
@@ -97,3 +98,64 @@ def test_a_second_node_cannot_take_over_an_id_and_a_wrong_secret_is_refused(node
             assert token not in log and network.secret not in log
     finally:
         network.stop()
+
+
+def test_heartbeat_describes_open_and_finished_processes(tmp_path):
+    """What a heartbeat says, computed in-process from the Node's database."""
+    from fedgrid_node.app import create_app
+    from fedgrid_node.config import NodeConfig
+    from fedgrid_node.network_membership import collect_heartbeat, default_address
+    from fedgrid_plans import tensors
+    from tests.support.models import random_diff
+
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin"))
+    state = app.extensions["fedgrid"]
+    client = app.test_client()
+    try:
+        assert app.extensions["fedgrid_membership"] is None  # no --network: standalone
+        assert collect_heartbeat(state.db) == {"processes": [], "devices": 0, "load": 0.0,
+                                               "health": "ok"}
+        plan, checkpoint = logistic_regression()
+        for name, cycles in (("once", 1), ("ongoing", None)):
+            server_config = {"max_diffs": 1, "cycle_length": 300}
+            if cycles:
+                server_config["num_cycles"] = cycles
+            hosted = client.post(
+                "/model-centric/host-training",
+                data={"name": name, "version": "2", "client_config": "{}",
+                      "server_config": json.dumps(server_config),
+                      "model": (io.BytesIO(checkpoint), "model.safetensors"),
+                      "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")},
+                headers={"Authorization": "Bearer admin"},
+            )
+            assert hosted.status_code == 200, hosted.get_json()
+        workers = {}
+        for name in ("once", "ongoing"):
+            worker = client.post("/model-centric/authenticate",
+                                 json={"model_name": name}).get_json()["worker_id"]
+            cycle = client.post("/model-centric/cycle-request",
+                                json={"worker_id": worker, "model": name, "version": "2",
+                                      "ping": 1, "download": 10, "upload": 10}).get_json()
+            workers[name] = (worker, cycle["request_key"])
+        beat = collect_heartbeat(state.db)
+        assert beat["devices"] == 2 and beat["load"] == 2.0
+        worker, key = workers["once"]
+        reported = client.post(
+            f"/model-centric/report?worker_id={worker}&request_key={key}&num_samples=5",
+            data=tensors.encode(random_diff(checkpoint, 1)),
+            content_type="application/octet-stream")
+        assert reported.status_code == 200, reported.get_json()
+        beat = collect_heartbeat(state.db)
+        processes = {p["name"]: p for p in beat["processes"]}
+        assert processes["once"] == {"name": "once", "version": "2", "status": "finished",
+                                     "cycle": 1, "checkpoint": 2, "accepted": 0, "reported": 0,
+                                     "deadline": None}
+        ongoing = processes["ongoing"]
+        assert (ongoing["status"], ongoing["cycle"], ongoing["checkpoint"], ongoing["accepted"],
+                ongoing["reported"]) == ("open", 1, 1, 1, 0)
+        assert ongoing["deadline"].endswith("Z") and beat["devices"] == 1
+    finally:
+        state.engine.stop()
+        state.db.dispose()
+    assert default_address("0.0.0.0", 5000).endswith(":5000")
+    assert default_address("127.0.0.1", 5001) == "http://127.0.0.1:5001"
