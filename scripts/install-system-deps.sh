@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite needs, only those missing:
-#   chromium        headless browser for the dashboard and browser-SDK tests
+#   chromium        headless browser for the dashboard and browser-SDK tests (with
+#                   fonts-liberation, its recommended fonts, so screenshots have real text)
 #   docker-compose  (v1) validates docker-compose.yml offline with `docker-compose config -q`
 # Runs as root (CI images and the dev containers); as another user it only reports what is missing.
 set -euo pipefail
@@ -19,6 +20,9 @@ fi
 if [ "$(id -u)" -ne 0 ]; then
     echo "missing system packages: ${missing[*]} (run this script as root to install them)" >&2
     exit 1
+fi
+if [[ " ${missing[*]} " == *" chromium "* ]]; then
+    missing+=(fonts-liberation)
 fi
 echo "installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
