@@ -29,7 +29,13 @@ from fedgrid_plans.executor import BatchReport, PlanExecutor, TrainingResult, tr
 from fedgrid_plans.plan_file import Plan
 
 from .data import as_arrays
-from .errors import AssignmentExpired, FedgridError, Rejected, TrainingFinished
+from .errors import (
+    AssignmentExpired,
+    FedgridError,
+    NetworkUnreachable,
+    Rejected,
+    TrainingFinished,
+)
 from .transport import Transport, open_transport, route_to_node, server_kind
 
 EVENTS = ("accepted", "rejected", "error")
@@ -219,31 +225,44 @@ class Job:
 
     def participate(self, data: Any, *, cycles: int | None = None,
                     on_report: Callable[[Assignment, TrainingResult], Any] | None = None,
+                    max_network_failures: int = 5,
                     **train_options: Any) -> list[dict[str, Any]]:
         """Keep this device in training until the model is finished (or ``cycles`` reports).
 
         Each round: request a place; when rejected, sleep the Node's ``timeout`` (no polling);
         when accepted, train on ``data`` (``train_options`` as for :meth:`Assignment.train`) and
         report. An assignment whose cycle closed meanwhile is dropped and the device asks again.
+        When the Node cannot be reached (after the transport's own retries) the device waits
+        longer each time (2, 4, 8... up to 60 s) and gives up with ``NetworkUnreachable`` after
+        ``max_network_failures`` failures in a row.
         Returns one ``{"cycle", "checkpoint", "num_samples", "metrics"}`` per report made.
         :meth:`stop` (from another thread) ends the loop at its next wait.
         """
         reports: list[dict[str, Any]] = []
         features, labels = as_arrays(data)
         self._stopped.clear()
+        failures = 0
         while not self._stopped.is_set() and (cycles is None or len(reports) < cycles):
             try:
                 assignment = self.request()
+                result = assignment.train((features, labels), **train_options)
+                assignment.report(result)
             except TrainingFinished:
                 break
             except Rejected as rejection:
+                failures = 0
                 self._stopped.wait(rejection.timeout if rejection.timeout else 1.0)
                 continue
-            try:
-                result = assignment.train((features, labels), **train_options)
-                assignment.report(result)
             except AssignmentExpired:
+                failures = 0
                 continue
+            except NetworkUnreachable:
+                failures += 1
+                if failures >= max_network_failures:
+                    raise
+                self._stopped.wait(min(60.0, 2.0**failures))
+                continue
+            failures = 0
             reports.append({"cycle": assignment.cycle, "checkpoint": assignment.checkpoint,
                             "num_samples": result.num_samples, "metrics": result.metrics})
             if on_report is not None:

@@ -205,3 +205,13 @@ def test_unreachable_node_raises_after_retries(transport):
             pytest.raises(fedgrid.NetworkUnreachable) as caught:
         client.new_job("anything").request()
     assert caught.value.code == "network_unreachable"
+
+
+def test_participate_gives_up_when_the_node_stays_unreachable(digits):
+    from tests.support.node_process import free_port
+
+    features, labels = digits
+    with Client(f"http://127.0.0.1:{free_port()}", retries=0) as client, \
+            pytest.raises(fedgrid.NetworkUnreachable):
+        client.new_job("anything").participate((features[:10], labels[:10]),
+                                               max_network_failures=1)
