@@ -44,6 +44,8 @@ def shared_node(request, tmp_path_factory):
     yield node
     node.stop()
     database.drop()
+    # Every refusal the tests provoke must be an answered ApiError, never an unhandled exception.
+    assert "Traceback" not in node.log(), f"the shared Node logged a traceback:\n{node.log()}"
 
 
 def pytest_report_header(config):

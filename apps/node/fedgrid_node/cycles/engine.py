@@ -50,18 +50,37 @@ TensorSpec = dict[str, tuple[tuple[int, ...], np.dtype]]
 FOLD_THREADS = 2
 
 
+def _outcome(fn: Callable, *args: Any) -> tuple[bool, Any]:
+    # Exceptions travel back as values: raised inside a pool thread, gevent would print each one
+    # (an expected `diff_mismatch` included) as an unhandled traceback.
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc
+
+
+def _unwrap(outcome: tuple[bool, Any]) -> Any:
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value
+
+
 def run_off_hub(fn: Callable, *args: Any) -> Any:
-    """Run CPU-bound work in gevent's thread pool; numpy releases the GIL for large arrays."""
-    return gevent.get_hub().threadpool.apply(fn, args)
+    """Run CPU-bound numpy work in gevent's thread pool (numpy releases the GIL).
+
+    Only pure computation goes there: database sessions and sockets belong to the hub's thread.
+    """
+    return _unwrap(gevent.get_hub().threadpool.apply(_outcome, (fn, *args)))
 
 
 def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int) -> None:
     """Fold one report on `FOLD_THREADS` pool threads (disjoint slices), the hub stays free."""
     pool = gevent.get_hub().threadpool
-    parts = [pool.spawn(running.fold_part, diff, num_samples, part, FOLD_THREADS)
+    parts = [pool.spawn(_outcome, running.fold_part, diff, num_samples, part, FOLD_THREADS)
              for part in range(FOLD_THREADS)]
     for part in parts:
-        part.get()
+        _unwrap(part.get())
     running.finish_fold(num_samples)
 
 
@@ -563,8 +582,15 @@ class CycleEngine:
             .order_by(Assignment.reported_at, Assignment.id)
             .execution_options(yield_per=1)
         )
-        diffs = (tensors.decode(data) for (data,) in rows)
-        return run_off_hub(strategy.average, plan_file, diffs)
+        averaging = strategy.averager(plan_file)
+        average = None
+        # Rows are read here on the hub (the connection is not thread-safe); each plan step, the
+        # numpy work, runs in the pool.
+        for count, (data,) in enumerate(rows):
+            item = tensors.decode(data)
+            average = (averaging.first(item) if count == 0
+                       else run_off_hub(averaging.step, average, item, count))
+        return average
 
     def _open_next_cycle(self, session, process_id, cycle, config, checkpoint_number) -> int | None:
         completed = session.scalar(

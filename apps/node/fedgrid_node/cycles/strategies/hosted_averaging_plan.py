@@ -10,8 +10,6 @@ Prefer the built-in strategies: they weight by num_samples (McMahan et al. 2017)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
 import numpy as np
 
 from .base import Strategy, Tensors, check_positive
@@ -25,13 +23,8 @@ class HostedAveragingPlan(Strategy):
         self.server_learning_rate = check_positive("server_learning_rate", server_learning_rate)
 
     @staticmethod
-    def average(plan_file: bytes, diffs: Iterable[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        from fedgrid_plans.averaging import AveragingPlan
-        from fedgrid_plans.plan_file import Plan
-
-        plan = Plan.from_bytes(plan_file)
-        names = [p["name"] for p in plan.manifest["parameters"]]
-        return AveragingPlan(plan.graphs["average"], names).average(diffs)
+    def averager(plan_file: bytes) -> PlanAverager:
+        return PlanAverager(plan_file)
 
     def step(self, params: Tensors, average_diff: Tensors, state: dict[str, np.ndarray]):
         new_params = {
@@ -39,3 +32,21 @@ class HostedAveragingPlan(Strategy):
             for name, value in params.items()
         }
         return new_params, state
+
+
+class PlanAverager:
+    """PyGrid's loop over the hosted plan: ``avg = first(d0)``, then ``avg = step(avg, d_i, i)``."""
+
+    def __init__(self, plan_file: bytes) -> None:
+        from fedgrid_plans.averaging import AveragingPlan
+        from fedgrid_plans.plan_file import Plan
+
+        plan = Plan.from_bytes(plan_file)
+        self.names = [p["name"] for p in plan.manifest["parameters"]]
+        self._plan = AveragingPlan(plan.graphs["average"], self.names)
+
+    def first(self, item: Tensors) -> dict[str, np.ndarray]:
+        return {name: np.array(item[name], dtype=np.float32) for name in self.names}
+
+    def step(self, average: Tensors, item: Tensors, count: int) -> dict[str, np.ndarray]:
+        return self._plan.step(average, item, count)
