@@ -1,0 +1,42 @@
+// Compiled (not run) by `npm run typecheck`: the README's and docs' usage must type-check.
+import {
+  Client, CycleClosedError, PlanExecutor, TrainingStoppedError, parseSafetensors, writeSafetensors,
+  type Assignment, type TrainingCheckpoint, type TrainingResult,
+} from 'fedgrid';
+
+async function device(features: Float32Array, labels: number[]): Promise<number | undefined> {
+  const client = new Client({ url: 'http://localhost:5000', authToken: 'token', retries: 3 });
+  const job = client.newJob({ modelName: 'digits_mlp', modelVersion: '1.0' });
+  job.on('rejected', ({ reason, timeout }) => console.log(reason, timeout?.toFixed(1)));
+  job.on('error', (error) => console.log(error.code));
+  const speeds = await client.speedTest({ bytes: 1 << 20 });
+  const outcome = await job.request({ speeds });
+  if (outcome.status !== 'accepted') return undefined;
+  const assignment: Assignment = outcome;
+  const controller = new AbortController();
+  let result: TrainingResult;
+  try {
+    result = await job.train({ data: features, labels, batchSize: 32, epochs: 1, signal: controller.signal, onBatch: ({ loss }) => loss > 0 });
+  } catch (error) {
+    if (!(error instanceof TrainingStoppedError)) throw error;
+    const saved: TrainingCheckpoint = JSON.parse(JSON.stringify(error.checkpoint));
+    result = await job.train({ data: features, labels, resumeFrom: saved });
+  }
+  try {
+    const answer = await job.report(result);
+    return answer.cycle + assignment.checkpoint;
+  } catch (error) {
+    if (error instanceof CycleClosedError) return undefined;
+    throw error;
+  }
+}
+
+async function executor(planBytes: Uint8Array, checkpoint: Uint8Array): Promise<number> {
+  const plan = await PlanExecutor.create(planBytes);
+  const step = await plan.step(parseSafetensors(checkpoint).tensors, new Float32Array(64), [3]);
+  writeSafetensors(step.parameters);
+  return step.loss;
+}
+
+void device;
+void executor;
