@@ -7,7 +7,10 @@ STAMP := $(VENV)/.installed
 # Tests create their own throw-away databases with this role (see scripts/postgres.sh).
 export FEDGRID_TEST_POSTGRES_URL ?= postgresql://fedgrid:fedgrid@127.0.0.1:5432/postgres
 
-.PHONY: venv test lint pytest demo bench postgres clean
+JS := clients/js
+JS_STAMP := $(JS)/node_modules/.installed
+
+.PHONY: venv test lint pytest js js-test system-deps demo bench postgres clean
 
 venv: $(STAMP)
 
@@ -20,23 +23,42 @@ $(STAMP): plans/pyproject.toml apps/node/pyproject.toml apps/network/pyproject.t
 postgres:
 	bash scripts/postgres.sh
 
+# Debian packages the tests need (chromium for browser tests, docker-compose to validate the file).
+system-deps:
+	bash scripts/install-system-deps.sh
+
+# package-lock.json pins every JS dependency; npm ci installs exactly that.
+$(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
+	cd $(JS) && npm ci --no-audit --no-fund
+	touch $@
+
+# The browser bundle and ONNX Runtime's WASM files, which the Node serves at /js/.
+js: $(JS_STAMP) $(STAMP)
+	cd $(JS) && npm run build
+
+js-test: js system-deps
+	cd $(JS) && npm test
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # pytest exits 5 when it collected nothing; that is a broken suite here, so say it plainly.
-pytest: $(STAMP) postgres
+pytest: $(STAMP) postgres system-deps js
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
-test: lint pytest
+test: lint pytest js-test
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
 # Benchmarks print figures and ratios against baselines measured in the same run; they assert nothing.
-bench: $(STAMP) postgres
+bench: $(STAMP) postgres js system-deps
+	$(PY) plans/benchmarks/executor_speed.py
 	$(PY) apps/node/benchmarks/aggregation_throughput.py
 	$(PY) apps/node/benchmarks/report_ingest.py
 	$(PY) apps/node/benchmarks/postgres_under_gevent.py
+	$(PY) clients/python/benchmarks/learning_quality.py
+	cd $(JS) && npm run bench
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache $(JS)/node_modules $(JS)/dist
