@@ -80,3 +80,21 @@ def test_unknown_model(sdk_node):
     with Admin(sdk_node.url, sdk_node.admin_token) as admin, \
             pytest.raises(fedgrid.ProcessUnknown):
         admin.checkpoints("no-such-model")
+
+
+def test_host_a_torch_module_and_load_the_trained_state_dict_back(sdk_node, digits):
+    import torch
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    features, labels = digits
+    with Admin(sdk_node.url, sdk_node.admin_token) as admin:
+        admin.host_training(module, "admin-torch-module",
+                            example_batch=(features[:2], labels[:2]),
+                            server_config={"max_diffs": 1})
+        with Client(sdk_node.url) as client:
+            assignment = client.new_job("admin-torch-module").request()
+            assignment.report(assignment.train((features[:50], labels[:50])))
+        module.load_state_dict(admin.retrieve_state_dict("admin-torch-module"))
+        trained = admin.retrieve_model("admin-torch-module", checkpoint=2)
+    np.testing.assert_array_equal(module[0].weight.detach().numpy(), trained["0.weight"])
