@@ -265,8 +265,9 @@ class NetworkMembership:
             gevent.sleep(delay * random.uniform(0.8, 1.2))
 
     def _heartbeat_until_forgotten(self) -> None:
+        # The first heartbeat goes right after the join, so the Network knows what this Node
+        # hosts (and can route to it) without waiting a whole interval.
         while True:
-            gevent.sleep(self.interval)
             try:
                 self.heartbeat()
             except MembershipRefused as exc:
@@ -274,9 +275,12 @@ class NetworkMembership:
                 self.status.joined = False
                 self._failed(f"heartbeat refused ({code}): {message}; joining again",
                              error=code != "node_unknown")
+                if code != "node_unknown":
+                    gevent.sleep(self.interval)  # e.g. our id was re-registered: do not spin
                 return
             except requests.RequestException as exc:
                 self._failed(f"heartbeat to {self.network_url} failed: {exc}")
+            gevent.sleep(self.interval)
 
     def _failed(self, message: str, *, error: bool = False) -> None:
         self.status.failures += 1
