@@ -67,13 +67,13 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         address=args.address,
         network_url=args.network,
+        network_secret=args.network_secret,
         database_url=None if args.start_local_db else args.database_url,
         data_dir=Path(args.data_dir or Path("var") / args.id),
         admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
     )
-    config.network_secret = args.network_secret  # read by network_membership.py
     if os.environ.get("SECRET_KEY"):
         config.secret_key = os.environ["SECRET_KEY"]
     app = create_app(config)

@@ -22,6 +22,8 @@ class NodeConfig:
     # Public address other parties (the Network, devices routed to us) use to reach this Node.
     address: str | None = None
     network_url: str | None = None
+    # Shared secret the Network asks of Nodes joining it (NETWORK_SECRET).
+    network_secret: str | None = None
     database_url: str | None = None
     data_dir: Path = field(default_factory=lambda: Path("var/node"))
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))

@@ -297,7 +297,7 @@ def start_membership(app) -> NetworkMembership | None:
     if not config.network_url:
         app.extensions["fedgrid_membership"] = None
         return None
-    secret = getattr(config, "network_secret", None) or os.environ.get("NETWORK_SECRET")
+    secret = config.network_secret or os.environ.get("NETWORK_SECRET")
     if not secret:
         log.warning("--network is set but no --network-secret / NETWORK_SECRET: the Network "
                     "will refuse to register this Node")
