@@ -1,6 +1,7 @@
 // The SDK against a real Fedgrid Node process, in Node.js, over HTTP and WebSocket.
 
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
 import { AuthenticationError, Client, CycleClosedError, RequestError, TrainingStoppedError } from '../src/index.js';
@@ -132,4 +133,41 @@ test('stopped training resumes from a JSON checkpoint in a new client and report
   for (const [key, tensor] of Object.entries(uninterrupted.diff)) assert.deepEqual(Array.from(resumed.diff[key].data), Array.from(tensor.data), key);
   const answer = await resumedJob.report(resumed);
   assert.equal(answer.cycle, assignment.cycle);
+});
+
+function hs256(payload, secret) {
+  const encode = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const body = `${encode({ alg: 'HS256', typ: 'JWT' })}.${encode(payload)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+test('device tokens: a valid JWT is accepted, a missing or expired one is an AuthenticationError with the Node code', async () => {
+  const name = 'js-auth';
+  const secret = 'js-device-secret';
+  await hostModel(node, { name, serverConfig: { max_diffs: 1, authentication: { type: 'jwt', secret, algorithms: ['HS256'] } } });
+  const now = Math.floor(Date.now() / 1000);
+  const good = new Client({ url: node.url, authToken: hs256({ sub: 'phone-1', exp: now + 600 }, secret) }).newJob({ modelName: name });
+  assert.equal((await good.request()).status, 'accepted');
+  const anonymous = new Client({ url: node.url }).newJob({ modelName: name });
+  await assert.rejects(anonymous.request(), (error) => error instanceof AuthenticationError && error.code === 'auth_token_required' && error.status === 401);
+  const expired = new Client({ url: node.wsUrl, authToken: hs256({ sub: 'phone-2', exp: now - 600 }, secret) }).newJob({ modelName: name });
+  await assert.rejects(expired.request(), (error) => error instanceof AuthenticationError && error.code === 'auth_token_expired');
+  expired.client.close();
+});
+
+test('a model with speed gates gets a measured speed test with its first cycle request', async () => {
+  const name = 'js-speed-gates';
+  await hostModel(node, { name, serverConfig: { max_diffs: 1, minimum_download_speed: 0.01, minimum_upload_speed: 0.01, maximum_ping: 60_000 } });
+  const job = new Client({ url: node.url }).newJob({ modelName: name });
+  const assignment = await job.request();
+  assert.equal(assignment.status, 'accepted');
+  assert.ok(job.requiresSpeedTest);
+  assert.ok(job.speeds.download > 0.01 && job.speeds.upload > 0.01 && job.speeds.ping < 60_000, JSON.stringify(job.speeds));
+  // Too-high demands are rejected with the reason and a numeric timeout, not an error.
+  const slow = 'js-speed-gates-strict';
+  await hostModel(node, { name: slow, serverConfig: { max_diffs: 1, minimum_download_speed: 1e9 } });
+  const rejected = await new Client({ url: node.url }).newJob({ modelName: slow }).request();
+  assert.equal(rejected.status, 'rejected');
+  assert.equal(rejected.reason, 'download_too_slow');
+  assert.equal(typeof rejected.timeout, 'number');
 });
