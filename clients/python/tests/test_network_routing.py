@@ -86,6 +86,7 @@ def test_client_through_a_real_network(node_factory, tmp_path, compiled_mlp, dig
     from fedgrid_network.testing import start_network, wait_for
 
     network = start_network(data_dir=tmp_path / "network")
+    node = None
     try:
         node = node_factory("sqlite", extra_args=["--network", network.url, "--id", "sdk-alice",
                                                   "--network-secret", network.secret])
@@ -103,4 +104,6 @@ def test_client_through_a_real_network(node_factory, tmp_path, compiled_mlp, dig
             with pytest.raises(fedgrid.ProcessUnknown):
                 client.new_job("hosted-nowhere").request()
     finally:
+        if node is not None:
+            node.stop()  # first, so that it can say goodbye to the Network
         network.stop()
