@@ -1,12 +1,14 @@
-// Client: one connection to a Fedgrid Node (HTTP or WebSocket) from which jobs are made.
+// Client: a connection to a Fedgrid Node, or to a Fedgrid Network that routes each model to a
+// Node (GET /route), over HTTP or WebSocket; jobs are made from it.
 
+import { FedgridError, RequestError } from './errors.js';
 import { Job } from './job.js';
-import { createTransport } from './transport.js';
+import { createTransport, httpBase, wsEndpoint } from './transport.js';
 
 export class Client {
   /**
    * @param {object} options
-   * @param {string} options.url         the Node: http(s)://host:port (HTTP) or ws(s)://host:port/ws (WebSocket)
+   * @param {string} options.url         the Node (or a Network): http(s)://host:port (HTTP) or ws(s)://host:port/ws (WebSocket)
    * @param {string} [options.authToken] the device token, for models hosted with device authentication
    * @param {'http'|'websocket'} [options.transport] overrides what the URL's scheme picks
    * @param {number} [options.retries]   extra attempts on network failures and 429/502/503/504 (default 5)
@@ -19,7 +21,42 @@ export class Client {
     this.url = url;
     this.authToken = authToken;
     this.executionProviders = executionProviders ?? ['wasm'];
-    this.transport = createTransport(url, { transport, retries, backoff, timeout, fetch, sleep });
+    this.transportOptions = { transport, retries, backoff, timeout, fetch, sleep };
+    /** The transport to `url` (the Node, or the Network when `url` is one). */
+    this.transport = createTransport(url, this.transportOptions);
+    this.kind = null; // 'node' | 'network', from GET /status on first use
+    this.nodeTransports = new Map(); // Node address -> transport, for Networks
+  }
+
+  /** The transport to the Node serving a model: this client's own, or the Network's route. */
+  async transportFor(modelName, modelVersion) {
+    if (this.kind === null) {
+      let status = {};
+      try {
+        status = await this.transport.getJson('/status');
+      } catch (error) {
+        if (!(error instanceof RequestError)) throw error; // a Node without /status is still a Node
+      }
+      this.kind = status.kind === 'network' ? 'network' : 'node';
+    }
+    if (this.kind === 'node') return this.transport;
+    const query = new URLSearchParams({ model: modelName, ...(modelVersion ? { version: modelVersion } : {}) });
+    let route;
+    try {
+      route = await this.transport.getJson(`/route?${query}`);
+    } catch (error) {
+      if (error.status === 404) {
+        throw new RequestError({ code: 'process_unknown', status: 404, message: `no Node on the Network ${httpBase(this.url)} hosts ${modelName}${modelVersion ? ` version ${modelVersion}` : ''}: ${error.message}`, details: error.details });
+      }
+      throw error;
+    }
+    if (typeof route?.address !== 'string' || !route.address) {
+      throw new FedgridError(`the Network at ${this.url} answered a route without an address`, { code: 'unexpected_answer' });
+    }
+    // Keep talking the way the caller chose: a WebSocket client reaches the Node by WebSocket.
+    const nodeUrl = this.transport.kind === 'websocket' ? wsEndpoint(route.address) : httpBase(route.address);
+    if (!this.nodeTransports.has(nodeUrl)) this.nodeTransports.set(nodeUrl, createTransport(nodeUrl, { ...this.transportOptions, transport: this.transport.kind }));
+    return this.nodeTransports.get(nodeUrl);
   }
 
   /** A job for one hosted model; call job.request() to ask for a place in its current cycle. */
@@ -33,8 +70,9 @@ export class Client {
     return this.transport.speedTest({ bytes });
   }
 
-  /** Close the WebSocket, if any (HTTP holds nothing open). */
+  /** Close the WebSockets, if any (HTTP holds nothing open). */
   close() {
     this.transport.close();
+    for (const transport of this.nodeTransports.values()) transport.close();
   }
 }

@@ -30,12 +30,20 @@ export class Job extends Emitter {
     /** The current assignment (after an accepted request()), or null. */
     this.assignment = null;
     this.executors = new Map(); // plan content hash -> PlanExecutor (a hosted plan never changes)
+    this.nodeTransport = null;
   }
 
-  get transport() { return this.client.transport; }
+  /** The transport to this model's Node (after the first call; a Network routes it once). */
+  get transport() { return this.nodeTransport ?? this.client.transport; }
+
+  async resolveTransport() {
+    this.nodeTransport ??= await this.client.transportFor(this.modelName, this.modelVersion);
+    return this.nodeTransport;
+  }
 
   /** Get a worker id bound to this model. request() calls it when needed. */
   async authenticate() {
+    await this.resolveTransport();
     const answer = await this.transport.call('authenticate', {
       model_name: this.modelName,
       model_version: this.modelVersion,
@@ -72,7 +80,7 @@ export class Job extends Emitter {
   async requestCycle(speeds) {
     if (!this.workerId) await this.authenticate();
     if (!speeds && this.requiresSpeedTest) {
-      this.speeds ??= await this.client.speedTest();
+      this.speeds ??= await this.transport.speedTest(); // the Node's link, not the Network's
       speeds = this.speeds;
     }
     const fields = () => ({ worker_id: this.workerId, model: this.modelName, version: this.modelVersion, ...(speeds ?? {}) });
@@ -112,6 +120,7 @@ export class Job extends Emitter {
 
   /** The executor of the assignment's plan, downloaded and compiled once per job. */
   async executorFor(assignment) {
+    await this.resolveTransport();
     const download = await this.transport.download('get-plan', { worker_id: assignment.workerId, request_key: assignment.requestKey, plan_id: assignment.planId });
     const hash = download.headers['x-fedgrid-plan-hash'];
     if (hash && this.executors.has(hash)) return this.executors.get(hash);

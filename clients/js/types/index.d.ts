@@ -149,14 +149,18 @@ export interface ClientOptions {
 
 export interface Transport {
   readonly kind: 'http' | 'websocket';
+  readonly url: string;
   call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string }): Promise<any>;
   download(event: string, fields?: Record<string, unknown>, options?: { adminToken?: string }): Promise<{ bytes: Uint8Array; headers: Record<string, string> }>;
+  getJson(path: string): Promise<any>;
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
   close(): void;
 }
 export class HttpTransport implements Transport {
   constructor(url: string, options?: Omit<ClientOptions, 'url' | 'authToken' | 'transport' | 'executionProviders'>);
   readonly kind: 'http';
+  readonly url: string;
+  getJson(path: string): Promise<any>;
   call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string }): Promise<any>;
   download(event: string, fields?: Record<string, unknown>, options?: { adminToken?: string }): Promise<{ bytes: Uint8Array; headers: Record<string, string> }>;
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
@@ -165,6 +169,8 @@ export class HttpTransport implements Transport {
 export class WebSocketTransport implements Transport {
   constructor(url: string, options?: Omit<ClientOptions, 'url' | 'authToken' | 'transport' | 'executionProviders'>);
   readonly kind: 'websocket';
+  readonly url: string;
+  getJson(path: string): Promise<any>;
   call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string }): Promise<any>;
   download(event: string, fields?: Record<string, unknown>, options?: { adminToken?: string }): Promise<{ bytes: Uint8Array; headers: Record<string, string> }>;
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
@@ -175,7 +181,12 @@ export class Client {
   constructor(options: ClientOptions);
   readonly url: string;
   readonly authToken?: string;
+  /** The transport to `url` (a Node, or a Network). */
   readonly transport: Transport;
+  /** What answers at `url`, known after the first request. */
+  readonly kind: 'node' | 'network' | null;
+  /** The transport to the Node serving a model: this client's own, or the Network's route. */
+  transportFor(modelName: string, modelVersion?: string): Promise<Transport>;
   newJob(options: { modelName: string; modelVersion?: string }): Job;
   /** ping in ms, download and upload in Mbit/s. */
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
@@ -217,6 +228,10 @@ export class Job {
   modelVersion?: string;
   workerId: string | null;
   assignment: Assignment | null;
+  /** The transport to this model's Node (routed by the Network when the client's URL is one). */
+  readonly transport: Transport;
+  /** ping (ms), download/upload (Mbit/s) measured for a speed-gated model. */
+  speeds: Speeds | null;
   on<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;
   once<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;
   off<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;

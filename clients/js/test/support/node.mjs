@@ -27,13 +27,15 @@ export function freePort() {
   });
 }
 
-/** Start `python -m fedgrid_node` and wait for GET /health. Call node.stop() when done. */
-export async function startNode({ env = {}, extraArgs = [] } = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'fedgrid-js-node-'));
+/** Start `python -m fedgrid_node` and wait for GET /health. Call node.stop() when done.
+ *  `extraArgs` may be a function of the port (e.g. for --address). */
+export async function startNode({ env = {}, extraArgs = [], module = 'fedgrid_node' } = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), `fedgrid-js-${module}-`));
   const port = await freePort();
   const logPath = join(dataDir, 'node.log');
   const log = openSync(logPath, 'a');
-  const child = spawn(PYTHON, ['-m', 'fedgrid_node', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--admin-token', ADMIN_TOKEN, ...extraArgs], {
+  const extra = typeof extraArgs === 'function' ? extraArgs(port) : extraArgs;
+  const child = spawn(PYTHON, ['-m', module, '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--admin-token', ADMIN_TOKEN, ...extra], {
     stdio: ['ignore', log, log],
     env: { ...process.env, ...env },
   });
@@ -56,7 +58,7 @@ export async function startNode({ env = {}, extraArgs = [] } = {}) {
     },
   };
   for (let i = 0; i < 300; i += 1) {
-    if (child.exitCode !== null) throw new Error(`the Node exited with ${child.exitCode}:\n${node.log()}`);
+    if (child.exitCode !== null) throw new Error(`${module} exited with ${child.exitCode}:\n${node.log()}`);
     try {
       const answer = await fetch(`${url}/health`);
       if (answer.ok) return node;
@@ -64,7 +66,7 @@ export async function startNode({ env = {}, extraArgs = [] } = {}) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   await node.stop();
-  throw new Error('the Node did not answer /health within 30 s');
+  throw new Error(`${module} did not answer /health within 30 s`);
 }
 
 /** Host a conformance vector's plan and start parameters as model `name`. */
