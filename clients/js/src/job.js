@@ -179,6 +179,43 @@ export class Job extends Emitter {
   }
 
   /**
+   * Keep this device in training until the model is finished, `cycles` reports were made, or
+   * `signal` aborts (during a wait: resolves with the reports so far; during training: throws
+   * TrainingStoppedError, as train() does). Each round: request a place; when rejected, wait the
+   * Node's `timeout` (pace steering, no polling); when accepted, train (the other options as for
+   * train()) and report. An assignment whose cycle closed meanwhile is dropped and the device asks
+   * again. Resolves to one {cycle, checkpoint, numSamples, metrics} per report.
+   */
+  async participate({ cycles, signal, onReport, ...trainOptions } = {}) {
+    const reports = [];
+    const wait = (seconds) => new Promise((resolve) => {
+      const timer = setTimeout(resolve, seconds * 1000);
+      signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    });
+    while (!signal?.aborted && (cycles === undefined || reports.length < cycles)) {
+      const outcome = await this.request();
+      if (outcome.status === 'error') throw outcome.error;
+      if (outcome.status === 'rejected') {
+        if (outcome.reason === 'training_finished') break;
+        await wait(outcome.timeout ?? 1);
+        continue;
+      }
+      let result;
+      try {
+        result = await this.train({ ...trainOptions, signal });
+        await this.report(result);
+      } catch (error) {
+        if (error instanceof CycleClosedError) continue;
+        throw error;
+      }
+      const entry = { cycle: outcome.cycle, checkpoint: outcome.checkpoint, numSamples: result.numSamples, metrics: result.metrics };
+      reports.push(entry);
+      await onReport?.(entry, result);
+    }
+    return reports;
+  }
+
+  /**
    * Send a training result's diff (start - trained), numSamples and metrics.
    * Resolves to the Node's {status: 'success', cycle}, sent only once the report is stored.
    * Rejects with CycleClosedError when the cycle closed first (request a new one).

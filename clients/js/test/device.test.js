@@ -171,3 +171,17 @@ test('a model with speed gates gets a measured speed test with its first cycle r
   assert.equal(rejected.reason, 'download_too_slow');
   assert.equal(typeof rejected.timeout, 'number');
 });
+
+test('participate() trains and reports cycle after cycle until the model has finished', async () => {
+  const name = 'js-participate';
+  await hostModel(node, { name, clientConfig: { batch_size: 8, max_updates: 2 }, serverConfig: { max_diffs: 1, num_cycles: 3 } });
+  const job = new Client({ url: node.url }).newJob({ modelName: name });
+  const { features, labels } = vectorData();
+  const seen = [];
+  const reports = await job.participate({ data: features, labels, onReport: (report) => { seen.push(report.cycle); } });
+  assert.deepEqual(reports.map((r) => r.checkpoint), [1, 2, 3]);
+  assert.deepEqual(seen, reports.map((r) => r.cycle));
+  assert.ok(reports.every((r) => r.numSamples === 16 && Number.isFinite(r.metrics.loss)));
+  const finished = await job.request();
+  assert.deepEqual([finished.status, finished.reason], ['rejected', 'training_finished']);
+});

@@ -216,6 +216,8 @@ export interface Assignment {
 export interface Rejection { status: 'rejected'; reason: string; timeout: number | null }
 export interface RequestFailure { status: 'error'; error: FedgridError }
 
+export interface ParticipationReport { cycle: number; checkpoint: number; numSamples: number; metrics: Record<string, number> }
+
 export interface JobEvents {
   accepted: Assignment;
   rejected: Rejection;
@@ -239,6 +241,11 @@ export class Job {
   /** Resolves after the matching event's handlers ran; rejects on errors only without an 'error' handler. */
   request(options?: { speeds?: Partial<Speeds> }): Promise<Assignment | Rejection | RequestFailure>;
   train(options: TrainOptions): Promise<TrainingResult>;
+  /** Request, train, report, cycle after cycle, waiting out rejections, until the model finishes. */
+  participate(options: Omit<TrainOptions, 'resumeFrom'> & {
+    cycles?: number;
+    onReport?: (report: ParticipationReport, result: TrainingResult) => unknown;
+  }): Promise<ParticipationReport[]>;
   /** Resolves to the Node's {status: 'success', cycle} once the report is stored. */
   report(result: Pick<TrainingResult, 'diff' | 'numSamples'> & { metrics?: Record<string, number> } | { diff: Uint8Array; numSamples: number; metrics?: Record<string, number> }): Promise<{ status: 'success'; cycle: number; duplicate?: true }>;
 }
