@@ -14,7 +14,6 @@ Offline, about half a minute, exit status 0.
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import signal
@@ -23,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import requests
@@ -75,10 +73,6 @@ def stop_node(process: subprocess.Popen) -> int:
 
 
 def main() -> int:
-    # The compiler's tracing libraries announce internals at import; the demo shows the SDK.
-    warnings.filterwarnings("ignore")
-    logging.getLogger("torch").setLevel(logging.ERROR)
-
     from fedgrid import Admin, FedgridError
     from fedgrid.simulate import simulate
     from fedgrid_plans.zoo import compile_zoo_model
