@@ -111,7 +111,8 @@ def _admin(args: argparse.Namespace) -> Admin:
     if not args.admin_token:
         raise SystemExit("fedgrid: this command needs the Node's admin token: pass --admin-token "
                          "or set FEDGRID_ADMIN_TOKEN")
-    return Admin(args.url, args.admin_token)
+    # A person is waiting: fail within seconds rather than after a device's patient backoff.
+    return Admin(args.url, args.admin_token, retries=2)
 
 
 def _model_source(model: str, checkpoint: Path | None) -> tuple[Any, Any, str]:
