@@ -226,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args)
     except FedgridError as exc:
-        print(f"fedgrid {args.command}: {exc}", file=sys.stderr)
+        print(f"fedgrid: {exc}", file=sys.stderr)
         return 1
     except (ImportError, ValueError, OSError) as exc:
-        print(f"fedgrid {args.command}: {exc}", file=sys.stderr)
+        print(f"fedgrid: {exc}", file=sys.stderr)
         return 1
     return 0
 
