@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 import { launchChromium } from './support/browser.mjs';
 import { parseSafetensors } from '../src/index.js';
-import { PYTHON, REPO, hostModel, retrieveModel, startNode, waitForCheckpoint } from './support/node.mjs';
+import { PYTHON, REPO, VECTORS, hostModel, retrieveModel, startNode, waitForCheckpoint } from './support/node.mjs';
 
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
 let node;
@@ -183,4 +183,51 @@ test('a mixed cycle: a browser device and a Python device report into one cycle 
     rmSync(scratch, { recursive: true, force: true });
     await page.close();
   }
+});
+
+test('every conformance vector matches in Chromium too (the bundle, onnxruntime-web WASM)', async () => {
+  const names = readdirSync(VECTORS).filter((n) => existsSync(join(VECTORS, n, 'vector.json'))).sort();
+  const page = await browser.newPage();
+  // The vectors are not something a Node serves; hand them to the page on the Node's origin.
+  await page.route('**/conformance-vectors/**', (route) => {
+    const relative = new URL(route.request().url()).pathname.split('/conformance-vectors/')[1];
+    route.fulfill({ status: 200, contentType: 'application/octet-stream', body: readFileSync(join(VECTORS, relative)) });
+  });
+  await page.goto(`${node.url}/examples/browser-device`);
+  const results = await page.evaluate(async (vectorNames) => {
+    const { PlanExecutor, parseSafetensors } = window.fedgrid;
+    const get = async (path) => new Uint8Array(await (await fetch(`/conformance-vectors/${path}`)).arrayBuffer());
+    const close = (a, e, { rtol, atol }) => Math.abs(a - e) <= atol + rtol * Math.abs(e);
+    const out = [];
+    for (const name of vectorNames) {
+      const vector = JSON.parse(new TextDecoder().decode(await get(`${name}/vector.json`)));
+      const executor = await PlanExecutor.create(await get(`${name}/plan.fgplan`));
+      const start = parseSafetensors(await get(`${name}/start.safetensors`)).tensors;
+      const batches = parseSafetensors(await get(`${name}/batches.safetensors`)).tensors;
+      const final = parseSafetensors(await get(`${name}/final.safetensors`)).tensors;
+      const failures = [];
+      let params = start;
+      let state = executor.usesOptimizerState ? executor.initialOptimizerState() : undefined;
+      for (let i = 0; i < vector.steps; i += 1) {
+        const r = await executor.step(params, batches[`features/${i}`].data, batches[`labels/${i}`].data, { learningRate: vector.learning_rate, optimizerState: state, globalParameters: start });
+        if (!close(r.loss, vector.expected_loss[i], vector.tolerance.loss)) failures.push(`step ${i} loss ${r.loss} vs ${vector.expected_loss[i]}`);
+        if ('num_samples' in r.metrics && r.metrics.num_samples !== vector.batch_sizes[i]) failures.push(`step ${i} num_samples`);
+        params = r.parameters;
+        if (state) state = r.optimizerState;
+      }
+      let worst = 0;
+      for (const [key, expected] of Object.entries(final)) {
+        for (let j = 0; j < expected.data.length; j += 1) {
+          worst = Math.max(worst, Math.abs(params[key].data[j] - expected.data[j]));
+          if (!close(params[key].data[j], expected.data[j], vector.tolerance.parameters)) { failures.push(`${key}[${j}]`); break; }
+        }
+      }
+      out.push({ name, failures, worst });
+      await executor.release();
+    }
+    return out;
+  }, names);
+  assert.deepEqual(results.map((r) => r.name), names);
+  for (const result of results) assert.deepEqual(result.failures, [], `${result.name} (largest parameter difference ${result.worst})`);
+  await page.close();
 });
