@@ -231,3 +231,29 @@ test('every conformance vector matches in Chromium too (the bundle, onnxruntime-
   for (const result of results) assert.deepEqual(result.failures, [], `${result.name} (largest parameter difference ${result.worst})`);
   await page.close();
 });
+
+test("the example page's Stop keeps progress in IndexedDB; after a reload Resume finishes and reports", async () => {
+  const name = 'browser-example-resume';
+  await hostModel(node, { name, vector: 'digits_mlp', clientConfig: { batch_size: 4, epochs: 4 }, serverConfig: { max_diffs: 1, min_diffs: 1 } });
+  const page = await browser.newPage();
+  const url = `${node.url}/examples/browser-device?model=${name}&shard=0&shards=8`; // 225 digits
+  await page.goto(url);
+  await page.click('#train');
+  await page.waitForFunction(() => window.fedgridExample.losses.length >= 10);
+  await page.click('#stop');
+  await page.waitForFunction(() => window.fedgridExample.state !== 'training');
+  assert.equal(await page.evaluate(() => window.fedgridExample.state), 'stopped');
+  assert.match(await page.textContent('#status'), /progress saved in this browser/);
+  await page.reload();
+  await page.waitForSelector('#resume:not([disabled])');
+  await page.click('#resume');
+  await page.waitForFunction(() => ['reported', 'error'].includes(window.fedgridExample.state), null, { timeout: 120_000 });
+  const outcome = await page.evaluate(() => ({ ...window.fedgridExample, result: { updates: window.fedgridExample.result.updates, numSamples: window.fedgridExample.result.numSamples } }));
+  assert.equal(outcome.state, 'reported', JSON.stringify(outcome.error));
+  assert.equal(outcome.result.numSamples, 225);
+  assert.equal(outcome.result.updates, 4 * Math.ceil(225 / 4));
+  assert.equal(outcome.losses.length, outcome.result.updates); // the chart continues where it stopped
+  assert.equal(outcome.report.cycle, 1);
+  assert.equal(await page.isDisabled('#resume'), true); // the saved progress was removed
+  await page.close();
+});
