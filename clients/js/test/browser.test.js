@@ -257,3 +257,23 @@ test("the example page's Stop keeps progress in IndexedDB; after a reload Resume
   assert.equal(await page.isDisabled('#resume'), true); // the saved progress was removed
   await page.close();
 });
+
+test('the ES-module bundle (/js/fedgrid.mjs) finds its WASM next to itself and trains', async () => {
+  const page = await browser.newPage();
+  await page.route('**/conformance-vectors/**', (route) => {
+    const relative = new URL(route.request().url()).pathname.split('/conformance-vectors/')[1];
+    route.fulfill({ status: 200, contentType: 'application/octet-stream', body: readFileSync(join(VECTORS, relative)) });
+  });
+  await page.goto(`${node.url}/examples/browser-device`);
+  const loss = await page.evaluate(async () => {
+    const fedgridModule = await import('/js/fedgrid.mjs');
+    const get = async (path) => new Uint8Array(await (await fetch(`/conformance-vectors/${path}`)).arrayBuffer());
+    const executor = await fedgridModule.PlanExecutor.create(await get('digits_mlp/plan.fgplan'));
+    const batches = fedgridModule.parseSafetensors(await get('digits_mlp/batches.safetensors')).tensors;
+    const start = fedgridModule.parseSafetensors(await get('digits_mlp/start.safetensors')).tensors;
+    return (await executor.step(start, batches['features/0'].data, batches['labels/0'].data, { learningRate: 0.1 })).loss;
+  });
+  const vector = JSON.parse(readFileSync(join(VECTORS, 'digits_mlp/vector.json'), 'utf8'));
+  assert.ok(Math.abs(loss - vector.expected_loss[0]) <= 1e-5, `${loss} vs ${vector.expected_loss[0]}`);
+  await page.close();
+});
