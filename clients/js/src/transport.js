@@ -73,19 +73,18 @@ export class HttpTransport {
 
   /**
    * fetch with retries. Network failures and transient statuses are retried with backoff, waiting
-   * exactly Retry-After when the answer has one. `idempotent: false` (a report) retries network
-   * failures too, since the Node de-duplicates reports (report_duplicate) — see Job.report.
+   * exactly Retry-After when the answer has one. Reports are retried like the rest: the Node keeps
+   * one report per assignment, and Job.report recognises the report_duplicate of a retry whose
+   * first attempt had been stored.
    * @returns {Promise<{response: Response, attempts: number}>}
    */
   async request(path, init = {}, what = path) {
-    let lastError;
     for (let attempt = 0; ; attempt += 1) {
       let response;
       const signal = AbortSignal.timeout(this.timeout * 1000);
       try {
         response = await this.fetch(this.url + path, { ...init, signal });
       } catch (error) {
-        lastError = error;
         if (attempt >= this.retries) {
           throw new NetworkError(`${what}: cannot reach ${this.url} (${error?.cause?.code ?? error?.name ?? error}); check the URL and that the Node is running, then try again`, { cause: error });
         }
@@ -98,7 +97,6 @@ export class HttpTransport {
         await this.sleep(asked ?? backoffDelay(attempt, this.backoff));
         continue;
       }
-      void lastError;
       return { response, attempts: attempt + 1 };
     }
   }
@@ -184,7 +182,8 @@ async function webSocketClass() {
  * Events as envelopes {type, request_id, data} on one WebSocket; bytes in binary frames laid out as
  * safetensors with the envelope in __metadata__.envelope (docs/api.md). Speed tests use HTTP (a
  * socket shared by events is no measure of bulk throughput). A dropped socket is reopened with
- * backoff; events other than `report` are re-sent once it is back.
+ * backoff and the event re-sent (a report too: see HttpTransport.request). Call close() when done:
+ * an open socket keeps a Node.js process alive.
  */
 export class WebSocketTransport {
   constructor(url, options = {}) {
@@ -237,6 +236,7 @@ export class WebSocketTransport {
     if (this.socket === socket) this.socket = null;
     for (const [id, waiter] of this.pending) {
       this.pending.delete(id);
+      clearTimeout(waiter.timer);
       waiter.reject(new NetworkError('the WebSocket to the Node closed before the answer came', { code: 'network_error' }));
     }
   }
