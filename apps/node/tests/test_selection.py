@@ -76,3 +76,16 @@ def test_random_pool_spreads_acceptances_over_the_cycle():
                cycles_since_last_assignment=None, rng=rng).accepted
         for _ in range(100)
     )
+
+
+def test_full_cycle_timeout_follows_the_report_rate_not_only_the_deadline():
+    config = parse_server_config({"max_diffs": 10, "max_workers": 13, "cycle_length": 3600})
+    rng = random.Random(2)
+    # 13 places taken, 5 of 10 reports in after 10 s: the goal should close it ~10 s from now.
+    busy = CycleCounts(accepted=13, requests=20, elapsed_seconds=10, remaining_seconds=3590,
+                       reported=5)
+    decision = decide(config, busy, FAST, cycles_since_last_assignment=None, rng=rng)
+    assert decision.reason == "cycle_full" and 10 <= decision.timeout <= 11
+    # With no report yet, only the deadline is known.
+    quiet = CycleCounts(accepted=13, requests=20, elapsed_seconds=10, remaining_seconds=3590)
+    assert decide(config, quiet, FAST, cycles_since_last_assignment=None, rng=rng).timeout >= 3590

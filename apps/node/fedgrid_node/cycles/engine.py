@@ -292,7 +292,7 @@ class CycleEngine:
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
                     return self._accepted_answer(session, process, state, existing)
                 decision_reason = "already_reported"
-                timeout = self._timeout_until_deadline(state, now)
+                timeout = self._timeout_until_next_cycle(state, config, now)
                 state.rejected[decision_reason] += 1
                 return self._rejected_answer(process, decision_reason, timeout)
             last_sequence = session.scalar(
@@ -307,6 +307,7 @@ class CycleEngine:
                     requests=state.requests,
                     elapsed_seconds=(now - state.started_at).total_seconds(),
                     remaining_seconds=max(0.0, (state.deadline - now).total_seconds()),
+                    reported=state.running.count,
                 ),
                 speeds,
                 cycles_since_last_assignment=(
@@ -329,8 +330,15 @@ class CycleEngine:
             state.accepted += 1
             return self._accepted_answer(session, process, state, assignment)
 
-    def _timeout_until_deadline(self, state: OpenCycle, now: datetime) -> float:
-        return jittered((state.deadline - now).total_seconds(), self.rng)
+    def _timeout_until_next_cycle(self, state: OpenCycle, config: ServerConfig, now: datetime) -> float:
+        counts = CycleCounts(
+            accepted=state.accepted,
+            requests=state.requests,
+            elapsed_seconds=(now - state.started_at).total_seconds(),
+            remaining_seconds=max(0.0, (state.deadline - now).total_seconds()),
+            reported=state.running.count,
+        )
+        return jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
 
     @staticmethod
     def _rejected_answer(process: Process, reason: str, timeout: float) -> dict[str, Any]:

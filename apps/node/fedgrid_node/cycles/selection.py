@@ -28,7 +28,21 @@ class CycleCounts:
     accepted: int  # assignments handed out in this cycle so far (reported or not)
     requests: int  # cycle requests seen in this cycle so far, accepted or not
     elapsed_seconds: float
-    remaining_seconds: float
+    remaining_seconds: float  # until the deadline
+    reported: int = 0  # reports acknowledged in this cycle so far
+
+    def seconds_until_next_cycle(self, goal: int) -> float:
+        """When the next cycle is expected to open: at the goal if reports come fast, else the deadline.
+
+        The goal time is extrapolated from the report rate so far; without reports yet, only the
+        deadline is known. A device turned away from a full cycle then comes back when places are
+        likely again, not an hour later.
+        """
+        if self.reported <= 0 or self.elapsed_seconds <= 0:
+            return self.remaining_seconds
+        rate = self.reported / self.elapsed_seconds
+        to_goal = max(0, goal - self.reported) / rate
+        return min(self.remaining_seconds, to_goal)
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,7 @@ def decide(
 
     ``cycles_since_last_assignment`` is None for a worker never assigned in this process.
     """
-    until_next_cycle = counts.remaining_seconds
+    until_next_cycle = counts.seconds_until_next_cycle(config.max_diffs)
     gate = speed_failure(config, speeds)
     if gate is not None:
         return Decision(False, gate, jittered(until_next_cycle, rng))
