@@ -14,13 +14,14 @@ export class Client {
    * @param {number} [options.retries]   extra attempts on network failures and 429/502/503/504 (default 5)
    * @param {number} [options.backoff]   seconds before the first retry, doubling (default 0.5); Retry-After wins
    * @param {number} [options.timeout]   seconds one request may take (default 60)
-   * @param {string[]} [options.executionProviders] onnxruntime-web providers (default ['wasm'])
+   * @param {string[]} [options.executionProviders] onnxruntime-web providers (default ['wasm'];
+   *   ['webgpu', 'wasm'] with the WebGPU bundle in a browser that has WebGPU)
    */
   constructor({ url, authToken, transport, retries, backoff, timeout, executionProviders, fetch, sleep } = {}) {
     if (!url) throw new TypeError("new Client({url}) needs the Node's URL, e.g. http://localhost:5000");
     this.url = url;
     this.authToken = authToken;
-    this.executionProviders = executionProviders ?? ['wasm'];
+    this.executionProviders = executionProviders; // undefined: defaultExecutionProviders()
     this.transportOptions = { transport, retries, backoff, timeout, fetch, sleep };
     /** The transport to `url` (the Node, or the Network when `url` is one). */
     this.transport = createTransport(url, this.transportOptions);

@@ -4,7 +4,7 @@
 
 import { FedgridError, TrainingStoppedError } from './errors.js';
 import { Plan } from './plan.js';
-import { runtime } from './runtime.js';
+import { defaultExecutionProviders, runtime } from './runtime.js';
 import { MANIFEST_DTYPES } from './safetensors.js';
 import { SeededRandom } from './random.js';
 import { decodeTrainingState, encodeTrainingState } from './training_state.js';
@@ -62,9 +62,10 @@ export class PlanExecutor {
 
   /**
    * @param {Plan|Uint8Array|ArrayBuffer} plan  a Plan or plan-file bytes
-   * @param {{executionProviders?: string[], verify?: boolean}} [options]
+   * @param {{executionProviders?: string[], verify?: boolean}} [options]  providers default to
+   *   defaultExecutionProviders(): WASM, or WebGPU then WASM in the WebGPU bundle
    */
-  static async create(plan, { executionProviders = ['wasm'], verify = true } = {}) {
+  static async create(plan, { executionProviders = defaultExecutionProviders(), verify = true } = {}) {
     const parsed = plan instanceof Plan ? plan : Plan.fromBytes(plan);
     if (verify) await parsed.verify();
     const ort = runtime();

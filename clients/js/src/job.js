@@ -124,7 +124,7 @@ export class Job extends Emitter {
     const download = await this.transport.download('get-plan', { worker_id: assignment.workerId, request_key: assignment.requestKey, plan_id: assignment.planId });
     const hash = download.headers['x-fedgrid-plan-hash'];
     if (hash && this.executors.has(hash)) return this.executors.get(hash);
-    const executor = await PlanExecutor.create(download.bytes, { executionProviders: this.client.executionProviders });
+    const executor = await PlanExecutor.create(download.bytes, this.client.executionProviders ? { executionProviders: this.client.executionProviders } : {});
     this.executors.set(executor.plan.contentHash, executor);
     return executor;
   }

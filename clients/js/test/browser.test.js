@@ -277,3 +277,34 @@ test('the ES-module bundle (/js/fedgrid.mjs) finds its WASM next to itself and t
   assert.ok(Math.abs(loss - vector.expected_loss[0]) <= 1e-5, `${loss} vs ${vector.expected_loss[0]}`);
   await page.close();
 });
+
+test('the WebGPU bundle (/js/fedgrid.webgpu.js) trains within tolerance, on WebGPU or, without a GPU, on WASM', async () => {
+  const page = await browser.newPage();
+  await page.route('**/conformance-vectors/**', (route) => {
+    const relative = new URL(route.request().url()).pathname.split('/conformance-vectors/')[1];
+    route.fulfill({ status: 200, contentType: 'application/octet-stream', body: readFileSync(join(VECTORS, relative)) });
+  });
+  await page.route('**/webgpu-page', (route) => route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><script src="/js/fedgrid.webgpu.js"></script>' }));
+  await page.goto(`${node.url}/webgpu-page`);
+  const outcome = await page.evaluate(async () => {
+    const get = async (path) => new Uint8Array(await (await fetch(`/conformance-vectors/${path}`)).arrayBuffer());
+    const adapter = navigator.gpu ? await navigator.gpu.requestAdapter().catch(() => null) : null;
+    const executor = await fedgrid.PlanExecutor.create(await get('digits_cnn/plan.fgplan'));
+    const batches = fedgrid.parseSafetensors(await get('digits_cnn/batches.safetensors')).tensors;
+    let params = fedgrid.parseSafetensors(await get('digits_cnn/start.safetensors')).tensors;
+    const losses = [];
+    for (let i = 0; batches[`features/${i}`]; i += 1) {
+      const result = await executor.step(params, batches[`features/${i}`].data, batches[`labels/${i}`].data, { learningRate: 0.1 });
+      losses.push(result.loss);
+      params = result.parameters;
+    }
+    return { losses, gpu: Boolean(adapter) };
+  });
+  const vector = JSON.parse(readFileSync(join(VECTORS, 'digits_cnn/vector.json'), 'utf8'));
+  assert.equal(outcome.losses.length, vector.steps);
+  outcome.losses.forEach((loss, i) => {
+    const { rtol, atol } = vector.tolerance.loss;
+    assert.ok(Math.abs(loss - vector.expected_loss[i]) <= atol + rtol * Math.abs(vector.expected_loss[i]), `step ${i} (gpu: ${outcome.gpu}): ${loss} vs ${vector.expected_loss[i]}`);
+  });
+  await page.close();
+});

@@ -126,7 +126,7 @@ export function trainLocally(
   options: Omit<TrainOptions, 'data'> & { features: Features },
 ): Promise<TrainingResult>;
 
-export function configureRuntime(options?: { wasmPaths?: string; numThreads?: number }): void;
+export function configureRuntime(options?: { wasmPaths?: string; numThreads?: number; webgpu?: boolean }): void;
 
 export interface Speeds { ping: number; download: number; upload: number }
 
