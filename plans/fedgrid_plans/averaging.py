@@ -73,6 +73,19 @@ def build_averaging_graph(parameters: Sequence[Mapping]) -> tuple[bytes, dict]:
     return model.SerializeToString(), {"inputs": section_inputs, "outputs": section_outputs}
 
 
+def validate_averaging_graph(graph: bytes, parameters: Sequence[Mapping]) -> None:
+    """Check a stand-alone averaging graph (hosted apart from a training plan, as PyGrid allowed):
+    well-formed ONNX, arithmetic ops only, inputs/outputs as :func:`build_averaging_graph` names
+    them for ``parameters``. Raises :class:`fedgrid_plans.validation.PlanValidationError`."""
+    from fedgrid_plans import validation
+
+    model = validation._load_graph("average", graph)
+    validation._check_ops("average", model)
+    _, section = build_averaging_graph(parameters)
+    manifest = {"average": section}
+    validation._check_io("average", model, manifest, {p["name"]: dict(p) for p in parameters})
+
+
 class AveragingPlan:
     """Runs an averaging graph with ONNX's reference evaluator (numpy only)."""
 

@@ -42,3 +42,28 @@ def test_averaging_graph_allows_arithmetic_only(logistic_plan_bytes):
         assert "'average'" in error.message
     else:
         raise AssertionError("an averaging graph with Max was accepted")
+
+
+def test_stand_alone_averaging_graph_is_validated():
+    from fedgrid_plans.averaging import validate_averaging_graph
+
+    graph, _ = build_averaging_graph(PARAMETERS)
+    validate_averaging_graph(graph, PARAMETERS)
+    wrong_shape = [{"name": "w", "dtype": "float32", "shape": [3, 3]}, PARAMETERS[1]]
+    for parameters, code in ((wrong_shape, "plan_io_mismatch"), (PARAMETERS[:1], "plan_io_mismatch")):
+        try:
+            validate_averaging_graph(graph, parameters)
+        except PlanValidationError as error:
+            assert error.code == code
+        else:
+            raise AssertionError("a mismatched averaging graph was accepted")
+    model = onnx.load_from_string(graph)
+    model.graph.node[-1].op_type = "Mul"  # still arithmetic: allowed
+    validate_averaging_graph(model.SerializeToString(), PARAMETERS)
+    model.graph.node[-1].op_type = "Pow"
+    try:
+        validate_averaging_graph(model.SerializeToString(), PARAMETERS)
+    except PlanValidationError as error:
+        assert error.code == "plan_op_not_allowed"
+    else:
+        raise AssertionError("Pow in an averaging graph was accepted")

@@ -210,3 +210,16 @@ def test_torch_adam_is_refused():
     model = _small_model(3)
     with pytest.raises(CompileError, match="Adam is not supported"):
         compile_plan(model, optimizer=torch.optim.Adam(model.parameters()), example_batch=_batches(CLASS_LABELS)[0])
+
+
+class _Sine(nn.Module):
+    def forward(self, x):
+        return torch.sin(x)
+
+
+def test_op_outside_the_allow_list_is_refused_at_compile_time_naming_the_layer():
+    model = nn.Sequential(nn.Linear(6, 8), _Sine(), nn.Linear(8, 3))
+    with pytest.raises(CompileError) as caught:
+        compile_plan(model, example_batch=_batches(CLASS_LABELS)[0])
+    message = str(caught.value)
+    assert "ai.onnx::Sin" in message and "aten.sin" in message and "1 (_Sine)" in message
