@@ -92,6 +92,8 @@ def validate_plan(data: bytes, checkpoint: Mapping[str, np.ndarray] | None = Non
     manifest = plan.manifest
     _check_format(manifest)
     parameters = _check_parameters(manifest)
+    _check_defaults(manifest)
+    _check_optimizer_state(manifest, parameters)
     _check_hashes(plan)
     for graph_name, graph_bytes in plan.graphs.items():
         model = _load_graph(graph_name, graph_bytes)
@@ -196,7 +198,7 @@ def _load_graph(graph_name: str, graph_bytes: bytes) -> onnx.ModelProto:
         raise PlanValidationError(PLAN_GRAPH_INVALID, f"graph {graph_name!r} defines model-local functions; plans must be inlined")
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
+    except Exception as exc:  # ValidationError, or the C++ checker's errors on hostile protobufs
         raise PlanValidationError(PLAN_GRAPH_INVALID, f"graph {graph_name!r} is not a well-formed ONNX model: {_first_line(exc)}") from None
     for opset in model.opset_import:
         if opset.domain in ("", "ai.onnx") and not MIN_OPSET <= opset.version <= MAX_OPSET:
@@ -237,6 +239,8 @@ def _check_io(graph_name: str, model: onnx.ModelProto, manifest: dict, parameter
         entries = section.get(direction)
         if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries):
             raise PlanValidationError(PLAN_MALFORMED, f"manifest {graph_name}.{direction} must be a list of named entries")
+        for entry in entries:
+            _check_entry_schema(graph_name, entry)
         declared[direction] = {e["name"]: e for e in entries}
         if len(declared[direction]) != len(entries):
             raise PlanValidationError(PLAN_MALFORMED, f"manifest {graph_name}.{direction} names an entry twice")
@@ -292,12 +296,71 @@ def _check_io(graph_name: str, model: onnx.ModelProto, manifest: dict, parameter
                     f"graph {graph_name!r}: {direction} with role {role!r} cover {covered}, expected each parameter once: {list(parameters)}",
                 )
             for entry in entries:
-                if entry["shape"] != parameters[entry["parameter"]]["shape"]:
+                if entry["shape"] != parameters[entry["parameter"]]["shape"]:  # coverage checked above
                     raise PlanValidationError(
                         PLAN_IO_MISMATCH,
                         f"graph {graph_name!r}: {entry['name']!r} has shape {entry['shape']}, parameter "
                         f"{entry['parameter']!r} has {parameters[entry['parameter']]['shape']}",
                     )
+
+
+def _check_entry_schema(graph_name: str, entry: dict) -> None:
+    """Types of one IO entry, before anything relies on them."""
+    name = entry["name"]
+    if not isinstance(entry.get("role"), str) or not isinstance(entry.get("dtype"), str):
+        raise PlanValidationError(PLAN_MALFORMED, f"manifest {graph_name} entry {name!r}: 'role' and 'dtype' must be strings")
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(
+        d == BATCH_DIM or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in shape
+    ):
+        raise PlanValidationError(
+            PLAN_MALFORMED, f"manifest {graph_name} entry {name!r}: 'shape' must list non-negative integers or {BATCH_DIM!r}"
+        )
+    for key in ("parameter", "metric"):
+        if key in entry and not isinstance(entry[key], str):
+            raise PlanValidationError(PLAN_MALFORMED, f"manifest {graph_name} entry {name!r}: {key!r} must be a string")
+
+
+def _check_defaults(manifest: dict) -> None:
+    """The training defaults every executor falls back on."""
+    defaults = manifest["defaults"]
+
+    def positive_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    problems = []
+    if not positive_int(defaults.get("batch_size")):
+        problems.append("batch_size must be an integer >= 1")
+    if not positive_int(defaults.get("epochs")):
+        problems.append("epochs must be an integer >= 1")
+    if defaults.get("max_updates") is not None and not positive_int(defaults.get("max_updates")):
+        problems.append("max_updates must be null or an integer >= 1")
+    rate = defaults.get("learning_rate")
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not rate >= 0 or rate == float("inf"):
+        problems.append("learning_rate must be a finite number >= 0")
+    if not isinstance(defaults.get("shuffle", True), bool):
+        problems.append("shuffle must be a boolean")
+    if problems:
+        raise PlanValidationError(PLAN_MALFORMED, "manifest defaults: " + "; ".join(problems))
+
+
+def _check_optimizer_state(manifest: dict, parameters: dict[str, dict]) -> None:
+    state = manifest.get("optimizer_state", [])
+    if not isinstance(state, list):
+        raise PlanValidationError(PLAN_MALFORMED, "manifest 'optimizer_state' must be a list")
+    for entry in state:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("parameter"), str)
+            or entry["parameter"] not in parameters
+            or entry.get("shape") != parameters[entry["parameter"]]["shape"]
+            or entry.get("dtype") != "float32"
+            or entry.get("init") != "zeros"
+        ):
+            raise PlanValidationError(
+                PLAN_MALFORMED,
+                f"manifest optimizer_state entry {entry!r} must name a parameter and repeat its float32 shape, with init 'zeros'",
+            )
 
 
 def _check_value(graph_name: str, entry: dict, value: onnx.ValueInfoProto) -> None:

@@ -204,3 +204,48 @@ def test_unknown_role_is_refused(logistic_plan_bytes):
     plan = Plan.from_bytes(logistic_plan_bytes)
     plan.manifest["train"]["outputs"][1]["role"] = "exfiltrate"
     assert _refusal(_resealed(plan)).code == "plan_io_mismatch"
+
+
+def _json_paths(value, prefix=()):
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _json_paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _json_paths(item, (*prefix, index))
+
+
+def test_no_manifest_edit_crashes_the_validator():
+    """A Node answers every bad upload with a PlanValidationError, never an internal error."""
+    import random
+
+    base = Plan.from_bytes((CONFORMANCE / "digits_mlp_momentum_fedprox" / "plan.fgplan").read_bytes())
+    paths = [p for p in _json_paths(base.manifest) if p]
+    replacements = [None, 0, -1, 1.5, "x", "batch", [], {}, [1], ["batch"], {"a": 1}, True, "float32", "parameter"]
+    rng = random.Random(0)
+    refused = 0
+    for _ in range(400):
+        manifest = copy.deepcopy(base.manifest)
+        for _ in range(rng.randint(1, 3)):
+            path = rng.choice(paths)
+            parent = manifest
+            try:
+                for key in path[:-1]:
+                    parent = parent[key]
+                if isinstance(parent, dict) and rng.random() < 0.2:
+                    parent.pop(path[-1], None)
+                else:
+                    parent[path[-1]] = rng.choice(replacements)
+            except (KeyError, IndexError, TypeError):
+                continue
+        try:
+            data = Plan(manifest, base.graphs).sealed().to_bytes()
+        except (AttributeError, TypeError):  # an edit that broke the "graphs" object itself
+            data = Plan(manifest, base.graphs).to_bytes()
+        try:
+            validate_plan(data)
+        except PlanValidationError as error:
+            assert error.code in ERROR_CODES
+            refused += 1
+    assert refused > 300
