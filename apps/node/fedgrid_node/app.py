@@ -11,6 +11,7 @@ from werkzeug.exceptions import HTTPException
 from .auth.admin import load_or_create_admin_token
 from .browser import blueprint as browser_blueprint
 from .config import NodeConfig
+from .cors import init_cors
 from .cycles.engine import CycleEngine
 from .dashboard import init_app as init_dashboard
 from .db.database import Database
@@ -74,6 +75,7 @@ def create_app(config: NodeConfig) -> Flask:
     init_dashboard(app)  # the dashboard at / (dashboard/); after node_info: adds its OpenAPI paths
     sock.init_app(app)
     register_error_handlers(app)
+    init_cors(app, config.cors_origins)
     start_membership(app)  # joins --network, if given, then heartbeats
     return app
 

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="admin bearer token (env GRID_ADMIN_TOKEN; generated and printed once if absent)")
     parser.add_argument("--max-body-mb", type=float, default=float(env.get("FEDGRID_MAX_BODY_MB", 64)),
                         help="largest request body or WebSocket message accepted, in MiB (default 64)")
+    parser.add_argument("--cors-origins", default=env.get("FEDGRID_CORS_ORIGINS", "*"),
+                        help="origins whose pages may call the API: '*' (default), 'none', or a "
+                        "comma-separated list (env FEDGRID_CORS_ORIGINS)")
     parser.add_argument("--log-level", default=env.get("FEDGRID_LOG_LEVEL", "INFO"))
     return parser
 
@@ -59,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from .app import create_app
     from .config import NodeConfig
+    from .cors import parse_origins
     from .server import serve
 
     config = NodeConfig(
@@ -73,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        cors_origins=parse_origins(args.cors_origins),
     )
     if os.environ.get("SECRET_KEY"):
         config.secret_key = os.environ["SECRET_KEY"]

@@ -29,6 +29,8 @@ class NodeConfig:
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32))
     admin_token: str | None = None
     num_replicas: int | None = None
+    # Origins whose pages may call the API from a browser ("*" any; () none); see cors.py.
+    cors_origins: tuple[str, ...] = ("*",)
     # Request bodies (and WebSocket messages) above this size are refused with `body_too_large`.
     max_body_bytes: int = DEFAULT_MAX_BODY_MB * 1024 * 1024
 

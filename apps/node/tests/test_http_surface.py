@@ -93,3 +93,27 @@ def test_generated_admin_token_is_kept_across_restarts(node_factory, tmp_path):
         assert listing.status_code == 200
     finally:
         again.stop()
+
+
+def test_cors_opens_the_device_api_to_other_origins_but_not_the_dashboard(shared_node, node_factory):
+    origin = {"Origin": "https://shop.example"}
+    preflight = requests.options(
+        f"{shared_node.url}/model-centric/report",
+        headers={**origin, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"}, timeout=10)
+    assert preflight.status_code == 200
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Content-Type" in preflight.headers["Access-Control-Allow-Headers"]
+    status = requests.get(f"{shared_node.url}/status", headers=origin, timeout=10)
+    assert status.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Retry-After" in status.headers["Access-Control-Expose-Headers"]
+    dashboard = requests.get(f"{shared_node.url}/", headers=origin, timeout=10)
+    assert "Access-Control-Allow-Origin" not in dashboard.headers
+
+    listed = node_factory(extra_args=["--cors-origins", "https://shop.example"])
+    allowed = requests.get(f"{listed.url}/health", headers=origin, timeout=10)
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert "Origin" in allowed.headers["Vary"]
+    other = requests.get(f"{listed.url}/health", headers={"Origin": "https://evil.example"}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in other.headers
