@@ -110,51 +110,28 @@ def _handle(event: str) -> Response:
     return to_response(events.dispatch(event, data, context))
 
 
-@blueprint.post("/host-training")
-def host_training():
-    return _handle("host-training")
+# event -> HTTP method; each is served at /model-centric/<event> by the same translation.
+ROUTES = {
+    "host-training": "POST",
+    "authenticate": "POST",
+    "cycle-request": "POST",
+    "get-model": "GET",
+    "get-plan": "GET",
+    "report": "POST",
+    "retrieve-model": "GET",
+    "checkpoints": "GET",
+    "processes": "GET",
+    "cycles": "GET",
+}
 
 
-@blueprint.post("/authenticate")
-def authenticate():
-    return _handle("authenticate")
+def _view(event: str):
+    def view() -> Response:
+        return _handle(event)
+
+    view.__name__ = event.replace("-", "_")
+    return view
 
 
-@blueprint.post("/cycle-request")
-def cycle_request():
-    return _handle("cycle-request")
-
-
-@blueprint.get("/get-model")
-def get_model():
-    return _handle("get-model")
-
-
-@blueprint.get("/get-plan")
-def get_plan():
-    return _handle("get-plan")
-
-
-@blueprint.post("/report")
-def report():
-    return _handle("report")
-
-
-@blueprint.get("/retrieve-model")
-def retrieve_model():
-    return _handle("retrieve-model")
-
-
-@blueprint.get("/checkpoints")
-def checkpoints():
-    return _handle("checkpoints")
-
-
-@blueprint.get("/processes")
-def processes():
-    return _handle("processes")
-
-
-@blueprint.get("/cycles")
-def cycles():
-    return _handle("cycles")
+for _event, _method in ROUTES.items():
+    blueprint.add_url_rule(f"/{_event}", view_func=_view(_event), methods=[_method])
