@@ -2,7 +2,8 @@
 
 Each device authenticates, asks for a cycle, downloads the checkpoint and the plan, and reports a
 diff with its own num_samples; checkpoint 2 must be checkpoint 1 minus the num_samples-weighted
-average of the two diffs (FedAvg, server learning rate 1), computed here independently.
+average of the two diffs (FedAvg, server learning rate 1), computed here independently in float64,
+to within float32 rounding.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def test_two_devices_produce_the_exact_weighted_average(node_factory, backend):
         for _, diff, num_samples in devices:
             weighted += diff[name].astype(np.float64) * num_samples
         expected = (value - weighted / total).astype(np.float32)
-        assert np.array_equal(new_params[name], expected), name
+        # The Node sums weighted diffs in float32 groups (then float64): equal to the float64
+        # reference up to float32 rounding of values of this size (~0.1).
+        np.testing.assert_allclose(new_params[name], expected, rtol=0, atol=5e-8)
     # And the unweighted mean (PyGrid's) would have been different.
     name = next(iter(start))
     unweighted = start[name] - (devices[0][1][name] + devices[1][1][name]) / 2

@@ -28,7 +28,8 @@ def test_running_sum_equals_the_weighted_mean(reports):
     assert running.total_samples == total and running.count == len(reports)
     for name in SPEC:
         expected = sum(d[name].astype(np.float64) * n for d, n in diffs) / total
-        np.testing.assert_allclose(average[name], expected, rtol=1e-12, atol=1e-12)
+        # float32 groups of at most 16 terms: within ~1e-6 of the largest diff value.
+        np.testing.assert_allclose(average[name], expected, rtol=1e-6, atol=1e-5)
 
 
 def test_folding_does_not_modify_the_diff_and_order_barely_matters():
@@ -45,7 +46,8 @@ def test_folding_does_not_modify_the_diff_and_order_barely_matters():
         for name in SPEC:
             assert np.array_equal(diff[name], copy[name])
     for name in SPEC:
-        np.testing.assert_allclose(forward.average()[name], backward.average()[name], rtol=1e-14)
+        np.testing.assert_allclose(forward.average()[name], backward.average()[name], rtol=1e-6,
+                                   atol=1e-6)
 
 
 def test_folding_in_parts_is_bit_identical_to_one_pass():
@@ -60,5 +62,23 @@ def test_folding_in_parts_is_bit_identical_to_one_pass():
             split.fold_part(diff, n, part, 3)
         split.finish_fold(n)
     for name in spec:
-        assert np.array_equal(whole.sums[name], split.sums[name])
+        assert np.array_equal(whole.average()[name], split.average()[name])
     assert split.count == 3 and split.total_samples == 318
+
+
+def test_many_reports_across_groups_stay_accurate_and_order_reproducible():
+    from fedgrid_node.cycles.aggregation import GROUP_SIZE
+
+    spec = {"w": ((257,), np.dtype("float32"))}
+    rng = np.random.default_rng(9)
+    reports = [({"w": rng.standard_normal(257).astype(np.float32)}, int(rng.integers(1, 5000)))
+               for _ in range(GROUP_SIZE * 3 + 5)]
+    first, again = RunningWeightedSum(spec), RunningWeightedSum(spec)
+    for diff, n in reports:
+        first.fold(diff, n)
+        again.fold(diff, n)
+    assert first.sums["w"].any()  # whole groups reached the float64 total
+    expected = sum(d["w"].astype(np.float64) * n for d, n in reports) / sum(n for _, n in reports)
+    np.testing.assert_allclose(first.average()["w"], expected, rtol=1e-6, atol=1e-6)
+    # Same reports in the same order (a restart re-folding stored diffs): bit for bit.
+    assert np.array_equal(first.average()["w"], again.average()["w"])

