@@ -223,3 +223,23 @@ def test_op_outside_the_allow_list_is_refused_at_compile_time_naming_the_layer()
         compile_plan(model, example_batch=_batches(CLASS_LABELS)[0])
     message = str(caught.value)
     assert "ai.onnx::Sin" in message and "aten.sin" in message and "1 (_Sine)" in message
+
+
+def test_max_pooling_ties_route_the_gradient_like_pytorch():
+    """Pooling is rewritten for speed (non-overlapping windows); ties must still go to the first
+    maximum in each window, as PyTorch's kernel does, and other pooling stays with the exporter."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.MaxPool2d(3, stride=1), _Flatten(), nn.Linear(8, 10))
+    features = np.zeros((3, 1, 8, 8), np.float32)
+    features[0, 0, :4, :4] = 1.0  # constant regions: every window is a tie
+    features[1] = np.kron(np.random.default_rng(0).random((1, 4, 4)), np.ones((2, 2))).astype(np.float32)
+    features[2] = np.random.default_rng(1).random((1, 8, 8))
+    labels = np.array([1, 2, 3])
+    compiled = compile_plan(model, optimizer=SGD(0.5), example_batch=(features, labels))
+    result = PlanExecutor(compiled.to_bytes()).step(compiled.checkpoint(), features, labels, learning_rate=0.5)
+    reference = compiled.step_function(
+        torch.from_numpy(features), torch.from_numpy(labels), torch.tensor(0.5),
+        *[torch.from_numpy(a.copy()).requires_grad_() for a in compiled.checkpoint().values()],
+    )
+    for index, parameter in enumerate(compiled.parameter_names):
+        np.testing.assert_allclose(result.parameters[parameter], reference[3 + index].detach().numpy(), atol=1e-6)
