@@ -243,3 +243,16 @@ def test_max_pooling_ties_route_the_gradient_like_pytorch():
     )
     for index, parameter in enumerate(compiled.parameter_names):
         np.testing.assert_allclose(result.parameters[parameter], reference[3 + index].detach().numpy(), atol=1e-6)
+
+
+def test_example_batch_size_equal_to_a_model_dimension_keeps_the_batch_dynamic():
+    """The tracer gives equal sizes one symbol; an example batch of 64 rows of 64 features (or
+    of 10 rows for 10 classes) must still give a plan for any batch size."""
+    for rows in (64, 10):
+        model = build_zoo_model("logistic_regression")
+        features = np.random.default_rng(0).random((rows, 64), dtype=np.float32)
+        labels = np.arange(rows) % 10
+        compiled = compile_plan(model, example_batch=(features, labels), include_forward=False, include_averaging=False)
+        executor = PlanExecutor(compiled.to_bytes())
+        for batch in (3, rows):
+            assert executor.step(compiled.checkpoint(), features[:batch], labels[:batch]).metrics["num_samples"] == batch

@@ -18,10 +18,6 @@ from fedgrid_plans.compiler.layer_attribution import LayerIndex, failing_aten_op
 from fedgrid_plans.compiler.training_step import CompileError
 from fedgrid_plans.op_allowlist import ALLOWED_OPS, OPSET_VERSION
 
-# Metadata the exporter attaches to every node (stack traces with local file paths, fx node
-# names). Dropped so that the same model compiles to the same bytes on every machine.
-_VOLATILE_NODE_METADATA = True
-
 
 def trace_to_onnx(
     function: Callable,
@@ -81,6 +77,8 @@ def trace_to_onnx(
 
 
 def _strip_volatile_metadata(model: onnx.ModelProto) -> None:
+    """The exporter attaches stack traces (with local file paths) and versions to nodes; dropped
+    so the same model compiles to the same bytes, and the same content hash, on every machine."""
     model.producer_name = "fedgrid_plans"
     model.producer_version = ""
     model.doc_string = ""
