@@ -95,6 +95,13 @@ class AveragingPlan:
         self.parameter_names = list(parameter_names)
         self._evaluator = ReferenceEvaluator(onnx.load_from_string(graph))
 
+    @classmethod
+    def from_plan(cls, plan) -> AveragingPlan:
+        """The averaging graph embedded in a training plan (``plan.graphs["average"]``)."""
+        if "average" not in plan.graphs:
+            raise ValueError("this plan has no averaging graph")
+        return cls(plan.graphs["average"], [p["name"] for p in plan.manifest["parameters"]])
+
     def step(self, average: Mapping[str, np.ndarray], item: Mapping[str, np.ndarray], count: int) -> dict[str, np.ndarray]:
         """One fold: the mean of ``count`` items in ``average`` and one more ``item``."""
         feeds = {"count": np.asarray(count, dtype=np.float32)}

@@ -33,6 +33,9 @@ PLAN_GRAPH_INVALID = "plan_graph_invalid"
 PLAN_OP_NOT_ALLOWED = "plan_op_not_allowed"
 PLAN_IO_MISMATCH = "plan_io_mismatch"
 PLAN_CHECKPOINT_MISMATCH = "plan_checkpoint_mismatch"
+# Codes of check_diff (a device's report checked against the plan it trained).
+DIFF_MISMATCH = "diff_mismatch"
+DIFF_NOT_FINITE = "diff_not_finite"
 ERROR_CODES = (
     PLAN_MALFORMED,
     PLAN_VERSION_UNSUPPORTED,
@@ -41,6 +44,8 @@ ERROR_CODES = (
     PLAN_OP_NOT_ALLOWED,
     PLAN_IO_MISMATCH,
     PLAN_CHECKPOINT_MISMATCH,
+    DIFF_MISMATCH,
+    DIFF_NOT_FINITE,
 )
 # Oldest and newest default-domain opset a plan may import (ONNX Runtime 1.18+ runs them all).
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -104,28 +109,37 @@ def validate_plan(data: bytes, checkpoint: Mapping[str, np.ndarray] | None = Non
     return plan
 
 
-def check_checkpoint(plan: Plan, checkpoint: Mapping[str, np.ndarray]) -> None:
+def check_checkpoint(plan: Plan, checkpoint: Mapping[str, np.ndarray], *, code: str = PLAN_CHECKPOINT_MISMATCH) -> None:
     """The checkpoint holds exactly the manifest's parameters, with their shapes and dtypes."""
     expected = {p["name"]: p for p in plan.manifest["parameters"]}
     missing = [n for n in expected if n not in checkpoint]
     extra = [n for n in checkpoint if n not in expected]
     if missing or extra:
         raise PlanValidationError(
-            PLAN_CHECKPOINT_MISMATCH,
+            code,
             f"checkpoint tensors differ from the plan's parameters: missing {missing}, unexpected {extra}",
         )
     for name, spec in expected.items():
         array = np.asarray(checkpoint[name])
         if list(array.shape) != list(spec["shape"]):
             raise PlanValidationError(
-                PLAN_CHECKPOINT_MISMATCH,
+                code,
                 f"parameter {name!r}: checkpoint shape {list(array.shape)} != plan shape {spec['shape']}",
             )
         if array.dtype != names.DTYPES[spec["dtype"]]:
             raise PlanValidationError(
-                PLAN_CHECKPOINT_MISMATCH,
+                code,
                 f"parameter {name!r}: checkpoint dtype {array.dtype} != plan dtype {spec['dtype']}",
             )
+
+
+def check_diff(plan: Plan, diff: Mapping[str, np.ndarray]) -> None:
+    """A device's diff has the plan's parameter names, shapes and dtype (``diff_mismatch``) and
+    only finite values (``diff_not_finite``): one NaN would poison the averaged model."""
+    check_checkpoint(plan, diff, code=DIFF_MISMATCH)
+    for name in diff:
+        if not np.isfinite(diff[name]).all():
+            raise PlanValidationError(DIFF_NOT_FINITE, f"diff tensor {name!r} holds NaN or infinite values")
 
 
 def _check_format(manifest: dict) -> None:

@@ -67,3 +67,11 @@ def test_stand_alone_averaging_graph_is_validated():
         assert error.code == "plan_op_not_allowed"
     else:
         raise AssertionError("Pow in an averaging graph was accepted")
+
+
+def test_averaging_plan_from_a_training_plan(zoo, logistic_plan_bytes):
+    plan = Plan.from_bytes(logistic_plan_bytes)
+    averaging = AveragingPlan.from_plan(plan)
+    checkpoint = zoo["logistic_regression"].checkpoint()
+    items = [{n: v * k for n, v in checkpoint.items()} for k in (1.0, 2.0, 6.0)]
+    np.testing.assert_allclose(averaging.average(items)["linear.weight"], 3.0 * checkpoint["linear.weight"], rtol=1e-6)
