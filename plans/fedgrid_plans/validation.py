@@ -33,9 +33,6 @@ PLAN_GRAPH_INVALID = "plan_graph_invalid"
 PLAN_OP_NOT_ALLOWED = "plan_op_not_allowed"
 PLAN_IO_MISMATCH = "plan_io_mismatch"
 PLAN_CHECKPOINT_MISMATCH = "plan_checkpoint_mismatch"
-# Codes of check_diff (a device's report checked against the plan it trained).
-DIFF_MISMATCH = "diff_mismatch"
-DIFF_NOT_FINITE = "diff_not_finite"
 ERROR_CODES = (
     PLAN_MALFORMED,
     PLAN_VERSION_UNSUPPORTED,
@@ -44,8 +41,6 @@ ERROR_CODES = (
     PLAN_OP_NOT_ALLOWED,
     PLAN_IO_MISMATCH,
     PLAN_CHECKPOINT_MISMATCH,
-    DIFF_MISMATCH,
-    DIFF_NOT_FINITE,
 )
 # Oldest and newest default-domain opset a plan may import (ONNX Runtime 1.18+ runs them all).
 MIN_OPSET, MAX_OPSET = 13, 21
@@ -131,15 +126,6 @@ def check_checkpoint(plan: Plan, checkpoint: Mapping[str, np.ndarray], *, code: 
                 code,
                 f"parameter {name!r}: checkpoint dtype {array.dtype} != plan dtype {spec['dtype']}",
             )
-
-
-def check_diff(plan: Plan, diff: Mapping[str, np.ndarray]) -> None:
-    """A device's diff has the plan's parameter names, shapes and dtype (``diff_mismatch``) and
-    only finite values (``diff_not_finite``): one NaN would poison the averaged model."""
-    check_checkpoint(plan, diff, code=DIFF_MISMATCH)
-    for name in diff:
-        if not np.isfinite(diff[name]).all():
-            raise PlanValidationError(DIFF_NOT_FINITE, f"diff tensor {name!r} holds NaN or infinite values")
 
 
 def _check_format(manifest: dict) -> None:

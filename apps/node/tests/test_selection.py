@@ -86,6 +86,10 @@ def test_full_cycle_timeout_follows_the_report_rate_not_only_the_deadline():
                        reported=5)
     decision = decide(config, busy, FAST, cycles_since_last_assignment=None, rng=rng)
     assert decision.reason == "cycle_full" and 10 <= decision.timeout <= 11
-    # With no report yet, only the deadline is known.
-    quiet = CycleCounts(accepted=13, requests=20, elapsed_seconds=10, remaining_seconds=3590)
-    assert decide(config, quiet, FAST, cycles_since_last_assignment=None, rng=rng).timeout >= 3590
+    # With no report yet, or too few to extrapolate from (under a quarter of the goal), only the
+    # deadline is known.
+    for reported in (0, 1, 2):
+        quiet = CycleCounts(accepted=13, requests=20, elapsed_seconds=10, remaining_seconds=3590,
+                            reported=reported)
+        assert decide(config, quiet, FAST, cycles_since_last_assignment=None,
+                      rng=rng).timeout >= 3590

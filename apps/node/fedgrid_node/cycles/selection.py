@@ -14,6 +14,7 @@ from .server_config import ServerConfig
 # crowd rejected together does not return together (Bonawitz et al. 2019, "pace steering").
 JITTER_FRACTION = 0.1
 MIN_TIMEOUT_SECONDS = 1.0
+MIN_REPORTS_TO_EXTRAPOLATE = 2
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,13 @@ class CycleCounts:
     def seconds_until_next_cycle(self, goal: int) -> float:
         """When the next cycle is expected to open: at the goal if reports come fast, else the deadline.
 
-        The goal time is extrapolated from the report rate so far; without reports yet, only the
-        deadline is known. A device turned away from a full cycle then comes back when places are
-        likely again, not an hour later.
+        The goal time is extrapolated from the report rate so far, once a quarter of the goal
+        (and at least two reports) are in: one early report says too little about the rest.
+        Before that, only the deadline is known. A device turned away from a full cycle then
+        comes back when places are likely again, not an hour later.
         """
-        if self.reported <= 0 or self.elapsed_seconds <= 0:
+        enough = max(MIN_REPORTS_TO_EXTRAPOLATE, goal / 4)
+        if self.reported < enough or self.elapsed_seconds <= 0:
             return self.remaining_seconds
         rate = self.reported / self.elapsed_seconds
         to_goal = max(0, goal - self.reported) / rate
