@@ -36,8 +36,10 @@ $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 js: $(JS_STAMP) $(STAMP)
 	cd $(JS) && npm run build
 
+# The SDK's suites, then the conformance vectors replayed by a checker written from plans/SPEC.md alone.
 js-test: js system-deps
 	cd $(JS) && npm test
+	node plans/conformance/check_onnxruntime_web.mjs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
