@@ -1,0 +1,28 @@
+"""The Alembic migrations build exactly the schema the models declare, on every database."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from fedgrid_node.config import normalize_database_url
+from fedgrid_node.db.database import Database
+from fedgrid_node.db.models import Base
+from tests.support.databases import database_backends, make_database_url
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_upgraded_schema_matches_the_models(backend, tmp_path):
+    database = make_database_url(backend, tmp_path)
+    url = normalize_database_url(database.url) if database.url else f"sqlite:///{tmp_path / 'n.db'}"
+    db = Database(url)
+    try:
+        db.upgrade()
+        db.upgrade()  # a second start finds nothing to do
+        with db.engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        assert differences == []
+    finally:
+        db.dispose()
+        database.drop()
