@@ -34,6 +34,7 @@ from .errors import (
     FedgridError,
     NetworkUnreachable,
     Rejected,
+    ReportRefused,
     TrainingFinished,
 )
 from .transport import Transport, open_transport, route_to_node, server_kind
@@ -384,7 +385,8 @@ class Assignment:
         """Send the diff (from ``result``, or ``diff``/``num_samples``/``metrics`` given directly).
 
         Returns the Node's answer ``{"status": "success", "cycle"}``, sent only once the report is
-        stored. Raises :class:`~fedgrid.errors.ReportRefused` (e.g. ``report_duplicate``) or
+        stored. If the answer is lost on the way back, the report is sent once more; a
+        ``report_duplicate`` then proves the first one was stored, and counts as success. Raises :class:`~fedgrid.errors.ReportRefused` (e.g. ``report_duplicate``) or
         :class:`~fedgrid.errors.AssignmentExpired` (the cycle closed first).
         """
         if result is not None:
@@ -395,12 +397,24 @@ class Assignment:
             raise ValueError("report() needs a TrainingResult, or diff= and num_samples=")
         body = diff if isinstance(diff, bytes | bytearray) else tensors.encode(
             {name: np.asarray(value, dtype=np.float32) for name, value in diff.items()})
-        answer = self.job.transport.call("report", {
+        fields = {
             "worker_id": self.job.worker_id,
             "request_key": self.request_key,
             "num_samples": int(num_samples),
             "metrics": _reportable(metrics),
-        }, blobs={"diff": bytes(body)})
+        }
+        try:
+            answer = self.job.transport.call("report", fields, blobs={"diff": bytes(body)})
+        except NetworkUnreachable:
+            # The answer may have been lost after the Node stored the report. Send it once more:
+            # only this device holds the request key, so `report_duplicate` now means the first
+            # attempt was stored (and it stands; the Node never overwrites a report).
+            try:
+                answer = self.job.transport.call("report", fields, blobs={"diff": bytes(body)})
+            except ReportRefused as refused:
+                if refused.code != "report_duplicate":
+                    raise
+                answer = {"status": "success", "cycle": self.cycle, "recovered": True}
         self.reported = True
         return answer
 
