@@ -19,7 +19,7 @@ from .errors import ApiError
 from .metrics import blueprint as metrics_blueprint
 from .model_centric import http_routes, speed_test  # noqa: F401  (speed_test adds routes)
 from .model_centric.events import ModelCentricEvents
-from .model_centric.ws_routes import sock
+from .model_centric.ws_routes import init_websocket
 from .network_membership import start_membership
 from .node_info import blueprint as node_info_blueprint
 
@@ -73,7 +73,7 @@ def create_app(config: NodeConfig) -> Flask:
     app.register_blueprint(metrics_blueprint)
     app.register_blueprint(browser_blueprint)
     init_dashboard(app)  # the dashboard at / (dashboard/); after node_info: adds its OpenAPI paths
-    sock.init_app(app)
+    init_websocket(app)
     register_error_handlers(app)
     init_cors(app, config.cors_origins)
     start_membership(app)  # joins --network, if given, then heartbeats

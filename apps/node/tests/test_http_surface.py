@@ -28,6 +28,11 @@ def test_openapi_documents_exactly_the_routes_flask_serves(tmp_path):
         app.extensions["fedgrid"].engine.stop()
 
 
+def test_plain_http_on_the_websocket_endpoint_says_so(shared_node):
+    answer = requests.get(f"{shared_node.url}/ws", timeout=10)
+    assert answer.status_code == 426 and answer.json()["error"]["code"] == "websocket_required"
+
+
 def test_health_and_status(shared_node):
     health = requests.get(f"{shared_node.url}/health", timeout=10)
     assert health.json() == {"status": "ok", "database": "ok"}

@@ -69,6 +69,21 @@ def _answer(message: Any) -> str | bytes:
     return json.dumps(reply)
 
 
+def init_websocket(app) -> None:
+    """Serve `/ws`; a plain HTTP request there gets a clear JSON error instead of a bare 400."""
+    sock.init_app(app)
+
+    @app.before_request
+    def require_websocket_upgrade():
+        if request.path == "/ws" and request.headers.get("Upgrade", "").lower() != "websocket":
+            raise ApiError(
+                "websocket_required",
+                "/ws is the WebSocket endpoint: connect with a WebSocket client (ws:// or wss://)",
+                426,
+                headers={"Upgrade": "websocket"},
+            )
+
+
 @sock.route("/ws")
 def websocket(ws) -> None:
     try:
