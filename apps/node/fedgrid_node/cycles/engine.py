@@ -110,6 +110,16 @@ class OpenCycle:
     def weighted_metrics(self) -> dict[str, float]:
         return {k: self.metric_sums[k] / self.metric_weights[k] for k in self.metric_sums}
 
+    def counts(self, now: datetime) -> CycleCounts:
+        """What selection and pace steering need to know about this cycle right now."""
+        return CycleCounts(
+            accepted=self.accepted,
+            requests=self.requests,
+            elapsed_seconds=(now - self.started_at).total_seconds(),
+            remaining_seconds=max(0.0, (self.deadline - now).total_seconds()),
+            reported=self.running.count,
+        )
+
 
 class CycleEngine:
     def __init__(self, db: Database, *, rng: random.Random | None = None) -> None:
@@ -291,10 +301,10 @@ class CycleEngine:
                 if existing.status == "accepted":
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
                     return self._accepted_answer(session, process, state, existing)
-                decision_reason = "already_reported"
-                timeout = self._timeout_until_next_cycle(state, config, now)
-                state.rejected[decision_reason] += 1
-                return self._rejected_answer(process, decision_reason, timeout)
+                timeout = jittered(state.counts(now).seconds_until_next_cycle(config.max_diffs),
+                                   self.rng)
+                state.rejected["already_reported"] += 1
+                return self._rejected_answer(process, "already_reported", timeout)
             last_sequence = session.scalar(
                 select(func.max(Cycle.sequence))
                 .join(Assignment, Assignment.cycle_id == Cycle.id)
@@ -302,13 +312,7 @@ class CycleEngine:
             )
             decision = decide(
                 config,
-                CycleCounts(
-                    accepted=state.accepted,
-                    requests=state.requests,
-                    elapsed_seconds=(now - state.started_at).total_seconds(),
-                    remaining_seconds=max(0.0, (state.deadline - now).total_seconds()),
-                    reported=state.running.count,
-                ),
+                state.counts(now),
                 speeds,
                 cycles_since_last_assignment=(
                     None if last_sequence is None else state.sequence - last_sequence
@@ -329,16 +333,6 @@ class CycleEngine:
             session.flush()
             state.accepted += 1
             return self._accepted_answer(session, process, state, assignment)
-
-    def _timeout_until_next_cycle(self, state: OpenCycle, config: ServerConfig, now: datetime) -> float:
-        counts = CycleCounts(
-            accepted=state.accepted,
-            requests=state.requests,
-            elapsed_seconds=(now - state.started_at).total_seconds(),
-            remaining_seconds=max(0.0, (state.deadline - now).total_seconds()),
-            reported=state.running.count,
-        )
-        return jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
 
     @staticmethod
     def _rejected_answer(process: Process, reason: str, timeout: float) -> dict[str, Any]:
