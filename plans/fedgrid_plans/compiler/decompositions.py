@@ -121,16 +121,22 @@ def _first_maximum_masks(slices, maximum) -> list:
     return masks
 
 
+def _window_maximum(input, kh: int, kw: int):  # noqa: A002
+    """The kh*kw strided slices of each pooling window, and their elementwise maximum."""
+    slices = _window_slices(input, kh, kw)
+    maximum = slices[0]
+    for view in slices[1:]:
+        maximum = torch.maximum(maximum, view)
+    return slices, maximum
+
+
 def max_pool2d_with_indices(input, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):  # noqa: A002
     """Non-overlapping max pooling as the maximum of strided slices."""
     window = _pool_window(input, kernel_size, stride, padding, dilation, ceil_mode)
     if window is None:
         return NotImplemented
     kh, kw = window
-    slices = _window_slices(input, kh, kw)
-    maximum = slices[0]
-    for view in slices[1:]:
-        maximum = torch.maximum(maximum, view)
+    slices, maximum = _window_maximum(input, kh, kw)
     # PyTorch's indices (flat position in the input plane); dead code unless the model uses them.
     width = int(input.shape[3])
     base = (torch.arange(maximum.shape[2]).view(-1, 1) * kh * width + torch.arange(maximum.shape[3]).view(1, -1) * kw)
@@ -147,10 +153,7 @@ def max_pool2d_with_indices_backward(grad_output, input, kernel_size, stride, pa
     if window is None:
         return NotImplemented
     kh, kw = window
-    slices = _window_slices(input, kh, kw)
-    maximum = slices[0]
-    for view in slices[1:]:
-        maximum = torch.maximum(maximum, view)
+    slices, maximum = _window_maximum(input, kh, kw)
     zero = torch.zeros((), dtype=grad_output.dtype)
     parts = [torch.where(mask, grad_output, zero) for mask in _first_maximum_masks(slices, maximum)]
     # Interleave back: (N, C, Ho, Wo) x kh*kw -> (N, C, Ho*kh, Wo*kw).
