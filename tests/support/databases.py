@@ -23,34 +23,30 @@ class TestDatabase:
     def drop(self) -> None:
         if self.name is None:
             return
-        import pg8000.native
-
-        parts = urlsplit(self.admin_url)
-        connection = pg8000.native.Connection(
-            user=parts.username, password=parts.password, host=parts.hostname,
-            port=parts.port or 5432, database=parts.path.lstrip("/") or "postgres",
-        )
-        try:
-            connection.run(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        finally:
-            connection.close()
+        _run_as_admin(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-def make_database_url(backend: str, data_dir: Path) -> TestDatabase:
-    if backend == "sqlite":
-        return TestDatabase(url=None)
+def _run_as_admin(admin_url: str, statement: str) -> None:
+    """One statement on the server's maintenance database (CREATE/DROP DATABASE need autocommit)."""
     import pg8000.native
 
-    admin_url = os.environ["FEDGRID_TEST_POSTGRES_URL"]
     parts = urlsplit(admin_url)
-    name = f"fedgrid_test_{uuid.uuid4().hex[:12]}"
     connection = pg8000.native.Connection(
         user=parts.username, password=parts.password, host=parts.hostname,
         port=parts.port or 5432, database=parts.path.lstrip("/") or "postgres",
     )
     try:
-        connection.run(f'CREATE DATABASE "{name}"')
+        connection.run(statement)
     finally:
         connection.close()
+
+
+def make_database_url(backend: str, data_dir: Path) -> TestDatabase:
+    if backend == "sqlite":
+        return TestDatabase(url=None)
+    admin_url = os.environ["FEDGRID_TEST_POSTGRES_URL"]
+    parts = urlsplit(admin_url)
+    name = f"fedgrid_test_{uuid.uuid4().hex[:12]}"
+    _run_as_admin(admin_url, f'CREATE DATABASE "{name}"')
     url = urlunsplit((parts.scheme, parts.netloc, f"/{name}", "", ""))
     return TestDatabase(url=url, name=name, admin_url=admin_url)

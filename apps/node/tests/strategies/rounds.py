@@ -1,4 +1,5 @@
-"""Drive a strategy over several cycles the way the engine does (state stored as safetensors)."""
+"""Drive a strategy over several cycles the way the engine does (state stored as safetensors),
+and the paper's equations written out in numpy to compare against."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def run(strategy, params, diffs):
         params, state = strategy.step(params, diff, state)
         state_bytes = tensors.encode(state) if state else None
     return params
+
+
+def reddi_reference(start, diffs, name, *, eta, beta_1, tau, second_moment):
+    """Reddi et al. 2021, Algorithm 2, for one tensor: Δ = −diff, m and v from zero and τ²."""
+    x = start.astype(np.float64)
+    m, v = np.zeros_like(x), np.full_like(x, tau**2)
+    for diff in diffs:
+        delta = -diff[name]
+        m = beta_1 * m + (1 - beta_1) * delta
+        v = second_moment(v, delta**2)
+        x = x + eta * m / (np.sqrt(v) + tau)
+    return x
