@@ -198,6 +198,7 @@ class CycleEngine:
     # ----------------------------------------------------------------------------- lookups
 
     def config(self, session, process_id: int) -> ServerConfig:
+        """The process's parsed server_config (it never changes once hosted, so it is cached)."""
         if process_id not in self._configs:
             process = session.get(Process, process_id)
             self._configs[process_id] = parse_server_config(process.server_config)
@@ -436,6 +437,7 @@ class CycleEngine:
             assignment = self.find_assignment(session, worker_id, request_key)
             process_id = assignment.cycle.process_id
             spec = self.spec(session, process_id)
+            goal = self.config(session, process_id).max_diffs
         state = self._open.get(process_id)
         if state is None or state.cycle_id != assignment.cycle_id:
             raise ApiError("cycle_closed", "the cycle of this assignment has closed", 409)
@@ -461,8 +463,6 @@ class CycleEngine:
             # Committed: the report is durable. Fold it now (a restart would fold it from disk).
             fold_off_hub(state.running, diff, num_samples)
             state.fold_metrics(metrics, num_samples)
-            with self.db.session() as session:
-                goal = self.config(session, process_id).max_diffs
             if state.running.count >= goal:
                 self.close_cycle(process_id, state.cycle_id, reason="goal")
         return {"status": "success", "cycle": state.sequence}

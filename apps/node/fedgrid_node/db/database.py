@@ -11,7 +11,6 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -34,9 +33,11 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            # A connection per use: sqlite3 connections must not cross gevent greenlets/threads.
+            # Pooled: the PRAGMAs run once per connection, not on every request. A connection is
+            # only ever used by the greenlet that checked it out, on the hub's thread (the engine
+            # keeps database work out of its thread pool), so check_same_thread can be off.
             self.engine: Engine = create_engine(
-                url, poolclass=NullPool, connect_args={"check_same_thread": False}
+                url, pool_size=10, max_overflow=20, connect_args={"check_same_thread": False}
             )
             event.listen(self.engine, "connect", _configure_sqlite)
         else:
