@@ -91,6 +91,7 @@ class OpenCycle:
     cycle_id: int
     process_id: int
     sequence: int
+    checkpoint_number: int  # the checkpoint this cycle trains
     started_at: datetime
     deadline: datetime
     running: RunningWeightedSum
@@ -128,7 +129,7 @@ class CycleEngine:
         self._open: dict[int, OpenCycle] = {}  # process_id -> its open cycle
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
-        self._started = False
+        self._plan_ids: dict[int, dict[str, int]] = {}
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -138,7 +139,6 @@ class CycleEngine:
             cycle_ids = session.scalars(select(Cycle.id).where(Cycle.status == "open")).all()
         for cycle_id in cycle_ids:
             self._restore(cycle_id)
-        self._started = True
 
     def stop(self) -> None:
         for state in self._open.values():
@@ -176,6 +176,7 @@ class CycleEngine:
             cycle_id=cycle.id,
             process_id=cycle.process_id,
             sequence=cycle.sequence,
+            checkpoint_number=cycle.checkpoint_number,
             started_at=cycle.started_at,
             deadline=cycle.deadline,
             running=RunningWeightedSum(self.spec(session, cycle.process_id)),
@@ -216,8 +217,14 @@ class CycleEngine:
             self._specs[process_id] = {n: (a.shape, a.dtype) for n, a in decoded.items()}
         return self._specs[process_id]
 
-    def open_cycle_state(self, process_id: int) -> OpenCycle | None:
-        return self._open.get(process_id)
+    def plan_ids(self, session, process_id: int) -> dict[str, int]:
+        """Client plan name -> id; fixed once hosted, so cached like the config."""
+        if process_id not in self._plan_ids:
+            rows = session.execute(
+                select(Plan.id, Plan.name).where(Plan.process_id == process_id, Plan.kind == "client")
+            ).all()
+            self._plan_ids[process_id] = {name: plan_id for plan_id, name in rows}
+        return self._plan_ids[process_id]
 
     def cycle_metrics(self, cycle: Cycle) -> dict[str, Any]:
         """A cycle's figures: from its summary once closed, live from memory while open."""
@@ -276,16 +283,17 @@ class CycleEngine:
     def request_cycle(self, worker_id: str, process_id: int, speeds: Speeds) -> dict[str, Any]:
         """Accept the worker into the open cycle, or say when to come back (`timeout`, seconds)."""
         state = self._open.get(process_id)
-        with self.db.session() as session:
-            process = session.get(Process, process_id)
-            if process.status == "finished":
-                return {
-                    "status": "rejected",
-                    "reason": "training_finished",
-                    "model": process.name,
-                    "version": process.version,
-                }
         if state is None:
+            # No open cycle: either all cycles are done, or the next one is being opened.
+            with self.db.session() as session:
+                process = session.get(Process, process_id)
+                if process.status == "finished":
+                    return {
+                        "status": "rejected",
+                        "reason": "training_finished",
+                        "model": process.name,
+                        "version": process.version,
+                    }
             raise ApiError("cycle_unavailable", "this process has no open cycle; retry shortly", 503,
                            headers={"Retry-After": "1"})
         with state.lock, self.db.session() as session:
@@ -346,26 +354,19 @@ class CycleEngine:
         }
 
     def _accepted_answer(self, session, process: Process, state: OpenCycle, assignment) -> dict:
-        plans = session.execute(
-            select(Plan.id, Plan.name).where(Plan.process_id == process.id, Plan.kind == "client")
-        ).all()
         return {
             "status": "accepted",
             "request_key": assignment.request_key,
             "model": process.name,
             "version": process.version,
             "model_id": process.model.id,
-            "plans": {name: plan_id for plan_id, name in plans},
+            "plans": self.plan_ids(session, process.id),
             "client_config": process.client_config,
             "cycle": state.sequence,
-            "checkpoint": self._cycle_checkpoint_number(session, state.cycle_id),
+            "checkpoint": state.checkpoint_number,
             "deadline": state.deadline.isoformat() + "Z",
             "timeout": max(0.0, round((state.deadline - utcnow()).total_seconds(), 3)),
         }
-
-    @staticmethod
-    def _cycle_checkpoint_number(session, cycle_id: int) -> int:
-        return session.scalar(select(Cycle.checkpoint_number).where(Cycle.id == cycle_id))
 
     # ----------------------------------------------------------------------------- assignments
 
