@@ -5,7 +5,6 @@ Precedence: a flag given on the command line, then the environment variable, the
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,8 +51,3 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+pg8000://" + url[len(prefix) :]
     return url
-
-
-def env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value not in (None, "") else None
