@@ -44,7 +44,7 @@ def start_node(data_dir: Path, admin_token: str) -> tuple[subprocess.Popen, str,
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "fedgrid_node", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", str(data_dir), "--admin-token", admin_token, "--id", "demo-node"],
+             "--data-dir", str(data_dir), f"--admin-token={admin_token}", "--id", "demo-node"],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
     url = f"http://127.0.0.1:{port}"

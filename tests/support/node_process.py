@@ -66,7 +66,8 @@ def start_node(*, data_dir: Path, database_url: str | None = None, extra_args=()
         env["DATABASE_URL"] = database_url
     args = ["--host", "127.0.0.1", "--data-dir", str(data_dir), *extra_args]
     if admin_token:
-        args += ["--admin-token", admin_token]
+        # --flag=value: a generated token may start with "-", which argparse would take for a flag.
+        args += [f"--admin-token={admin_token}"]
     return _launch(args, env, data_dir, free_port(), admin_token)
 
 

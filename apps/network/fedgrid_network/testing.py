@@ -73,7 +73,7 @@ def start_network(
     if database_url:
         env["DATABASE_URL"] = database_url
     args = [sys.executable, "-m", "fedgrid_network", "--host", "127.0.0.1", "--port", str(port),
-            "--data-dir", str(data_dir), "--network-secret", secret, "--admin-token", admin_token,
+            "--data-dir", str(data_dir), f"--network-secret={secret}", f"--admin-token={admin_token}",
             "--heartbeat-interval", str(heartbeat_interval)]
     if offline_after:
         args += ["--offline-after", str(offline_after)]
