@@ -1,11 +1,27 @@
 """The cycle engine: hands out places in cycles, takes reports, closes cycles into checkpoints.
 
 What lives where:
-- the database is the truth: cycles, assignments, acknowledged reports (with their diff bytes),
-  checkpoints and the strategy's state. A report is committed before the device hears "success".
-- memory holds, per open cycle, the running weighted sum of the diffs folded so far and the
-  deadline timer. Both are rebuilt from the database at start-up (`start`), so a `kill -9` loses
-  neither an acknowledged report nor a deadline, and no report is folded twice.
+- the database is the truth: cycles (with their selection figures), assignments (with their
+  leases), acknowledged reports (with their diff bytes), checkpoints and the strategy's state.
+  Every change is committed before anyone is told about it: a report before the device hears
+  "success", an extended deadline before the timer sleeps towards it.
+- memory holds, per open cycle (`OpenCycle`), the running weighted sum of the diffs folded so
+  far, the outstanding leases and one *watcher* greenlet. All of it is rebuilt from the database
+  at start-up (`start`), so a `kill -9` loses no acknowledged report, lease or deadline, and no
+  report is folded twice.
+
+Who may do what (the rules that keep the engine race-free):
+- every change to an open cycle happens under its `OpenCycle.lock`, and whoever takes the lock
+  first checks `closed`: a request or report that waited for the lock while the cycle closed
+  starts over on the next cycle instead of acting on the closed one;
+- the watcher owns time: it sleeps until the deadline or the first lease expiry, then extends,
+  closes or expires. Nobody kills it; it is woken (`wakeup`) and re-reads the state. (Killing a
+  timer that was itself inside a database commit rolled the commit back on PostgreSQL.)
+- a report that reaches the goal closes the cycle itself, before it is answered.
+
+Liveness: devices turned away are told when the next cycle is expected (pace.py), a device may
+long-poll (`wait`) and is answered the moment a place opens, and an accepted device that does not
+report within its lease (leases.py) loses its place to another.
 
 CPU work (validating and folding diffs, the strategy step) runs on gevent's thread pool so the
 hub keeps serving other devices meanwhile.
@@ -17,14 +33,13 @@ import logging
 import random
 import secrets
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import gevent
-import gevent.lock
+import gevent.event
 import numpy as np
 from sqlalchemy import delete, func, select, update
 
@@ -34,20 +49,27 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from ..errors import ApiError
 from .aggregation import RunningWeightedSum
-from .selection import CycleCounts, Speeds, decide, jittered
+from .leases import OBSERVATION_WINDOW, lease_seconds
+from .open_cycle import OpenCycle
+from .pace import typical_duration
+from .report_checks import TensorSpec, check_diff, check_metrics, check_num_samples
+from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
+from .statuses import AbandonReason, AssignmentStatus, CloseReason, CycleStatus
 from .strategies import build_strategy
 
 log = logging.getLogger("fedgrid.node.cycles")
 
-MAX_NUM_SAMPLES = 2**31 - 1
-MAX_METRICS = 32
-
-TensorSpec = dict[str, tuple[tuple[int, ...], np.dtype]]
-
-
 # Folding is memory-bound; two threads move about twice the bytes of one on our 2-core machines.
 FOLD_THREADS = 2
+# Rejections that end by themselves when a place frees or the next cycle opens: a long-polling
+# device is held for these. (Speed gates and random selection do not change by waiting.)
+WAITABLE_REASONS = frozenset({"cycle_full", "already_reported", "worker_cooling_down"})
+CYCLE_DURATION_WINDOW = 10  # recent completed cycles that pace steering looks at
+WATCHER_RETRY_SECONDS = 1.0  # after a failed close (database unreachable), try again this soon
+
+_WAIT = object()  # `_try_place` answers: hold the long-poll until something changes
+_RETRY = object()  # the cycle closed while we waited for its lock: look again at once
 
 
 def _outcome(fn: Callable, *args: Any) -> tuple[bool, Any]:
@@ -84,42 +106,23 @@ def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int) -> None:
     running.finish_fold(num_samples)
 
 
-@dataclass
-class OpenCycle:
-    """What the engine keeps in memory for one open cycle."""
+def _iso(moment: datetime) -> str:
+    return moment.isoformat() + "Z"
 
-    cycle_id: int
-    process_id: int
-    sequence: int
-    checkpoint_number: int  # the checkpoint this cycle trains
-    started_at: datetime
-    deadline: datetime
-    running: RunningWeightedSum
-    metric_sums: dict[str, float] = field(default_factory=dict)
-    metric_weights: dict[str, int] = field(default_factory=dict)
-    accepted: int = 0
-    requests: int = 0
-    rejected: Counter = field(default_factory=Counter)
-    lock: gevent.lock.RLock = field(default_factory=gevent.lock.RLock)
-    timer: gevent.Greenlet | None = None
 
-    def fold_metrics(self, metrics: Mapping[str, float] | None, num_samples: int) -> None:
-        for key, value in (metrics or {}).items():
-            self.metric_sums[key] = self.metric_sums.get(key, 0.0) + float(value) * num_samples
-            self.metric_weights[key] = self.metric_weights.get(key, 0) + num_samples
+class _Attempt:
+    """One cycle-request, possibly tried several times while it long-polls."""
 
-    def weighted_metrics(self) -> dict[str, float]:
-        return {k: self.metric_sums[k] / self.metric_weights[k] for k in self.metric_sums}
+    def __init__(self, wait: float) -> None:
+        self.give_up = time.monotonic() + wait
+        self.counted = False  # the request is counted once, in the first cycle it reaches
 
-    def counts(self, now: datetime) -> CycleCounts:
-        """What selection and pace steering need to know about this cycle right now."""
-        return CycleCounts(
-            accepted=self.accepted,
-            requests=self.requests,
-            elapsed_seconds=(now - self.started_at).total_seconds(),
-            remaining_seconds=max(0.0, (self.deadline - now).total_seconds()),
-            reported=self.running.count,
-        )
+    @property
+    def may_wait(self) -> bool:
+        return time.monotonic() < self.give_up
+
+    def seconds_left(self) -> float:
+        return max(0.0, self.give_up - time.monotonic())
 
 
 class CycleEngine:
@@ -130,29 +133,60 @@ class CycleEngine:
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
         self._plan_ids: dict[int, dict[str, int]] = {}
+        # Per process: seconds from acceptance to report of recent reports (for leases), and the
+        # durations of recent completed cycles (for pace steering).
+        self._report_times: dict[int, deque[float]] = {}
+        self._cycle_durations: dict[int, deque[float]] = {}
+        # Per process: set (and replaced) whenever a place may have opened, waking long-polls.
+        self._changes: dict[int, gevent.event.Event] = {}
 
     # ----------------------------------------------------------------------------- life cycle
 
     def start(self) -> None:
-        """Restore every open cycle from the database and re-arm its deadline."""
+        """Restore every open cycle from the database and start its watcher."""
         with self.db.session() as session:
-            cycle_ids = session.scalars(select(Cycle.id).where(Cycle.status == "open")).all()
+            cycle_ids = session.scalars(
+                select(Cycle.id).where(Cycle.status == CycleStatus.OPEN)
+            ).all()
         for cycle_id in cycle_ids:
             self._restore(cycle_id)
 
     def stop(self) -> None:
-        for state in self._open.values():
-            if state.timer is not None:
-                state.timer.kill(block=False)
+        for state in list(self._open.values()):
+            if state.watcher is not None:
+                state.watcher.kill(block=False)
         self._open.clear()
+        for changed in self._changes.values():
+            changed.set()
+        self._changes.clear()
 
     def _restore(self, cycle_id: int) -> OpenCycle:
+        """Build a cycle's memory from the database, make it the open cycle, start its watcher."""
         with self.db.session() as session:
             cycle = session.get(Cycle, cycle_id)
-            state = self._new_state(session, cycle)
-            state.accepted = session.scalar(
-                select(func.count()).select_from(Assignment).where(Assignment.cycle_id == cycle_id)
+            self._load_history(session, cycle.process_id)
+            state = OpenCycle(
+                cycle_id=cycle.id,
+                process_id=cycle.process_id,
+                sequence=cycle.sequence,
+                checkpoint_number=cycle.checkpoint_number,
+                started_at=cycle.started_at,
+                deadline=cycle.deadline,
+                cycle_length=self.config(session, cycle.process_id).cycle_length,
+                running=RunningWeightedSum(self.spec(session, cycle.process_id)),
+                requests=cycle.requests or 0,
+                rejected=Counter(cycle.rejected or {}),
             )
+            assignments = session.execute(
+                select(Assignment.id, Assignment.status, Assignment.expires_at)
+                .where(Assignment.cycle_id == cycle_id)
+            ).all()
+            for assignment_id, status, expires_at in assignments:
+                state.accepted += 1
+                if status == AssignmentStatus.ACCEPTED:
+                    state.outstanding[assignment_id] = expires_at or cycle.deadline
+                elif status == AssignmentStatus.EXPIRED:
+                    state.expired += 1
             reports = session.execute(
                 select(Assignment.num_samples, Assignment.metrics, ReportDiff.data)
                 .join(ReportDiff, ReportDiff.assignment_id == Assignment.id)
@@ -163,38 +197,87 @@ class CycleEngine:
             )
             # Stored reports are folded again one at a time: memory stays O(model).
             for num_samples, metrics, data in reports:
-                diff = tensors.decode(data)
-                state.running.fold(diff, num_samples)
+                state.running.fold(tensors.decode(data), num_samples)
                 state.fold_metrics(metrics, num_samples)
         if state.running.count:
             log.info("cycle %s restored with %d stored reports", cycle_id, state.running.count)
-        self._arm(state)
+        self._open[state.process_id] = state
+        # The watcher closes a restored cycle that had reached its goal before a crash at once.
+        state.watcher = gevent.spawn(self._watch, state)
         return state
 
-    def _new_state(self, session, cycle: Cycle) -> OpenCycle:
-        state = OpenCycle(
-            cycle_id=cycle.id,
-            process_id=cycle.process_id,
-            sequence=cycle.sequence,
-            checkpoint_number=cycle.checkpoint_number,
-            started_at=cycle.started_at,
-            deadline=cycle.deadline,
-            running=RunningWeightedSum(self.spec(session, cycle.process_id)),
+    def _load_history(self, session, process_id: int) -> None:
+        if process_id in self._report_times:
+            return
+        rows = session.execute(
+            select(Assignment.assigned_at, Assignment.reported_at)
+            .join(Cycle, Cycle.id == Assignment.cycle_id)
+            .where(Cycle.process_id == process_id, Assignment.reported_at.is_not(None))
+            .order_by(Assignment.reported_at.desc())
+            .limit(OBSERVATION_WINDOW)
+        ).all()
+        self._report_times[process_id] = deque(
+            reversed([(reported - assigned).total_seconds() for assigned, reported in rows]),
+            maxlen=OBSERVATION_WINDOW,
         )
-        self._open[cycle.process_id] = state
-        return state
+        cycles = session.execute(
+            select(Cycle.started_at, Cycle.closed_at)
+            .where(Cycle.process_id == process_id, Cycle.status == CycleStatus.COMPLETED)
+            .order_by(Cycle.sequence.desc())
+            .limit(CYCLE_DURATION_WINDOW)
+        ).all()
+        self._cycle_durations[process_id] = deque(
+            reversed([(closed - started).total_seconds() for started, closed in cycles]),
+            maxlen=CYCLE_DURATION_WINDOW,
+        )
 
-    def _arm(self, state: OpenCycle) -> None:
-        if state.timer is not None:
-            state.timer.kill(block=False)
-        delay = max(0.0, (state.deadline - utcnow()).total_seconds())
-        state.timer = gevent.spawn_later(delay, self._on_deadline, state.cycle_id, state.process_id)
+    def _notify(self, process_id: int) -> None:
+        """A place may have opened (new cycle, expired lease, training finished): wake long-polls."""
+        changed = self._changes.pop(process_id, None)
+        if changed is not None:
+            changed.set()
 
-    def _on_deadline(self, cycle_id: int, process_id: int) -> None:
-        try:
-            self.close_cycle(process_id, cycle_id, reason="deadline")
-        except Exception:  # a timer has nobody to report to but the log
-            log.exception("closing cycle %s at its deadline failed", cycle_id)
+    # ----------------------------------------------------------------------------- the watcher
+
+    def _watch(self, state: OpenCycle) -> None:
+        """Sleep until the cycle's next deadline or lease expiry, act, repeat until it closes."""
+        while not state.closed:
+            try:
+                goal = self._config_of(state.process_id).max_diffs
+                now = utcnow()
+                if state.running.count >= goal:
+                    self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
+                elif now >= state.deadline:
+                    self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.DEADLINE)
+                elif state.outstanding and min(state.outstanding.values()) <= now:
+                    self._expire_leases(state)
+                else:
+                    state.wakeup.clear()
+                    state.wakeup.wait((state.next_wake() - now).total_seconds())
+            except Exception:  # a watcher has nobody to report to but the log; it must go on
+                log.exception("the watcher of cycle %s failed; retrying", state.cycle_id)
+                gevent.sleep(WATCHER_RETRY_SECONDS)
+
+    def _expire_leases(self, state: OpenCycle) -> None:
+        with state.lock:
+            if state.closed:
+                return
+            now = utcnow()
+            due = [aid for aid, expires in state.outstanding.items() if expires <= now]
+            if not due:
+                return
+            with self.db.session() as session:
+                session.execute(
+                    update(Assignment)
+                    .where(Assignment.id.in_(due), Assignment.status == AssignmentStatus.ACCEPTED)
+                    .values(status=AssignmentStatus.EXPIRED)
+                )
+            for assignment_id in due:
+                del state.outstanding[assignment_id]
+            state.expired += len(due)
+        log.info("cycle %s: %d assignment(s) did not report within their lease; places freed",
+                 state.sequence, len(due))
+        self._notify(state.process_id)
 
     # ----------------------------------------------------------------------------- lookups
 
@@ -204,6 +287,12 @@ class CycleEngine:
             process = session.get(Process, process_id)
             self._configs[process_id] = parse_server_config(process.server_config)
         return self._configs[process_id]
+
+    def _config_of(self, process_id: int) -> ServerConfig:
+        if process_id in self._configs:
+            return self._configs[process_id]
+        with self.db.session() as session:
+            return self.config(session, process_id)
 
     def spec(self, session, process_id: int) -> TensorSpec:
         """Names, shapes and dtypes of the process's parameters, from checkpoint 1's header."""
@@ -226,27 +315,26 @@ class CycleEngine:
             self._plan_ids[process_id] = {name: plan_id for plan_id, name in rows}
         return self._plan_ids[process_id]
 
+    def typical_cycle_seconds(self, process_id: int) -> float | None:
+        return typical_duration(self._cycle_durations.get(process_id, ()))
+
+    def lease_seconds(self, config: ServerConfig, process_id: int) -> float:
+        return lease_seconds(config.assignment_lease, config.cycle_length,
+                             self._report_times.get(process_id, ()))
+
     def cycle_metrics(self, cycle: Cycle) -> dict[str, Any]:
         """A cycle's figures: from its summary once closed, live from memory while open."""
         metrics: dict[str, Any] = {
             "sequence": cycle.sequence,
             "status": cycle.status,
             "checkpoint": cycle.checkpoint_number,
-            "started_at": cycle.started_at.isoformat() + "Z",
-            "deadline": cycle.deadline.isoformat() + "Z",
-            "closed_at": cycle.closed_at.isoformat() + "Z" if cycle.closed_at else None,
+            "started_at": _iso(cycle.started_at),
+            "deadline": _iso(cycle.deadline),
+            "closed_at": _iso(cycle.closed_at) if cycle.closed_at else None,
         }
         state = self._open.get(cycle.process_id)
-        if cycle.status == "open" and state is not None and state.cycle_id == cycle.id:
-            metrics.update(
-                accepted=state.accepted,
-                reported=state.running.count,
-                dropped=0,
-                rejected=dict(state.rejected),
-                num_samples=state.running.total_samples,
-                client_metrics=state.weighted_metrics(),
-                aggregation_seconds=None,
-            )
+        if cycle.status == CycleStatus.OPEN and state is not None and state.cycle_id == cycle.id:
+            metrics.update(state.figures())
         else:
             summary = dict(cycle.summary or {})
             summary.pop("checkpoint", None)
@@ -265,7 +353,7 @@ class CycleEngine:
             checkpoint_number=1,
             started_at=now,
             deadline=now + timedelta(seconds=config.cycle_length),
-            status="open",
+            status=CycleStatus.OPEN,
         )
         session.add(cycle)
         return cycle
@@ -274,74 +362,129 @@ class CycleEngine:
         """After the hosting transaction committed: start watching its first cycle."""
         with self.db.session() as session:
             cycle_id = session.scalar(
-                select(Cycle.id).where(Cycle.process_id == process_id, Cycle.status == "open")
+                select(Cycle.id).where(Cycle.process_id == process_id,
+                                       Cycle.status == CycleStatus.OPEN)
             )
         self._restore(cycle_id)
+        self._notify(process_id)
 
     # ----------------------------------------------------------------------------- selection
 
-    def request_cycle(self, worker_id: str, process_id: int, speeds: Speeds) -> dict[str, Any]:
-        """Accept the worker into the open cycle, or say when to come back (`timeout`, seconds)."""
+    def request_cycle(self, worker_id: str, process_id: int, speeds: Speeds, *,
+                      wait: float = 0.0) -> dict[str, Any]:
+        """Accept the worker into the open cycle, or say when to come back (`timeout`, seconds).
+
+        With `wait` > 0 (a long-poll), a rejection that ends by itself (`WAITABLE_REASONS`, or
+        no open cycle yet) is held for up to `wait` seconds and the request decided again each
+        time a place may have opened; only the final answer is counted as a rejection.
+        """
+        attempt = _Attempt(wait)
+        while True:
+            # Taken before deciding, so a change that happens while we decide still wakes us.
+            changed = self._changes.setdefault(process_id, gevent.event.Event())
+            answer = self._try_place(worker_id, process_id, speeds, attempt)
+            if answer is _RETRY:
+                continue
+            if answer is not _WAIT:
+                return answer
+            changed.wait(attempt.seconds_left())
+
+    def _try_place(self, worker_id: str, process_id: int, speeds: Speeds, attempt: _Attempt):
         state = self._open.get(process_id)
         if state is None:
-            # No open cycle: either all cycles are done, or the next one is being opened.
+            return self._no_open_cycle(process_id, attempt)
+        with state.lock:
+            if state.closed:
+                return _RETRY
             with self.db.session() as session:
                 process = session.get(Process, process_id)
-                if process.status == "finished":
-                    return {
-                        "status": "rejected",
-                        "reason": "training_finished",
-                        "model": process.name,
-                        "version": process.version,
-                    }
-            raise ApiError("cycle_unavailable", "this process has no open cycle; retry shortly", 503,
-                           headers={"Retry-After": "1"})
-        with state.lock, self.db.session() as session:
-            process = session.get(Process, process_id)
-            config = self.config(session, process.id)
-            now = utcnow()
-            state.requests += 1
-            existing = session.scalar(
-                select(Assignment).where(
-                    Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
+                config = self.config(session, process_id)
+                now = utcnow()
+                if not attempt.counted:
+                    attempt.counted = True
+                    state.requests += 1
+                counts = state.counts(now, self.typical_cycle_seconds(process_id))
+                existing = session.scalar(
+                    select(Assignment).where(
+                        Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
+                    )
                 )
-            )
-            if existing is not None:
-                if existing.status == "accepted":
+                if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
-                    return self._accepted_answer(session, process, state, existing)
-                timeout = jittered(state.counts(now).seconds_until_next_cycle(config.max_diffs),
-                                   self.rng)
-                state.rejected["already_reported"] += 1
-                return self._rejected_answer(process, "already_reported", timeout)
-            last_sequence = session.scalar(
-                select(func.max(Cycle.sequence))
-                .join(Assignment, Assignment.cycle_id == Cycle.id)
-                .where(Cycle.process_id == process.id, Assignment.worker_id == worker_id)
-            )
-            decision = decide(
-                config,
-                state.counts(now),
-                speeds,
-                cycles_since_last_assignment=(
-                    None if last_sequence is None else state.sequence - last_sequence
-                ),
-                rng=self.rng,
-            )
-            if not decision.accepted:
-                state.rejected[decision.reason] += 1
-                return self._rejected_answer(process, decision.reason, decision.timeout)
-            assignment = Assignment(
-                cycle_id=state.cycle_id,
-                worker_id=worker_id,
-                request_key=secrets.token_urlsafe(32),
-                status="accepted",
-                assigned_at=now,
-            )
+                    self._save_figures(session, state)
+                    return self._accepted_answer(session, process, state, existing, now)
+                if existing is not None and existing.status != AssignmentStatus.EXPIRED:
+                    reason = "already_reported"
+                    timeout = jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
+                else:
+                    # Never assigned here, or its lease ran out (a device that restarted): decide.
+                    last_sequence = session.scalar(
+                        select(func.max(Cycle.sequence))
+                        .join(Assignment, Assignment.cycle_id == Cycle.id)
+                        .where(Cycle.process_id == process_id, Assignment.worker_id == worker_id,
+                               Cycle.sequence < state.sequence)
+                    )
+                    decision = decide(
+                        config, counts, speeds,
+                        cycles_since_last_assignment=(
+                            None if last_sequence is None else state.sequence - last_sequence
+                        ),
+                        rng=self.rng,
+                    )
+                    if decision.accepted:
+                        return self._accept(session, process, config, state, worker_id, existing, now)
+                    reason, timeout = decision.reason, decision.timeout
+                if reason in WAITABLE_REASONS and attempt.may_wait:
+                    self._save_figures(session, state)
+                    return _WAIT
+                state.rejected[reason] += 1
+                self._save_figures(session, state)
+                return self._rejected_answer(process, reason, timeout)
+
+    def _no_open_cycle(self, process_id: int, attempt: _Attempt):
+        # No open cycle: either all cycles are done, or the first one is being opened.
+        with self.db.session() as session:
+            process = session.get(Process, process_id)
+            if process.status == "finished":
+                return {
+                    "status": "rejected",
+                    "reason": "training_finished",
+                    "model": process.name,
+                    "version": process.version,
+                }
+        if attempt.may_wait:
+            return _WAIT
+        raise ApiError("cycle_unavailable", "this process has no open cycle; retry shortly", 503,
+                       headers={"Retry-After": "1"})
+
+    def _accept(self, session, process, config, state: OpenCycle, worker_id: str, existing, now):
+        lease = self.lease_seconds(config, process.id)
+        expires = min(state.deadline, now + timedelta(seconds=lease))
+        assignment = existing
+        if assignment is None:
+            assignment = Assignment(cycle_id=state.cycle_id, worker_id=worker_id)
             session.add(assignment)
-            session.flush()
-            state.accepted += 1
-            return self._accepted_answer(session, process, state, assignment)
+        else:
+            state.expired -= 1  # the same row takes a fresh place; its expiry no longer counts
+        assignment.request_key = secrets.token_urlsafe(32)
+        assignment.status = AssignmentStatus.ACCEPTED
+        assignment.assigned_at = now
+        assignment.expires_at = expires
+        self._save_figures(session, state)
+        session.flush()
+        answer = self._accepted_answer(session, process, state, assignment, now)
+        session.commit()  # the place is durable before it is counted or announced
+        state.accepted += 1
+        state.outstanding[assignment.id] = expires
+        state.wakeup.set()  # the watcher may need to wake for this lease
+        return answer
+
+    @staticmethod
+    def _save_figures(session, state: OpenCycle) -> None:
+        session.execute(
+            update(Cycle).where(Cycle.id == state.cycle_id)
+            .values(requests=state.requests, rejected=dict(state.rejected))
+        )
 
     @staticmethod
     def _rejected_answer(process: Process, reason: str, timeout: float) -> dict[str, Any]:
@@ -353,7 +496,9 @@ class CycleEngine:
             "version": process.version,
         }
 
-    def _accepted_answer(self, session, process: Process, state: OpenCycle, assignment) -> dict:
+    def _accepted_answer(self, session, process: Process, state: OpenCycle, assignment,
+                         now: datetime) -> dict:
+        expires = assignment.expires_at or state.deadline
         return {
             "status": "accepted",
             "request_key": assignment.request_key,
@@ -364,14 +509,25 @@ class CycleEngine:
             "client_config": process.client_config,
             "cycle": state.sequence,
             "checkpoint": state.checkpoint_number,
-            "deadline": state.deadline.isoformat() + "Z",
-            "timeout": max(0.0, round((state.deadline - utcnow()).total_seconds(), 3)),
+            "deadline": _iso(state.deadline),
+            # Seconds left to report: the end of the lease (never after the deadline).
+            "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
+            "report_by": _iso(expires),
         }
 
     # ----------------------------------------------------------------------------- assignments
 
     def find_assignment(self, session, worker_id: str, request_key: str) -> Assignment:
         """The worker's assignment for this request key, in a cycle that is still open."""
+        assignment = self._assignment_of(session, worker_id, request_key)
+        if assignment.status == AssignmentStatus.EXPIRED:
+            raise _expired()
+        if assignment.status == AssignmentStatus.DROPPED or assignment.cycle.status != CycleStatus.OPEN:
+            raise _cycle_closed()
+        return assignment
+
+    @staticmethod
+    def _assignment_of(session, worker_id: str, request_key: str) -> Assignment:
         assignment = session.scalar(select(Assignment).where(Assignment.request_key == request_key))
         if assignment is None or assignment.worker_id != worker_id:
             raise ApiError(
@@ -379,46 +535,22 @@ class CycleEngine:
                 "request_key does not belong to this worker; ask for a cycle first",
                 403,
             )
-        if assignment.cycle.status != "open":
-            raise ApiError(
-                "cycle_closed",
-                "the cycle of this assignment has closed; request a place in the current cycle",
-                409,
-            )
         return assignment
 
-    # ----------------------------------------------------------------------------- reports
-
-    def check_diff(self, spec: TensorSpec, data: bytes) -> dict[str, np.ndarray]:
-        """Decode a diff and check it against the model: names, shapes, dtypes, finiteness."""
-        try:
-            diff = tensors.decode(data)
-        except tensors.TensorFormatError as exc:
-            raise ApiError("diff_malformed", f"diff is not a safetensors buffer: {exc}", 400) from None
-        missing = sorted(set(spec) - set(diff))
-        unexpected = sorted(set(diff) - set(spec))
-        if missing or unexpected:
+    @staticmethod
+    def _check_may_report(assignment: Assignment) -> None:
+        """Refuse a report by the assignment's own status first: a resend of a stored report is
+        `report_duplicate` (it was counted) even after its cycle closed."""
+        if assignment.status == AssignmentStatus.REPORTED:
             raise ApiError(
-                "diff_mismatch",
-                "diff tensors do not match the model's parameters",
-                400,
-                details={"missing": missing, "unexpected": unexpected},
+                "report_duplicate", "this assignment already reported; one report per assignment", 409
             )
-        for name, (shape, dtype) in spec.items():
-            if diff[name].shape != shape or diff[name].dtype != dtype:
-                raise ApiError(
-                    "diff_mismatch",
-                    f"diff tensor {name!r} is {diff[name].dtype}{list(diff[name].shape)}, "
-                    f"the model's is {dtype}{list(shape)}",
-                    400,
-                    details={"tensor": name},
-                )
-            if diff[name].dtype.kind == "f" and not np.isfinite(diff[name]).all():
-                raise ApiError(
-                    "diff_not_finite", f"diff tensor {name!r} holds NaN or infinity", 400,
-                    details={"tensor": name},
-                )
-        return diff
+        if assignment.status == AssignmentStatus.EXPIRED:
+            raise _expired()
+        if assignment.status != AssignmentStatus.ACCEPTED:
+            raise _cycle_closed()
+
+    # ----------------------------------------------------------------------------- reports
 
     def report(
         self,
@@ -429,122 +561,143 @@ class CycleEngine:
         metrics: Mapping[str, float] | None,
     ) -> dict[str, Any]:
         """Store a report durably, fold it into the cycle's sum, close the cycle at its goal."""
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not (
-            1 <= num_samples <= MAX_NUM_SAMPLES
-        ):
-            raise ApiError("num_samples_invalid", "num_samples must be a positive integer", 400)
+        num_samples = check_num_samples(num_samples)
         metrics = check_metrics(metrics)
         with self.db.session() as session:
-            assignment = self.find_assignment(session, worker_id, request_key)
+            assignment = self._assignment_of(session, worker_id, request_key)
+            self._check_may_report(assignment)
+            assignment_id, cycle_id = assignment.id, assignment.cycle_id
             process_id = assignment.cycle.process_id
             spec = self.spec(session, process_id)
             goal = self.config(session, process_id).max_diffs
         state = self._open.get(process_id)
-        if state is None or state.cycle_id != assignment.cycle_id:
-            raise ApiError("cycle_closed", "the cycle of this assignment has closed", 409)
-        diff = run_off_hub(self.check_diff, spec, diff_bytes)
+        if state is None or state.cycle_id != cycle_id:
+            raise _cycle_closed()
+        diff = run_off_hub(check_diff, spec, diff_bytes, num_samples)
         with state.lock:
             with self.db.session() as session:
-                # Re-read under the cycle lock: the cycle may have closed, or a twin request may
-                # have reported, while the diff was being checked.
-                assignment = session.get(Assignment, assignment.id, with_for_update=True)
-                if session.get(Cycle, assignment.cycle_id).status != "open":
-                    raise ApiError("cycle_closed", "the cycle of this assignment has closed", 409)
-                if assignment.status != "accepted":
-                    raise ApiError(
-                        "report_duplicate",
-                        "this assignment already reported; one report per assignment",
-                        409,
-                    )
-                assignment.status = "reported"
-                assignment.reported_at = utcnow()
+                # Re-read under the cycle lock: a twin request may have reported, the lease may
+                # have run out or the cycle closed while the diff was being checked.
+                assignment = session.get(Assignment, assignment_id, with_for_update=True)
+                self._check_may_report(assignment)
+                if state.closed:
+                    raise _cycle_closed()
+                now = utcnow()
+                assignment.status = AssignmentStatus.REPORTED
+                assignment.reported_at = now
                 assignment.num_samples = num_samples
                 assignment.metrics = metrics
-                session.add(ReportDiff(assignment_id=assignment.id, data=bytes(diff_bytes)))
+                assigned_at = assignment.assigned_at
+                session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
             # Committed: the report is durable. Fold it now (a restart would fold it from disk).
+            state.outstanding.pop(assignment_id, None)
+            self._report_times[process_id].append((now - assigned_at).total_seconds())
             fold_off_hub(state.running, diff, num_samples)
             state.fold_metrics(metrics, num_samples)
             if state.running.count >= goal:
-                self.close_cycle(process_id, state.cycle_id, reason="goal")
+                self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
         return {"status": "success", "cycle": state.sequence}
 
     # ----------------------------------------------------------------------------- closing
 
-    def close_cycle(self, process_id: int, cycle_id: int, *, reason: str) -> None:
+    def close_cycle(self, process_id: int, cycle_id: int, *, reason: CloseReason) -> None:
         """Close the open cycle: aggregate (goal, or deadline with quorum) or apply the quorum policy."""
         state = self._open.get(process_id)
         if state is None or state.cycle_id != cycle_id:
             return
         with state.lock:
-            if self._open.get(process_id) is not state:
+            if state.closed:
                 return  # closed meanwhile by another path (goal vs. deadline)
+            extended_to = None
             with self.db.session() as session:
                 config = self.config(session, process_id)
                 cycle = session.get(Cycle, cycle_id, with_for_update=True)
-                if cycle.status != "open":
-                    return
                 now = utcnow()
                 quorum = state.running.count >= config.min_diffs
-                if reason == "deadline" and not quorum and config.quorum_policy == "extend":
-                    extension = config.extend_seconds or config.cycle_length
-                    cycle.deadline = now + timedelta(seconds=extension)
-                    state.deadline = cycle.deadline
-                    log.info(
-                        "cycle %s of process %s missed its quorum (%d of %d reports): "
-                        "deadline extended by %.1f s",
-                        cycle.sequence, process_id, state.running.count, config.min_diffs, extension,
+                if reason == CloseReason.DEADLINE and not quorum and config.quorum_policy == "extend":
+                    cycle.deadline = extended_to = now + timedelta(
+                        seconds=config.extend_seconds or config.cycle_length
                     )
-                    self._arm(state)
-                    return
-                started = time.perf_counter()
-                checkpoint_number = cycle.checkpoint_number
-                if quorum:
-                    checkpoint_number = self._aggregate(session, process_id, cycle, config, state)
-                    cycle.status = "completed"
                 else:
-                    cycle.status = "abandoned"
-                    log.info(
-                        "cycle %s of process %s abandoned at its deadline with %d of %d reports",
-                        cycle.sequence, process_id, state.running.count, config.min_diffs,
-                    )
-                dropped = session.execute(
-                    update(Assignment)
-                    .where(Assignment.cycle_id == cycle_id, Assignment.status == "accepted")
-                    .values(status="dropped")
-                ).rowcount
-                cycle.closed_at = now
-                cycle.summary = {
-                    "reason": reason,
-                    "accepted": state.accepted,
-                    "reported": state.running.count,
-                    "dropped": dropped,
-                    "rejected": dict(state.rejected),
-                    "num_samples": state.running.total_samples,
-                    "client_metrics": state.weighted_metrics(),
-                    "aggregation_seconds": round(time.perf_counter() - started, 6),
-                    "checkpoint": checkpoint_number,
-                }
-                # The diffs are folded into the checkpoint; keeping them would only grow the database.
-                session.execute(
-                    delete(ReportDiff).where(
-                        ReportDiff.assignment_id.in_(
-                            select(Assignment.id).where(Assignment.cycle_id == cycle_id)
-                        )
-                    )
+                    next_cycle, summary = self._close(session, state, cycle, config, reason, quorum, now)
+            # Committed. Only now does memory follow the database.
+            if extended_to is not None:
+                state.deadline = extended_to
+                state.wakeup.set()
+                log.info(
+                    "cycle %s of process %s missed its quorum (%d of %d reports): "
+                    "deadline extended to %s",
+                    state.sequence, process_id, state.running.count, config.min_diffs,
+                    _iso(extended_to),
                 )
-                next_cycle = self._open_next_cycle(session, process_id, cycle, config, checkpoint_number)
-            if state.timer is not None and state.timer is not gevent.getcurrent():
-                state.timer.kill(block=False)
-            del self._open[process_id]
+                return
+            if summary["status"] == CycleStatus.COMPLETED:
+                self._cycle_durations[process_id].append((now - state.started_at).total_seconds())
+            # The next cycle becomes the open one before this one is marked closed, so nobody
+            # who waited on this lock finds no open cycle in between.
+            if next_cycle is not None:
+                self._restore(next_cycle)
+            else:
+                del self._open[process_id]
+            state.closed = True
+            state.outstanding.clear()
+            state.wakeup.set()
             log.info(
                 "cycle %s of process %s %s (%s): %d reports, checkpoint %d",
-                cycle.sequence, process_id, cycle.status, reason, state.running.count,
-                checkpoint_number,
+                state.sequence, process_id, summary["status"], reason, state.running.count,
+                summary["checkpoint"],
             )
-        if next_cycle is not None:
-            self._restore(next_cycle)
+        self._notify(process_id)
 
-    def _aggregate(self, session, process_id: int, cycle: Cycle, config: ServerConfig, state) -> int:
+    def _close(self, session, state: OpenCycle, cycle: Cycle, config: ServerConfig,
+               reason: CloseReason, quorum: bool, now: datetime) -> tuple[int | None, dict]:
+        started = time.perf_counter()
+        checkpoint_number = cycle.checkpoint_number
+        abandoned_because = None
+        if quorum:
+            new_checkpoint = self._aggregate(session, state.process_id, cycle, config, state)
+            if new_checkpoint is None:
+                abandoned_because = AbandonReason.AGGREGATE_NOT_FINITE
+                log.warning("cycle %s of process %s: the aggregate is not finite; the cycle is "
+                            "abandoned and checkpoint %d kept", cycle.sequence, state.process_id,
+                            checkpoint_number)
+            else:
+                checkpoint_number = new_checkpoint
+        else:
+            abandoned_because = AbandonReason.NO_QUORUM
+            log.info(
+                "cycle %s of process %s abandoned at its deadline with %d of %d reports",
+                cycle.sequence, state.process_id, state.running.count, config.min_diffs,
+            )
+        cycle.status = CycleStatus.ABANDONED if abandoned_because else CycleStatus.COMPLETED
+        dropped = session.execute(
+            update(Assignment)
+            .where(Assignment.cycle_id == cycle.id, Assignment.status == AssignmentStatus.ACCEPTED)
+            .values(status=AssignmentStatus.DROPPED)
+        ).rowcount
+        cycle.closed_at = now
+        cycle.summary = {
+            "reason": str(reason),
+            **({"abandoned_because": str(abandoned_because)} if abandoned_because else {}),
+            **state.figures(),
+            "dropped": dropped,
+            "aggregation_seconds": round(time.perf_counter() - started, 6),
+            "checkpoint": checkpoint_number,
+        }
+        # The diffs are folded into the checkpoint; keeping them would only grow the database.
+        session.execute(
+            delete(ReportDiff).where(
+                ReportDiff.assignment_id.in_(
+                    select(Assignment.id).where(Assignment.cycle_id == cycle.id)
+                )
+            )
+        )
+        next_cycle = self._open_next_cycle(session, state.process_id, cycle, config, checkpoint_number)
+        return next_cycle, {"status": cycle.status, "checkpoint": checkpoint_number}
+
+    def _aggregate(self, session, process_id: int, cycle: Cycle, config: ServerConfig,
+                   state: OpenCycle) -> int | None:
+        """Write the next checkpoint; its number, or None when the strategy's step is not finite."""
         model_id = session.scalar(select(Model.id).where(Model.process_id == process_id))
         current = session.execute(
             select(Checkpoint.number, Checkpoint.data, Checkpoint.strategy_state).where(
@@ -557,16 +710,24 @@ class CycleEngine:
         else:
             average = state.running.average()
 
-        def step() -> tuple[bytes, bytes | None]:
+        def step() -> tuple[bytes, bytes | None] | None:
             params = tensors.decode(current.data)
             strategy_state = tensors.decode(current.strategy_state) if current.strategy_state else {}
             new_params, new_state = strategy.step(params, average, strategy_state)
+            # Reports are bounded (report_checks.py), but a strategy's step can still overflow
+            # float32 (moments square the update): a non-finite checkpoint would ruin every later
+            # cycle, so it is never written.
+            if not all(np.isfinite(v).all() for v in (*new_params.values(), *(new_state or {}).values())):
+                return None
             return (
                 tensors.encode({name: new_params[name] for name in params}),
                 tensors.encode(new_state) if new_state else None,
             )
 
-        data, strategy_state = run_off_hub(step)
+        stepped = run_off_hub(step)
+        if stepped is None:
+            return None
+        data, strategy_state = stepped
         number = current.number + 1
         session.add(
             Checkpoint(model_id=model_id, number=number, data=data, strategy_state=strategy_state)
@@ -599,7 +760,7 @@ class CycleEngine:
         completed = session.scalar(
             select(func.count())
             .select_from(Cycle)
-            .where(Cycle.process_id == process_id, Cycle.status == "completed")
+            .where(Cycle.process_id == process_id, Cycle.status == CycleStatus.COMPLETED)
         )
         if config.num_cycles is not None and completed >= config.num_cycles:
             session.get(Process, process_id).status = "finished"
@@ -612,33 +773,26 @@ class CycleEngine:
             checkpoint_number=checkpoint_number,
             started_at=now,
             deadline=now + timedelta(seconds=config.cycle_length),
-            status="open",
+            status=CycleStatus.OPEN,
         )
         session.add(next_cycle)
         session.flush()
         return next_cycle.id
 
 
-def check_metrics(metrics: Any) -> dict[str, float] | None:
-    """Client metrics: a small object of finite numbers (e.g. loss, accuracy)."""
-    if metrics is None:
-        return None
-    if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
-        raise ApiError(
-            "metrics_invalid", f"metrics must be an object of at most {MAX_METRICS} numbers", 400
-        )
-    checked = {}
-    for key, value in metrics.items():
-        if (
-            not isinstance(key, str)
-            or len(key) > 64
-            or isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not np.isfinite(value)
-        ):
-            raise ApiError(
-                "metrics_invalid", f"metric {str(key)[:64]!r} must be a finite number", 400
-            )
-        checked[key] = float(value)
-    return checked
 
+def _cycle_closed() -> ApiError:
+    return ApiError(
+        "cycle_closed",
+        "the cycle of this assignment has closed; request a place in the current cycle",
+        409,
+    )
+
+
+def _expired() -> ApiError:
+    return ApiError(
+        "assignment_expired",
+        "this assignment's lease ran out before it reported, and its place went to another "
+        "device; drop this work and request a place in the current cycle",
+        409,
+    )

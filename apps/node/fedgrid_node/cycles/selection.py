@@ -8,13 +8,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from .pace import MIN_TIMEOUT_SECONDS, CycleCounts
 from .server_config import ServerConfig
+
+__all__ = ["CycleCounts", "Decision", "Speeds", "decide", "jittered"]
 
 # Rejected devices are told to come back after the wait plus up to this fraction more, so that a
 # crowd rejected together does not return together (Bonawitz et al. 2019, "pace steering").
 JITTER_FRACTION = 0.1
-MIN_TIMEOUT_SECONDS = 1.0
-MIN_REPORTS_TO_EXTRAPOLATE = 2
 
 
 @dataclass(frozen=True)
@@ -22,30 +23,6 @@ class Speeds:
     ping_ms: float | None = None
     download_mbps: float | None = None
     upload_mbps: float | None = None
-
-
-@dataclass(frozen=True)
-class CycleCounts:
-    accepted: int  # assignments handed out in this cycle so far (reported or not)
-    requests: int  # cycle requests seen in this cycle so far, accepted or not
-    elapsed_seconds: float
-    remaining_seconds: float  # until the deadline
-    reported: int = 0  # reports acknowledged in this cycle so far
-
-    def seconds_until_next_cycle(self, goal: int) -> float:
-        """When the next cycle is expected to open: at the goal if reports come fast, else the deadline.
-
-        The goal time is extrapolated from the report rate so far, once a quarter of the goal
-        (and at least two reports) are in: one early report says too little about the rest.
-        Before that, only the deadline is known. A device turned away from a full cycle then
-        comes back when places are likely again, not an hour later.
-        """
-        enough = max(MIN_REPORTS_TO_EXTRAPOLATE, goal / 4)
-        if self.reported < enough or self.elapsed_seconds <= 0:
-            return self.remaining_seconds
-        rate = self.reported / self.elapsed_seconds
-        to_goal = max(0, goal - self.reported) / rate
-        return min(self.remaining_seconds, to_goal)
 
 
 @dataclass(frozen=True)
@@ -96,12 +73,14 @@ def decide(
     cooldown = config.do_not_reuse_workers_until_cycle
     if cycles_since_last_assignment is not None and cycles_since_last_assignment < cooldown:
         cycles_to_wait = cooldown - cycles_since_last_assignment
-        # The current cycle's remainder, then whole cycles of (at least) cycle_length each.
-        wait = until_next_cycle + (cycles_to_wait - 1) * config.cycle_length
+        # The current cycle's remainder, then whole cycles of the typical observed length (the
+        # cycle length while none was observed).
+        whole_cycle = counts.typical_cycle_seconds or config.cycle_length
+        wait = until_next_cycle + (cycles_to_wait - 1) * whole_cycle
         return Decision(False, "worker_cooling_down", jittered(wait, rng))
-    free_places = config.max_workers - counts.accepted
+    free_places = config.max_workers - counts.places_taken
     if free_places <= 0:
-        return Decision(False, "cycle_full", jittered(until_next_cycle, rng))
+        return Decision(False, "cycle_full", jittered(counts.seconds_until_a_place(config.max_diffs), rng))
     if config.pool_selection == "random":
         # Accept with the probability that spreads the free places over the requests expected in
         # the rest of the cycle (the arrival rate so far times the time left), so late devices get

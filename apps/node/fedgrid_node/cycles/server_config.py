@@ -36,6 +36,9 @@ class ServerConfig:
     cycle_length: float = 3600.0  # seconds from a cycle's start to its deadline
     quorum_policy: str = "extend"  # what a deadline without quorum does
     extend_seconds: float | None = None  # by how much `extend` moves the deadline (cycle_length)
+    # Seconds an accepted device has to report before its place goes to another (None: derived
+    # from observed report times, see leases.py).
+    assignment_lease: float | None = None
     strategy: dict[str, Any] = field(default_factory=lambda: {"name": "fedavg"})
     authentication: dict[str, Any] | None = None
 
@@ -119,6 +122,7 @@ def parse_server_config(raw: Any) -> ServerConfig:
         cycle_length=_number(raw, "cycle_length", integer=False, minimum=0.05, default=3600.0),
         quorum_policy=quorum_policy,
         extend_seconds=_number(raw, "extend_seconds", integer=False, minimum=0.05, default=None),
+        assignment_lease=_number(raw, "assignment_lease", integer=False, minimum=0.05, default=None),
         strategy=strategy,
         authentication=authentication,
     )

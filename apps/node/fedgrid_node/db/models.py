@@ -112,11 +112,14 @@ class Cycle(Base):
     checkpoint_number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     deadline: Mapped[datetime] = mapped_column(DateTime)
-    # open | completed (aggregated into a new checkpoint) | abandoned (closed without aggregating)
+    # A CycleStatus: open | completed (aggregated into a new checkpoint) | abandoned
     status: Mapped[str] = mapped_column(String(16), default="open", index=True)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     # Filled when the cycle closes: what happened, for metrics and the dashboard.
     summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # Selection figures of the open cycle, written as they change so a restart keeps them.
+    requests: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    rejected: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # reason -> count
 
     process: Mapped[Process] = relationship(back_populates="cycles")
     assignments: Mapped[list[Assignment]] = relationship(
@@ -148,9 +151,11 @@ class Assignment(Base):
     cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"), index=True)
     worker_id: Mapped[str] = mapped_column(ForeignKey("workers.id", ondelete="CASCADE"), index=True)
     request_key: Mapped[str] = mapped_column(String(128), unique=True)
-    # accepted | reported | dropped (never reported before the cycle closed)
+    # An AssignmentStatus: accepted | reported | expired (lease ran out) | dropped (cycle closed)
     status: Mapped[str] = mapped_column(String(16), default="accepted")
     assigned_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The end of the lease: a report after it is refused and the place goes to another device.
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     num_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)

@@ -27,6 +27,9 @@ from ..errors import ApiError, invalid_request, require_field
 from .hosting import host_training
 
 CHECKPOINT_CACHE_SIZE = 16
+# The longest a cycle-request may be held (long-poll): well under the SDKs' 60 s request timeout
+# and the 60 s idle timeout common in proxies and load balancers.
+MAX_WAIT_SECONDS = 30
 
 
 @dataclass
@@ -144,6 +147,7 @@ class ModelCentricEvents:
         }
 
     def cycle_request(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        wait = _wait_seconds(data)
         speeds = Speeds(
             ping_ms=_speed(data, "ping"),
             download_mbps=_speed(data, "download"),
@@ -181,7 +185,7 @@ class ModelCentricEvents:
                 speeds.ping_ms, speeds.download_mbps, speeds.upload_mbps,
             )
             worker_id, process_id = worker.id, process.id
-        return self.engine.request_cycle(worker_id, process_id, speeds)
+        return self.engine.request_cycle(worker_id, process_id, speeds, wait=wait)
 
     def _assignment_context(self, session, data: dict[str, Any]):
         worker = self.find_worker(session, data.get("worker_id"))
@@ -314,6 +318,22 @@ def _speed(data: dict[str, Any], key: str) -> float | None:
     if not math.isfinite(number) or number < 0:
         raise invalid_request(f"field '{key}' must be a finite, non-negative number", field=key)
     return number
+
+
+def _wait_seconds(data: dict[str, Any]) -> float:
+    """`wait`: how long a cycle-request may be held for a place (a long-poll), 0 by default."""
+    value = data.get("wait")
+    if value in (None, ""):
+        return 0.0
+    try:
+        seconds = math.nan if isinstance(value, bool) else float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # NaN fails too
+        raise invalid_request(
+            f"field 'wait' must be a number of seconds from 0 to {MAX_WAIT_SECONDS}", field="wait"
+        )
+    return seconds
 
 
 def _as_int(value: Any, name: str) -> int:

@@ -12,6 +12,8 @@ import json
 import logging
 from typing import Any
 
+import gevent.lock
+import gevent.pool
 from flask import current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
@@ -24,9 +26,10 @@ from .ws_frames import FrameError, decode_binary_frame, encode_binary_frame, pla
 log = logging.getLogger("fedgrid.node.ws")
 sock = Sock()
 EVENT_PREFIX = "model-centric/"
+MAX_FRAMES_IN_FLIGHT = 8
 
 
-def _answer(message: Any) -> str | bytes:
+def _answer(message: Any, events, handshake_authorization: str | None) -> str | bytes:
     """Handle one frame; always produce an answer frame, never raise."""
     envelope: dict[str, Any] = {}
     try:
@@ -43,13 +46,12 @@ def _answer(message: Any) -> str | bytes:
             data = {}
         if not isinstance(data, dict):
             raise ApiError("invalid_request", "the envelope's data must be a JSON object", 400)
-        events = current_app.extensions["fedgrid"].events
         spec = events.events.get(event)
         if spec is not None and not blobs:
             decode_legacy_binary_fields(data, spec.binary_fields)
         place_blobs(data, blobs)
         context = EventContext(
-            authorization=envelope.get("authorization") or request.headers.get("Authorization")
+            authorization=envelope.get("authorization") or handshake_authorization
         )
         answer = events.dispatch(event, data, context)
     except json.JSONDecodeError:
@@ -86,8 +88,27 @@ def init_websocket(app) -> None:
 
 @sock.route("/ws")
 def websocket(ws) -> None:
+    """Answer each frame in its own greenlet, so a held long-poll (`cycle-request` with `wait`)
+    does not hold up the other frames of the socket; answers carry their `request_id`.
+    At most `MAX_FRAMES_IN_FLIGHT` frames are handled at once: beyond that the socket is not
+    read (back-pressure), so one client cannot start unbounded work."""
+    events = current_app.extensions["fedgrid"].events
+    authorization = request.headers.get("Authorization")
+    in_flight = gevent.pool.Pool(MAX_FRAMES_IN_FLIGHT)
+    sending = gevent.lock.Semaphore()  # one frame on the wire at a time
+
+    def handle(message: Any) -> None:
+        answer = _answer(message, events, authorization)
+        with sending:
+            try:
+                ws.send(answer)
+            except ConnectionClosed:
+                pass  # the client left while its answer was being prepared
+
     try:
         while True:
-            ws.send(_answer(ws.receive()))
+            in_flight.spawn(handle, ws.receive())
     except ConnectionClosed:
         pass
+    finally:
+        in_flight.kill(block=False)

@@ -1,0 +1,88 @@
+"""What the engine keeps in memory for one open cycle, rebuilt from the database at start-up."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import gevent
+import gevent.event
+import gevent.lock
+
+from .aggregation import RunningWeightedSum
+from .pace import CycleCounts
+
+
+@dataclass
+class OpenCycle:
+    cycle_id: int
+    process_id: int
+    sequence: int
+    checkpoint_number: int  # the checkpoint this cycle trains
+    started_at: datetime
+    deadline: datetime
+    cycle_length: float
+    running: RunningWeightedSum
+    metric_sums: dict[str, float] = field(default_factory=dict)
+    metric_weights: dict[str, int] = field(default_factory=dict)
+    accepted: int = 0  # assignments handed out (a figure: expired ones included)
+    expired: int = 0  # assignments whose lease ran out
+    requests: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    # assignment id -> end of its lease, for every accepted assignment that has not reported
+    outstanding: dict[int, datetime] = field(default_factory=dict)
+    # Set (under `lock`) once the cycle is completed or abandoned: whoever waited on the lock
+    # must look up the process's open cycle again instead of acting on this one.
+    closed: bool = False
+    lock: gevent.lock.RLock = field(default_factory=gevent.lock.RLock)
+    # Wakes the cycle's watcher early: a new lease, an extension, the goal or the close.
+    wakeup: gevent.event.Event = field(default_factory=gevent.event.Event)
+    watcher: gevent.Greenlet | None = None
+
+    @property
+    def places_taken(self) -> int:
+        return self.running.count + len(self.outstanding)
+
+    def fold_metrics(self, metrics: Mapping[str, float] | None, num_samples: int) -> None:
+        for key, value in (metrics or {}).items():
+            self.metric_sums[key] = self.metric_sums.get(key, 0.0) + float(value) * num_samples
+            self.metric_weights[key] = self.metric_weights.get(key, 0) + num_samples
+
+    def weighted_metrics(self) -> dict[str, float]:
+        return {k: self.metric_sums[k] / self.metric_weights[k] for k in self.metric_sums}
+
+    def next_wake(self) -> datetime:
+        """When the watcher must act next: the deadline, or the first lease to run out."""
+        return min([self.deadline, *self.outstanding.values()])
+
+    def counts(self, now: datetime, typical_cycle_seconds: float | None) -> CycleCounts:
+        """What selection and pace steering need to know about this cycle right now."""
+        next_expiry = min(self.outstanding.values(), default=None)
+        return CycleCounts(
+            places_taken=self.places_taken,
+            requests=self.requests,
+            elapsed_seconds=(now - self.started_at).total_seconds(),
+            remaining_seconds=max(0.0, (self.deadline - now).total_seconds()),
+            reported=self.running.count,
+            cycle_length=self.cycle_length,
+            typical_cycle_seconds=typical_cycle_seconds,
+            next_lease_expiry_seconds=(
+                None if next_expiry is None else max(0.0, (next_expiry - now).total_seconds())
+            ),
+        )
+
+    def figures(self) -> dict:
+        """The live figures the cycles listing and the metrics show for an open cycle."""
+        return {
+            "accepted": self.accepted,
+            "reported": self.running.count,
+            "expired": self.expired,
+            "dropped": 0,
+            "requests": self.requests,
+            "rejected": dict(self.rejected),
+            "num_samples": self.running.total_samples,
+            "client_metrics": self.weighted_metrics(),
+            "aggregation_seconds": None,
+        }
