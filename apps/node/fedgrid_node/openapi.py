@@ -103,6 +103,11 @@ def openapi_document(version: str) -> dict[str, Any]:
                         "ping": {"type": "number", "description": "milliseconds"},
                         "download": {"type": "number", "description": "Mbit/s"},
                         "upload": {"type": "number", "description": "Mbit/s"},
+                        "wait": {
+                            "type": "number", "minimum": 0, "maximum": 30,
+                            "description": "seconds the Node may hold the request until a place "
+                                           "opens (long-poll); 0 answers at once",
+                        },
                     },
                     ["worker_id", "model"],
                 ),
