@@ -37,8 +37,8 @@ export class ApiError extends FedgridError {
 /** 401/403 on device or admin credentials: get a valid token (auth_token_*, admin_token_*). */
 export class AuthenticationError extends ApiError {}
 
-/** The assignment is no longer valid (cycle_closed, request_key_invalid, worker_*):
- *  call job.request() again for a new cycle. */
+/** The assignment is no longer valid (cycle_closed, assignment_expired, request_key_invalid,
+ *  worker_*): drop its work and call job.request() again for a new place. */
 export class CycleClosedError extends ApiError {}
 
 /** The request itself was refused (a 4xx that retrying will not fix): fix what `details` names. */
@@ -60,7 +60,7 @@ const AUTH_CODES = new Set([
   'admin_token_required', 'admin_token_invalid',
 ]);
 const ASSIGNMENT_CODES = new Set([
-  'cycle_closed', 'request_key_invalid', 'worker_unknown', 'worker_process_mismatch', 'report_duplicate',
+  'cycle_closed', 'assignment_expired', 'request_key_invalid', 'worker_unknown', 'worker_process_mismatch', 'report_duplicate',
 ]);
 
 /** Build the right ApiError subclass from a Node error body (or a bare status). */

@@ -9,6 +9,13 @@ import { PlanExecutor, trainLocally } from './executor.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
 
 export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan devices run
+/** Seconds participate() lets the Node hold each cycle-request (long-poll) by default. */
+const PARTICIPATE_WAIT = 25;
+/** The longest hold a Node grants (api.md: cycle-request `wait`). */
+const MAX_WAIT = 30;
+/** Errors of an accepted request's downloads saying its place lapsed before them: ask again.
+ *  (Not every CycleClosedError: cycle-request's own, e.g. worker_process_mismatch, would recur.) */
+const PLACE_LAPSED = new Set(['cycle_closed', 'assignment_expired']);
 /** client_config keys the Node's researcher may set -> train() option names. */
 const CLIENT_CONFIG_OPTIONS = { batch_size: 'batchSize', epochs: 'epochs', max_updates: 'maxUpdates', lr: 'learningRate', learning_rate: 'learningRate', shuffle: 'shuffle' };
 
@@ -57,19 +64,23 @@ export class Job extends Emitter {
 
   /**
    * Ask for a place in the current cycle. Resolves to the assignment
-   * ({status: 'accepted', cycle, checkpoint, clientConfig, deadline, timeout, parameters, plan})
-   * or to {status: 'rejected', reason, timeout} (seconds to wait before asking again; reason
-   * 'training_finished' means never), after the matching event's handlers ran.
+   * ({status: 'accepted', cycle, checkpoint, clientConfig, deadline, timeout (seconds left to
+   * report), parameters, plan}) or to {status: 'rejected', reason, timeout} (seconds to wait
+   * before asking again; reason 'training_finished' means never), after the matching event's
+   * handlers ran. With `wait` (seconds, at most 30 and half the client's timeout) a Node holds
+   * the request while no place is free (cycle full, already reported to, cooling down, no cycle
+   * open) and accepts as soon as one frees.
    * Errors go to the 'error' handlers when there are any (the promise then resolves to
    * {status: 'error', error}); without one the promise rejects, like Node's EventEmitter.
-   * @param {{speeds?: {ping?: number, download?: number, upload?: number}}} [options]
+   * Aborting `signal` rejects with its reason, emitted to no handler (it is the caller's doing).
+   * @param {{speeds?: {ping?: number, download?: number, upload?: number}, wait?: number, signal?: AbortSignal}} [options]
    */
-  async request({ speeds } = {}) {
+  async request({ speeds, wait, signal } = {}) {
     let outcome;
     try {
-      outcome = await this.requestCycle(speeds);
+      outcome = await this.requestCycle({ speeds, wait, signal });
     } catch (error) {
-      if (this.listenerCount('error') === 0) throw error;
+      if (signal?.aborted || this.listenerCount('error') === 0) throw error;
       await this.emit('error', error);
       return { status: 'error', error };
     }
@@ -77,20 +88,22 @@ export class Job extends Emitter {
     return outcome;
   }
 
-  async requestCycle(speeds) {
+  async requestCycle({ speeds, wait, signal } = {}) {
     if (!this.workerId) await this.authenticate();
     if (!speeds && this.requiresSpeedTest) {
       this.speeds ??= await this.transport.speedTest(); // the Node's link, not the Network's
       speeds = this.speeds;
     }
-    const fields = () => ({ worker_id: this.workerId, model: this.modelName, version: this.modelVersion, ...(speeds ?? {}) });
+    // A hold past half the timeout could outlast the request itself, which would then be retried.
+    const held = wait === undefined ? undefined : Math.max(0, Math.min(wait, MAX_WAIT, this.transport.timeout / 2));
+    const fields = () => ({ worker_id: this.workerId, model: this.modelName, version: this.modelVersion, ...(speeds ?? {}), wait: held });
     let answer;
     try {
-      answer = await this.transport.call('cycle-request', fields());
+      answer = await this.transport.call('cycle-request', fields(), { signal });
     } catch (error) {
       if (error.code !== 'worker_unknown') throw error;
       await this.authenticate(); // the Node forgot this worker (a new database): once more
-      answer = await this.transport.call('cycle-request', fields());
+      answer = await this.transport.call('cycle-request', fields(), { signal });
     }
     if (answer.status !== 'accepted') {
       this.assignment = null;
@@ -180,24 +193,35 @@ export class Job extends Emitter {
 
   /**
    * Keep this device in training until the model is finished, `cycles` reports were made, or
-   * `signal` aborts (during a wait: resolves with the reports so far; during training: throws
-   * TrainingStoppedError, as train() does). Each round: request a place; when rejected, wait the
-   * Node's `timeout` (pace steering, no polling); when accepted, train (the other options as for
-   * train()) and report. An assignment whose cycle closed meanwhile is dropped and the device asks
+   * `signal` aborts (while asking or waiting: resolves with the reports so far; during training:
+   * throws TrainingStoppedError, as train() does). Each round: request a place, long-polling (the
+   * Node holds the request up to `wait` seconds, default 25, until a place frees or the next cycle
+   * opens; see request()); when still rejected, wait the Node's `timeout` (pace steering); when
+   * accepted, train (the other options as for train()) and report. An assignment whose cycle
+   * closed or whose lease ran out meanwhile (CycleClosedError) is dropped and the device asks
    * again. Resolves to one {cycle, checkpoint, numSamples, metrics} per report.
    */
-  async participate({ cycles, signal, onReport, ...trainOptions } = {}) {
+  async participate({ cycles, signal, onReport, wait = PARTICIPATE_WAIT, ...trainOptions } = {}) {
     const reports = [];
-    const wait = (seconds) => new Promise((resolve) => {
-      const timer = setTimeout(resolve, seconds * 1000);
-      signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+    const pause = (seconds) => new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', done); // one signal serves every round
+        resolve();
+      };
+      const timer = setTimeout(done, seconds * 1000);
+      signal?.addEventListener('abort', done, { once: true });
     });
     while (!signal?.aborted && (cycles === undefined || reports.length < cycles)) {
-      const outcome = await this.request();
-      if (outcome.status === 'error') throw outcome.error;
+      const outcome = await this.request({ wait, signal }).catch((error) => ({ status: 'error', error }));
+      if (signal?.aborted) break; // asking was cut short, or answered just as it ended
+      if (outcome.status === 'error') {
+        if (PLACE_LAPSED.has(outcome.error.code)) continue;
+        throw outcome.error;
+      }
       if (outcome.status === 'rejected') {
         if (outcome.reason === 'training_finished') break;
-        await wait(outcome.timeout ?? 1);
+        await pause(outcome.timeout ?? 1);
         continue;
       }
       let result;
@@ -218,7 +242,8 @@ export class Job extends Emitter {
   /**
    * Send a training result's diff (start - trained), numSamples and metrics.
    * Resolves to the Node's {status: 'success', cycle}, sent only once the report is stored.
-   * Rejects with CycleClosedError when the cycle closed first (request a new one).
+   * Rejects with CycleClosedError when the cycle closed or the assignment's lease ran out first
+   * (cycle_closed, assignment_expired: request a new place).
    */
   async report(result) {
     const assignment = this.assignment;

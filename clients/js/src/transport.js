@@ -75,16 +75,18 @@ export class HttpTransport {
    * fetch with retries. Network failures and transient statuses are retried with backoff, waiting
    * exactly Retry-After when the answer has one. Reports are retried like the rest: the Node keeps
    * one report per assignment, and Job.report recognises the report_duplicate of a retry whose
-   * first attempt had been stored.
+   * first attempt had been stored. `init.signal` aborting rejects with its reason, unretried.
    * @returns {Promise<{response: Response, attempts: number}>}
    */
   async request(path, init = {}, what = path) {
     for (let attempt = 0; ; attempt += 1) {
       let response;
-      const signal = AbortSignal.timeout(this.timeout * 1000);
+      const timeout = AbortSignal.timeout(this.timeout * 1000);
+      const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
       try {
         response = await this.fetch(this.url + path, { ...init, signal });
       } catch (error) {
+        if (init.signal?.aborted) throw init.signal.reason; // the caller's abort: nothing to retry
         if (attempt >= this.retries) {
           throw new NetworkError(`${what}: cannot reach ${this.url} (${error?.cause?.code ?? error?.name ?? error}); check the URL and that the Node is running, then try again`, { cause: error });
         }
@@ -107,18 +109,18 @@ export class HttpTransport {
     return apiErrorFrom(body, response.status);
   }
 
-  async call(event, fields = {}, { blobs = {}, adminToken } = {}) {
+  async call(event, fields = {}, { blobs = {}, adminToken, signal } = {}) {
     const [method, style] = HTTP_EVENTS[event] ?? ['POST', 'json'];
     const data = withoutEmpty(fields);
     const headers = adminToken ? { Authorization: `Bearer ${adminToken}` } : {};
     const path = `/model-centric/${event}`;
     let answer;
     if (style === 'json') {
-      answer = await this.request(path, { method, headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(data) }, event);
+      answer = await this.request(path, { method, signal, headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(data) }, event);
     } else if (style === 'octet-stream') {
-      answer = await this.request(path + query(data), { method, headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: blobs.diff }, event);
+      answer = await this.request(path + query(data), { method, signal, headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: blobs.diff }, event);
     } else {
-      answer = await this.request(path + query(data), { method, headers }, event);
+      answer = await this.request(path + query(data), { method, signal, headers }, event);
     }
     const { response, attempts } = answer;
     if (!response.ok) {
@@ -259,17 +261,31 @@ export class WebSocketTransport {
     waiter.resolve({ data: envelope.data, payload });
   }
 
-  async exchange(event, fields, blobs, adminToken) {
+  async exchange(event, fields, blobs, adminToken, signal) {
+    signal?.throwIfAborted();
     const socket = await this.open();
     const requestId = this.nextId++;
     const envelope = { type: `model-centric/${event}`, request_id: requestId, data: withoutEmpty(fields) };
     if (adminToken) envelope.authorization = `Bearer ${adminToken}`;
     const answer = new Promise((resolve, reject) => {
+      // The Node cannot be told to stop (a held cycle-request ends by itself): stop waiting for it.
+      const abandon = () => {
+        this.pending.delete(requestId);
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      const unlisten = () => signal?.removeEventListener('abort', abandon);
       const timer = setTimeout(() => {
         this.pending.delete(requestId);
+        unlisten();
         reject(new NetworkError(`${event}: no answer over the WebSocket within ${this.timeout} s`));
       }, this.timeout * 1000);
-      this.pending.set(requestId, { resolve, reject, timer });
+      this.pending.set(requestId, {
+        resolve: (value) => { unlisten(); resolve(value); },
+        reject: (error) => { unlisten(); reject(error); },
+        timer,
+      });
+      signal?.addEventListener('abort', abandon, { once: true });
     });
     if (blobs && Object.keys(blobs).length) {
       socket.send(writeSafetensors(Object.fromEntries(Object.entries(blobs).map(([k, v]) => [k, v])), { envelope: JSON.stringify(envelope) }));
@@ -279,11 +295,11 @@ export class WebSocketTransport {
     return answer;
   }
 
-  async exchangeWithRetries(event, fields, blobs, adminToken) {
+  async exchangeWithRetries(event, fields, blobs, adminToken, signal) {
     for (let attempt = 0; ; attempt += 1) {
       let answer;
       try {
-        answer = await this.exchange(event, fields, blobs, adminToken);
+        answer = await this.exchange(event, fields, blobs, adminToken, signal);
       } catch (error) {
         if (!(error instanceof NetworkError) || attempt >= this.retries) throw error;
         await this.sleep(backoffDelay(attempt, this.backoff));
@@ -304,8 +320,8 @@ export class WebSocketTransport {
     }
   }
 
-  async call(event, fields = {}, { blobs, adminToken } = {}) {
-    return (await this.exchangeWithRetries(event, fields, blobs, adminToken)).data;
+  async call(event, fields = {}, { blobs, adminToken, signal } = {}) {
+    return (await this.exchangeWithRetries(event, fields, blobs, adminToken, signal)).data;
   }
 
   async download(event, fields = {}, { adminToken } = {}) {

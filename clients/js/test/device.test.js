@@ -5,7 +5,7 @@ import { createHmac } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
 import { AuthenticationError, Client, CycleClosedError, RequestError, TrainingStoppedError } from '../src/index.js';
-import { hostModel, retrieveModel, startNode, vectorData, waitForCheckpoint } from './support/node.mjs';
+import { hostModel, listCycles, retrieveModel, startNode, vectorData, waitForCheckpoint } from './support/node.mjs';
 
 let node;
 before(async () => { node = await startNode(); });
@@ -184,4 +184,32 @@ test('participate() trains and reports cycle after cycle until the model has fin
   assert.ok(reports.every((r) => r.numSamples === 16 && Number.isFinite(r.metrics.loss)));
   const finished = await job.request();
   assert.deepEqual([finished.status, finished.reason], ['rejected', 'training_finished']);
+});
+
+test('a fleet of 6 long-polling devices (HTTP and one shared WebSocket) fills 6 cycles of 3 to their goal', { timeout: 120_000 }, async () => {
+  // The cycles last 600 s: only long-polling (held requests accepted as places free and cycles
+  // open) lets the fleet finish on goals; a device waiting out rejections would meet deadlines.
+  const name = 'js-fleet';
+  await hostModel(node, { name, clientConfig: { batch_size: 8, max_updates: 1 }, serverConfig: { max_diffs: 3, cycle_length: 600, num_cycles: 6 } });
+  const { features, labels } = vectorData();
+  const clients = [new Client({ url: node.url }), new Client({ url: node.wsUrl })];
+  const jobs = Array.from({ length: 6 }, (_, i) => clients[i % 2].newJob({ modelName: name }));
+  const rejections = [];
+  for (const job of jobs) job.on('rejected', ({ reason }) => rejections.push(reason));
+  const controller = new AbortController(); // a failing device stops the others, not the deadlines
+  let reports;
+  try {
+    reports = (await Promise.all(jobs.map((job) => job.participate({ data: features, labels, signal: controller.signal })))).flat();
+  } finally {
+    controller.abort();
+  }
+
+  // A held request ends accepted; the only rejection each device sees is the model's end.
+  assert.deepEqual(rejections, Array(6).fill('training_finished'));
+  const cycles = await listCycles(node, { name });
+  assert.deepEqual(cycles.map((c) => [c.sequence, c.status, c.reason, c.reported]), [1, 2, 3, 4, 5, 6].map((n) => [n, 'completed', 'goal', 3]));
+  assert.equal(reports.length, 18);
+  for (const checkpoint of [1, 2, 3, 4, 5, 6]) assert.equal(reports.filter((r) => r.checkpoint === checkpoint).length, 3, `checkpoint ${checkpoint}`);
+  assert.equal((await retrieveModel(node, { name })).number, 7);
+  for (const client of clients) client.close();
 });

@@ -38,5 +38,14 @@ async function executor(planBytes: Uint8Array, checkpoint: Uint8Array): Promise<
   return step.loss;
 }
 
+async function fleetDevice(features: Float32Array, labels: number[], signal: AbortSignal): Promise<number> {
+  const job = new Client({ url: 'ws://localhost:5000/ws', timeout: 40 }).newJob({ modelName: 'digits_mlp' });
+  const outcome = await job.request({ wait: 20, signal });
+  if (outcome.status === 'accepted') console.log(outcome.timeout);
+  const reports = await job.participate({ data: features, labels, wait: 10, signal, onReport: ({ cycle }) => console.log(cycle) });
+  return reports.length;
+}
+
 void device;
+void fleetDevice;
 void executor;

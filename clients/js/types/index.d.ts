@@ -150,7 +150,9 @@ export interface ClientOptions {
 export interface Transport {
   readonly kind: 'http' | 'websocket';
   readonly url: string;
-  call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string }): Promise<any>;
+  /** Seconds one request may take. */
+  readonly timeout: number;
+  call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string; signal?: AbortSignal }): Promise<any>;
   download(event: string, fields?: Record<string, unknown>, options?: { adminToken?: string }): Promise<{ bytes: Uint8Array; headers: Record<string, string> }>;
   getJson(path: string): Promise<any>;
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
@@ -160,8 +162,9 @@ export class HttpTransport implements Transport {
   constructor(url: string, options?: Omit<ClientOptions, 'url' | 'authToken' | 'transport' | 'executionProviders'>);
   readonly kind: 'http';
   readonly url: string;
+  readonly timeout: number;
   getJson(path: string): Promise<any>;
-  call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string }): Promise<any>;
+  call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string; signal?: AbortSignal }): Promise<any>;
   download(event: string, fields?: Record<string, unknown>, options?: { adminToken?: string }): Promise<{ bytes: Uint8Array; headers: Record<string, string> }>;
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
   close(): void;
@@ -170,8 +173,9 @@ export class WebSocketTransport implements Transport {
   constructor(url: string, options?: Omit<ClientOptions, 'url' | 'authToken' | 'transport' | 'executionProviders'>);
   readonly kind: 'websocket';
   readonly url: string;
+  readonly timeout: number;
   getJson(path: string): Promise<any>;
-  call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string }): Promise<any>;
+  call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string; signal?: AbortSignal }): Promise<any>;
   download(event: string, fields?: Record<string, unknown>, options?: { adminToken?: string }): Promise<{ bytes: Uint8Array; headers: Record<string, string> }>;
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
   close(): void;
@@ -207,7 +211,7 @@ export interface Assignment {
   clientConfig: Record<string, unknown>;
   /** ISO 8601 UTC. */
   deadline: string;
-  /** Seconds left in the cycle when accepted. */
+  /** Seconds left to report when accepted: the assignment's lease, never past the deadline. */
   timeout: number;
   /** The cycle's checkpoint (null after resuming elsewhere: the checkpoint holds the start). */
   parameters: TensorMap | null;
@@ -238,12 +242,18 @@ export class Job {
   once<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;
   off<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;
   authenticate(): Promise<string>;
-  /** Resolves after the matching event's handlers ran; rejects on errors only without an 'error' handler. */
-  request(options?: { speeds?: Partial<Speeds> }): Promise<Assignment | Rejection | RequestFailure>;
+  /**
+   * Resolves after the matching event's handlers ran; rejects on errors only without an 'error'
+   * handler, and with the signal's reason when `signal` aborts. `wait` (seconds, at most 30 and
+   * half the client's timeout): the Node holds the request until a place frees or the next cycle
+   * opens.
+   */
+  request(options?: { speeds?: Partial<Speeds>; wait?: number; signal?: AbortSignal }): Promise<Assignment | Rejection | RequestFailure>;
   train(options: TrainOptions): Promise<TrainingResult>;
-  /** Request, train, report, cycle after cycle, waiting out rejections, until the model finishes. */
+  /** Request (long-polling `wait` s, default 25), train, report, cycle after cycle, until the model finishes. */
   participate(options: Omit<TrainOptions, 'resumeFrom'> & {
     cycles?: number;
+    wait?: number;
     onReport?: (report: ParticipationReport, result: TrainingResult) => unknown;
   }): Promise<ParticipationReport[]>;
   /** Resolves to the Node's {status: 'success', cycle} once the report is stored. */
@@ -268,6 +278,7 @@ export class ApiError extends FedgridError {
   attempts?: number;
 }
 export class AuthenticationError extends ApiError {}
+/** cycle_closed, assignment_expired, request_key_invalid, worker_*, report_duplicate: request a new place. */
 export class CycleClosedError extends ApiError {}
 export class RequestError extends ApiError {}
 export class UnavailableError extends ApiError {}

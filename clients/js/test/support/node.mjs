@@ -91,6 +91,13 @@ export async function retrieveModel(node, { name, version = '1.0', checkpoint = 
   return { number: Number(answer.headers.get('x-fedgrid-checkpoint')), tensors: parseSafetensors(new Uint8Array(await answer.arrayBuffer())).tensors };
 }
 
+/** The model's cycles (admin `cycles` event): [{sequence, status, reason, accepted, reported, ...}]. */
+export async function listCycles(node, { name, version = '1.0' }) {
+  const answer = await fetch(`${node.url}/model-centric/cycles?name=${encodeURIComponent(name)}&version=${encodeURIComponent(version)}`, { headers: { Authorization: `Bearer ${node.adminToken}` } });
+  if (!answer.ok) throw new Error(`cycles failed: ${await answer.text()}`);
+  return (await answer.json()).cycles;
+}
+
 /** Poll until the model has checkpoint `number` (the cycle closed and was aggregated). */
 export async function waitForCheckpoint(node, { name, version = '1.0', number }) {
   for (let i = 0; i < 300; i += 1) {
