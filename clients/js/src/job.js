@@ -65,7 +65,7 @@ export class Job extends Emitter {
   /**
    * Ask for a place in the current cycle. Resolves to the assignment
    * ({status: 'accepted', cycle, checkpoint, clientConfig, deadline, timeout (seconds left to
-   * report), parameters, plan}) or to {status: 'rejected', reason, timeout} (seconds to wait
+   * report), reportBy, parameters, plan}) or to {status: 'rejected', reason, timeout} (seconds to wait
    * before asking again; reason 'training_finished' means never), after the matching event's
    * handlers ran. With `wait` (seconds, at most 30 and half the client's timeout) a Node holds
    * the request while no place is free (cycle full, already reported to, cooling down, no cycle
@@ -124,6 +124,7 @@ export class Job extends Emitter {
       clientConfig: answer.client_config ?? {},
       deadline: answer.deadline,
       timeout: answer.timeout,
+      reportBy: answer.report_by, // the lease's end; absent from Nodes without leases
     };
     const model = await this.transport.download('get-model', { worker_id: this.workerId, request_key: base.requestKey, model_id: base.modelId });
     const executor = await this.executorFor(base);

@@ -40,6 +40,7 @@ for (const transport of ['http', 'websocket']) {
     assert.equal(assignment.status, 'accepted');
     assert.deepEqual(seen, [['accepted', assignment.cycle]]);
     assert.equal(assignment.checkpoint, 1);
+    assert.ok(assignment.timeout > 0 && Date.parse(assignment.reportBy) <= Date.parse(assignment.deadline), JSON.stringify(assignment));
     assert.equal(assignment.clientConfig.batch_size, 4);
     assert.equal(assignment.clientConfig.epochs, 2);
 

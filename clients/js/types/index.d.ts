@@ -213,6 +213,8 @@ export interface Assignment {
   deadline: string;
   /** Seconds left to report when accepted: the assignment's lease, never past the deadline. */
   timeout: number;
+  /** ISO 8601 UTC: when the lease ends (Nodes without leases send none). */
+  reportBy?: string;
   /** The cycle's checkpoint (null after resuming elsewhere: the checkpoint holds the start). */
   parameters: TensorMap | null;
   plan: Plan;
