@@ -27,6 +27,8 @@ log = logging.getLogger("fedgrid.node.ws")
 sock = Sock()
 EVENT_PREFIX = "model-centric/"
 MAX_FRAMES_IN_FLIGHT = 8
+MAX_HELD_CYCLE_REQUESTS = 64
+MAX_CYCLE_REQUEST_FRAME = 4096  # bytes; a cycle-request is a few hundred
 
 
 def _answer(message: Any, events, handshake_authorization: str | None) -> str | bytes:
@@ -90,11 +92,14 @@ def init_websocket(app) -> None:
 def websocket(ws) -> None:
     """Answer each frame in its own greenlet, so a held long-poll (`cycle-request` with `wait`)
     does not hold up the other frames of the socket; answers carry their `request_id`.
-    At most `MAX_FRAMES_IN_FLIGHT` frames are handled at once: beyond that the socket is not
-    read (back-pressure), so one client cannot start unbounded work."""
+    At most `MAX_FRAMES_IN_FLIGHT` frames, plus `MAX_HELD_CYCLE_REQUESTS` cycle-requests (which
+    may be held, but only wait), are handled at once: beyond that the socket is not read
+    (back-pressure), so one client cannot start unbounded work, and devices sharing one socket
+    can still report while others long-poll."""
     events = current_app.extensions["fedgrid"].events
     authorization = request.headers.get("Authorization")
     in_flight = gevent.pool.Pool(MAX_FRAMES_IN_FLIGHT)
+    held = gevent.pool.Pool(MAX_HELD_CYCLE_REQUESTS)
     sending = gevent.lock.Semaphore()  # one frame on the wire at a time
 
     def handle(message: Any) -> None:
@@ -107,8 +112,23 @@ def websocket(ws) -> None:
 
     try:
         while True:
-            in_flight.spawn(handle, ws.receive())
+            message = ws.receive()
+            (held if _is_cycle_request(message) else in_flight).spawn(handle, message)
     except ConnectionClosed:
         pass
     finally:
         in_flight.kill(block=False)
+        held.kill(block=False)
+
+
+def _is_cycle_request(message: Any) -> bool:
+    """A small JSON text frame of type cycle-request (binary frames never are)."""
+    if not isinstance(message, str) or len(message) > MAX_CYCLE_REQUEST_FRAME:
+        return False
+    try:
+        envelope = json.loads(message)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(envelope, dict) and envelope.get("type") in (
+        "cycle-request", f"{EVENT_PREFIX}cycle-request"
+    )
