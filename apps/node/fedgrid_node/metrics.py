@@ -24,7 +24,8 @@ HELP = {
     "fedgrid_cycles_total": ("counter", "Cycles closed, by outcome"),
     "fedgrid_assignments_accepted_total": ("counter", "Places in cycles handed to devices"),
     "fedgrid_reports_total": ("counter", "Reports acknowledged"),
-    "fedgrid_assignments_dropped_total": ("counter", "Assignments that never reported"),
+    "fedgrid_assignments_dropped_total": ("counter", "Assignments whose cycle closed before they reported"),
+    "fedgrid_assignments_expired_total": ("counter", "Assignments whose lease ran out before they reported"),
     "fedgrid_cycle_requests_rejected_total": ("counter", "Cycle requests rejected, by reason"),
     "fedgrid_client_metric": ("gauge", "num_samples-weighted client metric of the last completed cycle"),
     "fedgrid_aggregation_seconds": ("gauge", "Time to close the last completed cycle"),
@@ -47,7 +48,7 @@ def metrics():
                 select(Cycle).where(Cycle.process_id == process.id).order_by(Cycle.sequence)
             ).all()
             outcomes, rejected = Counter(), Counter()
-            accepted = reports = dropped = 0
+            accepted = reports = dropped = expired = 0
             last_completed = None
             checkpoint = 1
             for cycle in cycles:
@@ -55,6 +56,7 @@ def metrics():
                 accepted += figures.get("accepted", 0)
                 reports += figures.get("reported", 0)
                 dropped += figures.get("dropped", 0)
+                expired += figures.get("expired", 0)
                 rejected.update(figures.get("rejected", {}))
                 if cycle.status != "open":
                     outcomes[cycle.status] += 1
@@ -69,6 +71,7 @@ def metrics():
             samples["fedgrid_assignments_accepted_total"].append((labels, accepted))
             samples["fedgrid_reports_total"].append((labels, reports))
             samples["fedgrid_assignments_dropped_total"].append((labels, dropped))
+            samples["fedgrid_assignments_expired_total"].append((labels, expired))
             for reason, count in sorted(rejected.items()):
                 samples["fedgrid_cycle_requests_rejected_total"].append(
                     ({**labels, "reason": reason}, count)

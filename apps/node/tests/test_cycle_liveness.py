@@ -264,6 +264,9 @@ def test_a_device_that_does_not_report_in_its_lease_loses_its_place(api):
     assert download.error_code == "assignment_expired"
     figures = cycles_of(api, name)[0]
     assert figures["expired"] >= 1 and figures["accepted"] == 2
+    prometheus = api.session.get(api.url + "/metrics",
+                                 headers={"Authorization": f"Bearer {api.admin_token}"}).text
+    assert f'fedgrid_assignments_expired_total{{model="{name}",version="1"}} 1' in prometheus
 
 
 def test_a_device_whose_lease_ran_out_may_ask_again(api):
