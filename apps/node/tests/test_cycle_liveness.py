@@ -246,6 +246,31 @@ def test_a_held_long_poll_does_not_hold_up_other_frames_on_its_websocket(api, sh
         ws.close()
 
 
+def test_a_device_turned_away_on_a_websocket_is_told_when_a_place_opens(api, shared_node):
+    name = unique_name()
+    host(api, name, max_diffs=1, max_workers=1, cycle_length=600)
+    first, first_body = request_place(api, name)
+    waiting = authenticate(api, name)
+    ws = websocket.create_connection(shared_node.ws_url, timeout=60)
+    try:
+        ws.send(json.dumps({"type": "model-centric/cycle-request", "request_id": 1,
+                            "data": {"worker_id": waiting, "model": name}}))
+        rejected = json.loads(ws.recv())["data"]
+        assert rejected["reason"] == "cycle_full" and rejected["timeout"] >= 1
+        # While the device sleeps its timeout, the place opens: the Node pushes, unasked.
+        assert report(api, first, first_body, seed=1).status == 200
+        push = json.loads(ws.recv())
+        assert push == {"type": "model-centric/place-available", "request_id": None,
+                        "data": {"model": name, "version": "1"}}
+        ws.send(json.dumps({"type": "model-centric/cycle-request", "request_id": 2,
+                            "data": {"worker_id": waiting, "model": name}}))
+        accepted = json.loads(ws.recv())
+        assert accepted["request_id"] == 2 and accepted["data"]["status"] == "accepted"
+        assert accepted["data"]["cycle"] == 2
+    finally:
+        ws.close()
+
+
 # ----------------------------------------------------------------------------- leases
 
 

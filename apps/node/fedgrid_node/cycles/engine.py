@@ -139,6 +139,8 @@ class CycleEngine:
         self._cycle_durations: dict[int, deque[float]] = {}
         # Per process: set (and replaced) whenever a place may have opened, waking long-polls.
         self._changes: dict[int, gevent.event.Event] = {}
+        # Per process: one-shot callbacks for the same moments (see `notify_once`).
+        self._subscribers: dict[int, dict[Any, Callable[[], None]]] = {}
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -232,10 +234,22 @@ class CycleEngine:
         )
 
     def _notify(self, process_id: int) -> None:
-        """A place may have opened (new cycle, expired lease, training finished): wake long-polls."""
+        """A place may have opened (new cycle, expired lease, training finished): wake long-polls
+        and tell the subscribers (WebSocket pushes), each once."""
         changed = self._changes.pop(process_id, None)
         if changed is not None:
             changed.set()
+        for callback in self._subscribers.pop(process_id, {}).values():
+            callback()
+
+    def notify_once(self, process_id: int, key: Any, callback: Callable[[], None]) -> None:
+        """Call `callback` (which must not block) the next time a place may open in the process.
+        One subscription per `key` and process; `unsubscribe(key)` drops them all."""
+        self._subscribers.setdefault(process_id, {})[key] = callback
+
+    def unsubscribe(self, key: Any) -> None:
+        for subscribers in self._subscribers.values():
+            subscribers.pop(key, None)
 
     # ----------------------------------------------------------------------------- the watcher
 

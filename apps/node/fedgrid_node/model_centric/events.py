@@ -187,6 +187,12 @@ class ModelCentricEvents:
             worker_id, process_id = worker.id, process.id
         return self.engine.request_cycle(worker_id, process_id, speeds, wait=wait)
 
+    def notify_once(self, model: str, version: str, *, key: Any, callback: Callable[[], None]) -> None:
+        """Call `callback` once, the next time a place may open for the model (for pushes)."""
+        with self.db.session() as session:
+            process_id = self.find_process(session, model, version).id
+        self.engine.notify_once(process_id, key, callback)
+
     def _assignment_context(self, session, data: dict[str, Any]):
         worker = self.find_worker(session, data.get("worker_id"))
         request_key = require_field(data, "request_key")

@@ -18,6 +18,7 @@ from flask import current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
+from ..cycles.engine import WAITABLE_REASONS
 from ..errors import ApiError
 from .events import BinaryAnswer, EventContext
 from .http_routes import decode_legacy_binary_fields
@@ -27,12 +28,14 @@ log = logging.getLogger("fedgrid.node.ws")
 sock = Sock()
 EVENT_PREFIX = "model-centric/"
 MAX_FRAMES_IN_FLIGHT = 8
+# Pushed, unasked, to a socket whose device was turned away: ask again now, a place may be open.
+PLACE_AVAILABLE = f"{EVENT_PREFIX}place-available"
 MAX_HELD_CYCLE_REQUESTS = 64
 MAX_CYCLE_REQUEST_FRAME = 4096  # bytes; a cycle-request is a few hundred
 
 
-def _answer(message: Any, events, handshake_authorization: str | None) -> str | bytes:
-    """Handle one frame; always produce an answer frame, never raise."""
+def _answer(message: Any, events, handshake_authorization: str | None) -> tuple[str | bytes, Any]:
+    """Handle one frame; always produce an answer frame (and the answer itself), never raise."""
     envelope: dict[str, Any] = {}
     try:
         if isinstance(message, bytes | bytearray):
@@ -68,9 +71,9 @@ def _answer(message: Any, events, handshake_authorization: str | None) -> str | 
     reply = {"type": envelope.get("type"), "request_id": envelope.get("request_id")}
     if isinstance(answer, BinaryAnswer):
         reply["data"] = {"blob": "payload", "filename": answer.filename, **answer.headers}
-        return encode_binary_frame(reply, {"payload": answer.data})
+        return encode_binary_frame(reply, {"payload": answer.data}), answer
     reply["data"] = answer
-    return json.dumps(reply)
+    return json.dumps(reply), answer
 
 
 def init_websocket(app) -> None:
@@ -102,23 +105,46 @@ def websocket(ws) -> None:
     held = gevent.pool.Pool(MAX_HELD_CYCLE_REQUESTS)
     sending = gevent.lock.Semaphore()  # one frame on the wire at a time
 
-    def handle(message: Any) -> None:
-        answer = _answer(message, events, authorization)
+    def send(frame: str | bytes) -> None:
         with sending:
             try:
-                ws.send(answer)
+                ws.send(frame)
             except ConnectionClosed:
                 pass  # the client left while its answer was being prepared
+
+    def push_place_available(model: str, version: str) -> None:
+        send(json.dumps({"type": PLACE_AVAILABLE, "request_id": None,
+                         "data": {"model": model, "version": version}}))
+
+    def handle(message: Any, cycle_request: bool) -> None:
+        frame, answer = _answer(message, events, authorization)
+        send(frame)
+        if cycle_request and _waits_for_a_place(answer):
+            # A device turned away from this socket hears the moment a place may be open, even
+            # while it sleeps its `timeout` between long-polls.
+            model, version = answer["model"], answer["version"]
+            try:
+                events.notify_once(model, version, key=ws, callback=lambda: gevent.spawn(
+                    push_place_available, model, version))
+            except ApiError:
+                pass  # the model went away meanwhile: nothing to wait for
 
     try:
         while True:
             message = ws.receive()
-            (held if _is_cycle_request(message) else in_flight).spawn(handle, message)
+            cycle_request = _is_cycle_request(message)
+            (held if cycle_request else in_flight).spawn(handle, message, cycle_request)
     except ConnectionClosed:
         pass
     finally:
+        events.engine.unsubscribe(ws)
         in_flight.kill(block=False)
         held.kill(block=False)
+
+
+def _waits_for_a_place(answer: Any) -> bool:
+    return (isinstance(answer, dict) and answer.get("status") == "rejected"
+            and answer.get("reason") in WAITABLE_REASONS)
 
 
 def _is_cycle_request(message: Any) -> bool:
