@@ -253,8 +253,12 @@ def test_a_device_turned_away_on_a_websocket_is_told_when_a_place_opens(api, sha
     waiting = authenticate(api, name)
     ws = websocket.create_connection(shared_node.ws_url, timeout=60)
     try:
+        # A client that does not ask for pushes (`notify`) never gets a frame it did not request.
+        ws.send(json.dumps({"type": "model-centric/cycle-request", "request_id": 0,
+                            "data": {"worker_id": authenticate(api, name), "model": name}}))
+        assert json.loads(ws.recv())["data"]["reason"] == "cycle_full"
         ws.send(json.dumps({"type": "model-centric/cycle-request", "request_id": 1,
-                            "data": {"worker_id": waiting, "model": name}}))
+                            "data": {"worker_id": waiting, "model": name, "notify": True}}))
         rejected = json.loads(ws.recv())["data"]
         assert rejected["reason"] == "cycle_full" and rejected["timeout"] >= 1
         # While the device sleeps its timeout, the place opens: the Node pushes, unasked.
@@ -267,6 +271,10 @@ def test_a_device_turned_away_on_a_websocket_is_told_when_a_place_opens(api, sha
         accepted = json.loads(ws.recv())
         assert accepted["request_id"] == 2 and accepted["data"]["status"] == "accepted"
         assert accepted["data"]["cycle"] == 2
+        # One push per rejection: the next frame on the socket is the answer to the next request.
+        ws.send(json.dumps({"type": "model-centric/authenticate", "request_id": 3,
+                            "data": {"model_name": name}}))
+        assert json.loads(ws.recv())["request_id"] == 3
     finally:
         ws.close()
 

@@ -119,7 +119,7 @@ def websocket(ws) -> None:
     def handle(message: Any, cycle_request: bool) -> None:
         frame, answer = _answer(message, events, authorization)
         send(frame)
-        if cycle_request and _waits_for_a_place(answer):
+        if cycle_request and _asks_for_a_push(message) and _waits_for_a_place(answer):
             # A device turned away from this socket hears the moment a place may be open, even
             # while it sleeps its `timeout` between long-polls.
             model, version = answer["model"], answer["version"]
@@ -140,6 +140,13 @@ def websocket(ws) -> None:
         events.engine.unsubscribe(ws)
         in_flight.kill(block=False)
         held.kill(block=False)
+
+
+def _asks_for_a_push(message: str) -> bool:
+    """Pushes are opt-in (`"notify": true`): a client that did not ask never gets a frame it
+    did not request."""
+    data = json.loads(message).get("data")
+    return isinstance(data, dict) and data.get("notify") is True
 
 
 def _waits_for_a_place(answer: Any) -> bool:
