@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from fedgrid_node.cycles.aggregation import RunningWeightedSum
-from fedgrid_node.cycles.engine import FOLD_THREADS, fold_off_hub
+from fedgrid_node.cycles.off_hub import FOLD_THREADS, fold_off_hub
 
 MIB = 1024 * 1024
 

@@ -40,7 +40,6 @@ from typing import Any
 
 import gevent
 import gevent.event
-import numpy as np
 from sqlalchemy import delete, func, select, update
 
 from fedgrid_plans import tensors
@@ -49,19 +48,18 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from ..errors import ApiError
 from .aggregation import RunningWeightedSum
+from .checkpoints import write_next_checkpoint
 from .leases import OBSERVATION_WINDOW, lease_seconds
+from .off_hub import fold_off_hub, run_off_hub
 from .open_cycle import OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff, check_metrics, check_num_samples
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
 from .statuses import AbandonReason, AssignmentStatus, CloseReason, CycleStatus
-from .strategies import build_strategy
 
 log = logging.getLogger("fedgrid.node.cycles")
 
-# Folding is memory-bound; two threads move about twice the bytes of one on our 2-core machines.
-FOLD_THREADS = 2
 # Rejections that end by themselves when a place frees or the next cycle opens: a long-polling
 # device is held for these. (Speed gates and random selection do not change by waiting.)
 WAITABLE_REASONS = frozenset({"cycle_full", "already_reported", "worker_cooling_down"})
@@ -70,40 +68,6 @@ WATCHER_RETRY_SECONDS = 1.0  # after a failed close (database unreachable), try 
 
 _WAIT = object()  # `_try_place` answers: hold the long-poll until something changes
 _RETRY = object()  # the cycle closed while we waited for its lock: look again at once
-
-
-def _outcome(fn: Callable, *args: Any) -> tuple[bool, Any]:
-    # Exceptions travel back as values: raised inside a pool thread, gevent would print each one
-    # (an expected `diff_mismatch` included) as an unhandled traceback.
-    try:
-        return True, fn(*args)
-    except Exception as exc:
-        return False, exc
-
-
-def _unwrap(outcome: tuple[bool, Any]) -> Any:
-    ok, value = outcome
-    if not ok:
-        raise value
-    return value
-
-
-def run_off_hub(fn: Callable, *args: Any) -> Any:
-    """Run CPU-bound numpy work in gevent's thread pool (numpy releases the GIL).
-
-    Only pure computation goes there: database sessions and sockets belong to the hub's thread.
-    """
-    return _unwrap(gevent.get_hub().threadpool.apply(_outcome, (fn, *args)))
-
-
-def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int) -> None:
-    """Fold one report on `FOLD_THREADS` pool threads (disjoint slices), the hub stays free."""
-    pool = gevent.get_hub().threadpool
-    parts = [pool.spawn(_outcome, running.fold_part, diff, num_samples, part, FOLD_THREADS)
-             for part in range(FOLD_THREADS)]
-    for part in parts:
-        _unwrap(part.get())
-    running.finish_fold(num_samples)
 
 
 def _iso(moment: datetime) -> str:
@@ -669,7 +633,8 @@ class CycleEngine:
         checkpoint_number = cycle.checkpoint_number
         abandoned_because = None
         if quorum:
-            new_checkpoint = self._aggregate(session, state.process_id, cycle, config, state)
+            new_checkpoint = write_next_checkpoint(session, state.process_id, cycle,
+                                                   config.strategy, state.running)
             if new_checkpoint is None:
                 abandoned_because = AbandonReason.AGGREGATE_NOT_FINITE
                 log.warning("cycle %s of process %s: the aggregate is not finite; the cycle is "
@@ -708,67 +673,6 @@ class CycleEngine:
         )
         next_cycle = self._open_next_cycle(session, state.process_id, cycle, config, checkpoint_number)
         return next_cycle, {"status": cycle.status, "checkpoint": checkpoint_number}
-
-    def _aggregate(self, session, process_id: int, cycle: Cycle, config: ServerConfig,
-                   state: OpenCycle) -> int | None:
-        """Write the next checkpoint; its number, or None when the strategy's step is not finite."""
-        model_id = session.scalar(select(Model.id).where(Model.process_id == process_id))
-        current = session.execute(
-            select(Checkpoint.number, Checkpoint.data, Checkpoint.strategy_state).where(
-                Checkpoint.model_id == model_id, Checkpoint.number == cycle.checkpoint_number
-            )
-        ).one()
-        strategy = build_strategy(config.strategy)
-        if getattr(strategy, "uses_hosted_plan", False):
-            average = self._average_with_hosted_plan(session, process_id, cycle.id, strategy)
-        else:
-            average = state.running.average()
-
-        def step() -> tuple[bytes, bytes | None] | None:
-            params = tensors.decode(current.data)
-            strategy_state = tensors.decode(current.strategy_state) if current.strategy_state else {}
-            new_params, new_state = strategy.step(params, average, strategy_state)
-            # Reports are bounded (report_checks.py), but a strategy's step can still overflow
-            # float32 (moments square the update): a non-finite checkpoint would ruin every later
-            # cycle, so it is never written.
-            if not all(np.isfinite(v).all() for v in (*new_params.values(), *(new_state or {}).values())):
-                return None
-            return (
-                tensors.encode({name: new_params[name] for name in params}),
-                tensors.encode(new_state) if new_state else None,
-            )
-
-        stepped = run_off_hub(step)
-        if stepped is None:
-            return None
-        data, strategy_state = stepped
-        number = current.number + 1
-        session.add(
-            Checkpoint(model_id=model_id, number=number, data=data, strategy_state=strategy_state)
-        )
-        return number
-
-    def _average_with_hosted_plan(self, session, process_id: int, cycle_id: int, strategy) -> dict:
-        """PyGrid parity: run the hosted averaging plan over the stored diffs, one at a time."""
-        plan_file = session.scalar(
-            select(Plan.data).where(Plan.process_id == process_id, Plan.kind == "averaging")
-        )
-        rows = session.execute(
-            select(ReportDiff.data)
-            .join(Assignment, Assignment.id == ReportDiff.assignment_id)
-            .where(Assignment.cycle_id == cycle_id)
-            .order_by(Assignment.reported_at, Assignment.id)
-            .execution_options(yield_per=1)
-        )
-        averaging = strategy.averager(plan_file)
-        average = None
-        # Rows are read here on the hub (the connection is not thread-safe); each plan step, the
-        # numpy work, runs in the pool.
-        for count, (data,) in enumerate(rows):
-            item = tensors.decode(data)
-            average = (averaging.first(item) if count == 0
-                       else run_off_hub(averaging.step, average, item, count))
-        return average
 
     def _open_next_cycle(self, session, process_id, cycle, config, checkpoint_number) -> int | None:
         completed = session.scalar(

@@ -1,0 +1,51 @@
+"""CPU-bound numpy work on gevent's thread pool, so the hub keeps serving other devices.
+
+numpy releases the GIL, so a fold or a strategy step runs beside the hub. Only pure computation
+goes there: database sessions and sockets belong to the hub's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+
+from .aggregation import RunningWeightedSum
+
+# Folding is memory-bound; two threads move about twice the bytes of one on our 2-core machines.
+FOLD_THREADS = 2
+
+
+def _outcome(fn: Callable, *args: Any) -> tuple[bool, Any]:
+    # Exceptions travel back as values: raised inside a pool thread, gevent would print each one
+    # (an expected `diff_mismatch` included) as an unhandled traceback.
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc
+
+
+def _unwrap(outcome: tuple[bool, Any]) -> Any:
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value
+
+
+def run_off_hub(fn: Callable, *args: Any) -> Any:
+    """Run CPU-bound numpy work in gevent's thread pool (numpy releases the GIL).
+
+    Only pure computation goes there: database sessions and sockets belong to the hub's thread.
+    """
+    return _unwrap(gevent.get_hub().threadpool.apply(_outcome, (fn, *args)))
+
+
+def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int) -> None:
+    """Fold one report on `FOLD_THREADS` pool threads (disjoint slices), the hub stays free."""
+    pool = gevent.get_hub().threadpool
+    parts = [pool.spawn(_outcome, running.fold_part, diff, num_samples, part, FOLD_THREADS)
+             for part in range(FOLD_THREADS)]
+    for part in parts:
+        _unwrap(part.get())
+    running.finish_fold(num_samples)
