@@ -47,13 +47,15 @@ class ProcessUnknown(FedgridError):
 
 
 class AssignmentExpired(FedgridError):
-    """The assignment's cycle has closed (goal reached or deadline passed) or its request key is no
-    longer valid. Drop the work and ask for a place in the current cycle (``job.request()``)."""
+    """The assignment is no longer valid: its lease ran out before the report
+    (``assignment_expired``: the accepted answer's ``timeout`` passed), its cycle has closed (goal
+    reached or deadline passed: ``cycle_closed``) or its request key is not valid
+    (``request_key_invalid``). Drop the work and ask for a place again (``job.request()``)."""
 
 
 class ReportRefused(FedgridError):
     """The Node refused a report; ``code`` says why (``report_duplicate``, ``diff_mismatch``,
-    ``diff_not_finite``, ``num_samples_invalid``, ``metrics_invalid``...)."""
+    ``diff_not_finite``, ``diff_out_of_range``, ``num_samples_invalid``, ``metrics_invalid``...)."""
 
 
 class Rejected(FedgridError):
@@ -80,9 +82,9 @@ class TrainingFinished(Rejected):
 _AUTH_CODES = {"auth_token_required", "auth_token_invalid", "auth_token_expired",
                "auth_algorithm_not_allowed", "auth_endpoint_unavailable"}
 _ADMIN_CODES = {"admin_token_required", "admin_token_invalid"}
-_EXPIRED_CODES = {"cycle_closed", "request_key_invalid"}
+_EXPIRED_CODES = {"assignment_expired", "cycle_closed", "request_key_invalid"}
 _REPORT_CODES = {"report_duplicate", "diff_malformed", "diff_mismatch", "diff_not_finite",
-                 "num_samples_invalid", "metrics_invalid", "body_too_large"}
+                 "diff_out_of_range", "num_samples_invalid", "metrics_invalid", "body_too_large"}
 
 
 def error_from_answer(body: Any, status: int | None, event: str) -> FedgridError:

@@ -7,8 +7,10 @@ Two styles over the same objects:
 - events, as in PySyft's and syft.js's clients: ``job.on("accepted", handler)``,
   ``job.on("rejected", ...)``, ``job.on("error", ...)``, then ``job.start()``.
 
-``job.participate(data)`` loops until the model's training is finished, sleeping for the
-``timeout`` the Node gives with each rejection (pace steering) instead of polling.
+``job.participate(data)`` loops until the model's training is finished. Each of its cycle requests
+long-polls (``wait``): the Node holds the answer until a place frees or the next cycle opens, and
+after a rejection the device sleeps the ``timeout`` the Node gives (pace steering) instead of
+polling.
 """
 
 from __future__ import annotations
@@ -50,14 +52,19 @@ CLIENT_CONFIG_KEYS = {
     "shuffle": "shuffle",
 }
 TRAINING_PLAN_NAME = "training_plan"  # PyGrid's name for the plan devices run
+# Long-poll: the most a cycle-request may ask the Node to hold its answer (the protocol's cap), and
+# what participate() asks for by default. participate() never asks for more than half the client's
+# request timeout, so a held request cannot time out on the way.
+MAX_WAIT_SECONDS = 30.0
+PARTICIPATE_WAIT_SECONDS = 25.0
 
 
 class Client:
     """A connection to a Fedgrid Node, or to a Network that routes each model to a Node.
 
     ``url`` picks the transport: ``http(s)://host:port`` (HTTP with retries and backoff) or
-    ``ws(s)://host:port/ws`` (one WebSocket; downloads still go over HTTP). ``auth_token`` is sent
-    when authenticating for models that require device authentication.
+    ``ws(s)://host:port/ws`` (a WebSocket per calling thread; downloads still go over HTTP).
+    ``auth_token`` is sent when authenticating for models that require device authentication.
 
     >>> client = fedgrid.Client("http://localhost:5000")
     >>> job = client.new_job("digits_mlp")
@@ -154,14 +161,39 @@ class Job:
         self.requires_speed_test = bool(answer.get("requires_speed_test"))
         return self.worker_id
 
-    def request(self, *, speeds: dict[str, float] | None = None) -> Assignment:
+    @property
+    def request_timeout(self) -> float:
+        """The client's per-request timeout in seconds (a long-poll must end well within it)."""
+        return float(self.client._options["timeout"])
+
+    def default_wait(self) -> float:
+        """The long-poll ``participate`` asks for: 25 s, at most half the request timeout."""
+        return min(PARTICIPATE_WAIT_SECONDS, self.request_timeout / 2)
+
+    def request(self, *, speeds: dict[str, float] | None = None,
+                wait: float | None = None) -> Assignment:
         """Ask for a place in the current cycle.
 
         Returns an :class:`Assignment`, or raises :class:`~fedgrid.errors.Rejected` (wait its
         ``timeout`` seconds, then ask again) or :class:`~fedgrid.errors.TrainingFinished`.
         ``speeds`` (``ping`` ms, ``download``/``upload`` Mbit/s) is measured automatically when the
         model has speed gates.
+
+        ``wait`` (seconds, 0 to 30; at most half the client's ``timeout``) long-polls: when the
+        cycle is full, this worker already reported or is cooling down, or no cycle is open yet,
+        the Node holds the answer until a place frees (then accepts) or ``wait`` seconds pass (then
+        rejects, with the ``timeout`` until the next cycle is expected). Omitted: answered at once.
         """
+        if wait is not None:
+            wait = float(wait)
+            if not 0 <= wait <= MAX_WAIT_SECONDS:
+                raise ValueError(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds, "
+                                 f"not {wait:g}")
+            if wait > self.request_timeout / 2:
+                raise ValueError(
+                    f"wait={wait:g} s could outlast the client's {self.request_timeout:g} s request "
+                    f"timeout; ask for at most {self.request_timeout / 2:g} s, or make the "
+                    "client's timeout longer")
         if self.worker_id is None:
             self.authenticate()
         if speeds is None and self.requires_speed_test:
@@ -170,6 +202,8 @@ class Job:
             speeds = self.speeds
         fields = {"worker_id": self.worker_id, "model": self.model_name, "version": self.version,
                   **(speeds or {})}
+        if wait is not None:
+            fields["wait"] = wait
         try:
             answer = self.transport.call("cycle-request", fields)
         except FedgridError as exc:
@@ -226,13 +260,16 @@ class Job:
 
     def participate(self, data: Any, *, cycles: int | None = None,
                     on_report: Callable[[Assignment, TrainingResult], Any] | None = None,
-                    max_network_failures: int = 5,
+                    max_network_failures: int = 5, wait: float | None = None,
                     **train_options: Any) -> list[dict[str, Any]]:
         """Keep this device in training until the model is finished (or ``cycles`` reports).
 
-        Each round: request a place; when rejected, sleep the Node's ``timeout`` (no polling);
-        when accepted, train on ``data`` (``train_options`` as for :meth:`Assignment.train`) and
-        report. An assignment whose cycle closed meanwhile is dropped and the device asks again.
+        Each round: request a place, long-polling (``wait`` seconds, by default 25 and never more
+        than half the client's ``timeout``; see :meth:`request`) so the Node answers as soon as a
+        place frees or the next cycle opens; when still rejected, sleep the Node's ``timeout``
+        (no polling); when accepted, train on ``data`` (``train_options`` as for
+        :meth:`Assignment.train`) and report. An assignment that expired meanwhile (its cycle
+        closed, or its lease ran out: ``AssignmentExpired``) is dropped and the device asks again.
         When the Node cannot be reached (after the transport's own retries) the device waits
         longer each time (2, 4, 8... up to 60 s) and gives up with ``NetworkUnreachable`` after
         ``max_network_failures`` failures in a row.
@@ -241,11 +278,12 @@ class Job:
         """
         reports: list[dict[str, Any]] = []
         features, labels = as_arrays(data)
+        wait = self.default_wait() if wait is None else wait
         self._stopped.clear()
         failures = 0
         while not self._stopped.is_set() and (cycles is None or len(reports) < cycles):
             try:
-                assignment = self.request()
+                assignment = self.request(wait=wait)
                 result = assignment.train((features, labels), **train_options)
                 assignment.report(result)
             except TrainingFinished:
@@ -290,8 +328,10 @@ class Assignment:
     """A place in one cycle: download the checkpoint and plan, train, report once.
 
     Attributes from the Node's answer: ``cycle``, ``checkpoint`` (number), ``client_config``,
-    ``deadline`` (ISO 8601), ``timeout`` (seconds left when accepted), ``plans`` (name -> id),
-    ``request_key``.
+    ``deadline`` (ISO 8601, the cycle's), ``timeout`` (seconds left to report when accepted: the
+    assignment's lease, never past the deadline; a later report, checkpoint or plan download is
+    refused with ``assignment_expired``), ``report_by`` (ISO 8601, the lease's end, from Nodes
+    that send it), ``plans`` (name -> id), ``request_key``.
     """
 
     def __init__(self, job: Job, answer: dict[str, Any]) -> None:
@@ -305,6 +345,7 @@ class Assignment:
         self.client_config: dict[str, Any] = answer.get("client_config") or {}
         self.deadline: str | None = answer.get("deadline")
         self.timeout: float | None = answer.get("timeout")
+        self.report_by: str | None = answer.get("report_by")
         self.reported = False
         self._parameters: dict[str, np.ndarray] | None = None
 
@@ -386,8 +427,10 @@ class Assignment:
 
         Returns the Node's answer ``{"status": "success", "cycle"}``, sent only once the report is
         stored. If the answer is lost on the way back, the report is sent once more; a
-        ``report_duplicate`` then proves the first one was stored, and counts as success. Raises :class:`~fedgrid.errors.ReportRefused` (e.g. ``report_duplicate``) or
-        :class:`~fedgrid.errors.AssignmentExpired` (the cycle closed first).
+        ``report_duplicate`` then proves the first one was stored (the Node says so even after the
+        cycle closed), and counts as success. Raises :class:`~fedgrid.errors.ReportRefused` (e.g.
+        ``report_duplicate``) or :class:`~fedgrid.errors.AssignmentExpired` (the cycle closed, or
+        the assignment's lease ran out, first).
         """
         if result is not None:
             diff = result.diff if diff is None else diff

@@ -194,11 +194,13 @@ class HttpTransport:
 
 
 class WebSocketTransport:
-    """Events as envelopes on one WebSocket; downloads and speed tests over HTTP.
+    """Events as envelopes on WebSockets; downloads and speed tests over HTTP.
 
-    Calls are serialised on the socket (one answer per request, matched by ``request_id``): a
-    device does one thing at a time, and threads sharing a client stay correct. A dropped socket
-    is reopened with exponential backoff before a call gives up with ``NetworkUnreachable``.
+    Each thread that calls has its own socket, with one request on it at a time (its answer
+    matched by ``request_id``): a device does one thing at a time, and threads sharing a client
+    neither wait for each other (a long-polling cycle-request, which the Node may hold for its
+    ``wait``, does not hold up another job's report) nor see each other's answers. A dropped
+    socket is reopened with exponential backoff before a call gives up with ``NetworkUnreachable``.
     """
 
     kind = "ws"
@@ -211,24 +213,40 @@ class WebSocketTransport:
         self.timeout = timeout
         self.http = HttpTransport(url, retries=retries, backoff=backoff, timeout=timeout)
         self.url = self.http.url
-        self._socket: websocket.WebSocket | None = None
-        self._lock = threading.Lock()
+        self._sockets: dict[int, websocket.WebSocket] = {}  # thread ident -> its socket
+        self._lock = threading.Lock()  # guards _sockets and _ids; never held over the network
         self._ids = itertools.count(1)
 
+    @property
+    def _socket(self) -> websocket.WebSocket | None:
+        """The calling thread's socket, if it has one."""
+        with self._lock:
+            return self._sockets.get(threading.get_ident())
+
     def _connect(self) -> websocket.WebSocket:
-        if self._socket is not None and _closed_by_peer(self._socket):
+        sock = self._socket
+        if sock is not None and _closed_by_peer(sock):
             self._drop()
-        if self._socket is None:
-            self._socket = websocket.create_connection(self.ws_url, timeout=self.timeout)
-        return self._socket
+            sock = None
+        if sock is None:
+            self._close_sockets_of_finished_threads()
+            sock = websocket.create_connection(self.ws_url, timeout=self.timeout)
+            with self._lock:
+                self._sockets[threading.get_ident()] = sock
+        return sock
 
     def _drop(self) -> None:
-        if self._socket is not None:
-            try:
-                self._socket.close()
-            except (OSError, websocket.WebSocketException):
-                pass  # it is already broken; we only want it gone
-            self._socket = None
+        with self._lock:
+            sock = self._sockets.pop(threading.get_ident(), None)
+        _close_quietly(sock)
+
+    def _close_sockets_of_finished_threads(self) -> None:
+        alive = {thread.ident for thread in threading.enumerate()}
+        with self._lock:
+            finished = [ident for ident in self._sockets if ident not in alive]
+            orphans = [self._sockets.pop(ident) for ident in finished]
+        for sock in orphans:
+            _close_quietly(sock)
 
     def _exchange(self, event: str, message: str | bytes) -> str | bytes:
         for attempt in range(self.retries + 1):
@@ -260,12 +278,12 @@ class WebSocketTransport:
         for attempt in range(self.retries + 1):
             with self._lock:
                 request_id = next(self._ids)
-                envelope: dict[str, Any] = {"type": f"model-centric/{event}",
-                                            "request_id": request_id, "data": fields}
-                if admin_token:
-                    envelope["authorization"] = f"Bearer {admin_token}"
-                message = encode_frame(envelope, blobs) if blobs else json.dumps(envelope)
-                reply = self._exchange(event, message)
+            envelope: dict[str, Any] = {"type": f"model-centric/{event}",
+                                        "request_id": request_id, "data": fields}
+            if admin_token:
+                envelope["authorization"] = f"Bearer {admin_token}"
+            message = encode_frame(envelope, blobs) if blobs else json.dumps(envelope)
+            reply = self._exchange(event, message)
             if isinstance(reply, bytes):
                 raise FedgridError(f"{event}: the Node answered a binary frame to a JSON event",
                                    code="unexpected_answer")
@@ -298,7 +316,10 @@ class WebSocketTransport:
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
+            sockets = list(self._sockets.values())
+            self._sockets.clear()
+        for sock in sockets:
+            _close_quietly(sock)
         self.http.close()
 
 
@@ -357,6 +378,15 @@ def encode_frame(envelope: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
         {name: np.frombuffer(blob, dtype=np.uint8) for name, blob in blobs.items()},
         metadata={ENVELOPE_KEY: json.dumps(envelope, separators=(",", ":"))},
     )
+
+
+def _close_quietly(sock: websocket.WebSocket | None) -> None:
+    if sock is None:
+        return
+    try:
+        sock.close()
+    except (OSError, websocket.WebSocketException):
+        pass  # it is already broken; we only want it gone
 
 
 def _closed_by_peer(sock: websocket.WebSocket) -> bool:

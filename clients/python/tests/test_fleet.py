@@ -1,0 +1,86 @@
+"""A fleet of SDK devices in participate() against a real Node, on each database backend.
+
+The docs' example settings (max_diffs 5, cycle_length 600) with 20 devices: a device turned away
+(cycle full, already reported) long-polls, so the Node hands it the next free place as soon as there
+is one. Every cycle must then close at its goal; one that waited out its 600 s deadline means
+devices were asleep while the Node waited for reports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from fedgrid import Admin, Client
+from tests.support.databases import database_backends
+
+DEVICES = 20
+MAX_DIFFS = 5
+NUM_CYCLES = 20
+# A bound for the whole run, not a speed requirement: at the goal the 20 cycles take seconds; a
+# fleet that sleeps out even one 600 s deadline cannot finish within it.
+JOIN_SECONDS = 300
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_fleet_in_participate_closes_every_cycle_at_its_goal(node_factory, host, digits,
+                                                               backend):
+    node = node_factory(backend)
+    name = host(node=node, server_config={"max_diffs": MAX_DIFFS, "cycle_length": 600,
+                                          "num_cycles": NUM_CYCLES})
+    features, labels = digits
+    order = np.random.default_rng(0).permutation(len(features))
+    shards = [(features[part], labels[part]) for part in np.array_split(order, DEVICES)]
+    reports: list[list[dict] | None] = [None] * DEVICES
+    failures: list[tuple[int, BaseException]] = []
+    # Half the fleet over HTTP, half over WebSocket: the Node holds long-polls on both.
+    clients = [Client(node.url if i % 2 == 0 else node.ws_url) for i in range(DEVICES)]
+    jobs = [client.new_job(name) for client in clients]
+
+    def device(index: int) -> None:
+        try:
+            reports[index] = jobs[index].participate(shards[index])
+        except BaseException as exc:  # noqa: BLE001 (reported by the test thread below)
+            failures.append((index, exc))
+
+    threads = [threading.Thread(target=device, args=(i,), name=f"device-{i}", daemon=True)
+               for i in range(DEVICES)]
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + JOIN_SECONDS
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        stuck = [thread.name for thread in threads if thread.is_alive()]
+        with Admin(node.url, node.admin_token) as admin:
+            cycles = admin.cycles(name)
+        table = "\n".join(
+            f"  cycle {c['sequence']}: {c['status']} ({c.get('reason')}), reported "
+            f"{c.get('reported')}, accepted {c.get('accepted')}, dropped {c.get('dropped')}, "
+            f"rejected {c.get('rejected')}, {c['started_at']} .. {c['closed_at']}"
+            for c in cycles)
+        assert not stuck, (f"{len(stuck)} devices still in participate() after {JOIN_SECONDS} s "
+                           f"({', '.join(stuck)}); cycles so far:\n{table}\n"
+                           f"the Node's log ends:\n{node.log()[-4000:]}")
+        assert not failures, (f"devices raised: {failures[:3]} ({len(failures)} in all)\n"
+                              f"cycles:\n{table}\nthe Node's log ends:\n{node.log()[-4000:]}")
+    finally:
+        for job in jobs:
+            job.stop()
+        for client in clients:
+            client.close()
+
+    assert [c["sequence"] for c in cycles] == list(range(1, NUM_CYCLES + 1)), table
+    assert all(c["status"] == "completed" for c in cycles), table
+    # None waited out its deadline: each closed at its goal of MAX_DIFFS reports.
+    assert [c["reason"] for c in cycles] == ["goal"] * NUM_CYCLES, table
+    assert all(c["reported"] == MAX_DIFFS for c in cycles), table
+    made = [r for device_reports in reports for r in device_reports]
+    assert len(made) == NUM_CYCLES * MAX_DIFFS
+    assert sorted({r["cycle"] for r in made}) == list(range(1, NUM_CYCLES + 1))
+    with Admin(node.url, node.admin_token) as admin:
+        assert admin.checkpoints(name)["latest"] == NUM_CYCLES + 1
+    assert "Traceback" not in node.log(), node.log()
