@@ -49,6 +49,7 @@ from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, Rep
 from ..errors import ApiError
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
+from .figures import FigureWriter
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import fold_off_hub, run_off_hub
 from .open_cycle import OpenCycle
@@ -80,6 +81,7 @@ class _Attempt:
     def __init__(self, wait: float) -> None:
         self.give_up = time.monotonic() + wait
         self.counted = False  # the request is counted once, in the first cycle it reaches
+        self.unsaved: dict[int, OpenCycle] = {}  # cycles whose figures it changed, to commit
 
     @property
     def may_wait(self) -> bool:
@@ -103,6 +105,7 @@ class CycleEngine:
         self._cycle_durations: dict[int, deque[float]] = {}
         # Per process: set (and replaced) whenever a place may have opened, waking long-polls.
         self._changes: dict[int, gevent.event.Event] = {}
+        self._figures = FigureWriter(db)
         # Per process: one-shot callbacks for the same moments (see `notify_once`).
         self._subscribers: dict[int, dict[Any, Callable[[], None]]] = {}
 
@@ -364,8 +367,12 @@ class CycleEngine:
             if answer is _RETRY:
                 continue
             if answer is not _WAIT:
-                return answer
+                break
             changed.wait(attempt.seconds_left())
+        if attempt.unsaved:
+            # Outside the cycle's lock, so that concurrent requests share one commit.
+            self._figures.save(list(attempt.unsaved.values()))
+        return answer
 
     def _try_place(self, worker_id: str, process_id: int, speeds: Speeds, attempt: _Attempt):
         state = self._open.get(process_id)
@@ -381,6 +388,7 @@ class CycleEngine:
                 if not attempt.counted:
                     attempt.counted = True
                     state.requests += 1
+                    attempt.unsaved[state.cycle_id] = state
                 counts = state.counts(now, self.typical_cycle_seconds(process_id))
                 existing = session.scalar(
                     select(Assignment).where(
@@ -389,7 +397,6 @@ class CycleEngine:
                 )
                 if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
-                    self._save_figures(session, state)
                     return self._accepted_answer(session, process, state, existing, now)
                 if existing is not None and existing.status != AssignmentStatus.EXPIRED:
                     reason = "already_reported"
@@ -410,13 +417,13 @@ class CycleEngine:
                         rng=self.rng,
                     )
                     if decision.accepted:
-                        return self._accept(session, process, config, state, worker_id, existing, now)
+                        return self._accept(session, process, config, state, worker_id, existing,
+                                            now, attempt)
                     reason, timeout = decision.reason, decision.timeout
                 if reason in WAITABLE_REASONS and attempt.may_wait:
-                    self._save_figures(session, state)
                     return _WAIT
                 state.rejected[reason] += 1
-                self._save_figures(session, state)
+                attempt.unsaved[state.cycle_id] = state
                 return self._rejected_answer(process, reason, timeout)
 
     def _no_open_cycle(self, process_id: int, attempt: _Attempt):
@@ -435,7 +442,8 @@ class CycleEngine:
         raise ApiError("cycle_unavailable", "this process has no open cycle; retry shortly", 503,
                        headers={"Retry-After": "1"})
 
-    def _accept(self, session, process, config, state: OpenCycle, worker_id: str, existing, now):
+    def _accept(self, session, process, config, state: OpenCycle, worker_id: str, existing, now,
+                attempt: _Attempt):
         lease = self.lease_seconds(config, process.id)
         expires = min(state.deadline, now + timedelta(seconds=lease))
         assignment = existing
@@ -448,21 +456,19 @@ class CycleEngine:
         assignment.status = AssignmentStatus.ACCEPTED
         assignment.assigned_at = now
         assignment.expires_at = expires
-        self._save_figures(session, state)
-        session.flush()
-        answer = self._accepted_answer(session, process, state, assignment, now)
-        session.commit()  # the place is durable before it is counted or announced
-        state.accepted += 1
-        state.outstanding[assignment.id] = expires
-        state.wakeup.set()  # the watcher may need to wake for this lease
-        return answer
-
-    @staticmethod
-    def _save_figures(session, state: OpenCycle) -> None:
+        # The figures ride along in the place's own commit.
         session.execute(
             update(Cycle).where(Cycle.id == state.cycle_id)
             .values(requests=state.requests, rejected=dict(state.rejected))
         )
+        session.flush()
+        answer = self._accepted_answer(session, process, state, assignment, now)
+        session.commit()  # the place is durable before it is counted or announced
+        attempt.unsaved.pop(state.cycle_id, None)
+        state.accepted += 1
+        state.outstanding[assignment.id] = expires
+        state.wakeup.set()  # the watcher may need to wake for this lease
+        return answer
 
     @staticmethod
     def _rejected_answer(process: Process, reason: str, timeout: float) -> dict[str, Any]:

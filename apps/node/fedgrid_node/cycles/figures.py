@@ -1,0 +1,55 @@
+"""Selection figures of open cycles (requests, rejections by reason), written with group commit.
+
+A rejection is answered only once its count is committed, so a `kill -9` loses none. Committing
+each one alone costs an fsync per cycle-request (SQLite `synchronous=FULL`): measured 163
+rejections/s against 522 without the write. So concurrent requests share commits: each one
+queues its cycle and waits; one greenlet writes every queued cycle's current figures in one
+transaction, then wakes them all. A lone request still pays one commit; a crowd pays about one
+per round trip to the database.
+"""
+
+from __future__ import annotations
+
+import gevent
+from gevent.event import AsyncResult
+from sqlalchemy import update
+
+from ..db.database import Database
+from ..db.models import Cycle
+from .open_cycle import OpenCycle
+
+
+class FigureWriter:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queued: dict[int, OpenCycle] = {}  # cycle id -> its state, to write in the next commit
+        self._next_commit = AsyncResult()
+        self._writer: gevent.Greenlet | None = None
+
+    def save(self, states: list[OpenCycle]) -> None:
+        """Return once the figures of `states`, as they are now or later, are committed."""
+        for state in states:
+            self._queued[state.cycle_id] = state
+        committed = self._next_commit
+        if self._writer is None:
+            self._writer = gevent.spawn(self._write_queued)
+        committed.get()  # raises what the commit raised (the database is unreachable...)
+
+    def _write_queued(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, {}
+                committed, self._next_commit = self._next_commit, AsyncResult()
+                try:
+                    with self.db.session() as session:
+                        for state in batch.values():
+                            session.execute(
+                                update(Cycle).where(Cycle.id == state.cycle_id)
+                                .values(requests=state.requests, rejected=dict(state.rejected))
+                            )
+                except Exception as exc:
+                    committed.set_exception(exc)
+                else:
+                    committed.set(None)
+        finally:
+            self._writer = None
