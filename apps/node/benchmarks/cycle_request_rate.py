@@ -1,0 +1,94 @@
+"""cycle-request throughput through a real Node, against GET /health in the same run.
+
+Every rejection is answered only once its count is committed (the selection figures survive a
+`kill -9`); the figures of concurrent requests share commits (group commit, cycles/figures.py).
+This prints rejected cycle-requests per second from CLIENTS concurrent devices on a model whose
+only place is taken, next to the rate of `GET /health` (no database, same clients, same HTTP
+stack) as the baseline, and the ratio.
+
+    .venv/bin/python apps/node/benchmarks/cycle_request_rate.py [--requests 1600] [--clients 8]
+
+SQLite always; PostgreSQL too (a throw-away database) when FEDGRID_TEST_POSTGRES_URL is set, as
+`make bench` sets it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from tests.support.api_client import HttpApi  # noqa: E402
+from tests.support.databases import database_backends, make_database_url  # noqa: E402
+from tests.support.models import logistic_regression  # noqa: E402
+from tests.support.node_process import start_node  # noqa: E402
+
+
+def rate(clients: int, total: int, one_call) -> float:
+    """Calls per second of `one_call(session)` from `clients` threads, `total` calls in all."""
+    per_client = total // clients
+
+    def run(_: int) -> None:
+        with requests.Session() as session:
+            for _ in range(per_client):
+                one_call(session)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(run, range(clients)))
+    return per_client * clients / (time.perf_counter() - started)
+
+
+def measure(backend: str, clients: int, total: int) -> None:
+    data_dir = Path(tempfile.mkdtemp())
+    database = make_database_url(backend, data_dir)
+    node = start_node(data_dir=data_dir, database_url=database.url)
+    try:
+        api = HttpApi(node.url, node.admin_token)
+        plan, checkpoint = logistic_regression()
+        api.call("host-training", {"name": "bench", "version": "1", "client_config": {},
+                                   "server_config": {"max_diffs": 1, "max_workers": 1,
+                                                     "cycle_length": 3600}},
+                 blobs={"model": checkpoint, "plans/training_plan": plan}, admin=True)
+        holder = api.call("authenticate", {"model_name": "bench"}).body["worker_id"]
+        api.call("cycle-request", {"worker_id": holder, "model": "bench", "version": "1"})
+        worker = api.call("authenticate", {"model_name": "bench"}).body["worker_id"]
+        request = {"worker_id": worker, "model": "bench", "version": "1"}
+
+        def rejected(session: requests.Session) -> None:
+            answer = session.post(node.url + "/model-centric/cycle-request", json=request).json()
+            assert answer["reason"] == "cycle_full", answer
+
+        def health(session: requests.Session) -> None:
+            session.get(node.url + "/health").raise_for_status()
+
+        rate(clients, clients * 20, rejected)  # warm-up: connections, caches
+        baseline = rate(clients, total, health)
+        measured = rate(clients, total, rejected)
+        figures = api.call("cycles", {"name": "bench"}, admin=True).body["cycles"][0]
+        print(f"cycle-request ({backend}, {clients} clients): {measured:.0f} rejections/s, "
+              f"GET /health {baseline:.0f}/s, ratio {measured / baseline:.2f} "
+              f"({figures['rejected']['cycle_full']} rejections counted)")
+    finally:
+        node.stop()
+        database.drop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1600)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+    for backend in database_backends():
+        measure(backend, args.clients, args.requests)
+
+
+if __name__ == "__main__":
+    main()
