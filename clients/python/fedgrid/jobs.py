@@ -204,6 +204,10 @@ class Job:
                   **(speeds or {})}
         if wait is not None:
             fields["wait"] = wait
+        if self.transport.pushes:
+            # If rejected, the Node pushes place-available to this socket at the next opening
+            # (see wait_for_place); harmless when nobody waits for it.
+            fields["notify"] = True
         try:
             answer = self.transport.call("cycle-request", fields)
         except FedgridError as exc:
@@ -290,7 +294,9 @@ class Job:
                 break
             except Rejected as rejection:
                 failures = 0
-                self._stopped.wait(rejection.timeout if rejection.timeout else 1.0)
+                # The Node's timeout, cut short over WebSocket when it pushes place-available.
+                self.transport.wait_for_place(self.model_name, self.version,
+                                              rejection.timeout or 1.0, self._stopped)
                 continue
             except AssignmentExpired:
                 failures = 0

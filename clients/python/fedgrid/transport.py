@@ -107,6 +107,12 @@ class HttpTransport:
     """Events as HTTP requests on one keep-alive ``requests`` session."""
 
     kind = "http"
+    pushes = False  # HTTP has no unasked answers: a rejected device sleeps its timeout
+
+    def wait_for_place(self, model: str, version: str | None, seconds: float,
+                       stopped: threading.Event) -> None:
+        """Sleep ``seconds`` (or until ``stopped`` is set)."""
+        stopped.wait(seconds)
 
     def __init__(self, url: str, *, retries: int = 5, backoff: float = 0.5,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -204,6 +210,9 @@ class WebSocketTransport:
     """
 
     kind = "ws"
+    # A cycle-request sent with ``notify`` makes the Node push ``place-available`` to this
+    # thread's socket at the next opening, so a rejected device need not sleep out its timeout.
+    pushes = True
 
     def __init__(self, url: str, *, retries: int = 5, backoff: float = 0.5,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -258,7 +267,10 @@ class WebSocketTransport:
                 else:
                     sock.send(message)
                 sent = True
-                return sock.recv()
+                while True:
+                    reply = sock.recv()
+                    if _push_model(reply) is None:  # an unasked push is never an answer
+                        return reply
             except (OSError, websocket.WebSocketException) as exc:
                 self._drop()
                 # Once a message went out its answer may be lost after the Node acted on it:
@@ -303,6 +315,34 @@ class WebSocketTransport:
             return body
         raise AssertionError("unreachable")
 
+    def wait_for_place(self, model: str, version: str | None, seconds: float,
+                       stopped: threading.Event) -> None:
+        """Sleep up to ``seconds``, ending early when the Node pushes ``place-available`` for
+        ``model`` on this thread's socket, or when ``stopped`` is set (checked twice a second)."""
+        sock = self._socket
+        if sock is None:
+            stopped.wait(seconds)
+            return
+        give_up = time.monotonic() + seconds
+        try:
+            while not stopped.is_set():
+                left = give_up - time.monotonic()
+                if left <= 0:
+                    return
+                sock.settimeout(min(left, PUSH_POLL_SECONDS))
+                try:
+                    frame = sock.recv()
+                except websocket.WebSocketTimeoutException:
+                    continue
+                pushed = _push_model(frame)
+                if pushed is not None and pushed[0] == model and version in (None, pushed[1]):
+                    return
+        except (OSError, websocket.WebSocketException):
+            self._drop()  # the next call reconnects; sleep out the rest meanwhile
+            stopped.wait(max(0.0, give_up - time.monotonic()))
+        else:
+            sock.settimeout(self.timeout)
+
     def download(self, event: str, params: dict[str, Any], *,
                  admin_token: str | None = None) -> Download:
         return self.http.download(event, params, admin_token=admin_token)
@@ -324,6 +364,22 @@ class WebSocketTransport:
 
 
 Transport = HttpTransport | WebSocketTransport
+PLACE_AVAILABLE = "model-centric/place-available"
+PUSH_POLL_SECONDS = 0.5  # how often a device waiting for a push checks whether it was stopped
+
+
+def _push_model(frame: str | bytes) -> tuple[str, str] | None:
+    """``(model, version)`` of a ``place-available`` push, or None for any other frame."""
+    if isinstance(frame, bytes) or PLACE_AVAILABLE not in frame:
+        return None
+    try:
+        envelope = json.loads(frame)
+    except ValueError:
+        return None
+    if not isinstance(envelope, dict) or envelope.get("type") != PLACE_AVAILABLE:
+        return None
+    data = envelope.get("data") or {}
+    return str(data.get("model")), str(data.get("version"))
 
 
 def open_transport(url: str, **options: Any) -> Transport:

@@ -231,3 +231,36 @@ def test_a_held_long_poll_does_not_hold_up_a_job_sharing_the_client(sdk_node, ho
     answer = outcome["answer"]
     assert isinstance(answer, fedgrid.Assignment), f"the held request ended with {answer!r}"
     assert answer.cycle == 2
+
+
+def test_participate_over_websocket_wakes_on_the_nodes_push(sdk_node, host, digits):
+    # One place per cycle, held by `holder`. The device in participate() is rejected after a
+    # short long-poll and told to come back in about a minute (nothing observed yet). When the
+    # holder's report opens cycle 2 the Node pushes place-available to the device's socket: it
+    # must take cycle 2's place now, not a minute later.
+    name = host(server_config={"max_diffs": 1, "max_workers": 1, "cycle_length": 600,
+                               "num_cycles": 2})
+    features, labels = digits
+    with Client(sdk_node.url) as holder_client, Client(sdk_node.ws_url) as device_client, \
+            fedgrid.Admin(sdk_node.url, sdk_node.admin_token) as admin:
+        holder = holder_client.new_job(name).request()
+        device = device_client.new_job(name)
+        outcome: dict[str, object] = {}
+
+        def participate() -> None:
+            try:
+                outcome["reports"] = device.participate((features[:40], labels[:40]), cycles=1,
+                                                        wait=0.2)
+            except fedgrid.FedgridError as exc:
+                outcome["reports"] = exc
+
+        thread = threading.Thread(target=participate, daemon=True)
+        thread.start()
+        for _ in range(2000):  # until the Node counted the device's rejection (state, not time)
+            if admin.cycles(name)[0]["rejected"].get("cycle_full") or not thread.is_alive():
+                break
+        assert admin.cycles(name)[0]["rejected"] == {"cycle_full": 1}
+        holder.report(holder.train((features[:20], labels[:20])))
+        thread.join(timeout=30)  # well under the minute the rejection said to sleep
+        assert not thread.is_alive(), "participate() slept through the push"
+    assert [r["cycle"] for r in outcome["reports"]] == [2]
