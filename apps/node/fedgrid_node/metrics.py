@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
 from .auth.admin import check_admin_token
+from .cycles.statuses import CycleStatus, ProcessStatus
 from .db.models import Cycle, Process
 
 blueprint = Blueprint("metrics", __name__)
@@ -58,15 +59,15 @@ def metrics():
                 dropped += figures.get("dropped", 0)
                 expired += figures.get("expired", 0)
                 rejected.update(figures.get("rejected", {}))
-                if cycle.status != "open":
+                if cycle.status != CycleStatus.OPEN:
                     outcomes[cycle.status] += 1
-                if cycle.status == "completed":
+                if cycle.status == CycleStatus.COMPLETED:
                     last_completed = figures
                     checkpoint = max(checkpoint, figures.get("new_checkpoint") or 1)
             samples["fedgrid_cycle"].append((labels, cycles[-1].sequence if cycles else 0))
             samples["fedgrid_checkpoint"].append((labels, checkpoint))
-            samples["fedgrid_process_finished"].append((labels, int(process.status == "finished")))
-            for outcome in ("completed", "abandoned"):
+            samples["fedgrid_process_finished"].append((labels, int(process.status == ProcessStatus.FINISHED)))
+            for outcome in (CycleStatus.COMPLETED, CycleStatus.ABANDONED):
                 samples["fedgrid_cycles_total"].append(({**labels, "outcome": outcome}, outcomes[outcome]))
             samples["fedgrid_assignments_accepted_total"].append((labels, accepted))
             samples["fedgrid_reports_total"].append((labels, reports))

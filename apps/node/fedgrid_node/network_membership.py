@@ -34,6 +34,7 @@ import requests
 from sqlalchemy import func, select
 
 from . import __version__
+from .cycles.statuses import AssignmentStatus, CycleStatus, ProcessStatus
 from .db.database import Database
 from .db.models import Assignment, Checkpoint, Cycle, Model, Process, utcnow
 
@@ -78,7 +79,7 @@ def collect_heartbeat(db: Database) -> dict[str, Any]:
         processes = session.scalars(select(Process).order_by(Process.id)).all()
         open_cycles = {
             cycle.process_id: cycle
-            for cycle in session.scalars(select(Cycle).where(Cycle.status == "open")).all()
+            for cycle in session.scalars(select(Cycle).where(Cycle.status == CycleStatus.OPEN)).all()
         }
         last_sequence = dict(
             session.execute(
@@ -107,7 +108,7 @@ def collect_heartbeat(db: Database) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": process.name,
             "version": process.version,
-            "status": "finished" if process.status == "finished" else ("open" if cycle else "waiting"),
+            "status": "finished" if process.status == ProcessStatus.FINISHED else ("open" if cycle else "waiting"),
             "cycle": cycle.sequence if cycle else last_sequence.get(process.id),
             "checkpoint": latest_checkpoint.get(process.id),
             "accepted": 0,
@@ -115,8 +116,8 @@ def collect_heartbeat(db: Database) -> dict[str, Any]:
             "deadline": None,
         }
         if cycle is not None:
-            waiting = counts.get((cycle.id, "accepted"), 0)
-            reported = counts.get((cycle.id, "reported"), 0)
+            waiting = counts.get((cycle.id, AssignmentStatus.ACCEPTED), 0)
+            reported = counts.get((cycle.id, AssignmentStatus.REPORTED), 0)
             entry.update(accepted=waiting + reported, reported=reported,
                          deadline=cycle.deadline.isoformat() + "Z")
             training += waiting

@@ -57,7 +57,7 @@ from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff, check_metrics, check_num_samples
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
-from .statuses import AbandonReason, AssignmentStatus, CloseReason, CycleStatus
+from .statuses import AbandonReason, AssignmentStatus, CloseReason, CycleStatus, ProcessStatus
 
 log = logging.getLogger("fedgrid.node.cycles")
 
@@ -430,7 +430,7 @@ class CycleEngine:
         # No open cycle: either all cycles are done, or the first one is being opened.
         with self.db.session() as session:
             process = session.get(Process, process_id)
-            if process.status == "finished":
+            if process.status == ProcessStatus.FINISHED:
                 return {
                     "status": "rejected",
                     "reason": "training_finished",
@@ -484,7 +484,7 @@ class CycleEngine:
                          now: datetime) -> dict:
         expires = assignment.expires_at or state.deadline
         return {
-            "status": "accepted",
+            "status": AssignmentStatus.ACCEPTED.value,
             "request_key": assignment.request_key,
             "model": process.name,
             "version": process.version,
@@ -687,7 +687,7 @@ class CycleEngine:
             .where(Cycle.process_id == process_id, Cycle.status == CycleStatus.COMPLETED)
         )
         if config.num_cycles is not None and completed >= config.num_cycles:
-            session.get(Process, process_id).status = "finished"
+            session.get(Process, process_id).status = ProcessStatus.FINISHED
             log.info("process %s finished its %d cycles", process_id, config.num_cycles)
             return None
         now = utcnow()

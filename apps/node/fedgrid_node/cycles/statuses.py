@@ -2,6 +2,7 @@
 
 One home for these rules, so the engine, the database and the API speak the same words:
 
+    process:     active ──num_cycles completed──▶ finished
     cycle:       open ──goal, or deadline with quorum──▶ completed
                  open ──deadline without quorum (policy "abandon"), or a non-finite aggregate──▶ abandoned
     assignment:  accepted ──report stored──▶ reported
@@ -12,6 +13,11 @@ One home for these rules, so the engine, the database and the API speak the same
 from __future__ import annotations
 
 from enum import StrEnum
+
+
+class ProcessStatus(StrEnum):
+    ACTIVE = "active"  # hosted, cycles running
+    FINISHED = "finished"  # num_cycles completed
 
 
 class CycleStatus(StrEnum):
