@@ -73,12 +73,16 @@ export class Job extends Emitter {
    * Errors go to the 'error' handlers when there are any (the promise then resolves to
    * {status: 'error', error}); without one the promise rejects, like Node's EventEmitter.
    * Aborting `signal` rejects with its reason, emitted to no handler (it is the caller's doing).
-   * @param {{speeds?: {ping?: number, download?: number, upload?: number}, wait?: number, signal?: AbortSignal}} [options]
+   * With `notify` over WebSocket, a Node that rejects the request because no place is free (cycle
+   * full, already reported, cooling down) later pushes `place-available` to the transport
+   * (`job.transport.on('place-available', ({model, version}) => ...)`) when one may be open;
+   * over HTTP `notify` is not sent.
+   * @param {{speeds?: {ping?: number, download?: number, upload?: number}, wait?: number, notify?: boolean, signal?: AbortSignal}} [options]
    */
-  async request({ speeds, wait, signal } = {}) {
+  async request({ speeds, wait, notify, signal } = {}) {
     let outcome;
     try {
-      outcome = await this.requestCycle({ speeds, wait, signal });
+      outcome = await this.requestCycle({ speeds, wait, notify, signal });
     } catch (error) {
       if (signal?.aborted || this.listenerCount('error') === 0) throw error;
       await this.emit('error', error);
@@ -88,7 +92,7 @@ export class Job extends Emitter {
     return outcome;
   }
 
-  async requestCycle({ speeds, wait, signal } = {}) {
+  async requestCycle({ speeds, wait, notify, signal } = {}) {
     if (!this.workerId) await this.authenticate();
     if (!speeds && this.requiresSpeedTest) {
       this.speeds ??= await this.transport.speedTest(); // the Node's link, not the Network's
@@ -96,7 +100,9 @@ export class Job extends Emitter {
     }
     // A hold past half the timeout could outlast the request itself, which would then be retried.
     const held = wait === undefined ? undefined : Math.max(0, Math.min(wait, MAX_WAIT, this.transport.timeout / 2));
-    const fields = () => ({ worker_id: this.workerId, model: this.modelName, version: this.modelVersion, ...(speeds ?? {}), wait: held });
+    // Pushes exist only on a socket (api.md: cycle-request `notify`).
+    const push = notify && this.transport.kind === 'websocket' ? true : undefined;
+    const fields = () => ({ worker_id: this.workerId, model: this.modelName, version: this.modelVersion, ...(speeds ?? {}), wait: held, notify: push });
     let answer;
     try {
       answer = await this.transport.call('cycle-request', fields(), { signal });
@@ -193,37 +199,78 @@ export class Job extends Emitter {
   }
 
   /**
+   * Listen, on a WebSocket transport, for the Node's `place-available` pushes for this model: the
+   * returned watch's `pushed` turns true and its `wake` (set by the waiter) is called. `stop()`
+   * removes the listener. Null over HTTP (no pushes).
+   */
+  watchPlaces(transport = this.transport) {
+    if (transport?.kind !== 'websocket' || typeof transport.on !== 'function') return null;
+    const watch = {
+      transport,
+      pushed: false,
+      wake: null,
+      stop: () => transport.off('place-available', listener),
+    };
+    const listener = ({ model, version } = {}) => {
+      if (model !== this.modelName || (this.modelVersion != null && version != null && String(version) !== String(this.modelVersion))) return;
+      watch.pushed = true;
+      watch.wake?.();
+    };
+    transport.on('place-available', listener);
+    return watch;
+  }
+
+  /**
    * Keep this device in training until the model is finished, `cycles` reports were made, or
    * `signal` aborts (while asking or waiting: resolves with the reports so far; during training:
    * throws TrainingStoppedError, as train() does). Each round: request a place, long-polling (the
    * Node holds the request up to `wait` seconds, default 25, until a place frees or the next cycle
-   * opens; see request()); when still rejected, wait the Node's `timeout` (pace steering); when
-   * accepted, train (the other options as for train()) and report. An assignment whose cycle
-   * closed or whose lease ran out meanwhile (CycleClosedError) is dropped and the device asks
-   * again. Resolves to one {cycle, checkpoint, numSamples, metrics} per report.
+   * opens; see request()); when still rejected, wait the Node's `timeout` (pace steering) or, over
+   * WebSocket, until the Node pushes `place-available` for this model (requests carry `notify`),
+   * whichever comes first; when accepted, train (the other options as for train()) and report.
+   * An assignment whose cycle closed or whose lease ran out meanwhile (CycleClosedError) is
+   * dropped and the device asks again. Resolves to one {cycle, checkpoint, numSamples, metrics}
+   * per report.
    */
   async participate({ cycles, signal, onReport, wait = PARTICIPATE_WAIT, ...trainOptions } = {}) {
     const reports = [];
-    const pause = (seconds) => new Promise((resolve) => {
+    const pause = (seconds, places) => new Promise((resolve) => {
+      if (places?.pushed) { resolve(); return; } // pushed while the rejection was on its way
       const done = () => {
         clearTimeout(timer);
         signal?.removeEventListener('abort', done); // one signal serves every round
+        if (places) places.wake = null;
         resolve();
       };
       const timer = setTimeout(done, seconds * 1000);
       signal?.addEventListener('abort', done, { once: true });
+      if (places) places.wake = done;
     });
     while (!signal?.aborted && (cycles === undefined || reports.length < cycles)) {
-      const outcome = await this.request({ wait, signal }).catch((error) => ({ status: 'error', error }));
-      if (signal?.aborted) break; // asking was cut short, or answered just as it ended
+      // Listen from before the request: the push may follow the rejection in the same breath.
+      let places = this.watchPlaces();
+      let outcome;
+      try {
+        outcome = await this.request({ wait, notify: true, signal }).catch((error) => ({ status: 'error', error }));
+        if (places?.transport !== this.transport) {
+          // A Network's URL: the first request found the model's Node; its pushes come from there.
+          places?.stop();
+          places = this.watchPlaces();
+        }
+        if (!signal?.aborted && outcome.status === 'rejected' && outcome.reason !== 'training_finished') {
+          await pause(outcome.timeout ?? 1, places);
+        }
+      } finally {
+        places?.stop(); // one listener per round, gone before the next
+      }
+      if (signal?.aborted) break; // asking or waiting was cut short, or answered just as it ended
       if (outcome.status === 'error') {
         if (PLACE_LAPSED.has(outcome.error.code)) continue;
         throw outcome.error;
       }
       if (outcome.status === 'rejected') {
         if (outcome.reason === 'training_finished') break;
-        await pause(outcome.timeout ?? 1);
-        continue;
+        continue; // its timeout, or a push, has passed
       }
       let result;
       try {

@@ -3,8 +3,11 @@
 // nothing above this module knows which one it uses. Error answers become ApiError subclasses.
 
 import { ApiError, NetworkError, UnavailableError, apiErrorFrom } from './errors.js';
+import { Emitter } from './events.js';
 import { RETRY_STATUSES, backoffDelay, parseRetryAfter, sleep as realSleep } from './retry.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
+
+const EVENT_PREFIX = 'model-centric/';
 
 /** How each event travels over HTTP: [method, how its fields are sent]. */
 const HTTP_EVENTS = {
@@ -186,9 +189,13 @@ async function webSocketClass() {
  * socket shared by events is no measure of bulk throughput). A dropped socket is reopened with
  * backoff and the event re-sent (a report too: see HttpTransport.request). Call close() when done:
  * an open socket keeps a Node.js process alive.
+ * Frames the Node sends unasked (`request_id: null`, e.g. `model-centric/place-available` after a
+ * cycle-request with `notify: true`) answer no request: they are emitted by their event name,
+ * `transport.on('place-available', ({model, version}) => ...)`.
  */
-export class WebSocketTransport {
+export class WebSocketTransport extends Emitter {
   constructor(url, options = {}) {
+    super();
     this.kind = 'websocket';
     this.url = wsEndpoint(url);
     this.http = new HttpTransport(url, options);
@@ -246,26 +253,43 @@ export class WebSocketTransport {
   receive(raw) {
     let envelope;
     let payload;
-    if (typeof raw === 'string') {
-      envelope = JSON.parse(raw);
-    } else {
-      const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : new Uint8Array(raw.buffer ?? raw, raw.byteOffset ?? 0, raw.byteLength);
-      const { tensors, metadata } = parseSafetensors(bytes);
-      envelope = JSON.parse(metadata.envelope);
-      payload = tensors[envelope.data?.blob ?? 'payload']?.data;
+    try {
+      if (typeof raw === 'string') {
+        envelope = JSON.parse(raw);
+      } else {
+        const bytes = raw instanceof ArrayBuffer ? new Uint8Array(raw) : new Uint8Array(raw.buffer ?? raw, raw.byteOffset ?? 0, raw.byteLength);
+        const { tensors, metadata } = parseSafetensors(bytes);
+        envelope = JSON.parse(metadata.envelope);
+        payload = tensors[envelope.data?.blob ?? 'payload']?.data;
+      }
+    } catch {
+      return; // not a frame of the protocol: it answers nothing (a request it was meant for times out and is retried)
+    }
+    if (!envelope || typeof envelope !== 'object') return;
+    if (envelope.request_id === null || envelope.request_id === undefined) {
+      this.pushed(envelope);
+      return;
     }
     const waiter = this.pending.get(envelope.request_id);
-    if (!waiter) return;
+    if (!waiter || (typeof envelope.type === 'string' && envelope.type !== waiter.type)) return; // late (abandoned), or not its answer
     this.pending.delete(envelope.request_id);
     clearTimeout(waiter.timer);
     waiter.resolve({ data: envelope.data, payload });
+  }
+
+  /** A frame the Node sent unasked: emitted as its event name ('place-available'), never an answer. */
+  pushed(envelope) {
+    if (typeof envelope.type !== 'string' || !envelope.type.startsWith(EVENT_PREFIX)) return;
+    const data = envelope.data && typeof envelope.data === 'object' ? envelope.data : {};
+    // A listener's failure is its own: it must not break the socket's other answers.
+    this.emit(envelope.type.slice(EVENT_PREFIX.length), data).catch(() => undefined);
   }
 
   async exchange(event, fields, blobs, adminToken, signal) {
     signal?.throwIfAborted();
     const socket = await this.open();
     const requestId = this.nextId++;
-    const envelope = { type: `model-centric/${event}`, request_id: requestId, data: withoutEmpty(fields) };
+    const envelope = { type: EVENT_PREFIX + event, request_id: requestId, data: withoutEmpty(fields) };
     if (adminToken) envelope.authorization = `Bearer ${adminToken}`;
     const answer = new Promise((resolve, reject) => {
       // The Node cannot be told to stop (a held cycle-request ends by itself): stop waiting for it.
@@ -281,6 +305,7 @@ export class WebSocketTransport {
         reject(new NetworkError(`${event}: no answer over the WebSocket within ${this.timeout} s`));
       }, this.timeout * 1000);
       this.pending.set(requestId, {
+        type: envelope.type,
         resolve: (value) => { unlisten(); resolve(value); },
         reject: (error) => { unlisten(); reject(error); },
         timer,

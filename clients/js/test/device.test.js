@@ -214,3 +214,42 @@ test('a fleet of 6 long-polling devices (HTTP and one shared WebSocket) fills 6 
   assert.equal((await retrieveModel(node, { name })).number, 7);
   for (const client of clients) client.close();
 });
+
+test('participate() over WebSocket: a device turned away is woken by the Node\'s place-available push, not its timeout', { timeout: 45_000 }, async (t) => {
+  // One place per cycle and 600 s cycles: the second device is rejected (cycle_full) and told to
+  // come back in about a minute. Only the push sent when the first device's report closes cycle 1
+  // and cycle 2 opens lets it into cycle 2 within the test's bound.
+  const name = 'js-push';
+  await hostModel(node, { name, clientConfig: { batch_size: 8, max_updates: 1 }, serverConfig: { max_diffs: 1, max_workers: 1, cycle_length: 600 } });
+  const { features, labels } = vectorData();
+  const first = new Client({ url: node.url }).newJob({ modelName: name });
+  const holding = await first.request();
+  assert.equal(holding.status, 'accepted');
+  const result = await first.train({ data: features, labels });
+
+  const client = new Client({ url: node.wsUrl });
+  const controller = new AbortController();
+  const bound = setTimeout(() => controller.abort(), 25_000); // well below the rejection's timeout
+  t.after(() => { clearTimeout(bound); controller.abort(); client.close(); });
+  const second = client.newJob({ modelName: name });
+  let onRejected;
+  const rejected = new Promise((resolve) => { onRejected = resolve; });
+  second.on('rejected', onRejected);
+  const seen = [];
+  const participating = second.participate({ data: features, labels, wait: 0.2, cycles: 1, signal: controller.signal, onReport: (report) => { seen.push(report.cycle); } });
+  const rejection = await rejected;
+  assert.equal(rejection.reason, 'cycle_full');
+  assert.ok(rejection.timeout > 30, `the timeout the device would sleep: ${rejection.timeout} s`);
+  await new Promise((resolve) => setTimeout(resolve, 100)); // the Node subscribes the socket just after answering
+  const started = Date.now();
+  assert.equal((await first.report(result)).cycle, holding.cycle);
+  const reports = await participating;
+  clearTimeout(bound);
+  assert.ok(!controller.signal.aborted, 'no push: the device slept its timeout');
+  assert.ok(Date.now() - started < 20_000);
+  assert.deepEqual(reports.map((r) => [r.cycle, r.checkpoint]), [[2, 2]]);
+  assert.deepEqual(seen, [2]);
+  const cycles = await listCycles(node, { name });
+  assert.deepEqual(cycles.slice(0, 2).map((c) => [c.sequence, c.status, c.reason, c.accepted, c.reported]), [[1, 'completed', 'goal', 1, 1], [2, 'completed', 'goal', 1, 1]]);
+  assert.equal(second.transport.listenerCount('place-available'), 0);
+});

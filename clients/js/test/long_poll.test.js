@@ -2,6 +2,7 @@
 // fetch, a bare WebSocket server).
 
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
@@ -72,6 +73,7 @@ test('participate() long-polls: every cycle-request sends wait, 25 s by default,
     assert.deepEqual(await job.participate({ data: features, labels, ...options }), []);
     const waits = node.sent('cycle-request').map((c) => c.body.wait);
     assert.deepEqual(waits, [expected, expected, expected], JSON.stringify({ options, clientTimeout }));
+    assert.ok(node.sent('cycle-request').every((c) => !('notify' in c.body))); // pushes are WebSocket only
     assert.ok(waits.every((w) => w <= job.transport.timeout / 2));
   }
 });
@@ -136,4 +138,123 @@ test('aborting a held cycle-request over WebSocket stops waiting for it; the soc
   client.close();
   sockets.close();
   await new Promise((resolve) => server.close(resolve));
+});
+
+/**
+ * A stand-in Node on one port: /status over HTTP, events on /ws. `onFrame(envelope, socket)`
+ * answers (or not); `answer(socket, envelope, data)` sends the answer of a frame.
+ */
+async function fakeSocketNode(onFrame) {
+  const server = createServer((request, response) => { response.writeHead(200, { 'Content-Type': 'application/json' }); response.end('{"kind":"node"}'); });
+  const sockets = new WebSocketServer({ server, path: '/ws' });
+  sockets.on('connection', (socket) => socket.on('message', (raw) => onFrame(JSON.parse(raw.toString()), socket)));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `ws://127.0.0.1:${server.address().port}/ws`,
+    async close() {
+      sockets.close();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+const answer = (socket, { type, request_id: id }, data) => socket.send(JSON.stringify({ type, request_id: id, data }));
+const push = (socket, data, type = 'model-centric/place-available') => socket.send(JSON.stringify({ type, request_id: null, data }));
+const authenticated = { status: 'success', worker_id: 'w1', model: 'm', version: '1.0', requires_speed_test: false };
+
+test('unrequested WebSocket frames never answer a pending request, never break the socket, and reach push listeners', async (t) => {
+  const node = await fakeSocketNode((envelope, socket) => {
+    // Before the answer: pushes (request_id null, also of an unknown event), a frame with the
+    // pending request's id but another event's type, and frames that are not the protocol at all.
+    push(socket, { model: 'm', version: '1.0' });
+    push(socket, { anything: 1 }, 'model-centric/something-new');
+    socket.send(JSON.stringify({ type: 'model-centric/place-available', request_id: envelope.request_id, data: { model: 'm', version: '1.0' } }));
+    socket.send('not json');
+    socket.send(Buffer.from('not a safetensors frame'));
+    socket.send('"a string"');
+    setTimeout(() => answer(socket, envelope, authenticated), 50);
+  });
+  const client = new Client({ url: node.url, retries: 0 });
+  t.after(() => { client.close(); return node.close(); }); // also when an assertion failed
+  const transport = client.transport;
+  const pushes = [];
+  const onPlace = (data) => pushes.push(data);
+  transport.on('place-available', onPlace);
+  transport.on('place-available', () => { throw new Error('a failing listener'); }); // its own problem
+  const job = client.newJob({ modelName: 'm' });
+  assert.equal(await job.authenticate(), 'w1'); // the real answer, not the push before it
+  assert.deepEqual(pushes, [{ model: 'm', version: '1.0' }]);
+  // The socket is still in use, and no request is left waiting.
+  assert.equal((await transport.call('authenticate', { model_name: 'm' })).worker_id, 'w1');
+  assert.equal(transport.pending.size, 0);
+  assert.equal(pushes.length, 2);
+  transport.off('place-available', onPlace);
+});
+
+test('participate() over WebSocket asks with notify and ends the wait on a push for its model; one listener per round, none after', async (t) => {
+  // Each rejection says to come back in 60 s; the Node pushes place-available 30 ms later. A push
+  // for another model (or version) must not end the wait: the right one comes 300 ms after it.
+  const events = [];
+  const listening = [];
+  const notify = [];
+  let job;
+  let rounds = 0;
+  const node = await fakeSocketNode((envelope, socket) => {
+    const { type, data } = envelope;
+    if (type === 'model-centric/authenticate') { answer(socket, envelope, authenticated); return; }
+    rounds += 1;
+    events.push(`cycle-request ${rounds}`);
+    listening.push(job.transport.listenerCount('place-available'));
+    notify.push(data.notify);
+    if (rounds === 4) { answer(socket, envelope, { status: 'rejected', reason: 'training_finished', model: 'm', version: '1.0' }); return; }
+    answer(socket, envelope, { status: 'rejected', reason: 'cycle_full', timeout: 60, model: 'm', version: '1.0' });
+    setTimeout(() => {
+      push(socket, { model: 'other', version: '1.0' });
+      push(socket, { model: 'm', version: '2.0' });
+      events.push('push for others');
+      setTimeout(() => { events.push('push'); push(socket, { model: 'm', version: '1.0' }); }, 300);
+    }, 30);
+  });
+  const controller = new AbortController();
+  const bound = setTimeout(() => controller.abort(), 10_000); // a missed push would sleep 60 s
+  const client = new Client({ url: node.url });
+  t.after(() => { clearTimeout(bound); controller.abort(); client.close(); return node.close(); });
+  job = client.newJob({ modelName: 'm' });
+  const rejections = [];
+  job.on('rejected', ({ reason, timeout }) => rejections.push([reason, timeout]));
+  const started = Date.now();
+  const { features, labels } = vectorData();
+  assert.deepEqual(await job.participate({ data: features, labels, wait: 0.2, signal: controller.signal }), []);
+  clearTimeout(bound);
+  assert.ok(!controller.signal.aborted, 'the pushes did not end the waits');
+  assert.ok(Date.now() - started < 5_000);
+  assert.deepEqual(rejections, [['cycle_full', 60], ['cycle_full', 60], ['cycle_full', 60], ['training_finished', null]]);
+  assert.deepEqual(events, ['cycle-request 1', 'push for others', 'push', 'cycle-request 2', 'push for others', 'push', 'cycle-request 3', 'push for others', 'push', 'cycle-request 4']);
+  assert.deepEqual(notify, [true, true, true, true]);
+  assert.deepEqual(listening, [1, 1, 1, 1]); // one listener while asking and waiting, never piling up
+  assert.equal(job.transport.listenerCount('place-available'), 0);
+  assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
+});
+
+test('a push that arrives right behind the rejection, before participate() waits, still ends the wait', async (t) => {
+  let rounds = 0;
+  const node = await fakeSocketNode((envelope, socket) => {
+    if (envelope.type === 'model-centric/authenticate') { answer(socket, envelope, authenticated); return; }
+    rounds += 1;
+    if (rounds === 2) { answer(socket, envelope, { status: 'rejected', reason: 'training_finished' }); return; }
+    // The push right behind the rejection: it arrives while the 'rejected' handler still runs.
+    const rejected = JSON.stringify({ type: envelope.type, request_id: envelope.request_id, data: { status: 'rejected', reason: 'cycle_full', timeout: 60 } });
+    socket.send(rejected);
+    push(socket, { model: 'm', version: '1.0' });
+  });
+  const controller = new AbortController();
+  const bound = setTimeout(() => controller.abort(), 10_000);
+  const client = new Client({ url: node.url });
+  t.after(() => { clearTimeout(bound); controller.abort(); client.close(); return node.close(); });
+  const job = client.newJob({ modelName: 'm' });
+  job.on('rejected', () => new Promise((resolve) => setTimeout(resolve, 50))); // slow handlers delay the wait
+  const { features, labels } = vectorData();
+  assert.deepEqual(await job.participate({ data: features, labels, signal: controller.signal }), []);
+  clearTimeout(bound);
+  assert.ok(!controller.signal.aborted, 'the push before the wait was lost');
+  assert.equal(rounds, 2);
 });

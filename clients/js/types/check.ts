@@ -1,6 +1,6 @@
 // Compiled (not run) by `npm run typecheck`: the README's and docs' usage must type-check.
 import {
-  Client, CycleClosedError, PlanExecutor, TrainingStoppedError, parseSafetensors, writeSafetensors,
+  Client, CycleClosedError, PlanExecutor, TrainingStoppedError, WebSocketTransport, parseSafetensors, writeSafetensors,
   type Assignment, type TrainingCheckpoint, type TrainingResult,
 } from 'fedgrid';
 
@@ -46,6 +46,16 @@ async function fleetDevice(features: Float32Array, labels: number[], signal: Abo
   return reports.length;
 }
 
+async function pushedDevice(signal: AbortSignal): Promise<boolean> {
+  const transport = new WebSocketTransport('ws://localhost:5000/ws');
+  const job = new Client({ url: 'ws://localhost:5000/ws' }).newJob({ modelName: 'digits_mlp' });
+  const outcome = await job.request({ wait: 5, notify: true, signal });
+  const onPlace = ({ model, version }: { model: string; version: string }) => console.log(model, version);
+  transport.on('place-available', onPlace).off('place-available', onPlace);
+  return outcome.status === 'rejected' && transport.listenerCount('place-available') === 0;
+}
+
 void device;
 void fleetDevice;
+void pushedDevice;
 void executor;

@@ -169,11 +169,21 @@ export class HttpTransport implements Transport {
   speedTest(options?: { bytes?: number }): Promise<Speeds>;
   close(): void;
 }
+/** Frames a Node sends a socket unasked (`request_id: null`), by event name. */
+export interface PushEvents {
+  /** After a cycle-request with `notify: true` was turned away: a place may be open now; ask again. */
+  'place-available': { model: string; version: string };
+}
 export class WebSocketTransport implements Transport {
   constructor(url: string, options?: Omit<ClientOptions, 'url' | 'authToken' | 'transport' | 'executionProviders'>);
   readonly kind: 'websocket';
   readonly url: string;
   readonly timeout: number;
+  /** Listen for the Node's pushes; they never answer a request. */
+  on<E extends keyof PushEvents>(event: E, handler: (payload: PushEvents[E]) => unknown): this;
+  once<E extends keyof PushEvents>(event: E, handler: (payload: PushEvents[E]) => unknown): this;
+  off<E extends keyof PushEvents>(event: E, handler: (payload: PushEvents[E]) => unknown): this;
+  listenerCount(event: keyof PushEvents): number;
   getJson(path: string): Promise<any>;
   call(event: string, fields?: Record<string, unknown>, options?: { blobs?: Record<string, Uint8Array>; adminToken?: string; signal?: AbortSignal }): Promise<any>;
   download(event: string, fields?: Record<string, unknown>, options?: { adminToken?: string }): Promise<{ bytes: Uint8Array; headers: Record<string, string> }>;
@@ -248,11 +258,13 @@ export class Job {
    * Resolves after the matching event's handlers ran; rejects on errors only without an 'error'
    * handler, and with the signal's reason when `signal` aborts. `wait` (seconds, at most 30 and
    * half the client's timeout): the Node holds the request until a place frees or the next cycle
-   * opens.
+   * opens. `notify` (WebSocket only): after a rejection for want of a free place, the Node pushes
+   * `place-available` to `job.transport` when one may be open.
    */
-  request(options?: { speeds?: Partial<Speeds>; wait?: number; signal?: AbortSignal }): Promise<Assignment | Rejection | RequestFailure>;
+  request(options?: { speeds?: Partial<Speeds>; wait?: number; notify?: boolean; signal?: AbortSignal }): Promise<Assignment | Rejection | RequestFailure>;
   train(options: TrainOptions): Promise<TrainingResult>;
-  /** Request (long-polling `wait` s, default 25), train, report, cycle after cycle, until the model finishes. */
+  /** Request (long-polling `wait` s, default 25), train, report, cycle after cycle, until the model finishes.
+   *  A rejection's `timeout` is waited out, or over WebSocket until the Node pushes `place-available`. */
   participate(options: Omit<TrainOptions, 'resumeFrom'> & {
     cycles?: number;
     wait?: number;
