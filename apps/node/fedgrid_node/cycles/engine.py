@@ -78,8 +78,9 @@ def _iso(moment: datetime) -> str:
 class _Attempt:
     """One cycle-request, possibly tried several times while it long-polls."""
 
-    def __init__(self, wait: float) -> None:
+    def __init__(self, wait: float, on_place: tuple[Any, Callable[[], None]] | None) -> None:
         self.give_up = time.monotonic() + wait
+        self.on_place = on_place
         self.counted = False  # the request is counted once, in the first cycle it reaches
         self.unsaved: dict[int, OpenCycle] = {}  # cycles whose figures it changed, to commit
 
@@ -208,11 +209,6 @@ class CycleEngine:
             changed.set()
         for callback in self._subscribers.pop(process_id, {}).values():
             callback()
-
-    def notify_once(self, process_id: int, key: Any, callback: Callable[[], None]) -> None:
-        """Call `callback` (which must not block) the next time a place may open in the process.
-        One subscription per `key` and process; `unsubscribe(key)` drops them all."""
-        self._subscribers.setdefault(process_id, {})[key] = callback
 
     def unsubscribe(self, key: Any) -> None:
         for subscribers in self._subscribers.values():
@@ -352,14 +348,20 @@ class CycleEngine:
     # ----------------------------------------------------------------------------- selection
 
     def request_cycle(self, worker_id: str, process_id: int, speeds: Speeds, *,
-                      wait: float = 0.0) -> dict[str, Any]:
+                      wait: float = 0.0,
+                      on_place: tuple[Any, Callable[[], None]] | None = None) -> dict[str, Any]:
         """Accept the worker into the open cycle, or say when to come back (`timeout`, seconds).
 
         With `wait` > 0 (a long-poll), a rejection that ends by itself (`WAITABLE_REASONS`, or
         no open cycle yet) is held for up to `wait` seconds and the request decided again each
         time a place may have opened; only the final answer is counted as a rejection.
+
+        `on_place` (`(key, callback)`, WebSocket pushes): if the final answer is such a rejection,
+        `callback` (which must not block) is called once, the next time a place may open. It is
+        registered under the cycle's lock with the rejection, so no opening falls in between.
+        One subscription per key and process; `unsubscribe(key)` drops them.
         """
-        attempt = _Attempt(wait)
+        attempt = _Attempt(wait, on_place)
         while True:
             # Taken before deciding, so a change that happens while we decide still wakes us.
             changed = self._changes.setdefault(process_id, gevent.event.Event())
@@ -422,6 +424,9 @@ class CycleEngine:
                     reason, timeout = decision.reason, decision.timeout
                 if reason in WAITABLE_REASONS and attempt.may_wait:
                     return _WAIT
+                if reason in WAITABLE_REASONS and attempt.on_place is not None:
+                    key, callback = attempt.on_place
+                    self._subscribers.setdefault(process_id, {})[key] = callback
                 state.rejected[reason] += 1
                 attempt.unsaved[state.cycle_id] = state
                 return self._rejected_answer(process, reason, timeout)

@@ -45,6 +45,10 @@ class EventContext:
     """What a transport knows about the caller besides the fields."""
 
     authorization: str | None = None
+    # WebSocket only: how to push `place-available` to this caller if its cycle-request (sent
+    # with `notify`) is turned away; `push_key` identifies the socket's subscription.
+    push: Callable[[str, str], None] | None = None
+    push_key: Any = None
 
 
 @dataclass(frozen=True)
@@ -185,13 +189,12 @@ class ModelCentricEvents:
                 speeds.ping_ms, speeds.download_mbps, speeds.upload_mbps,
             )
             worker_id, process_id = worker.id, process.id
-        return self.engine.request_cycle(worker_id, process_id, speeds, wait=wait)
-
-    def notify_once(self, model: str, version: str, *, key: Any, callback: Callable[[], None]) -> None:
-        """Call `callback` once, the next time a place may open for the model (for pushes)."""
-        with self.db.session() as session:
-            process_id = self.find_process(session, model, version).id
-        self.engine.notify_once(process_id, key, callback)
+        on_place = None
+        if data.get("notify") is True and context.push is not None:
+            name, version = process.name, process.version
+            on_place = (context.push_key, lambda: context.push(name, version))
+        return self.engine.request_cycle(worker_id, process_id, speeds, wait=wait,
+                                         on_place=on_place)
 
     def _assignment_context(self, session, data: dict[str, Any]):
         worker = self.find_worker(session, data.get("worker_id"))

@@ -8,6 +8,7 @@ handshake's Authorization header.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -18,7 +19,6 @@ from flask import current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from ..cycles.engine import WAITABLE_REASONS
 from ..errors import ApiError
 from .events import BinaryAnswer, EventContext
 from .http_routes import decode_legacy_binary_fields
@@ -34,8 +34,8 @@ MAX_HELD_CYCLE_REQUESTS = 64
 MAX_CYCLE_REQUEST_FRAME = 4096  # bytes; a cycle-request is a few hundred
 
 
-def _answer(message: Any, events, handshake_authorization: str | None) -> tuple[str | bytes, Any]:
-    """Handle one frame; always produce an answer frame (and the answer itself), never raise."""
+def _answer(message: Any, events, socket_context: EventContext) -> str | bytes:
+    """Handle one frame; always produce an answer frame, never raise."""
     envelope: dict[str, Any] = {}
     try:
         if isinstance(message, bytes | bytearray):
@@ -55,8 +55,9 @@ def _answer(message: Any, events, handshake_authorization: str | None) -> tuple[
         if spec is not None and not blobs:
             decode_legacy_binary_fields(data, spec.binary_fields)
         place_blobs(data, blobs)
-        context = EventContext(
-            authorization=envelope.get("authorization") or handshake_authorization
+        context = dataclasses.replace(
+            socket_context,
+            authorization=envelope.get("authorization") or socket_context.authorization,
         )
         answer = events.dispatch(event, data, context)
     except json.JSONDecodeError:
@@ -71,9 +72,9 @@ def _answer(message: Any, events, handshake_authorization: str | None) -> tuple[
     reply = {"type": envelope.get("type"), "request_id": envelope.get("request_id")}
     if isinstance(answer, BinaryAnswer):
         reply["data"] = {"blob": "payload", "filename": answer.filename, **answer.headers}
-        return encode_binary_frame(reply, {"payload": answer.data}), answer
+        return encode_binary_frame(reply, {"payload": answer.data})
     reply["data"] = answer
-    return json.dumps(reply), answer
+    return json.dumps(reply)
 
 
 def init_websocket(app) -> None:
@@ -116,24 +117,19 @@ def websocket(ws) -> None:
         send(json.dumps({"type": PLACE_AVAILABLE, "request_id": None,
                          "data": {"model": model, "version": version}}))
 
-    def handle(message: Any, cycle_request: bool) -> None:
-        frame, answer = _answer(message, events, authorization)
-        send(frame)
-        if cycle_request and _asks_for_a_push(message) and _waits_for_a_place(answer):
-            # A device turned away from this socket hears the moment a place may be open, even
-            # while it sleeps its `timeout` between long-polls.
-            model, version = answer["model"], answer["version"]
-            try:
-                events.notify_once(model, version, key=ws, callback=lambda: gevent.spawn(
-                    push_place_available, model, version))
-            except ApiError:
-                pass  # the model went away meanwhile: nothing to wait for
+    # A device turned away on this socket (its cycle-request asked with `notify`) hears the
+    # moment a place may be open, even while it sleeps its `timeout` between long-polls.
+    context = EventContext(authorization=authorization, push_key=ws,
+                           push=lambda model, version: gevent.spawn(push_place_available,
+                                                                    model, version))
+
+    def handle(message: Any) -> None:
+        send(_answer(message, events, context))
 
     try:
         while True:
             message = ws.receive()
-            cycle_request = _is_cycle_request(message)
-            (held if cycle_request else in_flight).spawn(handle, message, cycle_request)
+            (held if _is_cycle_request(message) else in_flight).spawn(handle, message)
     except ConnectionClosed:
         pass
     finally:
@@ -142,16 +138,6 @@ def websocket(ws) -> None:
         held.kill(block=False)
 
 
-def _asks_for_a_push(message: str) -> bool:
-    """Pushes are opt-in (`"notify": true`): a client that did not ask never gets a frame it
-    did not request."""
-    data = json.loads(message).get("data")
-    return isinstance(data, dict) and data.get("notify") is True
-
-
-def _waits_for_a_place(answer: Any) -> bool:
-    return (isinstance(answer, dict) and answer.get("status") == "rejected"
-            and answer.get("reason") in WAITABLE_REASONS)
 
 
 def _is_cycle_request(message: Any) -> bool:
