@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from fedgrid_protocol.errors import ApiError
+
 from .config import NetworkConfig
 from .credentials import load_or_create_secret
 from .dashboard import blueprint as dashboard_blueprint
 from .db.database import Database
-from .errors import ApiError
 from .registry import Registry
 from .routes import blueprint as api_blueprint
 

@@ -15,7 +15,7 @@ import hmac
 import secrets
 from pathlib import Path
 
-from .errors import ApiError
+from fedgrid_protocol.errors import ApiError
 
 
 def load_or_create_secret(path: Path) -> tuple[str, bool]:

@@ -19,10 +19,11 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from fedgrid_protocol.errors import ApiError, invalid_request
+
 from .credentials import new_node_token, token_hash, token_matches
 from .db.database import Database
 from .db.models import HostedProcess, NodeRecord, utcnow
-from .errors import ApiError, invalid_request
 
 NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 PROCESS_STATUSES = ("open", "waiting", "finished")

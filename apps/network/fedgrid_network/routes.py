@@ -8,9 +8,10 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
+from fedgrid_protocol.errors import ApiError
+
 from . import __version__
 from .credentials import bearer_token, check_bearer
-from .errors import ApiError
 from .openapi import openapi_document
 
 blueprint = Blueprint("network_api", __name__)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from fedgrid_protocol.errors import ApiError
+
 from .auth.admin import load_or_create_admin_token
 from .browser import blueprint as browser_blueprint
 from .config import NodeConfig
@@ -15,7 +17,6 @@ from .cors import init_cors
 from .cycles.engine import CycleEngine
 from .dashboard import init_app as init_dashboard
 from .db.database import Database
-from .errors import ApiError
 from .metrics import blueprint as metrics_blueprint
 from .model_centric import http_routes, speed_test  # noqa: F401  (speed_test adds routes)
 from .model_centric.events import ModelCentricEvents

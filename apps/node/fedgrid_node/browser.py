@@ -19,7 +19,7 @@ from pathlib import Path
 from flask import Blueprint, send_from_directory
 from werkzeug.exceptions import NotFound
 
-from .errors import ApiError
+from fedgrid_protocol.errors import ApiError
 
 blueprint = Blueprint("browser", __name__)
 

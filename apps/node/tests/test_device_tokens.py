@@ -14,7 +14,7 @@ from fedgrid_node.auth.device_tokens import (
     check_auth_settings,
     verify_device_token,
 )
-from fedgrid_node.errors import ApiError
+from fedgrid_protocol.errors import ApiError
 
 SECRET = "unit-test-secret-long-enough-for-hmac-sha-256-checks"
 

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from pathlib import Path
 
-from ..errors import ApiError
+from fedgrid_protocol.errors import ApiError
 
 
 def load_or_create_admin_token(data_dir: Path) -> tuple[str, bool]:

@@ -21,7 +21,7 @@ import jwt
 import requests
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from ..errors import ApiError
+from fedgrid_protocol.errors import ApiError
 
 HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
 RSA_ALGORITHMS = {"RS256", "RS384", "RS512"}

@@ -43,10 +43,10 @@ import gevent.event
 from sqlalchemy import delete, func, select, update
 
 from fedgrid_plans import tensors
+from fedgrid_protocol.errors import ApiError
 
 from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
-from ..errors import ApiError
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
 from .figures import FigureWriter

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from fedgrid_plans import tensors
-
-from ..errors import ApiError
+from fedgrid_protocol.errors import ApiError
 
 MAX_NUM_SAMPLES = 2**31 - 1
 MAX_METRICS = 32

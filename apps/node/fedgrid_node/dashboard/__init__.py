@@ -37,9 +37,10 @@ from flask import (
 )
 from sqlalchemy import select
 
+from fedgrid_protocol.errors import ApiError
+
 from .. import __version__
 from ..db.models import Checkpoint, Cycle, Model, Process, utcnow
-from ..errors import ApiError
 from .charts import line_chart
 
 blueprint = Blueprint("node_dashboard", __name__, template_folder="templates")

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from fedgrid_protocol.errors import ApiError, invalid_request
+
 from ..auth.admin import check_admin_token
 from ..auth.device_tokens import verify_device_token
 from ..cycles.engine import CycleEngine
@@ -23,7 +25,6 @@ from ..cycles.selection import Speeds
 from ..cycles.server_config import parse_server_config
 from ..db.database import Database
 from ..db.models import Checkpoint, Cycle, Model, Plan, Process, Worker
-from ..errors import ApiError, invalid_request, require_field
 from .hosting import host_training
 
 CHECKPOINT_CACHE_SIZE = 16
@@ -327,6 +328,18 @@ def _speed(data: dict[str, Any], key: str) -> float | None:
     if not math.isfinite(number) or number < 0:
         raise invalid_request(f"field '{key}' must be a finite, non-negative number", field=key)
     return number
+
+
+def require_field(data: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
+    """Fetch a required field of the given type, or raise `invalid_request` naming it."""
+    if name not in data or data[name] is None or data[name] == "":
+        raise invalid_request(f"field '{name}' is required", field=name)
+    value = data[name]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise invalid_request(f"field '{name}' must be of type {expected}", field=name)
+    return value
 
 
 def _wait_seconds(data: dict[str, Any]) -> float:

@@ -15,12 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from fedgrid_plans import tensors
+from fedgrid_protocol.errors import ApiError, invalid_request
 
 from ..cycles.engine import CycleEngine
 from ..cycles.server_config import ServerConfigError, parse_server_config
 from ..db.database import Database
 from ..db.models import Checkpoint, Model, Plan, Process
-from ..errors import ApiError, invalid_request
 
 MAX_NAME_LENGTH = 255
 MAX_VERSION_LENGTH = 64

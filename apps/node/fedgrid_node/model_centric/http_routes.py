@@ -15,7 +15,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..errors import ApiError, invalid_request
+from fedgrid_protocol.errors import ApiError, invalid_request
+
 from .events import BinaryAnswer, EventContext
 
 blueprint = Blueprint("model_centric", __name__, url_prefix="/model-centric")

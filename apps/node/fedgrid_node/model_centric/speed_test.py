@@ -11,7 +11,8 @@ import os
 
 from flask import Response, current_app, jsonify, request, stream_with_context
 
-from ..errors import invalid_request
+from fedgrid_protocol.errors import invalid_request
+
 from .http_routes import blueprint
 
 CHUNK_BYTES = 64 * 1024

@@ -19,7 +19,8 @@ from flask import current_app, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
-from ..errors import ApiError
+from fedgrid_protocol.errors import ApiError
+
 from .events import BinaryAnswer, EventContext
 from .http_routes import decode_legacy_binary_fields
 from .ws_frames import FrameError, decode_binary_frame, encode_binary_frame, place_blobs
