@@ -29,6 +29,7 @@ import numpy as np
 from fedgrid_plans import tensors
 from fedgrid_plans.executor import BatchReport, PlanExecutor, TrainingResult, train
 from fedgrid_plans.plan_file import Plan
+from fedgrid_protocol.events import MAX_WAIT_SECONDS
 
 from .data import as_arrays
 from .errors import (
@@ -55,7 +56,6 @@ TRAINING_PLAN_NAME = "training_plan"  # PyGrid's name for the plan devices run
 # Long-poll: the most a cycle-request may ask the Node to hold its answer (the protocol's cap), and
 # what participate() asks for by default. participate() never asks for more than half the client's
 # request timeout, so a held request cannot time out on the way.
-MAX_WAIT_SECONDS = 30.0
 PARTICIPATE_WAIT_SECONDS = 25.0
 
 

@@ -1,33 +1,23 @@
-"""What a report must satisfy before it is stored: the diff, num_samples and metrics.
+"""What a report's diff must satisfy before it is stored, beyond the protocol's field checks.
 
-Pure checks (no database, no clock), run on gevent's thread pool for the diff.
+The protocol (fedgrid_protocol.events.ReportRequest) already bounds `num_samples` and `metrics`;
+this checks the diff against the model. A pure check (no database, no clock), run on gevent's
+thread pool.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
 from fedgrid_plans import tensors
 from fedgrid_protocol.errors import ApiError
 
-MAX_NUM_SAMPLES = 2**31 - 1
-MAX_METRICS = 32
 # The largest |num_samples x diff value| a report may carry. The running sum adds such products
 # in float32 groups of 16 (aggregation.py), so 16 x 1e36 stays far below float32's 3.4e38: a
 # finite report can never turn the sum, and so the checkpoint, into infinity.
 MAX_WEIGHTED_MAGNITUDE = 1e36
 
 TensorSpec = dict[str, tuple[tuple[int, ...], np.dtype]]
-
-
-def check_num_samples(num_samples: Any) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not (
-        1 <= num_samples <= MAX_NUM_SAMPLES
-    ):
-        raise ApiError("num_samples_invalid", "num_samples must be a positive integer", 400)
-    return num_samples
 
 
 def check_diff(spec: TensorSpec, data: bytes, num_samples: int) -> dict[str, np.ndarray]:
@@ -74,27 +64,3 @@ def check_diff(spec: TensorSpec, data: bytes, num_samples: int) -> dict[str, np.
                 details={"tensor": name, "limit": limit},
             )
     return diff
-
-
-def check_metrics(metrics: Any) -> dict[str, float] | None:
-    """Client metrics: a small object of finite numbers (e.g. loss, accuracy)."""
-    if metrics is None:
-        return None
-    if not isinstance(metrics, dict) or len(metrics) > MAX_METRICS:
-        raise ApiError(
-            "metrics_invalid", f"metrics must be an object of at most {MAX_METRICS} numbers", 400
-        )
-    checked = {}
-    for key, value in metrics.items():
-        if (
-            not isinstance(key, str)
-            or len(key) > 64
-            or isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not np.isfinite(value)
-        ):
-            raise ApiError(
-                "metrics_invalid", f"metric {str(key)[:64]!r} must be a finite number", 400
-            )
-        checked[key] = float(value)
-    return checked

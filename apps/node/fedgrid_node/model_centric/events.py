@@ -7,7 +7,6 @@ translate; they hold no logic, so both answer the same way (PyGrid's did not).
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -17,6 +16,8 @@ from typing import Any
 from sqlalchemy import select
 
 from fedgrid_protocol.errors import ApiError, invalid_request
+from fedgrid_protocol.events import EVENTS, Event
+from fedgrid_protocol.validation import validate
 
 from ..auth.admin import check_admin_token
 from ..auth.device_tokens import verify_device_token
@@ -28,9 +29,6 @@ from ..db.models import Checkpoint, Cycle, Model, Plan, Process, Worker
 from .hosting import host_training
 
 CHECKPOINT_CACHE_SIZE = 16
-# The longest a cycle-request may be held (long-poll): well under the SDKs' 60 s request timeout
-# and the 60 s idle timeout common in proxies and load balancers.
-MAX_WAIT_SECONDS = 30
 
 
 @dataclass
@@ -54,11 +52,18 @@ class EventContext:
 
 @dataclass(frozen=True)
 class EventSpec:
+    """An event of the protocol (its payloads, admin or not, binary fields) and its handler."""
+
     handler: Callable[[dict[str, Any], EventContext], dict | BinaryAnswer]
-    admin: bool = False
-    # Fields that carry bytes (safetensors, plan files): multipart files over HTTP, blobs in
-    # binary WebSocket frames, base64 strings only in PyGrid's legacy JSON forms.
-    binary_fields: tuple[str, ...] = ()
+    protocol: Event
+
+    @property
+    def admin(self) -> bool:
+        return self.protocol.admin
+
+    @property
+    def binary_fields(self) -> tuple[str, ...]:
+        return self.protocol.binary_fields
 
 
 class ModelCentricEvents:
@@ -68,18 +73,20 @@ class ModelCentricEvents:
         self.admin_token = admin_token
         # Checkpoints never change once written, so every device of a cycle can share one copy.
         self._checkpoints: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        handlers = {
+            "host-training": self.host_training,
+            "authenticate": self.authenticate,
+            "cycle-request": self.cycle_request,
+            "get-model": self.get_model,
+            "get-plan": self.get_plan,
+            "report": self.report,
+            "retrieve-model": self.retrieve_model,
+            "checkpoints": self.list_checkpoints,
+            "processes": self.list_processes,
+            "cycles": self.list_cycles,
+        }
         self.events: dict[str, EventSpec] = {
-            "host-training": EventSpec(self.host_training, admin=True,
-                                       binary_fields=("model", "plans", "averaging_plan")),
-            "authenticate": EventSpec(self.authenticate),
-            "cycle-request": EventSpec(self.cycle_request),
-            "get-model": EventSpec(self.get_model),
-            "get-plan": EventSpec(self.get_plan),
-            "report": EventSpec(self.report, binary_fields=("diff",)),
-            "retrieve-model": EventSpec(self.retrieve_model, admin=True),
-            "checkpoints": EventSpec(self.list_checkpoints, admin=True),
-            "processes": EventSpec(self.list_processes, admin=True),
-            "cycles": EventSpec(self.list_cycles, admin=True),
+            name: EventSpec(handlers[name], event) for name, event in EVENTS.items()
         }
 
     def dispatch(self, name: str, data: dict[str, Any], context: EventContext) -> dict | BinaryAnswer:
@@ -90,7 +97,9 @@ class ModelCentricEvents:
             raise invalid_request("the request data must be a JSON object")
         if spec.admin:
             check_admin_token(self.admin_token, context.authorization)
-        return spec.handler(data, context)
+        # Every field is checked against the protocol before a handler sees it.
+        fields = validate(spec.protocol.request, data, field_codes=spec.protocol.field_codes)
+        return spec.handler(dict(fields), context)
 
     # ----------------------------------------------------------------------------- lookups
 
@@ -152,12 +161,8 @@ class ModelCentricEvents:
         }
 
     def cycle_request(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
-        wait = _wait_seconds(data)
-        speeds = Speeds(
-            ping_ms=_speed(data, "ping"),
-            download_mbps=_speed(data, "download"),
-            upload_mbps=_speed(data, "upload"),
-        )
+        speeds = Speeds(ping_ms=data["ping"], download_mbps=data["download"],
+                        upload_mbps=data["upload"])
         with self.db.session() as session:
             worker = self.find_worker(session, data.get("worker_id"))
             process = self.find_process(session, data.get("model"), data.get("version"))
@@ -194,20 +199,19 @@ class ModelCentricEvents:
         if data.get("notify") is True and context.push is not None:
             name, version = process.name, process.version
             on_place = (context.push_key, lambda: context.push(name, version))
-        return self.engine.request_cycle(worker_id, process_id, speeds, wait=wait,
+        return self.engine.request_cycle(worker_id, process_id, speeds, wait=data["wait"] or 0.0,
                                          on_place=on_place)
 
     def _assignment_context(self, session, data: dict[str, Any]):
-        worker = self.find_worker(session, data.get("worker_id"))
-        request_key = require_field(data, "request_key")
-        assignment = self.engine.find_assignment(session, worker.id, request_key)
+        worker = self.find_worker(session, data["worker_id"])
+        assignment = self.engine.find_assignment(session, worker.id, data["request_key"])
         return assignment, assignment.cycle
 
     def get_model(self, data: dict[str, Any], context: EventContext) -> BinaryAnswer:
         with self.db.session() as session:
             _, cycle = self._assignment_context(session, data)
             model_id = session.scalar(select(Model.id).where(Model.process_id == cycle.process_id))
-            if data.get("model_id") not in (None, "") and _as_int(data["model_id"], "model_id") != model_id:
+            if data["model_id"] is not None and data["model_id"] != model_id:
                 raise ApiError("model_unknown", "model_id is not the model of this assignment", 404)
             payload = self.checkpoint_bytes(session, model_id, cycle.checkpoint_number)
         return BinaryAnswer(
@@ -217,32 +221,24 @@ class ModelCentricEvents:
         )
 
     def get_plan(self, data: dict[str, Any], context: EventContext) -> BinaryAnswer:
-        plan_id = _as_int(require_field(data, "plan_id", (str, int)), "plan_id")
         with self.db.session() as session:
             _, cycle = self._assignment_context(session, data)
-            plan = session.get(Plan, plan_id)
+            plan = session.get(Plan, data["plan_id"])
             if plan is None or plan.process_id != cycle.process_id or plan.kind != "client":
                 raise ApiError("plan_unknown", "plan_id is not a plan of this assignment's model", 404)
             return BinaryAnswer(plan.data, filename=f"{plan.name}.fgplan",
                                 headers={"X-Fedgrid-Plan-Hash": plan.content_hash})
 
     def report(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
-        worker_id = require_field(data, "worker_id")
-        request_key = require_field(data, "request_key")
-        diff = data.get("diff")
-        if not isinstance(diff, bytes | bytearray | memoryview) or not len(diff):
-            raise invalid_request("field 'diff' (safetensors bytes) is required", field="diff")
-        num_samples = data.get("num_samples")
-        if isinstance(num_samples, str) and num_samples.isdigit():
-            num_samples = int(num_samples)
-        return self.engine.report(worker_id, request_key, diff, num_samples, data.get("metrics"))
+        return self.engine.report(data["worker_id"], data["request_key"], data["diff"],
+                                  data["num_samples"], data["metrics"])
 
     def retrieve_model(self, data: dict[str, Any], context: EventContext) -> BinaryAnswer:
         with self.db.session() as session:
             process = self.find_process(session, data.get("name"), data.get("version"))
             model_id = process.model.id
-            wanted = data.get("checkpoint", "latest")
-            if wanted in (None, "", "latest"):
+            wanted = data["checkpoint"]
+            if wanted in (None, "latest"):
                 number = session.scalar(
                     select(Checkpoint.number)
                     .where(Checkpoint.model_id == model_id)
@@ -250,7 +246,7 @@ class ModelCentricEvents:
                     .limit(1)
                 )
             else:
-                number = _as_int(wanted, "checkpoint")
+                number = wanted
             payload = self.checkpoint_bytes(session, model_id, number)
         return BinaryAnswer(
             payload,
@@ -315,53 +311,3 @@ class ModelCentricEvents:
                 "status": process.status,
                 "cycles": [self.engine.cycle_metrics(cycle) for cycle in cycles],
             }
-
-
-def _speed(data: dict[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise invalid_request(f"field '{key}' must be a number", field=key) from None
-    if not math.isfinite(number) or number < 0:
-        raise invalid_request(f"field '{key}' must be a finite, non-negative number", field=key)
-    return number
-
-
-def require_field(data: dict[str, Any], name: str, kind: type | tuple[type, ...] = str) -> Any:
-    """Fetch a required field of the given type, or raise `invalid_request` naming it."""
-    if name not in data or data[name] is None or data[name] == "":
-        raise invalid_request(f"field '{name}' is required", field=name)
-    value = data[name]
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        expected = " or ".join(k.__name__ for k in kinds)
-        raise invalid_request(f"field '{name}' must be of type {expected}", field=name)
-    return value
-
-
-def _wait_seconds(data: dict[str, Any]) -> float:
-    """`wait`: how long a cycle-request may be held for a place (a long-poll), 0 by default."""
-    value = data.get("wait")
-    if value in (None, ""):
-        return 0.0
-    try:
-        seconds = math.nan if isinstance(value, bool) else float(value)
-    except (TypeError, ValueError):
-        seconds = math.nan
-    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # NaN fails too
-        raise invalid_request(
-            f"field 'wait' must be a number of seconds from 0 to {MAX_WAIT_SECONDS}", field="wait"
-        )
-    return seconds
-
-
-def _as_int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
-        raise invalid_request(f"field '{name}' must be an integer", field=name)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise invalid_request(f"field '{name}' must be an integer", field=name) from None

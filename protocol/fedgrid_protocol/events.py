@@ -1,0 +1,285 @@
+"""The model-centric events: what each one takes and what it answers, with types and bounds.
+
+One model per event's request (`extra="forbid"`: a misspelt field is refused, not ignored) and
+one per answer. Servers validate every request with these before a handler runs, over HTTP and
+WebSocket alike, and generate their OpenAPI documents from them (`openapi.py`); the SDKs send
+exactly these fields.
+
+Numbers arrive as JSON numbers, or as strings from HTTP query strings and multipart forms, so the
+models validate in pydantic's lax mode for numbers: "5" is 5, "five" is refused. Strings are never
+made up from other types, except a version (PyGrid clients send `1` for "1").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+# Text a person or a device chose: no control characters (CR/LF in a name broke downloads'
+# Content-Disposition), bounded in length.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+MAX_METRICS = 32
+MAX_NUM_SAMPLES = 2**31 - 1
+MAX_WAIT_SECONDS = 30
+MAX_ID = 2**63 - 1  # database ids and checkpoint numbers are 64-bit
+
+
+def _version_text(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads true as 1; a boolean is never a count, an id or a number here.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+def _blob(value: Any) -> Any:
+    if not isinstance(value, bytes | bytearray | memoryview) or not len(value):
+        raise ValueError("must be non-empty bytes (a file part, a binary body or a frame blob)")
+    return value
+
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)]
+Version = Annotated[
+    str,
+    BeforeValidator(_version_text),
+    StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS),
+]
+WorkerId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
+RequestKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_-]+$")
+]
+Token = Annotated[str, StringConstraints(max_length=16384, pattern=NO_CONTROL_CHARACTERS)]
+Id = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_ID)]
+Speed = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite), Field(ge=0)]
+Blob = Annotated[Any, PlainValidator(_blob), WithJsonSchema({"type": "string", "format": "binary"})]
+Iso8601 = Annotated[str, Field(description="ISO 8601 UTC, e.g. 2026-11-26T18:00:00.000000Z")]
+
+
+
+class Payload(BaseModel):
+    """Unknown fields are refused, naming them: a typo must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+class HostTrainingRequest(Payload):
+    """Host a model (admin). Over HTTP: multipart, plans as files `plans[<name>]`."""
+
+    name: Name | None = Field(None, description="the model's name (or client_config.name, PyGrid)")
+    version: Version | None = Field(None, description="its version (or client_config.version)")
+    model: Blob = Field(description="checkpoint 1: safetensors of float tensors")
+    plans: dict[Name, Blob] = Field(default_factory=dict, description="client plans by name")
+    averaging_plan: Blob | None = Field(None, description="PyGrid's hosted averaging plan")
+    client_config: dict[str, Any] | None = Field(None, description="sent to devices (ClientConfig)")
+    server_config: dict[str, Any] | None = Field(None, description="the cycle policy (ServerConfig)")
+
+
+class AuthenticateRequest(Payload):
+    model_name: Name
+    model_version: Version | None = None
+    auth_token: Token | None = Field(None, description="the device token, when the model needs one")
+
+
+class CycleRequest(Payload):
+    worker_id: WorkerId
+    model: Name
+    version: Version | None = None
+    ping: Speed | None = Field(None, description="milliseconds")
+    download: Speed | None = Field(None, description="Mbit/s")
+    upload: Speed | None = Field(None, description="Mbit/s")
+    wait: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=MAX_WAIT_SECONDS)] | None = Field(
+        None, description="seconds the Node may hold the request until a place opens (long-poll)"
+    )
+    notify: bool | None = Field(
+        None, description="WebSocket only: push place-available to this socket when rejected"
+    )
+
+
+class AssignmentRequest(Payload):
+    worker_id: WorkerId
+    request_key: RequestKey
+
+
+class GetModelRequest(AssignmentRequest):
+    model_id: Id | None = None
+
+
+class GetPlanRequest(AssignmentRequest):
+    plan_id: Id
+
+
+class ReportRequest(AssignmentRequest):
+    diff: Blob = Field(description="start parameters − trained parameters, safetensors")
+    num_samples: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_NUM_SAMPLES)] = Field(
+        description="the samples trained on: the report's weight in the average"
+    )
+    metrics: dict[Annotated[str, StringConstraints(max_length=64)],
+                  Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite)]] | None = Field(
+        None, max_length=MAX_METRICS, description="finite numbers, e.g. loss and accuracy"
+    )
+
+
+class ModelQuery(Payload):
+    name: Name
+    version: Version | None = None
+
+
+class RetrieveModelRequest(ModelQuery):
+    checkpoint: Id | Literal["latest"] | None = Field(None, description="a number, or latest")
+
+
+class ProcessesRequest(Payload):
+    pass
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class HostTrainingAnswer(Answer):
+    status: Literal["success"]
+    model: str
+    version: str
+    process_id: int | None = None
+
+
+class AuthenticateAnswer(Answer):
+    status: Literal["success"]
+    worker_id: str
+    model: str
+    version: str
+    requires_speed_test: bool
+
+
+class AcceptedAnswer(Answer):
+    status: Literal["accepted"]
+    request_key: str
+    model: str
+    version: str
+    model_id: int
+    plans: dict[str, int]
+    client_config: dict[str, Any]
+    cycle: int
+    checkpoint: int
+    deadline: Iso8601
+    timeout: float = Field(description="seconds left to report: the assignment's lease")
+    report_by: Iso8601
+
+
+class RejectedAnswer(Answer):
+    status: Literal["rejected"]
+    reason: str = Field(description="cycle_full, not_selected, worker_cooling_down, "
+                                    "already_reported, download_too_slow, upload_too_slow, "
+                                    "ping_too_high, training_finished")
+    timeout: float | None = Field(None, description="seconds until asking again is worthwhile")
+    model: str
+    version: str
+
+
+class ReportAnswer(Answer):
+    status: Literal["success"]
+    cycle: int
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    status: int
+    details: dict[str, Any] | None = None
+
+
+class ErrorAnswer(BaseModel):
+    error: ErrorBody
+
+
+# ----------------------------------------------------------------------------- the events
+
+
+class Event(BaseModel):
+    """How an event travels: its request model, its answer, HTTP method, admin, binary fields."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    name: str
+    summary: str
+    method: Literal["GET", "POST"]
+    request: type[Payload]
+    answer: Any  # a model, a union of models, or "binary"
+    admin: bool = False
+    # Fields that carry bytes: multipart files over HTTP, blobs in binary WebSocket frames,
+    # base64 strings only in PyGrid's legacy JSON forms.
+    binary_fields: tuple[str, ...] = ()
+    errors: tuple[int, ...] = (400,)
+    # The error code for a field that fails validation, where it is not `invalid_request`.
+    field_codes: dict[str, str] = {}
+
+
+BINARY = "binary"
+
+EVENTS: dict[str, Event] = {
+    event.name: event
+    for event in (
+        Event(name="host-training", method="POST", admin=True, request=HostTrainingRequest,
+              answer=HostTrainingAnswer, binary_fields=("model", "plans", "averaging_plan"),
+              summary="Host a model: checkpoint, client plans, optional averaging plan, configs",
+              errors=(400, 401, 403, 409, 413)),
+        Event(name="authenticate", method="POST", request=AuthenticateRequest,
+              answer=AuthenticateAnswer, summary="Get a worker id bound to one hosted model",
+              errors=(400, 401, 404, 503)),
+        Event(name="cycle-request", method="POST", request=CycleRequest,
+              answer=AcceptedAnswer | RejectedAnswer,
+              summary="Ask for a place in the current cycle (accepted, or rejected with timeout)",
+              errors=(400, 403, 404, 503)),
+        Event(name="get-model", method="GET", request=GetModelRequest, answer=BINARY,
+              summary="The assignment's checkpoint (safetensors)", errors=(400, 403, 404, 409)),
+        Event(name="get-plan", method="GET", request=GetPlanRequest, answer=BINARY,
+              summary="A plan file of the assignment's model", errors=(400, 403, 404, 409)),
+        Event(name="report", method="POST", request=ReportRequest, answer=ReportAnswer,
+              binary_fields=("diff",),
+              field_codes={"num_samples": "num_samples_invalid", "metrics": "metrics_invalid"},
+              summary="Report a diff: the body is the diff, the other fields in the query string",
+              errors=(400, 403, 404, 409, 413)),
+        Event(name="retrieve-model", method="GET", admin=True, request=RetrieveModelRequest,
+              answer=BINARY, summary="Download a checkpoint (latest by default)",
+              errors=(400, 401, 403, 404)),
+        Event(name="checkpoints", method="GET", admin=True, request=ModelQuery, answer=Answer,
+              summary="A hosted model's checkpoints", errors=(400, 401, 403, 404)),
+        Event(name="processes", method="GET", admin=True, request=ProcessesRequest, answer=Answer,
+              summary="Every hosted model with its configs and current cycle",
+              errors=(401, 403)),
+        Event(name="cycles", method="GET", admin=True, request=ModelQuery, answer=Answer,
+              summary="Per-cycle figures of a hosted model (the open one live)",
+              errors=(400, 401, 403, 404)),
+    )
+}
+
+# Pushed to a WebSocket, unasked, after a cycle-request with `notify` was turned away.
+PLACE_AVAILABLE = "place-available"
