@@ -61,18 +61,19 @@ def _blob(value: Any) -> Any:
 
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=NO_CONTROL_CHARACTERS)]
+# Constraints come before validators in these: pydantic then puts them in the JSON Schema too.
 Version = Annotated[
     str,
-    BeforeValidator(_version_text),
     StringConstraints(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS),
+    BeforeValidator(_version_text),
 ]
 WorkerId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_-]+$")]
 RequestKey = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[0-9A-Za-z_-]+$")
 ]
 Token = Annotated[str, StringConstraints(max_length=16384, pattern=NO_CONTROL_CHARACTERS)]
-Id = Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_ID)]
-Speed = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite), Field(ge=0)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_not_bool)]
+Speed = Annotated[float, Field(ge=0), BeforeValidator(_not_bool), AfterValidator(_finite)]
 Blob = Annotated[Any, PlainValidator(_blob), WithJsonSchema({"type": "string", "format": "binary"})]
 Iso8601 = Annotated[str, Field(description="ISO 8601 UTC, e.g. 2026-11-26T18:00:00.000000Z")]
 
@@ -112,7 +113,7 @@ class CycleRequest(Payload):
     ping: Speed | None = Field(None, description="milliseconds")
     download: Speed | None = Field(None, description="Mbit/s")
     upload: Speed | None = Field(None, description="Mbit/s")
-    wait: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=MAX_WAIT_SECONDS)] | None = Field(
+    wait: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), BeforeValidator(_not_bool)] | None = Field(
         None, description="seconds the Node may hold the request until a place opens (long-poll)"
     )
     notify: bool | None = Field(
@@ -135,7 +136,7 @@ class GetPlanRequest(AssignmentRequest):
 
 class ReportRequest(AssignmentRequest):
     diff: Blob = Field(description="start parameters − trained parameters, safetensors")
-    num_samples: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=MAX_NUM_SAMPLES)] = Field(
+    num_samples: Annotated[int, Field(ge=1, le=MAX_NUM_SAMPLES), BeforeValidator(_not_bool)] = Field(
         description="the samples trained on: the report's weight in the average"
     )
     metrics: dict[Annotated[str, StringConstraints(max_length=64)],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from openapi_spec_validator import validate
 
 from fedgrid_network.app import create_app
 from fedgrid_network.config import NetworkConfig
@@ -183,6 +184,7 @@ def test_openapi_documents_exactly_the_routes_flask_serves(network):
     document = network.get("/openapi.json").get_json()
     documented = {(path, method) for path, ops in document["paths"].items() for method in ops}
     assert served == documented
+    validate(document)  # raises with the offending part when the document is not OpenAPI 3.1
 
 
 def test_dashboard_lists_nodes_and_models(network):
