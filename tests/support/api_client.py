@@ -13,7 +13,7 @@ from typing import Any
 import requests
 import websocket
 
-from fedgrid_node.model_centric.ws_frames import decode_binary_frame, encode_binary_frame
+from fedgrid_protocol.frames import decode_binary_frame, encode_binary_frame
 
 # event -> (HTTP method, how the fields travel)
 HTTP_ROUTES = {

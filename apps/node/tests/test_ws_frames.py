@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedgrid_node.model_centric.ws_frames import (
+from fedgrid_plans import tensors
+from fedgrid_protocol.frames import (
     FrameError,
     decode_binary_frame,
     encode_binary_frame,
     place_blobs,
 )
-from fedgrid_plans import tensors
 
 
 def test_round_trip_and_blob_placement():

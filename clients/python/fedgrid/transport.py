@@ -28,7 +28,7 @@ import websocket
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from fedgrid_plans import tensors
+from fedgrid_protocol.frames import encode_binary_frame
 
 from .errors import FedgridError, NetworkUnreachable, ProcessUnknown, error_from_answer
 
@@ -49,7 +49,6 @@ HTTP_EVENTS: dict[str, tuple[str, str]] = {
 # opened) with a Retry-After; 502/504 come from load balancers in front of Nodes.
 RETRY_STATUSES = (429, 502, 503, 504)
 DEFAULT_TIMEOUT = 60.0
-ENVELOPE_KEY = "envelope"
 
 
 @dataclass
@@ -294,7 +293,7 @@ class WebSocketTransport:
                                         "request_id": request_id, "data": fields}
             if admin_token:
                 envelope["authorization"] = f"Bearer {admin_token}"
-            message = encode_frame(envelope, blobs) if blobs else json.dumps(envelope)
+            message = encode_binary_frame(envelope, blobs) if blobs else json.dumps(envelope)
             reply = self._exchange(event, message)
             if isinstance(reply, bytes):
                 raise FedgridError(f"{event}: the Node answered a binary frame to a JSON event",
@@ -426,14 +425,6 @@ def route_to_node(network_url: str, model: str, version: str | None, **options: 
         raise FedgridError(f"the Network at {network_url} answered a route without an address",
                            code="unexpected_answer")
     return ws_endpoint(address) if urlsplit(network_url).scheme in ("ws", "wss") else http_base(address)
-
-
-def encode_frame(envelope: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
-    """A binary WebSocket frame: each blob a 1-D U8 tensor, the envelope in the metadata."""
-    return tensors.encode(
-        {name: np.frombuffer(blob, dtype=np.uint8) for name, blob in blobs.items()},
-        metadata={ENVELOPE_KEY: json.dumps(envelope, separators=(",", ":"))},
-    )
 
 
 def _close_quietly(sock: websocket.WebSocket | None) -> None:

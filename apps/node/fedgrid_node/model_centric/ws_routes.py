@@ -20,10 +20,15 @@ from flask_sock import Sock
 from simple_websocket import ConnectionClosed
 
 from fedgrid_protocol.errors import ApiError
+from fedgrid_protocol.frames import (
+    FrameError,
+    decode_binary_frame,
+    encode_binary_frame,
+    place_blobs,
+)
 
 from .events import BinaryAnswer, EventContext
 from .http_routes import decode_legacy_binary_fields
-from .ws_frames import FrameError, decode_binary_frame, encode_binary_frame, place_blobs
 
 log = logging.getLogger("fedgrid.node.ws")
 sock = Sock()

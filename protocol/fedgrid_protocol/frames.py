@@ -6,6 +6,9 @@ in safetensors layout: each blob is a U8 tensor named by its field path (``diff`
 ``plans/<name>``, ``averaging_plan``, ``payload``) and the envelope is the JSON string in
 ``__metadata__["envelope"]``. Every SDK already parses safetensors, so this costs them no new
 parser, and no tensor is ever base64 inside JSON.
+
+Needs fedgrid-plans (its safetensors codec): install fedgrid-protocol[frames]. The Node and the
+Python SDK both encode and decode frames with this module.
 """
 
 from __future__ import annotations
