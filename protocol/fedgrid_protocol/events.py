@@ -98,6 +98,9 @@ class HostTrainingRequest(Payload):
     averaging_plan: Blob | None = Field(None, description="PyGrid's hosted averaging plan")
     client_config: dict[str, Any] | None = Field(None, description="sent to devices (ClientConfig)")
     server_config: dict[str, Any] | None = Field(None, description="the cycle policy (ServerConfig)")
+    protocols: dict[str, Any] | None = Field(
+        None, description="PyGrid's SMPC protocols: accepted for compatibility, ignored"
+    )
 
 
 class AuthenticateRequest(Payload):
@@ -132,6 +135,10 @@ class GetModelRequest(AssignmentRequest):
 
 class GetPlanRequest(AssignmentRequest):
     plan_id: Id
+    receive_operations_as: Literal["list", "torchscript", "tfjs"] | None = Field(
+        None, description="PyGrid's plan formats: accepted for compatibility; the answer is "
+                          "always the Fedgrid plan file"
+    )
 
 
 class ReportRequest(AssignmentRequest):
@@ -250,6 +257,8 @@ EVENTS: dict[str, Event] = {
     for event in (
         Event(name="host-training", method="POST", admin=True, request=HostTrainingRequest,
               answer=HostTrainingAnswer, binary_fields=("model", "plans", "averaging_plan"),
+              field_codes={"client_config": "client_config_invalid",
+                           "server_config": "server_config_invalid"},
               summary="Host a model: checkpoint, client plans, optional averaging plan, configs",
               errors=(400, 401, 403, 409, 413)),
         Event(name="authenticate", method="POST", request=AuthenticateRequest,

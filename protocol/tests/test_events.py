@@ -65,3 +65,12 @@ def test_huge_ids_are_refused_not_overflowed():
 def test_every_event_has_a_request_model_that_forbids_unknown_fields():
     for event in EVENTS.values():
         assert event.request.model_config.get("extra") == "forbid", event.name
+
+
+def test_pygrid_fields_are_accepted_for_compatibility():
+    host = validate(HostTrainingRequest, {"name": "m", "version": "1", "model": b"\x00",
+                                          "protocols": {}, "plans": {"training_plan": b"\x01"}})
+    assert host.protocols == {} and set(host.plans) == {"training_plan"}
+    plan = validate(EVENTS["get-plan"].request, {"worker_id": "w", "request_key": "k",
+                                                 "plan_id": "3", "receive_operations_as": "list"})
+    assert plan.plan_id == 3
