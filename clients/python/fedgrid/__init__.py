@@ -29,7 +29,10 @@ from .errors import (
     ProcessUnknown,
     Rejected,
     ReportRefused,
+    RequestInvalid,
     TrainingFinished,
+    Unavailable,
+    WorkerUnknown,
 )
 from .jobs import Assignment, Client, Job
 
@@ -48,7 +51,10 @@ __all__ = [
     "ProcessUnknown",
     "Rejected",
     "ReportRefused",
+    "RequestInvalid",
     "TrainingFinished",
     "TrainingResult",
+    "Unavailable",
+    "WorkerUnknown",
     "__version__",
 ]

@@ -93,7 +93,7 @@ class Admin:
             return self._call("cycles", {"name": name, "version": version})["cycles"]
         except FedgridError as exc:
             if exc.code in ("not_found", "unknown_event"):
-                raise FedgridError(
+                raise type(exc)(  # the table's class for the code (RequestInvalid)
                     "this Node does not list cycles (no /model-centric/cycles); upgrade the Node, "
                     "or use processes() for the current cycle", code=exc.code, status=exc.status,
                 ) from None

@@ -1,14 +1,22 @@
-"""Exceptions the SDK raises. Every one says what to do next; Node errors keep the Node's code.
+"""Exceptions the SDK raises. Every one says what to do next; server errors keep the server's code.
 
-The Node answers every failure as ``{"error": {"code", "message", "status", "details"}}`` (over
-HTTP and WebSocket alike). :func:`error_from_answer` turns that into the most specific class below,
-so device code can catch what it can act on (``Rejected``: wait ``timeout`` seconds;
-``AssignmentExpired``: ask for a new cycle) and let the rest surface.
+A Node (or Network) answers every failure as ``{"error": {"code", "message", "status",
+"details"}}``, over HTTP and WebSocket alike. :func:`error_from_answer` raises the class that the
+protocol's error table (``fedgrid_protocol.errors.ERROR_CODES``) names for the code, one class per
+``SDK_EXCEPTIONS`` name, the same class the JavaScript SDK raises for that code; a code the table
+does not know (from a newer server) is ``Unavailable`` when its status is 5xx, else
+``RequestInvalid``. Device code catches what it can act on (``Rejected``: wait ``timeout``
+seconds; ``AssignmentExpired``: ask for a new place) and lets the rest surface.
+
+``Rejected`` and ``TrainingFinished`` are not errors from the table: they are the Node's
+``rejected`` answers to a cycle request, raised so a loop can wait or stop.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from fedgrid_protocol.errors import SDK_CODES, SDK_EXCEPTIONS, sdk_exception_for
 
 
 class FedgridError(Exception):
@@ -28,22 +36,36 @@ class FedgridError(Exception):
 
 
 class NetworkUnreachable(FedgridError):
-    """The Node (or Network) could not be reached even after retrying with backoff.
-    Check the URL and that the Node is running; the device can try again later."""
+    """``network_unreachable``: the Node (or Network) could not be reached (connection refused or
+    reset, DNS, timeout) even after retrying with backoff. Check the URL and that the server is
+    running; the device can try again later."""
+
+    def __init__(self, message: str, *, code: str = "network_unreachable", **kwargs: Any) -> None:
+        super().__init__(message, code=code, **kwargs)
 
 
 class AuthenticationError(FedgridError):
-    """The Node refused the device's ``auth_token`` (missing, invalid, expired or signed with an
-    algorithm the model does not allow). Get a fresh token from whoever issues them."""
+    """The Node refused the device's ``auth_token`` (``auth_token_required``,
+    ``auth_token_invalid``, ``auth_token_expired``, ``auth_algorithm_not_allowed``). Get a valid
+    token from whoever issues them."""
 
 
 class AdminAuthError(FedgridError):
-    """An admin route refused the admin token. Pass the Node's token (``--admin-token`` /
-    ``GRID_ADMIN_TOKEN``, or the ``admin-token`` file in the Node's data directory)."""
+    """An admin route refused the admin token (``admin_token_*``, ``admin_login_required``; on a
+    Network also ``registration_secret_*``, ``node_token_*``). Pass the server's token
+    (``--admin-token`` / ``GRID_ADMIN_TOKEN``, or the ``admin-token`` file in its data
+    directory)."""
+
+
+class WorkerUnknown(FedgridError):
+    """The Node does not know this worker id (``worker_unknown``: e.g. a new database) or issued it
+    for another model (``worker_process_mismatch``). Authenticate again for this model
+    (``job.authenticate()``); ``job.request()`` does so once by itself."""
 
 
 class ProcessUnknown(FedgridError):
-    """No hosted model has that name (and version) on this Node. Check the name, or host it."""
+    """No hosted model has that name (and version) on this Node (``process_unknown``), or no online
+    Node of the Network hosts it (``model_not_found``). Check the name, or host it."""
 
 
 class AssignmentExpired(FedgridError):
@@ -54,8 +76,22 @@ class AssignmentExpired(FedgridError):
 
 
 class ReportRefused(FedgridError):
-    """The Node refused a report; ``code`` says why (``report_duplicate``, ``diff_mismatch``,
-    ``diff_not_finite``, ``diff_out_of_range``, ``num_samples_invalid``, ``metrics_invalid``...)."""
+    """The Node refused a report; ``code`` says why (``diff_malformed``, ``diff_mismatch``,
+    ``diff_not_finite``, ``diff_out_of_range``, ``num_samples_invalid``, ``metrics_invalid``): fix
+    the report. ``report_duplicate``: this assignment was reported already and the first report
+    stands (it was counted); ``Assignment.report()`` takes that as success after a resend."""
+
+
+class Unavailable(FedgridError):
+    """The server could not answer now (``cycle_unavailable``, ``auth_endpoint_unavailable``,
+    ``internal_error``, or an unknown 5xx code). Transient, and already retried: try again later.
+    An ``internal_error`` is a bug whose traceback is in the server's log."""
+
+
+class RequestInvalid(FedgridError):
+    """The request itself is wrong (a missing or out-of-range field, an unknown id, a plan or
+    config the Node refuses, ...; or an unknown 4xx code). Retrying will not help: fix what
+    ``details`` (e.g. ``details.field``) and the message name."""
 
 
 class Rejected(FedgridError):
@@ -79,31 +115,36 @@ class TrainingFinished(Rejected):
         self.message = "training of this model is finished; there are no more cycles"
 
 
-_AUTH_CODES = {"auth_token_required", "auth_token_invalid", "auth_token_expired",
-               "auth_algorithm_not_allowed", "auth_endpoint_unavailable"}
-_ADMIN_CODES = {"admin_token_required", "admin_token_invalid"}
-_EXPIRED_CODES = {"assignment_expired", "cycle_closed", "request_key_invalid"}
-_REPORT_CODES = {"report_duplicate", "diff_malformed", "diff_mismatch", "diff_not_finite",
-                 "diff_out_of_range", "num_samples_invalid", "metrics_invalid", "body_too_large"}
+# One class per name the protocol's table uses: its SDK exceptions and the SDK-made codes' classes.
+EXCEPTIONS: dict[str, type[FedgridError]] = {
+    cls.__name__: cls
+    for cls in (FedgridError, NetworkUnreachable, AuthenticationError, AdminAuthError,
+                WorkerUnknown, ProcessUnknown, AssignmentExpired, ReportRefused, Unavailable,
+                RequestInvalid)
+}
+_missing = sorted((set(SDK_EXCEPTIONS) | set(SDK_CODES.values())) - set(EXCEPTIONS))
+if _missing:  # the protocol named a new exception: the SDK needs its class
+    raise ImportError(f"fedgrid.errors has no class for the protocol's {_missing}")
+
+
+def exception_for(code: str, status: int | None = None) -> type[FedgridError]:
+    """The class the protocol's table names for ``code`` (unknown codes: by ``status``)."""
+    return EXCEPTIONS[sdk_exception_for(code, status)]
 
 
 def error_from_answer(body: Any, status: int | None, event: str) -> FedgridError:
-    """The exception for a Node error answer (``{"error": {...}}``) to ``event``."""
+    """The exception for a server's error answer (``{"error": {...}}``) to ``event``: the class
+    the protocol's table names for its code. An answer without that shape is a ``FedgridError``
+    with the code ``unexpected_answer``."""
     error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return FedgridError(f"{event}: the Node answered HTTP {status} without an error body",
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return FedgridError(f"{event}: the server answered HTTP {status} without a Fedgrid error "
+                            "body; check that the URL is a Fedgrid server's",
                             code="unexpected_answer", status=status)
-    code = str(error.get("code", "error"))
-    message = str(error.get("message", "the Node refused the request"))
-    kwargs = {"code": code, "status": error.get("status", status), "details": error.get("details")}
-    if code in _AUTH_CODES:
-        return AuthenticationError(message, **kwargs)
-    if code in _ADMIN_CODES:
-        return AdminAuthError(message, **kwargs)
-    if code == "process_unknown":
-        return ProcessUnknown(message, **kwargs)
-    if code in _EXPIRED_CODES:
-        return AssignmentExpired(message, **kwargs)
-    if code in _REPORT_CODES and event == "report":
-        return ReportRefused(message, **kwargs)
-    return FedgridError(message, **kwargs)
+    code = error["code"]
+    answered = error.get("status")
+    status = answered if isinstance(answered, int) and not isinstance(answered, bool) else status
+    message = str(error.get("message") or f"{event}: the server refused the request ({code})")
+    details = error.get("details")
+    return exception_for(code, status)(message, code=code, status=status,
+                                       details=details if isinstance(details, dict) else None)
