@@ -1,7 +1,7 @@
 // Client: a connection to a Fedgrid Node, or to a Fedgrid Network that routes each model to a
 // Node (GET /route), over HTTP or WebSocket; jobs are made from it.
 
-import { FedgridError, RequestError } from './errors.js';
+import { FedgridError, ProcessUnknown, RequestInvalid } from './errors.js';
 import { Job } from './job.js';
 import { createTransport, httpBase, wsEndpoint } from './transport.js';
 
@@ -36,7 +36,9 @@ export class Client {
       try {
         status = await this.transport.getJson('/status');
       } catch (error) {
-        if (!(error instanceof RequestError)) throw error; // a Node without /status is still a Node
+        // A Node without /status is still a Node (its 404 may predate the JSON error answers).
+        const missing = error instanceof RequestInvalid || (error.code === 'unexpected_answer' && error.status < 500);
+        if (!missing) throw error;
       }
       this.kind = status.kind === 'network' ? 'network' : 'node';
     }
@@ -47,7 +49,7 @@ export class Client {
       route = await this.transport.getJson(`/route?${query}`);
     } catch (error) {
       if (error.status === 404) {
-        throw new RequestError({ code: 'process_unknown', status: 404, message: `no Node on the Network ${httpBase(this.url)} hosts ${modelName}${modelVersion ? ` version ${modelVersion}` : ''}: ${error.message}`, details: error.details });
+        throw new ProcessUnknown({ code: 'process_unknown', status: 404, message: `no Node on the Network ${httpBase(this.url)} hosts ${modelName}${modelVersion ? ` version ${modelVersion}` : ''}: ${error.message}`, details: error.details });
       }
       throw error;
     }

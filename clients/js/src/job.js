@@ -3,7 +3,7 @@
 // sends the diff. Events (syft.js style): 'accepted' (the assignment), 'rejected' ({reason,
 // timeout}), 'error' (the FedgridError).
 
-import { CycleClosedError, FedgridError, TrainingStoppedError } from './errors.js';
+import { AssignmentExpired, FedgridError, ReportRefused, TrainingStoppedError, WorkerUnknown } from './errors.js';
 import { Emitter } from './events.js';
 import { PlanExecutor, trainLocally } from './executor.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
@@ -13,9 +13,6 @@ export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan
 const PARTICIPATE_WAIT = 25;
 /** The longest hold a Node grants (api.md: cycle-request `wait`). */
 const MAX_WAIT = 30;
-/** Errors of an accepted request's downloads saying its place lapsed before them: ask again.
- *  (Not every CycleClosedError: cycle-request's own, e.g. worker_process_mismatch, would recur.) */
-const PLACE_LAPSED = new Set(['cycle_closed', 'assignment_expired']);
 /** client_config keys the Node's researcher may set -> train() option names. */
 const CLIENT_CONFIG_OPTIONS = { batch_size: 'batchSize', epochs: 'epochs', max_updates: 'maxUpdates', lr: 'learningRate', learning_rate: 'learningRate', shuffle: 'shuffle' };
 
@@ -107,8 +104,10 @@ export class Job extends Emitter {
     try {
       answer = await this.transport.call('cycle-request', fields(), { signal });
     } catch (error) {
-      if (error.code !== 'worker_unknown') throw error;
-      await this.authenticate(); // the Node forgot this worker (a new database): once more
+      // The Node forgot this worker (a new database), or it was issued for another model:
+      // authenticate again, once (WorkerUnknown: worker_unknown, worker_process_mismatch).
+      if (!(error instanceof WorkerUnknown)) throw error;
+      await this.authenticate();
       answer = await this.transport.call('cycle-request', fields(), { signal });
     }
     if (answer.status !== 'accepted') {
@@ -228,7 +227,7 @@ export class Job extends Emitter {
    * opens; see request()); when still rejected, wait the Node's `timeout` (pace steering) or, over
    * WebSocket, until the Node pushes `place-available` for this model (requests carry `notify`),
    * whichever comes first; when accepted, train (the other options as for train()) and report.
-   * An assignment whose cycle closed or whose lease ran out meanwhile (CycleClosedError) is
+   * An assignment whose cycle closed or whose lease ran out meanwhile (AssignmentExpired) is
    * dropped and the device asks again. Resolves to one {cycle, checkpoint, numSamples, metrics}
    * per report.
    */
@@ -265,7 +264,8 @@ export class Job extends Emitter {
       }
       if (signal?.aborted) break; // asking or waiting was cut short, or answered just as it ended
       if (outcome.status === 'error') {
-        if (PLACE_LAPSED.has(outcome.error.code)) continue;
+        // The place lapsed before the downloads (the table's AssignmentExpired): ask again.
+        if (outcome.error instanceof AssignmentExpired) continue;
         throw outcome.error;
       }
       if (outcome.status === 'rejected') {
@@ -277,7 +277,7 @@ export class Job extends Emitter {
         result = await this.train({ ...trainOptions, signal });
         await this.report(result);
       } catch (error) {
-        if (error instanceof CycleClosedError) continue;
+        if (error instanceof AssignmentExpired) continue; // drop the work, ask for a new place
         throw error;
       }
       const entry = { cycle: outcome.cycle, checkpoint: outcome.checkpoint, numSamples: result.numSamples, metrics: result.metrics };
@@ -290,8 +290,10 @@ export class Job extends Emitter {
   /**
    * Send a training result's diff (start - trained), numSamples and metrics.
    * Resolves to the Node's {status: 'success', cycle}, sent only once the report is stored.
-   * Rejects with CycleClosedError when the cycle closed or the assignment's lease ran out first
-   * (cycle_closed, assignment_expired: request a new place).
+   * Rejects with AssignmentExpired when the cycle closed or the assignment's lease ran out first
+   * (cycle_closed, assignment_expired: request a new place), ReportRefused when the Node refused
+   * the report (diff_*, num_samples_invalid, metrics_invalid; report_duplicate, except after a
+   * retry of this call, which means its first attempt was stored: that is success).
    */
   async report(result) {
     const assignment = this.assignment;
@@ -309,7 +311,7 @@ export class Job extends Emitter {
       return answer;
     } catch (error) {
       // A retried report whose first attempt was stored (its answer was lost): that one stands.
-      if (error instanceof CycleClosedError && error.code === 'report_duplicate' && error.attempts > 1) {
+      if (error instanceof ReportRefused && error.code === 'report_duplicate' && error.attempts > 1) {
         this.assignment = null;
         return { status: 'success', cycle: assignment.cycle, duplicate: true };
       }

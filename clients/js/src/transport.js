@@ -1,8 +1,9 @@
 // Getting events to a Node and answers back, over HTTP (fetch) or one WebSocket. Both expose
 // call(event, fields, {blobs}) -> JSON answer and download(event, fields) -> {bytes, headers}, so
-// nothing above this module knows which one it uses. Error answers become ApiError subclasses.
+// nothing above this module knows which one it uses. Error answers become the
+// classes the protocol's error table names (errors.js).
 
-import { ApiError, NetworkError, UnavailableError, apiErrorFrom } from './errors.js';
+import { FedgridError, NetworkUnreachable, Unavailable, apiErrorFrom } from './errors.js';
 import { Emitter } from './events.js';
 import { RETRY_STATUSES, backoffDelay, parseRetryAfter, sleep as realSleep } from './retry.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
@@ -91,7 +92,7 @@ export class HttpTransport {
       } catch (error) {
         if (init.signal?.aborted) throw init.signal.reason; // the caller's abort: nothing to retry
         if (attempt >= this.retries) {
-          throw new NetworkError(`${what}: cannot reach ${this.url} (${error?.cause?.code ?? error?.name ?? error}); check the URL and that the Node is running, then try again`, { cause: error });
+          throw new NetworkUnreachable(`${what}: cannot reach ${this.url} (${error?.cause?.code ?? error?.name ?? error}); check the URL and that the Node is running, then try again`, { cause: error });
         }
         await this.sleep(backoffDelay(attempt, this.backoff));
         continue;
@@ -228,7 +229,7 @@ export class WebSocketTransport extends Emitter {
           return socket;
         } catch (error) {
           if (attempt >= this.retries) {
-            throw new NetworkError(`cannot open a WebSocket to ${this.url} (${error.message}); check the URL and that the Node is running`, { cause: error });
+            throw new NetworkUnreachable(`cannot open a WebSocket to ${this.url} (${error.message}); check the URL and that the Node is running`, { cause: error });
           }
           await this.sleep(backoffDelay(attempt, this.backoff));
         }
@@ -246,7 +247,7 @@ export class WebSocketTransport extends Emitter {
     for (const [id, waiter] of this.pending) {
       this.pending.delete(id);
       clearTimeout(waiter.timer);
-      waiter.reject(new NetworkError('the WebSocket to the Node closed before the answer came', { code: 'network_error' }));
+      waiter.reject(new NetworkUnreachable('the WebSocket to the Node closed before the answer came'));
     }
   }
 
@@ -302,7 +303,7 @@ export class WebSocketTransport extends Emitter {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);
         unlisten();
-        reject(new NetworkError(`${event}: no answer over the WebSocket within ${this.timeout} s`));
+        reject(new NetworkUnreachable(`${event}: no answer over the WebSocket within ${this.timeout} s`));
       }, this.timeout * 1000);
       this.pending.set(requestId, {
         type: envelope.type,
@@ -326,14 +327,14 @@ export class WebSocketTransport extends Emitter {
       try {
         answer = await this.exchange(event, fields, blobs, adminToken, signal);
       } catch (error) {
-        if (!(error instanceof NetworkError) || attempt >= this.retries) throw error;
+        if (!(error instanceof NetworkUnreachable) || attempt >= this.retries) throw error;
         await this.sleep(backoffDelay(attempt, this.backoff));
         continue;
       }
       const { data } = answer;
       if (data && typeof data === 'object' && data.error) {
         const error = apiErrorFrom(data, data.error.status);
-        if (error instanceof UnavailableError && attempt < this.retries) {
+        if (error instanceof Unavailable && attempt < this.retries) {
           await this.sleep(backoffDelay(attempt, this.backoff));
           continue;
         }
@@ -351,7 +352,7 @@ export class WebSocketTransport extends Emitter {
 
   async download(event, fields = {}, { adminToken } = {}) {
     const { data, payload } = await this.exchangeWithRetries(event, fields, undefined, adminToken);
-    if (!payload) throw new ApiError({ code: 'invalid_frame', message: `${event}: the answer carried no bytes`, status: 0 });
+    if (!payload) throw new FedgridError(`${event}: the answer carried no bytes`, { code: 'unexpected_answer' });
     const headers = Object.fromEntries(Object.entries(data).filter(([k]) => k !== 'blob').map(([k, v]) => [k.toLowerCase(), String(v)]));
     return { bytes: payload, headers };
   }

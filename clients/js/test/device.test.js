@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { after, before, test } from 'node:test';
 
-import { AuthenticationError, Client, CycleClosedError, RequestError, TrainingStoppedError } from '../src/index.js';
+import { AdminAuthError, AssignmentExpired, AuthenticationError, Client, ProcessUnknown, ReportRefused, TrainingStoppedError } from '../src/index.js';
 import { hostModel, listCycles, retrieveModel, startNode, vectorData, waitForCheckpoint } from './support/node.mjs';
 
 let node;
@@ -77,7 +77,7 @@ for (const transport of ['http', 'websocket']) {
 test('errors carry the Node code: unknown model, duplicate report, closed cycle', async () => {
   const client = new Client({ url: node.url, retries: 0 });
   const missing = client.newJob({ modelName: 'no-such-model' });
-  await assert.rejects(missing.request(), (error) => error instanceof RequestError && error.code === 'process_unknown' && error.status === 404 && /no hosted model/.test(error.message));
+  await assert.rejects(missing.request(), (error) => error instanceof ProcessUnknown && error.code === 'process_unknown' && error.status === 404 && /no hosted model/.test(error.message));
   // With an 'error' handler the error is emitted instead of thrown.
   const errors = [];
   missing.on('error', (error) => errors.push(error.code));
@@ -94,10 +94,11 @@ test('errors carry the Node code: unknown model, duplicate report, closed cycle'
   const saved = job.assignment;
   await job.report(result);
   job.assignment = saved; // report the same assignment twice: the cycle has closed
-  await assert.rejects(job.report(result), (error) => error instanceof CycleClosedError && ['cycle_closed', 'report_duplicate', 'request_key_invalid'].includes(error.code));
+  await assert.rejects(job.report(result), (error) => (error instanceof ReportRefused && error.code === 'report_duplicate')
+    || (error instanceof AssignmentExpired && ['cycle_closed', 'request_key_invalid'].includes(error.code)));
   const answer = await fetch(`${node.url}/model-centric/retrieve-model?name=${name}`);
   assert.equal(answer.status, 401);
-  await assert.rejects(client.transport.download('retrieve-model', { name }, { adminToken: 'wrong' }), AuthenticationError);
+  await assert.rejects(client.transport.download('retrieve-model', { name }, { adminToken: 'wrong' }), AdminAuthError);
 });
 
 test('speed test reports Mbit/s and ms', async () => {

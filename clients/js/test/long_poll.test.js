@@ -10,7 +10,7 @@ import { test } from 'node:test';
 
 import { WebSocketServer } from 'ws';
 
-import { Client, CycleClosedError, apiErrorFrom } from '../src/index.js';
+import { AssignmentExpired, Client, CycleClosedError, ReportRefused, apiErrorFrom } from '../src/index.js';
 import { VECTORS, vectorData } from './support/node.mjs';
 
 const json = (status, body) => new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
@@ -86,10 +86,11 @@ test('request({wait}) long-polls on demand; a plain request() sends no wait', as
   assert.deepEqual(node.sent('cycle-request').map((c) => c.body.wait), [undefined, 4]);
 });
 
-test('assignment_expired is a CycleClosedError: participate drops the work and asks again', async () => {
+test('assignment_expired is an AssignmentExpired (alias CycleClosedError): participate drops the work and asks again', async () => {
   const expired = { error: { code: 'assignment_expired', message: 'the lease ran out; request a new place', status: 409 } };
   const error = apiErrorFrom(expired, 409);
-  assert.ok(error instanceof CycleClosedError && error.code === 'assignment_expired' && error.status === 409);
+  assert.ok(error instanceof AssignmentExpired && error.code === 'assignment_expired' && error.status === 409);
+  assert.ok(error instanceof CycleClosedError); // the old name is the same class
 
   const node = fakeNode({ cycleRequests: [accepted, finished], reports: [expired] });
   const job = new Client({ url: 'http://node.test', fetch: node.fetch }).newJob({ modelName: 'm' });
@@ -257,4 +258,28 @@ test('a push that arrives right behind the rejection, before participate() waits
   clearTimeout(bound);
   assert.ok(!controller.signal.aborted, 'the push before the wait was lost');
   assert.equal(rounds, 2);
+});
+
+test('a WorkerUnknown cycle-request (worker_unknown, worker_process_mismatch) authenticates again, once', async () => {
+  for (const code of ['worker_unknown', 'worker_process_mismatch']) {
+    const refused = { error: { code, message: 'authenticate again', status: code === 'worker_unknown' ? 404 : 403 } };
+    const node = fakeNode({ cycleRequests: [refused, finished] });
+    const job = new Client({ url: 'http://node.test', fetch: node.fetch }).newJob({ modelName: 'm' });
+    assert.deepEqual(await job.request(), { status: 'rejected', reason: 'training_finished', timeout: null });
+    assert.deepEqual(node.calls.map((c) => c.event), ['status', 'authenticate', 'cycle-request', 'authenticate', 'cycle-request'], code);
+  }
+});
+
+test('participate: an AssignmentExpired report (request_key_invalid) drops the work; a ReportRefused surfaces', async () => {
+  const { features, labels } = vectorData();
+  const lapsed = { error: { code: 'request_key_invalid', message: 'not this worker\'s request key', status: 403 } };
+  const dropped = fakeNode({ cycleRequests: [accepted, finished], reports: [lapsed] });
+  const job = new Client({ url: 'http://node.test', fetch: dropped.fetch }).newJob({ modelName: 'm' });
+  assert.deepEqual(await job.participate({ data: features, labels }), []);
+  assert.equal(dropped.sent('cycle-request').length, 2);
+
+  const notFinite = { error: { code: 'diff_not_finite', message: 'the diff holds NaN', status: 400 } };
+  const refused = fakeNode({ cycleRequests: [accepted, finished], reports: [notFinite] });
+  const other = new Client({ url: 'http://node.test', fetch: refused.fetch }).newJob({ modelName: 'm' });
+  await assert.rejects(other.participate({ data: features, labels }), (error) => error instanceof ReportRefused && error.code === 'diff_not_finite');
 });

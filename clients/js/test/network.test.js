@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
-import { Client, RequestError } from '../src/index.js';
+import { Client, ProcessUnknown } from '../src/index.js';
 import { hostModel, startNode, vectorData } from './support/node.mjs';
 
 const SECRET = 'js-network-secret';
@@ -52,5 +52,5 @@ for (const transport of ['http', 'websocket']) {
 
 test('a model no Node on the Network hosts is process_unknown', async () => {
   const job = new Client({ url: network.url, retries: 0 }).newJob({ modelName: 'hosted-nowhere' });
-  await assert.rejects(job.request(), (error) => error instanceof RequestError && error.code === 'process_unknown' && /no Node on the Network/.test(error.message));
+  await assert.rejects(job.request(), (error) => error instanceof ProcessUnknown && error.code === 'process_unknown' && /no Node on the Network/.test(error.message));
 });

@@ -5,7 +5,7 @@ import { createServer } from 'node:http';
 import { test } from 'node:test';
 
 import {
-  ApiError, AuthenticationError, Client, CycleClosedError, HttpTransport, NetworkError, RequestError, UnavailableError, apiErrorFrom,
+  ApiError, Client, FedgridError, HttpTransport, NetworkUnreachable, ReportRefused, RequestInvalid, Unavailable, apiErrorFrom,
 } from '../src/index.js';
 import { backoffDelay, parseRetryAfter } from '../src/retry.js';
 import { freePort } from './support/node.mjs';
@@ -53,7 +53,7 @@ test('transient statuses without Retry-After back off exponentially, then give u
   const server = await scriptedServer([unavailable, unavailable, unavailable, unavailable]);
   const { delays, sleep } = recordingSleep();
   const transport = new HttpTransport(server.url, { sleep, retries: 3, backoff: 0.5 });
-  await assert.rejects(transport.call('cycle-request', {}), (error) => error instanceof UnavailableError && error.status === 502 && error.code === 'http_error');
+  await assert.rejects(transport.call('cycle-request', {}), (error) => error instanceof FedgridError && error.status === 502 && error.code === 'unexpected_answer');
   assert.equal(delays.length, 3);
   delays.forEach((delay, attempt) => {
     const base = 0.5 * 2 ** attempt;
@@ -62,11 +62,11 @@ test('transient statuses without Retry-After back off exponentially, then give u
   await server.close();
 });
 
-test('an unreachable Node ends in NetworkError after every retry', async () => {
+test('an unreachable Node ends in NetworkUnreachable after every retry', async () => {
   const port = await freePort(); // nothing listens there
   const { delays, sleep } = recordingSleep();
   const transport = new HttpTransport(`http://127.0.0.1:${port}`, { sleep, retries: 2 });
-  await assert.rejects(transport.call('authenticate', {}), (error) => error instanceof NetworkError && /cannot reach/.test(error.message) && /Node is running/.test(error.message));
+  await assert.rejects(transport.call('authenticate', {}), (error) => error instanceof NetworkUnreachable && error.code === 'network_unreachable' && /cannot reach/.test(error.message) && /Node is running/.test(error.message));
   assert.equal(delays.length, 2);
 });
 
@@ -77,7 +77,7 @@ test('a 4xx is not retried and keeps the Node code, message and details', async 
   const { delays, sleep } = recordingSleep();
   const transport = new HttpTransport(server.url, { sleep });
   await assert.rejects(transport.call('cycle-request', {}), (error) => {
-    assert.ok(error instanceof RequestError && error instanceof ApiError);
+    assert.ok(error instanceof RequestInvalid && error instanceof ApiError);
     assert.equal(error.code, 'speed_test_required');
     assert.deepEqual(error.details, { missing: ['ping'] });
     assert.equal(error.message, 'this model needs a speed test');
@@ -87,17 +87,23 @@ test('a 4xx is not retried and keeps the Node code, message and details', async 
   await server.close();
 });
 
-test('error codes map to classes', () => {
-  const of = (code, status) => apiErrorFrom({ error: { code, message: code, status } }, status);
-  assert.ok(of('auth_token_expired', 401) instanceof AuthenticationError);
-  assert.ok(of('admin_token_invalid', 403) instanceof AuthenticationError);
-  assert.ok(of('cycle_closed', 409) instanceof CycleClosedError);
-  assert.ok(of('request_key_invalid', 403) instanceof CycleClosedError);
-  assert.ok(of('cycle_unavailable', 503) instanceof UnavailableError);
-  assert.ok(of('internal_error', 500) instanceof UnavailableError);
-  assert.ok(of('diff_mismatch', 400) instanceof RequestError);
+test('an answer without a Fedgrid error body is a FedgridError unexpected_answer with the status', () => {
   const html = apiErrorFrom(null, 502);
-  assert.ok(html instanceof UnavailableError && html.code === 'http_error' && /502/.test(html.message));
+  assert.ok(html instanceof FedgridError && !(html instanceof ApiError));
+  assert.equal(html.code, 'unexpected_answer');
+  assert.equal(html.status, 502);
+  assert.match(html.message, /502/);
+  assert.equal(apiErrorFrom({}, 404).code, 'unexpected_answer');
+  assert.equal(apiErrorFrom({ error: { message: 'no code' } }, 400).code, 'unexpected_answer');
+});
+
+test('a transient 503 whose retries ran out is Unavailable (cycle_unavailable)', async () => {
+  const busy = { status: 503, body: { error: { code: 'cycle_unavailable', message: 'the next cycle is being opened', status: 503 } } };
+  const server = await scriptedServer([busy, busy]);
+  const { sleep } = recordingSleep();
+  const transport = new HttpTransport(server.url, { sleep, retries: 1 });
+  await assert.rejects(transport.call('cycle-request', {}), (error) => error instanceof Unavailable && error.code === 'cycle_unavailable' && error.status === 503);
+  await server.close();
 });
 
 test('Retry-After parses seconds and HTTP dates; backoff is capped', () => {
@@ -134,6 +140,6 @@ test('a first-time report_duplicate is an error (another report of this assignme
   ]);
   const job = new Client({ url: server.url }).newJob({ modelName: 'm' });
   job.assignment = { workerId: 'w', requestKey: 'k', cycle: 4 };
-  await assert.rejects(job.report({ diff: { w: Float32Array.from([1]) }, numSamples: 1 }), CycleClosedError);
+  await assert.rejects(job.report({ diff: { w: Float32Array.from([1]) }, numSamples: 1 }), (error) => error instanceof ReportRefused && error.code === 'report_duplicate' && error.attempts === 1);
   await server.close();
 });

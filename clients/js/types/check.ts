@@ -1,6 +1,7 @@
 // Compiled (not run) by `npm run typecheck`: the README's and docs' usage must type-check.
 import {
-  Client, CycleClosedError, PlanExecutor, TrainingStoppedError, WebSocketTransport, parseSafetensors, writeSafetensors,
+  AssignmentExpired, Client, CycleClosedError, ERROR_CODES, NetworkUnreachable, ReportRefused, Unavailable, WorkerUnknown, apiErrorFrom, sdkExceptionFor,
+  type ErrorCode, type SdkExceptionName, PlanExecutor, TrainingStoppedError, WebSocketTransport, parseSafetensors, writeSafetensors,
   type Assignment, type TrainingCheckpoint, type TrainingResult,
 } from 'fedgrid';
 
@@ -55,7 +56,21 @@ async function pushedDevice(signal: AbortSignal): Promise<boolean> {
   return outcome.status === 'rejected' && transport.listenerCount('place-available') === 0;
 }
 
+function errorTable(error: unknown): string {
+  const status: 409 = ERROR_CODES.cycle_closed.status;
+  const exception: 'AssignmentExpired' = ERROR_CODES.assignment_expired.exception;
+  const code: ErrorCode = 'report_duplicate';
+  const name: SdkExceptionName | 'NetworkUnreachable' | 'FedgridError' = sdkExceptionFor(code, 409);
+  if (error instanceof ReportRefused && error.code === 'report_duplicate') return `${error.status} ${status} ${exception}`;
+  if (error instanceof AssignmentExpired || error instanceof CycleClosedError) return 'ask again';
+  if (error instanceof WorkerUnknown) return 'authenticate';
+  if (error instanceof Unavailable || error instanceof NetworkUnreachable) return 'later';
+  const made = apiErrorFrom({ error: { code, message: '', status: 409 } }, 409);
+  return `${made.code} ${made.status ?? 0} ${name}`;
+}
+
 void device;
+void errorTable;
 void fleetDevice;
 void pushedDevice;
 void executor;

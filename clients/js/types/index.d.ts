@@ -1,6 +1,10 @@
 // Type declarations of the `fedgrid` package (the sources are JavaScript with JSDoc).
 // Checked by `npm run typecheck` (tsc on types/check.ts) and, for the list of exports, by
-// test/types.test.js.
+// test/types.test.js. protocol.generated.d.ts (the error codes) is generated from the protocol
+// package with src/protocol.generated.js: `python -m fedgrid_protocol.export` (`make protocol`).
+
+import type { ErrorCode, ErrorCodeEntry, ErrorCodes, SdkCode, SdkCodes, SdkExceptionName } from './protocol.generated.js';
+export type { ErrorCode, ErrorCodeEntry, ErrorCodes, SdkCode, SdkCodes, SdkExceptionName };
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
@@ -278,26 +282,78 @@ export function saveTrainingCheckpoint(key: string, checkpoint: TrainingCheckpoi
 export function loadTrainingCheckpoint(key: string): Promise<TrainingCheckpoint | undefined>;
 export function deleteTrainingCheckpoint(key: string): Promise<unknown>;
 
+/** A server's error code, an SDK-made one, or another (a newer server's; the SDK's own). */
+export type AnyErrorCode = ErrorCode | SdkCode | (string & {});
+
 export class FedgridError extends Error {
-  constructor(message: string, options?: { code?: string; cause?: unknown });
-  /** Stable, machine-readable: the Node's error code, or the SDK's own. */
-  code: string;
+  constructor(message: string, options?: { code?: AnyErrorCode; cause?: unknown; status?: number; details?: Record<string, unknown> });
+  /** Stable, machine-readable: the server's error code, or the SDK's own. */
+  code: AnyErrorCode;
+  /** The HTTP status, where an answer came (ApiErrors; `unexpected_answer`). */
+  status?: number;
+  details?: Record<string, unknown>;
 }
 export class FormatError extends FedgridError {}
-export class NetworkError extends FedgridError {}
+/** network_unreachable: nothing answered after the retries. */
+export class NetworkUnreachable extends FedgridError {}
+/** An error answer from a Fedgrid server: the class the protocol's table names for its code. */
 export class ApiError extends FedgridError {
-  constructor(fields?: { code?: string; message?: string; status?: number; details?: Record<string, unknown> });
+  constructor(fields?: { code?: AnyErrorCode; message?: string; status?: number; details?: Record<string, unknown> });
   status: number;
   details?: Record<string, unknown>;
   attempts?: number;
 }
+/** auth_token_*: get a valid device token. */
 export class AuthenticationError extends ApiError {}
-/** cycle_closed, assignment_expired, request_key_invalid, worker_*, report_duplicate: request a new place. */
-export class CycleClosedError extends ApiError {}
-export class RequestError extends ApiError {}
-export class UnavailableError extends ApiError {}
+/** admin_token_*, admin_login_required, registration_secret_*, node_token_*: pass the admin token. */
+export class AdminAuthError extends ApiError {}
+/** worker_unknown, worker_process_mismatch: authenticate again for this model. */
+export class WorkerUnknown extends ApiError {}
+/** process_unknown, model_not_found: check the name, or host it. */
+export class ProcessUnknown extends ApiError {}
+/** cycle_closed, assignment_expired, request_key_invalid: drop the work, request a new place. */
+export class AssignmentExpired extends ApiError {}
+/** diff_*, num_samples_invalid, metrics_invalid, report_duplicate (the first report stands). */
+export class ReportRefused extends ApiError {}
+/** Transient (cycle_unavailable, auth_endpoint_unavailable, internal_error, unknown 5xx): try later. */
+export class Unavailable extends ApiError {}
+/** The request itself is wrong (any other code, unknown 4xx): fix what `details` names. */
+export class RequestInvalid extends ApiError {}
+/** @deprecated The same class as AssignmentExpired. */
+export const CycleClosedError: typeof AssignmentExpired;
+export type CycleClosedError = AssignmentExpired;
+/** @deprecated The same class as NetworkUnreachable. */
+export const NetworkError: typeof NetworkUnreachable;
+export type NetworkError = NetworkUnreachable;
+/** @deprecated The same class as Unavailable. */
+export const UnavailableError: typeof Unavailable;
+export type UnavailableError = Unavailable;
+/** @deprecated The same class as RequestInvalid. */
+export const RequestError: typeof RequestInvalid;
+export type RequestError = RequestInvalid;
 export class TrainingStoppedError extends FedgridError {
   constructor(checkpoint: TrainingCheckpoint);
   checkpoint: TrainingCheckpoint;
 }
-export function apiErrorFrom(body: unknown, status: number): ApiError;
+/** The protocol's error table (generated from the protocol package). */
+export const ERROR_CODES: ErrorCodes;
+export const SDK_CODES: SdkCodes;
+export const SDK_EXCEPTIONS: readonly SdkExceptionName[];
+export const SDK_EXCEPTION_ADVICE: { readonly [name in SdkExceptionName]: string };
+/** The class for each name the table uses. */
+export const ERROR_CLASSES: {
+  readonly FedgridError: typeof FedgridError;
+  readonly NetworkUnreachable: typeof NetworkUnreachable;
+  readonly AuthenticationError: typeof AuthenticationError;
+  readonly AdminAuthError: typeof AdminAuthError;
+  readonly WorkerUnknown: typeof WorkerUnknown;
+  readonly ProcessUnknown: typeof ProcessUnknown;
+  readonly AssignmentExpired: typeof AssignmentExpired;
+  readonly ReportRefused: typeof ReportRefused;
+  readonly Unavailable: typeof Unavailable;
+  readonly RequestInvalid: typeof RequestInvalid;
+};
+/** The class name the table gives a code; unknown codes by status (5xx Unavailable, else RequestInvalid). */
+export function sdkExceptionFor(code: string, status?: number): SdkExceptionName | SdkCodes[SdkCode];
+/** The error for a server's answer: an ApiError subclass, or a FedgridError (`unexpected_answer`). */
+export function apiErrorFrom(body: unknown, status: number): ApiError | FedgridError;

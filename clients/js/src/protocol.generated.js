@@ -1,0 +1,471 @@
+// Generated from protocol/fedgrid_protocol by `python -m fedgrid_protocol.export` (`make protocol`); do not edit.
+// The JavaScript SDK builds and runs from this committed file; test/protocol.test.js fails when
+// it no longer matches the protocol package.
+
+const freeze = (value) => {
+  if (value && typeof value === 'object') Object.values(value).forEach(freeze);
+  return Object.freeze(value);
+};
+
+/** The exception classes both SDKs raise for server codes, named by what the caller should do. */
+export const SDK_EXCEPTIONS = freeze([
+  "AuthenticationError",
+  "AdminAuthError",
+  "WorkerUnknown",
+  "ProcessUnknown",
+  "AssignmentExpired",
+  "ReportRefused",
+  "Unavailable",
+  "RequestInvalid"
+]);
+
+/** What the caller should do about each SDK exception. */
+export const SDK_EXCEPTION_ADVICE = freeze({
+  "AuthenticationError": "get a valid device token",
+  "AdminAuthError": "pass the server's admin token",
+  "WorkerUnknown": "authenticate again (for this model)",
+  "ProcessUnknown": "no such hosted model (check the name, or host it)",
+  "AssignmentExpired": "drop this assignment's work and ask for a new place",
+  "ReportRefused": "the report was refused (`report_duplicate`: the first report stands)",
+  "Unavailable": "transient, already retried: try again later",
+  "RequestInvalid": "the request itself is wrong; fix what `details` names"
+});
+
+/** Every error code a Fedgrid server answers: its HTTP status, the SDK exception, what it means
+ *  and which servers answer it ('node', 'network'). */
+export const ERROR_CODES = freeze({
+  "invalid_json": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "the body (or a JSON form field, or a WebSocket text frame) is not JSON",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "invalid_request": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "a field is missing, of the wrong type or out of range (`details.field` names it)",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "invalid_frame": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "a binary WebSocket frame is not a valid container",
+    "servers": [
+      "node"
+    ]
+  },
+  "bad_request": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "the HTTP request is malformed",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "not_found": {
+    "status": 404,
+    "exception": "RequestInvalid",
+    "meaning": "no such route",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "method_not_allowed": {
+    "status": 405,
+    "exception": "RequestInvalid",
+    "meaning": "the route does not take this method",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "unknown_event": {
+    "status": 404,
+    "exception": "RequestInvalid",
+    "meaning": "no such event",
+    "servers": [
+      "node"
+    ]
+  },
+  "unsupported_media_type": {
+    "status": 415,
+    "exception": "RequestInvalid",
+    "meaning": "the body's content type is not one the route takes",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "body_too_large": {
+    "status": 413,
+    "exception": "RequestInvalid",
+    "meaning": "over the server's body limit",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "websocket_required": {
+    "status": 426,
+    "exception": "RequestInvalid",
+    "meaning": "a plain HTTP request on `/ws`",
+    "servers": [
+      "node"
+    ]
+  },
+  "cross_origin_form": {
+    "status": 403,
+    "exception": "RequestInvalid",
+    "meaning": "a form posted from another origin to the dashboard",
+    "servers": [
+      "node"
+    ]
+  },
+  "http_error": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "any other HTTP-level refusal; `status` is the HTTP status",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "js_assets_missing": {
+    "status": 404,
+    "exception": "RequestInvalid",
+    "meaning": "the Node has no JavaScript SDK bundle to serve at `/js/`; the message says how to build it",
+    "servers": [
+      "node"
+    ]
+  },
+  "admin_token_required": {
+    "status": 401,
+    "exception": "AdminAuthError",
+    "meaning": "an admin route without a token",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "admin_token_invalid": {
+    "status": 403,
+    "exception": "AdminAuthError",
+    "meaning": "an admin route with a wrong token",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "admin_login_required": {
+    "status": 401,
+    "exception": "AdminAuthError",
+    "meaning": "the dashboard's admin pages need a login",
+    "servers": [
+      "node",
+      "network"
+    ]
+  },
+  "auth_token_required": {
+    "status": 401,
+    "exception": "AuthenticationError",
+    "meaning": "the model needs a device token",
+    "servers": [
+      "node"
+    ]
+  },
+  "auth_token_invalid": {
+    "status": 401,
+    "exception": "AuthenticationError",
+    "meaning": "the device token's signature, audience or issuer is wrong",
+    "servers": [
+      "node"
+    ]
+  },
+  "auth_token_expired": {
+    "status": 401,
+    "exception": "AuthenticationError",
+    "meaning": "the device token has expired",
+    "servers": [
+      "node"
+    ]
+  },
+  "auth_algorithm_not_allowed": {
+    "status": 401,
+    "exception": "AuthenticationError",
+    "meaning": "the device token is signed with an algorithm the model does not allow",
+    "servers": [
+      "node"
+    ]
+  },
+  "auth_endpoint_unavailable": {
+    "status": 503,
+    "exception": "Unavailable",
+    "meaning": "the external token verification service did not answer in time",
+    "servers": [
+      "node"
+    ]
+  },
+  "process_exists": {
+    "status": 409,
+    "exception": "RequestInvalid",
+    "meaning": "that name and version is already hosted",
+    "servers": [
+      "node"
+    ]
+  },
+  "process_unknown": {
+    "status": 404,
+    "exception": "ProcessUnknown",
+    "meaning": "no hosted model by that name (and version)",
+    "servers": [
+      "node"
+    ]
+  },
+  "checkpoint_invalid": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "the hosted model is not a safetensors checkpoint of float tensors",
+    "servers": [
+      "node"
+    ]
+  },
+  "plan_invalid": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "a plan was refused; `details.reason` is the plan validator's code",
+    "servers": [
+      "node"
+    ]
+  },
+  "server_config_invalid": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "`server_config` is refused; `details.field` names the key",
+    "servers": [
+      "node"
+    ]
+  },
+  "client_config_invalid": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "`client_config` is refused; `details.field` names the key",
+    "servers": [
+      "node"
+    ]
+  },
+  "worker_unknown": {
+    "status": 404,
+    "exception": "WorkerUnknown",
+    "meaning": "unknown worker id: authenticate first",
+    "servers": [
+      "node"
+    ]
+  },
+  "worker_process_mismatch": {
+    "status": 403,
+    "exception": "WorkerUnknown",
+    "meaning": "the worker id was issued for another model: authenticate for this one",
+    "servers": [
+      "node"
+    ]
+  },
+  "speed_test_required": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "the model has speed gates; `details.missing` lists what to send",
+    "servers": [
+      "node"
+    ]
+  },
+  "request_key_invalid": {
+    "status": 403,
+    "exception": "AssignmentExpired",
+    "meaning": "not this worker's request key",
+    "servers": [
+      "node"
+    ]
+  },
+  "cycle_closed": {
+    "status": 409,
+    "exception": "AssignmentExpired",
+    "meaning": "the assignment's cycle closed (goal reached or deadline passed)",
+    "servers": [
+      "node"
+    ]
+  },
+  "assignment_expired": {
+    "status": 409,
+    "exception": "AssignmentExpired",
+    "meaning": "the assignment's lease ran out before it reported; its place went to another device",
+    "servers": [
+      "node"
+    ]
+  },
+  "cycle_unavailable": {
+    "status": 503,
+    "exception": "Unavailable",
+    "meaning": "transient: the next cycle is being opened; retry",
+    "servers": [
+      "node"
+    ]
+  },
+  "model_unknown": {
+    "status": 404,
+    "exception": "RequestInvalid",
+    "meaning": "a model id that is not the assignment's",
+    "servers": [
+      "node"
+    ]
+  },
+  "plan_unknown": {
+    "status": 404,
+    "exception": "RequestInvalid",
+    "meaning": "a plan id that is not the assignment's",
+    "servers": [
+      "node"
+    ]
+  },
+  "checkpoint_unknown": {
+    "status": 404,
+    "exception": "RequestInvalid",
+    "meaning": "no such checkpoint number",
+    "servers": [
+      "node"
+    ]
+  },
+  "report_duplicate": {
+    "status": 409,
+    "exception": "ReportRefused",
+    "meaning": "one report per assignment: the first one stands (it was counted)",
+    "servers": [
+      "node"
+    ]
+  },
+  "diff_malformed": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "the diff is not a safetensors buffer",
+    "servers": [
+      "node"
+    ]
+  },
+  "diff_mismatch": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "the diff has other names, shapes or dtypes than the model",
+    "servers": [
+      "node"
+    ]
+  },
+  "diff_not_finite": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "the diff holds NaN or infinity",
+    "servers": [
+      "node"
+    ]
+  },
+  "diff_out_of_range": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "`num_samples` × |diff value| exceeds 1e36; `details.tensor` names the tensor",
+    "servers": [
+      "node"
+    ]
+  },
+  "num_samples_invalid": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "`num_samples` is not a positive integer",
+    "servers": [
+      "node"
+    ]
+  },
+  "metrics_invalid": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "`metrics` is not an object of at most 32 finite numbers",
+    "servers": [
+      "node"
+    ]
+  },
+  "registration_secret_required": {
+    "status": 401,
+    "exception": "AdminAuthError",
+    "meaning": "joining this Network needs its registration secret",
+    "servers": [
+      "network"
+    ]
+  },
+  "registration_secret_invalid": {
+    "status": 403,
+    "exception": "AdminAuthError",
+    "meaning": "a wrong registration secret",
+    "servers": [
+      "network"
+    ]
+  },
+  "node_token_required": {
+    "status": 401,
+    "exception": "AdminAuthError",
+    "meaning": "a Node's call to its Network without its node token",
+    "servers": [
+      "network"
+    ]
+  },
+  "node_token_invalid": {
+    "status": 403,
+    "exception": "AdminAuthError",
+    "meaning": "a wrong node token",
+    "servers": [
+      "network"
+    ]
+  },
+  "node_unknown": {
+    "status": 404,
+    "exception": "RequestInvalid",
+    "meaning": "no Node by that id",
+    "servers": [
+      "network"
+    ]
+  },
+  "node_id_taken": {
+    "status": 409,
+    "exception": "RequestInvalid",
+    "meaning": "another Node holds that id",
+    "servers": [
+      "network"
+    ]
+  },
+  "model_not_found": {
+    "status": 404,
+    "exception": "ProcessUnknown",
+    "meaning": "no online Node hosts that model (and version)",
+    "servers": [
+      "network"
+    ]
+  },
+  "internal_error": {
+    "status": 500,
+    "exception": "Unavailable",
+    "meaning": "a bug: the server's log has the traceback, the client gets none",
+    "servers": [
+      "node",
+      "network"
+    ]
+  }
+});
+
+/** Codes the SDKs make up themselves, for failures that never reached a server's answer. */
+export const SDK_CODES = freeze({
+  "network_unreachable": "NetworkUnreachable",
+  "unexpected_answer": "FedgridError"
+});
