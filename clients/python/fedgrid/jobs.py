@@ -39,6 +39,7 @@ from .errors import (
     Rejected,
     ReportRefused,
     TrainingFinished,
+    WorkerUnknown,
 )
 from .transport import Transport, open_transport, route_to_node, server_kind
 
@@ -210,10 +211,9 @@ class Job:
             fields["notify"] = True
         try:
             answer = self.transport.call("cycle-request", fields)
-        except FedgridError as exc:
-            if exc.code != "worker_unknown":
-                raise
-            # The Node forgot this worker (a new database): authenticate again, once.
+        except WorkerUnknown:
+            # The Node forgot this worker (a new database), or issued it for another model:
+            # authenticate again, once (the table's WorkerUnknown: worker_*).
             self.authenticate()
             fields["worker_id"] = self.worker_id
             answer = self.transport.call("cycle-request", fields)

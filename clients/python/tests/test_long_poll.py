@@ -40,7 +40,7 @@ class RecordingEvent(threading.Event):
 def stub_node():
     """Answers cycle-requests from ``state["answers"]`` in turn (then `training_finished`) and
     every checkpoint/plan download and report with ``state["expired"]``; records what came in."""
-    state = {"answers": [], "requests": [], "downloads": [], "reports": 0}
+    state = {"answers": [], "requests": [], "downloads": [], "reports": 0, "authentications": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -48,6 +48,7 @@ def stub_node():
             path = urlsplit(self.path).path
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if path == "/model-centric/authenticate":
+                state["authentications"] += 1
                 self._answer(200, {"worker_id": "worker-1", "model": "stub", "version": "1.0",
                                    "requires_speed_test": False})
             elif path == "/model-centric/cycle-request":
@@ -57,7 +58,7 @@ def stub_node():
                     answer = answers.pop(0) if answers else {
                         "status": "rejected", "reason": "training_finished", "model": "stub",
                         "version": "1.0"}
-                self._answer(200, answer)
+                self._answer(answer["error"]["status"] if "error" in answer else 200, answer)
             elif path == "/model-centric/report":
                 state["reports"] += 1
                 self._answer(409, EXPIRED)
@@ -264,3 +265,17 @@ def test_participate_over_websocket_wakes_on_the_nodes_push(sdk_node, host, digi
         thread.join(timeout=30)  # well under the minute the rejection said to sleep
         assert not thread.is_alive(), "participate() slept through the push"
     assert [r["cycle"] for r in outcome["reports"]] == [2]
+
+
+@pytest.mark.parametrize(("code", "status"), [("worker_unknown", 404),
+                                              ("worker_process_mismatch", 403)])
+def test_a_worker_unknown_cycle_request_authenticates_again_once(stub_node, code, status):
+    refused = {"error": {"code": code, "status": status, "message": "authenticate again"}}
+    stub_node.state["answers"] = [refused, refused]
+    with Client(stub_node.url) as client:
+        job = stub_job(client)
+        with pytest.raises(fedgrid.WorkerUnknown) as caught:
+            job.request()
+    assert caught.value.code == code
+    assert stub_node.state["authentications"] == 2  # the first, and once more: not again
+    assert len(stub_node.state["requests"]) == 2
