@@ -10,7 +10,7 @@ export FEDGRID_TEST_POSTGRES_URL ?= postgresql://fedgrid:fedgrid@127.0.0.1:5432/
 JS := clients/js
 JS_STAMP := $(JS)/node_modules/.installed
 
-.PHONY: venv test lint pytest js js-test system-deps demo bench postgres clean
+.PHONY: venv test lint pytest js js-test protocol system-deps demo bench postgres clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ system-deps:
 $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
 	cd $(JS) && npm ci --no-audit --no-fund
 	touch $@
+
+# The files generated from the protocol package (the JS SDK's error table and types, the SDK docs'
+# error tables). They are committed, so building the JS SDK needs no Python; a test on each side
+# fails when they are stale.
+protocol: $(STAMP)
+	$(PY) -m fedgrid_protocol.export
 
 # The browser bundle and ONNX Runtime's WASM files, which the Node serves at /js/.
 js: $(JS_STAMP) $(STAMP)
