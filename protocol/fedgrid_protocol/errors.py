@@ -12,7 +12,7 @@ raise the class of that same name for the same code (a test holds each SDK to th
 - ``ProcessUnknown``: no such hosted model (check the name, or host it);
 - ``AssignmentExpired``: drop this assignment's work and ask for a new place;
 - ``ReportRefused``: the report was refused (``report_duplicate``: the first report stands);
-- ``Unavailable``: transient, already retried: try again later;
+- ``Unavailable``: the server could not answer now (busy, a dependency down, or a bug it logged): try again later;
 - ``RequestInvalid``: the request itself is wrong; fix what ``details`` names.
 """
 
@@ -189,6 +189,8 @@ def invalid_request(message: str, **details: Any) -> ApiError:
 
 def sdk_exception_for(code: str, status: int | None = None) -> str:
     """The SDK exception for a code; unknown codes by their status (5xx: Unavailable)."""
+    if code == "http_error":  # any HTTP-level refusal: its real status decides
+        return "Unavailable" if status is not None and status >= 500 else "RequestInvalid"
     if code in ERROR_CODES:
         return ERROR_CODES[code].sdk_exception
     if code in SDK_CODES:

@@ -44,6 +44,10 @@ SDK_CODE_ADVICE = {
 DOC_BEGIN = "<!-- generated: error table -->"
 DOC_END = "<!-- end generated: error table -->"
 DOCS = ("docs/sdk-python.md", "docs/sdk-js.md")
+CODES_BEGIN = "<!-- generated: error codes -->"
+CODES_END = "<!-- end generated: error codes -->"
+# Each server's API doc carries the codes that server answers.
+CODE_DOCS = {"docs/api.md": "node", "docs/operations.md": "network"}
 
 
 def advice() -> dict[str, str]:
@@ -199,11 +203,29 @@ def render_doc_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def with_doc_table(text: str, block: str, path: str) -> str:
-    start, end = text.find(DOC_BEGIN), text.find(DOC_END)
+def render_code_table(server: str) -> str:
+    """Every code one server answers, with its status, meaning and SDK exception (the API docs)."""
+    lines = [
+        CODES_BEGIN,
+        f"<!-- {HEADER} -->",
+        "",
+        "| code | status | meaning | SDK exception |",
+        "|---|---|---|---|",
+    ]
+    for code, entry in errors.ERROR_CODES.items():
+        if server in entry.servers:
+            meaning = entry.meaning.replace("|", "\\|")
+            lines.append(f"| `{code}` | {entry.status} | {meaning} | `{entry.sdk_exception}` |")
+    lines += ["", CODES_END]
+    return "\n".join(lines)
+
+
+def with_doc_table(text: str, block: str, path: str, begin: str = DOC_BEGIN,
+                   end_marker: str = DOC_END) -> str:
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"{path} has no {DOC_BEGIN} ... {DOC_END} block to fill")
-    return text[:start] + block + text[end + len(DOC_END):]
+        raise ValueError(f"{path} has no {begin} ... {end_marker} block to fill")
+    return text[:start] + block + text[end + len(end_marker):]
 
 
 # ------------------------------------------------------------------------------ files
@@ -225,6 +247,9 @@ def outputs(root: Path) -> dict[Path, Callable[[str | None], str]]:
     block = render_doc_table(data)
     for doc in DOCS:
         files[root / doc] = (lambda old, doc=doc: with_doc_table(old or "", block, doc))
+    for doc, server in CODE_DOCS.items():
+        files[root / doc] = (lambda old, doc=doc, server=server: with_doc_table(
+            old or "", render_code_table(server), doc, CODES_BEGIN, CODES_END))
     return files
 
 

@@ -41,3 +41,6 @@ def test_unknown_codes_fall_back_by_status():
     assert sdk_exception_for("network_unreachable") == "NetworkUnreachable"
     assert sdk_exception_for("from_a_newer_node", 503) == "Unavailable"
     assert sdk_exception_for("from_a_newer_node", 400) == "RequestInvalid"
+    # http_error stands for any HTTP-level refusal: its real status decides.
+    assert sdk_exception_for("http_error", 503) == "Unavailable"
+    assert sdk_exception_for("http_error", 418) == "RequestInvalid"

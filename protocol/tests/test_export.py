@@ -55,6 +55,8 @@ def test_check_reports_a_stale_file_and_write_repairs_it(tmp_path, capsys):
     (tmp_path / "clients/js/package.json").write_text("{}")
     for doc in export.DOCS:
         (tmp_path / doc).write_text(f"# SDK\n\n{export.DOC_BEGIN}\nold\n{export.DOC_END}\n\nafter\n")
+    for doc in export.CODE_DOCS:
+        (tmp_path / doc).write_text(f"# API\n\n{export.CODES_BEGIN}\nold\n{export.CODES_END}\n")
     assert export.main(["--check", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "stale: clients/js/src/protocol.generated.js" in out and "make protocol" in out
@@ -68,3 +70,11 @@ def test_check_reports_a_stale_file_and_write_repairs_it(tmp_path, capsys):
 def test_a_doc_without_the_markers_is_stale(tmp_path):
     with pytest.raises(ValueError, match="no <!-- generated"):
         export.with_doc_table("# nothing here\n", "block", "docs/x.md")
+
+
+def test_each_servers_api_doc_lists_exactly_the_codes_it_answers():
+    api = export.render_code_table("node")
+    operations = export.render_code_table("network")
+    assert "`assignment_expired` | 409" in api and "`node_id_taken`" not in api
+    assert "`node_id_taken` | 409" in operations and "`assignment_expired`" not in operations
+    assert "`internal_error`" in api and "`internal_error`" in operations

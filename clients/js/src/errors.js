@@ -110,6 +110,8 @@ for (const name of [...SDK_EXCEPTIONS, ...Object.values(SDK_CODES)]) {
 /** The name of the class the table gives a code; a code it does not know (from a newer server)
  *  by its status: 5xx Unavailable, anything else RequestInvalid. */
 export function sdkExceptionFor(code, status) {
+  // Any HTTP-level refusal: its real status decides (as in fedgrid_protocol.errors).
+  if (code === 'http_error') return status >= 500 ? 'Unavailable' : 'RequestInvalid';
   if (Object.hasOwn(ERROR_CODES, code)) return ERROR_CODES[code].exception;
   if (Object.hasOwn(SDK_CODES, code)) return SDK_CODES[code];
   return status >= 500 ? 'Unavailable' : 'RequestInvalid';

@@ -27,7 +27,7 @@ export const SDK_EXCEPTION_ADVICE = freeze({
   "ProcessUnknown": "no such hosted model (check the name, or host it)",
   "AssignmentExpired": "drop this assignment's work and ask for a new place",
   "ReportRefused": "the report was refused (`report_duplicate`: the first report stands)",
-  "Unavailable": "transient, already retried: try again later",
+  "Unavailable": "the server could not answer now (busy, a dependency down, or a bug it logged): try again later",
   "RequestInvalid": "the request itself is wrong; fix what `details` names"
 });
 
