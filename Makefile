@@ -16,7 +16,7 @@ venv: $(STAMP)
 
 # torch is pinned exactly (see the script): the local CPU wheel satisfies it, a range pulls CUDA.
 # flock: two make runs (or two developers' shells) must not pip-install into the venv at once.
-$(STAMP): protocol/pyproject.toml plans/pyproject.toml apps/node/pyproject.toml apps/network/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
+$(STAMP): protocol/pyproject.toml apps/common/pyproject.toml plans/pyproject.toml apps/node/pyproject.toml apps/network/pyproject.toml clients/python/pyproject.toml requirements-dev.txt
 	flock /tmp/fedgrid-venv.lock bash scripts/install-venv.sh "$(PYTHON)" "$(VENV)"
 	touch $@
 

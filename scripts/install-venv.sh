@@ -8,5 +8,6 @@ test -x "$venv/bin/python" || "$python" -m venv "$venv"
 # torch first and pinned exactly: the local CPU wheel satisfies it; an open range pulls CUDA.
 "$venv/bin/python" -m pip install -q "torch==2.13.0"
 "$venv/bin/python" -m pip install -q \
-    -e protocol -e "plans[compiler,data]" -e apps/node -e apps/network -e "clients/python[data]" \
+    -e protocol -e apps/common -e "plans[compiler,data]" -e apps/node -e apps/network \
+    -e "clients/python[data]" \
     -r requirements-dev.txt

@@ -1,0 +1,67 @@
+"""What the `fedgrid-node` and `fedgrid-network` command lines share.
+
+PyGrid-compatible flags and environment variables (--port/--host from GRID_<APP>_PORT/_HOST,
+--start_local_db, DATABASE_URL, GRID_ADMIN_TOKEN, SECRET_KEY), gevent's patching and logging.
+Imports only the standard library at module level: `start()` must patch it before anything that
+opens sockets (Flask, SQLAlchemy, pg8000, requests) is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def add_listen_arguments(parser: argparse.ArgumentParser, *, env_prefix: str,
+                         default_port: int) -> None:
+    """--port and --host, defaulting to ``<env_prefix>_PORT`` / ``<env_prefix>_HOST``."""
+    env = os.environ
+    parser.add_argument("--port", "-p", type=int,
+                        default=int(env.get(f"{env_prefix}_PORT", default_port)),
+                        help=f"port to listen on (env {env_prefix}_PORT, default {default_port})")
+    parser.add_argument("--host", default=env.get(f"{env_prefix}_HOST", "0.0.0.0"),
+                        help=f"interface to bind (env {env_prefix}_HOST, default 0.0.0.0)")
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """--start_local_db and --database-url (env DATABASE_URL)."""
+    parser.add_argument("--start_local_db", action="store_true",
+                        help="use an embedded SQLite file in the data directory even if DATABASE_URL is set")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                        help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db (env DATABASE_URL)")
+
+
+def add_log_level_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default=os.environ.get("FEDGRID_LOG_LEVEL", "INFO"))
+
+
+def database_url(args: argparse.Namespace) -> str | None:
+    """The DATABASE_URL to use: none (embedded SQLite) when --start_local_db was given."""
+    return None if args.start_local_db else args.database_url
+
+
+def start(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Patch the standard library for gevent, parse the command line and set up logging."""
+    # Before Flask, SQLAlchemy, pg8000 or requests import sockets, so that their network waits
+    # yield to other requests instead of blocking the whole server.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Alembic announces every plugin at INFO on each start; only its warnings matter here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return args
+
+
+def apply_secret_key(config) -> None:
+    """SECRET_KEY from the environment, if set, signs the app's cookies (else a random key)."""
+    if os.environ.get("SECRET_KEY"):
+        config.secret_key = os.environ["SECRET_KEY"]

@@ -1,0 +1,109 @@
+"""The shared Database and Alembic environment, with a throw-away app's models and migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
+from sqlalchemy.pool import NullPool
+
+from fedgrid_server.config import ServerConfig, normalize_database_url
+from fedgrid_server.database import Database
+from tests.support.databases import database_backends, make_database_url
+
+metadata = MetaData()
+things = Table("things", metadata, Column("id", Integer, primary_key=True),
+               Column("name", String(40), nullable=False))
+
+# An app's env.py: its own models' metadata, the shared environment.
+ENV_PY = """
+from sqlalchemy import MetaData
+
+from fedgrid_server.migrations import run_migrations
+
+run_migrations(MetaData())
+"""
+REVISION = '''
+"""things"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade():
+    op.create_table("things", sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("name", sa.String(40), nullable=False))
+'''
+
+
+def migrations(tmp_path: Path) -> Path:
+    """An app's migrations directory: its env.py calls the shared run_migrations."""
+    directory = tmp_path / "migrations"
+    (directory / "versions").mkdir(parents=True)
+    (directory / "env.py").write_text(ENV_PY)
+    (directory / "versions" / "0001_things.py").write_text(REVISION)
+    return directory
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_upgrade_runs_the_apps_migrations_and_sessions_commit_or_roll_back(backend, tmp_path):
+    class AppDatabase(Database):
+        migrations_dir = migrations(tmp_path)
+
+    test_db = make_database_url(backend, tmp_path)
+    config = ServerConfig(database_url=test_db.url, data_dir=tmp_path / "data")
+    db = AppDatabase(config.resolved_database_url())
+    try:
+        db.upgrade()
+        db.upgrade()  # a second start finds nothing to do
+        with db.session() as session:
+            session.execute(things.insert().values(name="kept"))
+        with pytest.raises(RuntimeError), db.session() as session:
+            session.execute(things.insert().values(name="rolled back"))
+            raise RuntimeError("boom")
+        with db.session() as session:
+            assert session.scalars(select(things.c.name)).all() == ["kept"]
+            version = session.scalar(text("SELECT version_num FROM alembic_version"))
+        assert version == "0001"
+    finally:
+        db.dispose()
+        test_db.drop()
+
+
+def test_sqlite_pragmas_and_pools(tmp_path):
+    class Pooled(Database):
+        migrations_dir = tmp_path
+
+    class Unpooled(Pooled):
+        sqlite_pooled = False
+
+    for cls in (Pooled, Unpooled):
+        db = cls(f"sqlite:///{tmp_path / (cls.__name__ + '.db')}")
+        try:
+            assert db.is_sqlite
+            assert isinstance(db.engine.pool, NullPool) is (cls is Unpooled)
+            with db.session() as session:
+                pragmas = [session.scalar(text(f"PRAGMA {name}")) for name in
+                           ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")]
+            assert pragmas == ["wal", 2, 1, 30000]
+        finally:
+            db.dispose()
+
+
+def test_database_urls(tmp_path):
+    assert normalize_database_url("postgresql://u:p@h/db") == "postgresql+pg8000://u:p@h/db"
+    assert normalize_database_url("postgres://u:p@h/db") == "postgresql+pg8000://u:p@h/db"
+    assert normalize_database_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
+
+    class AppConfig(ServerConfig):
+        database_file = "app.db"
+
+    config = AppConfig(data_dir=tmp_path / "data")
+    assert config.resolved_database_url() == f"sqlite:///{(tmp_path / 'data' / 'app.db').resolve()}"
+    assert (tmp_path / "data").is_dir()
+    assert AppConfig(database_url="postgres://h/db").resolved_database_url() == (
+        "postgresql+pg8000://h/db")
+    assert len(ServerConfig().secret_key) == 64 and ServerConfig().secret_key != config.secret_key
