@@ -18,7 +18,7 @@ from fedgrid_plans import tensors
 from fedgrid_protocol.errors import ApiError, invalid_request
 
 from ..cycles.engine import CycleEngine
-from ..cycles.server_config import ServerConfigError, parse_server_config
+from ..cycles.server_config import ServerConfigError, check_client_config, check_server_config
 from ..db.database import Database
 from ..db.models import Checkpoint, Model, Plan, Process
 
@@ -64,21 +64,21 @@ def _check_plan(name: str, data: Any, checkpoint: Mapping, *, averaging: bool = 
 
 
 def host_training(db: Database, engine: CycleEngine, data: dict[str, Any]) -> dict[str, Any]:
-    client_config = data.get("client_config") or {}
-    if not isinstance(client_config, dict):
-        raise invalid_request("client_config must be a JSON object")
+    # Both configs are checked against fedgrid_protocol.configs: a misspelt key, a wrong type or
+    # an out-of-range value is refused with the field named, never ignored.
+    try:
+        client_settings = check_client_config(data.get("client_config"))
+        server_config = check_server_config(data.get("server_config"))
+    except ServerConfigError as exc:
+        raise exc.api_error() from None
     # PyGrid put name and version inside client_config; accept them at either place.
-    name = data.get("name") or client_config.get("name")
-    version = data.get("version") or client_config.get("version")
+    name = data.get("name") or client_settings.name
+    version = data.get("version") or client_settings.version
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_LENGTH:
         raise invalid_request("a model name (field 'name') of 1-255 characters is required")
     if not isinstance(version, str) or not version or len(version) > MAX_VERSION_LENGTH:
         raise invalid_request("a model version (field 'version') of 1-64 characters is required")
-    client_config = {**client_config, "name": name, "version": version}
-    try:
-        server_config = parse_server_config(data.get("server_config"))
-    except ServerConfigError as exc:
-        raise ApiError("server_config_invalid", str(exc), 400) from None
+    client_config = {**client_settings.stored(), "name": name, "version": version}
 
     checkpoint_bytes = data.get("model")
     checkpoint = _check_checkpoint(checkpoint_bytes)
@@ -90,9 +90,10 @@ def host_training(db: Database, engine: CycleEngine, data: dict[str, Any]) -> di
         plan_hash = _check_plan(plan_name, plan_bytes, checkpoint)
         plan_rows.append(Plan(name=plan_name, kind="client", content_hash=plan_hash, data=bytes(plan_bytes)))
     averaging_plan = data.get("averaging_plan")
-    if server_config.strategy.get("name") == "hosted_averaging_plan" and not averaging_plan:
+    if server_config.strategy["name"] == "hosted_averaging_plan" and not averaging_plan:
         raise ApiError("server_config_invalid",
-                       "strategy 'hosted_averaging_plan' needs an averaging_plan to be hosted", 400)
+                       "strategy 'hosted_averaging_plan' needs an averaging_plan to be hosted", 400,
+                       details={"field": "server_config.strategy"})
     if averaging_plan:
         plan_hash = _check_plan("averaging_plan", averaging_plan, checkpoint, averaging=True)
         plan_rows.append(
@@ -110,7 +111,8 @@ def host_training(db: Database, engine: CycleEngine, data: dict[str, Any]) -> di
                 name=name,
                 version=version,
                 client_config=client_config,
-                server_config=data.get("server_config") or {},
+                # Normalised (a strategy name is stored as {"name": ...}), as the researcher set it.
+                server_config=server_config.stored(),
                 status="active",
             )
             process.plans = plan_rows
