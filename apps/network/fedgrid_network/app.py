@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
-from fedgrid_protocol.errors import ApiError
+from fedgrid_server.errors import register_error_handlers
 
 from .config import NetworkConfig
 from .credentials import load_or_create_secret
@@ -19,13 +18,6 @@ from .routes import blueprint as api_blueprint
 
 log = logging.getLogger("fedgrid.network")
 
-HTTP_ERROR_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-}
 MAX_BODY_BYTES = 4 * 1024 * 1024  # heartbeats are small; nothing here takes uploads
 
 
@@ -61,25 +53,5 @@ def create_app(config: NetworkConfig) -> Flask:
     app.extensions["fedgrid_network"] = NetworkState(config=config, db=db, registry=registry)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(dashboard_blueprint)
-    register_error_handlers(app)
+    register_error_handlers(app, name="Network", log=log)  # JSON errors (fedgrid_server.errors)
     return app
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError):
-        response = jsonify(error.to_json())
-        response.status_code = error.status
-        response.headers.update(error.headers)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        code = HTTP_ERROR_CODES.get(error.code or 500, "http_error")
-        return api_error(ApiError(code, error.description or error.name, error.code or 500))
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error: Exception):
-        log.exception("unhandled error")
-        return api_error(ApiError("internal_error", "internal error; the Network's log has details",
-                                  500))

@@ -5,10 +5,10 @@ SECRET_KEY), plus the registration secret shared with the Nodes (NETWORK_SECRET)
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from pathlib import Path
+
+from fedgrid_server import cli as server_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,14 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fedgrid-network",
         description="Run a Fedgrid Network: a registry of Nodes that routes devices to them.",
     )
-    parser.add_argument("--port", "-p", type=int, default=int(env.get("GRID_NETWORK_PORT", 7000)),
-                        help="port to listen on (env GRID_NETWORK_PORT, default 7000)")
-    parser.add_argument("--host", default=env.get("GRID_NETWORK_HOST", "0.0.0.0"),
-                        help="interface to bind (env GRID_NETWORK_HOST, default 0.0.0.0)")
-    parser.add_argument("--start_local_db", action="store_true",
-                        help="use an embedded SQLite file in the data directory even if DATABASE_URL is set")
-    parser.add_argument("--database-url", default=env.get("DATABASE_URL"),
-                        help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db (env DATABASE_URL)")
+    server_cli.add_listen_arguments(parser, env_prefix="GRID_NETWORK", default_port=7000)
+    server_cli.add_database_arguments(parser)  # --start_local_db, --database-url
     parser.add_argument("--data-dir", default=env.get("FEDGRID_DATA_DIR", "var/network"),
                         help="directory for the SQLite file and generated secrets (default var/network)")
     parser.add_argument("--network-secret", default=env.get("NETWORK_SECRET"),
@@ -41,43 +35,34 @@ def build_parser() -> argparse.ArgumentParser:
                         default=float(env.get("FEDGRID_OFFLINE_AFTER", 0)) or None,
                         help="seconds without a heartbeat before a Node is offline "
                              "(default: three heartbeat intervals)")
-    parser.add_argument("--log-level", default=env.get("FEDGRID_LOG_LEVEL", "INFO"))
+    server_cli.add_log_level_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    # Patch the standard library before Flask, SQLAlchemy or pg8000 import sockets.
-    from gevent import monkey
-
-    monkey.patch_all()
-
-    args = build_parser().parse_args(argv)
+    # Patches the standard library for gevent before Flask, SQLAlchemy or pg8000 import sockets.
+    args = server_cli.start(build_parser(), argv)
     if args.heartbeat_interval <= 0:
         raise SystemExit("--heartbeat-interval must be positive")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from fedgrid_server.server import serve
+
     from .app import create_app
     from .config import NetworkConfig
-    from .server import serve
 
     config = NetworkConfig(
         host=args.host,
         port=args.port,
-        database_url=None if args.start_local_db else args.database_url,
+        database_url=server_cli.database_url(args),
         data_dir=Path(args.data_dir),
         admin_token=args.admin_token or None,
         registration_secret=args.network_secret or None,
         heartbeat_interval=args.heartbeat_interval,
         offline_after=args.offline_after,
     )
-    if os.environ.get("SECRET_KEY"):
-        config.secret_key = os.environ["SECRET_KEY"]
+    server_cli.apply_secret_key(config)
     app = create_app(config)
-    serve(app, config.host, config.port, on_stop=app.extensions["fedgrid_network"].db.dispose)
+    serve(app, config.host, config.port, name="Network",
+          on_stop=app.extensions["fedgrid_network"].db.dispose)
 
 
 if __name__ == "__main__":

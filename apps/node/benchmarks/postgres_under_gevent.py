@@ -18,7 +18,7 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from fedgrid_node.config import normalize_database_url  # noqa: E402
+from fedgrid_server.config import normalize_database_url  # noqa: E402
 
 CONCURRENT = 10
 SLEEP = 0.5

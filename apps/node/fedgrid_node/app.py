@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
-from fedgrid_protocol.errors import ApiError
+from fedgrid_server.errors import register_error_handlers
 
 from .auth.admin import load_or_create_admin_token
 from .browser import blueprint as browser_blueprint
@@ -25,15 +24,6 @@ from .network_membership import start_membership
 from .node_info import blueprint as node_info_blueprint
 
 log = logging.getLogger("fedgrid.node")
-
-# Werkzeug's HTTP errors get stable codes too, so no client ever sees an HTML error page.
-HTTP_ERROR_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "body_too_large",
-    415: "unsupported_media_type",
-}
 
 
 @dataclass
@@ -75,30 +65,7 @@ def create_app(config: NodeConfig) -> Flask:
     app.register_blueprint(browser_blueprint)
     init_dashboard(app)  # the dashboard at / (dashboard/); after node_info: adds its OpenAPI paths
     init_websocket(app)
-    register_error_handlers(app)
+    register_error_handlers(app, name="Node", log=log)  # JSON errors (fedgrid_server.errors)
     init_cors(app, config.cors_origins)
     start_membership(app)  # joins --network, if given, then heartbeats
     return app
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def api_error(error: ApiError):
-        response = jsonify(error.to_json())
-        response.status_code = error.status
-        response.headers.update(error.headers)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException):
-        code = HTTP_ERROR_CODES.get(error.code or 500, "http_error")
-        message = error.description or error.name
-        if error.code == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"]
-            message = f"the request body is larger than this Node accepts ({limit} bytes)"
-        return api_error(ApiError(code, message, error.code or 500))
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error: Exception):
-        log.exception("unhandled error")
-        return api_error(ApiError("internal_error", "internal error; the Node's log has details", 500))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from pathlib import Path
+
+from fedgrid_server import cli as server_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,22 +16,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--id", default=env.get("NODE_ID", "fedgrid-node"),
                         help="this Node's id (env NODE_ID)")
-    parser.add_argument("--port", "-p", type=int, default=int(env.get("GRID_NODE_PORT", 5000)),
-                        help="port to listen on (env GRID_NODE_PORT, default 5000)")
-    parser.add_argument("--host", default=env.get("GRID_NODE_HOST", "0.0.0.0"),
-                        help="interface to bind (env GRID_NODE_HOST, default 0.0.0.0)")
+    server_cli.add_listen_arguments(parser, env_prefix="GRID_NODE", default_port=5000)
     parser.add_argument("--network", default=env.get("NETWORK"),
                         help="URL of the Fedgrid Network to join (env NETWORK)")
     parser.add_argument("--network-secret", default=env.get("NETWORK_SECRET"),
                         help="registration secret of the Network to join (env NETWORK_SECRET)")
     parser.add_argument("--address", default=env.get("ADDRESS"),
                         help="public URL of this Node, as the Network and devices reach it (env ADDRESS)")
-    parser.add_argument("--start_local_db", action="store_true",
-                        help="use an embedded SQLite file in the data directory even if DATABASE_URL is set")
+    server_cli.add_database_arguments(parser)  # --start_local_db, --database-url
     parser.add_argument("--num_replicas", type=int, default=None,
                         help="accepted for PyGrid compatibility; a Node runs as one process per database")
-    parser.add_argument("--database-url", default=env.get("DATABASE_URL"),
-                        help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db (env DATABASE_URL)")
     parser.add_argument("--data-dir", default=env.get("FEDGRID_DATA_DIR"),
                         help="directory for the SQLite file and the admin token (default var/<id>)")
     parser.add_argument("--admin-token", default=env.get("GRID_ADMIN_TOKEN"),
@@ -41,29 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cors-origins", default=env.get("FEDGRID_CORS_ORIGINS", "*"),
                         help="origins whose pages may call the API: '*' (default), 'none', or a "
                         "comma-separated list (env FEDGRID_CORS_ORIGINS)")
-    parser.add_argument("--log-level", default=env.get("FEDGRID_LOG_LEVEL", "INFO"))
+    server_cli.add_log_level_argument(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    # Patch the standard library before Flask, SQLAlchemy, pg8000 or requests import sockets, so
-    # that their network waits yield to other requests instead of blocking the whole Node.
-    from gevent import monkey
+    # Patches the standard library for gevent before Flask, SQLAlchemy, pg8000 or requests import
+    # sockets, so that their network waits yield to other requests instead of blocking the Node.
+    args = server_cli.start(build_parser(), argv)
+    from fedgrid_server.server import serve
 
-    monkey.patch_all()
-
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Alembic announces every plugin at INFO on each start; only its warnings matter here.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     from .app import create_app
     from .config import NodeConfig
     from .cors import parse_origins
-    from .server import serve
 
     config = NodeConfig(
         node_id=args.id,
@@ -72,15 +56,14 @@ def main(argv: list[str] | None = None) -> None:
         address=args.address,
         network_url=args.network,
         network_secret=args.network_secret,
-        database_url=None if args.start_local_db else args.database_url,
+        database_url=server_cli.database_url(args),
         data_dir=Path(args.data_dir or Path("var") / args.id),
         admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         cors_origins=parse_origins(args.cors_origins),
     )
-    if os.environ.get("SECRET_KEY"):
-        config.secret_key = os.environ["SECRET_KEY"]
+    server_cli.apply_secret_key(config)
     app = create_app(config)
     state = app.extensions["fedgrid"]
 
@@ -91,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         state.engine.stop()
         state.db.dispose()
 
-    serve(app, config.host, config.port, on_stop=on_stop)
+    serve(app, config.host, config.port, name="Node", on_stop=on_stop)
 
 
 if __name__ == "__main__":

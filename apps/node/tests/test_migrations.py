@@ -6,9 +6,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from fedgrid_node.config import normalize_database_url
 from fedgrid_node.db.database import Database
 from fedgrid_node.db.models import Base
+from fedgrid_server.config import normalize_database_url
 from tests.support.databases import database_backends, make_database_url
 
 

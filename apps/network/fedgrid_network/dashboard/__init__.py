@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, render_template
 
+from fedgrid_server.dashboard import STATIC_DIR
+
 from .. import __version__
 
+# /static/dashboard.css and /static/refresh.js: the assets both dashboards share (fedgrid_server).
 blueprint = Blueprint(
     "network_dashboard", __name__, template_folder="templates",
-    static_folder="static", static_url_path="/static",
+    static_folder=STATIC_DIR, static_url_path="/static",
 )
 
 

@@ -18,7 +18,6 @@ import hashlib
 import hmac
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,14 +37,14 @@ from flask import (
 from sqlalchemy import select
 
 from fedgrid_protocol.errors import ApiError
+from fedgrid_server.dashboard import STATIC_DIR
 
 from .. import __version__
-from ..cycles.server_config import parse_server_config
 from ..db.models import Checkpoint, Cycle, Model, Process, utcnow
 from .charts import line_chart
 
 blueprint = Blueprint("node_dashboard", __name__, template_folder="templates")
-STATIC_DIR = Path(__file__).parent / "static"
+# The stylesheet and the live-refresh script are the ones the Network's dashboard serves too.
 ASSETS = {"dashboard.css": "text/css", "refresh.js": "text/javascript"}
 
 SESSION_KEY = "fedgrid_admin"
@@ -270,20 +269,18 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             .where(Model.process_id == process.id)
             .order_by(Checkpoint.number.desc())
         ).all()
-        # Read through the model, never as raw JSON: defaults filled in, a strategy given as a
-        # plain name ("fedadam") normalised to {"name": ...} (reading it raw answered 500).
-        config = parse_server_config(process.server_config)
+        config = process.server_config or {}
         described.append({
             "id": process.id,
             "name": process.name,
             "version": process.version,
             "status": process.status,
             "hosted_at": _time(process.created_at),
-            "goal": config.max_diffs,
-            "max_workers": config.max_workers,
-            "cycle_length": config.cycle_length,
-            "num_cycles": config.num_cycles,
-            "strategy": config.strategy["name"],
+            "goal": config.get("max_diffs", 10),
+            "max_workers": config.get("max_workers"),
+            "cycle_length": config.get("cycle_length"),
+            "num_cycles": config.get("num_cycles"),
+            "strategy": (config.get("strategy") or {}).get("name", "fedavg"),
             "completed": sum(1 for f in closed if f.get("status") == "completed"),
             "current": current,
             "history": [

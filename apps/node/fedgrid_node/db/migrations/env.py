@@ -1,28 +1,6 @@
-"""Alembic environment: the Node passes its engine in `config.attributes["engine"]`."""
-
-from alembic import context
-from sqlalchemy import create_engine
+"""Alembic environment: the Node's models, run by the shared environment (fedgrid_server.migrations)."""
 
 from fedgrid_node.db.models import Base
+from fedgrid_server.migrations import run_migrations
 
-config = context.config
-target_metadata = Base.metadata
-
-
-def run_migrations_online() -> None:
-    engine = config.attributes.get("engine")
-    if engine is None:
-        # Only when running the `alembic` command by hand: URL from alembic -x url=...
-        engine = create_engine(context.get_x_argument(as_dictionary=True)["url"])
-    with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=target_metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-        )
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
-
-
-run_migrations_online()
+run_migrations(Base.metadata)
