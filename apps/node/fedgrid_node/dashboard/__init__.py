@@ -40,6 +40,7 @@ from fedgrid_protocol.errors import ApiError
 from fedgrid_server.dashboard import STATIC_DIR
 
 from .. import __version__
+from ..cycles.server_config import parse_server_config
 from ..db.models import Checkpoint, Cycle, Model, Process, utcnow
 from .charts import line_chart
 
@@ -269,18 +270,20 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             .where(Model.process_id == process.id)
             .order_by(Checkpoint.number.desc())
         ).all()
-        config = process.server_config or {}
+        # Read through the model, never as raw JSON: defaults filled in, a strategy given as a
+        # plain name ("fedadam") normalised to {"name": ...} (reading it raw answered 500).
+        config = parse_server_config(process.server_config)
         described.append({
             "id": process.id,
             "name": process.name,
             "version": process.version,
             "status": process.status,
             "hosted_at": _time(process.created_at),
-            "goal": config.get("max_diffs", 10),
-            "max_workers": config.get("max_workers"),
-            "cycle_length": config.get("cycle_length"),
-            "num_cycles": config.get("num_cycles"),
-            "strategy": (config.get("strategy") or {}).get("name", "fedavg"),
+            "goal": config.max_diffs,
+            "max_workers": config.max_workers,
+            "cycle_length": config.cycle_length,
+            "num_cycles": config.num_cycles,
+            "strategy": config.strategy["name"],
             "completed": sum(1 for f in closed if f.get("status") == "completed"),
             "current": current,
             "history": [
