@@ -9,7 +9,7 @@ from typing import ClassVar
 
 
 @dataclass
-class ServerConfig:
+class ServiceConfig:
     """Base of `NodeConfig` and `NetworkConfig`: each sets its defaults and its database file."""
 
     # The embedded SQLite file's name in the data directory when no DATABASE_URL is given.

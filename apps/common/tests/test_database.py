@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.pool import NullPool
 
-from fedgrid_server.config import ServerConfig, normalize_database_url
+from fedgrid_server.config import ServiceConfig, normalize_database_url
 from fedgrid_server.database import Database
 from tests.support.databases import database_backends, make_database_url
 
@@ -54,7 +54,7 @@ def test_upgrade_runs_the_apps_migrations_and_sessions_commit_or_roll_back(backe
         migrations_dir = migrations(tmp_path)
 
     test_db = make_database_url(backend, tmp_path)
-    config = ServerConfig(database_url=test_db.url, data_dir=tmp_path / "data")
+    config = ServiceConfig(database_url=test_db.url, data_dir=tmp_path / "data")
     db = AppDatabase(config.resolved_database_url())
     try:
         db.upgrade()
@@ -98,7 +98,7 @@ def test_database_urls(tmp_path):
     assert normalize_database_url("postgres://u:p@h/db") == "postgresql+pg8000://u:p@h/db"
     assert normalize_database_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
 
-    class AppConfig(ServerConfig):
+    class AppConfig(ServiceConfig):
         database_file = "app.db"
 
     config = AppConfig(data_dir=tmp_path / "data")
@@ -106,4 +106,4 @@ def test_database_urls(tmp_path):
     assert (tmp_path / "data").is_dir()
     assert AppConfig(database_url="postgres://h/db").resolved_database_url() == (
         "postgresql+pg8000://h/db")
-    assert len(ServerConfig().secret_key) == 64 and ServerConfig().secret_key != config.secret_key
+    assert len(ServiceConfig().secret_key) == 64 and ServiceConfig().secret_key != config.secret_key

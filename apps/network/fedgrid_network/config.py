@@ -1,7 +1,7 @@
 """Network configuration: flags, then PyGrid-compatible environment variables, then defaults.
 
 The fields the Node has too (host, port, database, data directory, secrets) and the database URL's
-resolution are `fedgrid_server.config.ServerConfig`'s.
+resolution are `fedgrid_server.config.ServiceConfig`'s.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from fedgrid_server.config import ServerConfig
+from fedgrid_server.config import ServiceConfig
 
 DEFAULT_PORT = 7000
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 
 
 @dataclass
-class NetworkConfig(ServerConfig):
+class NetworkConfig(ServiceConfig):
     database_file: ClassVar[str] = "network.db"
 
     port: int = DEFAULT_PORT

@@ -2,7 +2,7 @@
 
 Precedence: a flag given on the command line, then the environment variable, then the default.
 The fields the Network has too (host, port, database, data directory, secrets) and the database
-URL's resolution are `fedgrid_server.config.ServerConfig`'s.
+URL's resolution are `fedgrid_server.config.ServiceConfig`'s.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from fedgrid_server.config import ServerConfig
+from fedgrid_server.config import ServiceConfig
 
 DEFAULT_PORT = 5000
 DEFAULT_MAX_BODY_MB = 64
 
 
 @dataclass
-class NodeConfig(ServerConfig):
+class NodeConfig(ServiceConfig):
     database_file: ClassVar[str] = "node.db"
 
     port: int = DEFAULT_PORT
