@@ -15,7 +15,6 @@ Speeds are in Mbit/s, ping in milliseconds, durations in seconds.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterator
 from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
@@ -33,6 +32,8 @@ from pydantic import (
 )
 
 from .errors import ApiError
+from .validation import closest, reason
+from .validation import number_text as _number
 
 # How much more than the goal to accept, because some devices drop out (Bonawitz et al. 2019).
 DEFAULT_OVER_SELECTION = 1.3
@@ -252,49 +253,15 @@ def _bounds(metadata: list[Any]) -> str:
     return ", ".join(words)
 
 
-def _number(value: float) -> str:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _why(error: dict[str, Any]) -> str:
-    kind, ctx, got = error["type"], error.get("ctx") or {}, error.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
-    if kind in ("int_type", "int_from_float", "int_parsing"):
-        return f"must be an integer{shown}"
-    if kind in ("float_type", "float_parsing"):
-        return f"must be a number{shown}"
-    if kind == "finite_number":
-        return f"must be a finite number{shown}"
-    if kind == "bool_type":
-        return f"must be true or false{shown}"
-    if kind == "string_type":
-        return f"must be a string{shown}"
-    if kind == "string_too_short":
-        return "must not be empty"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        relation = {"greater_than_equal": ("at least", "ge"), "greater_than": ("greater than", "gt"),
-                    "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}[kind]
-        return f"must be {relation[0]} {_number(ctx[relation[1]])}{shown}"
-    if kind == "literal_error":
-        return f"must be {ctx.get('expected')}{shown}"
-    if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return f"must be a JSON object{shown}"
-    if kind == "value_error":
-        return str(ctx.get("error", error["msg"]))
-    return error["msg"][:1].lower() + error["msg"][1:]
-
-
 def _unknown_key(config: str, key: str) -> tuple[str, str | None]:
     model = CONFIG_MODELS[config]
     known = list(model.model_fields)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = closest(key, known)
     for other, other_model in CONFIG_MODELS.items():
         if other != config and key in other_model.model_fields:
             return f"{config}.{key} is not a {config} setting: it belongs in {other}", None
     if close:
-        return f"{config}.{key} is not a setting; did you mean {close[0]}?", close[0]
+        return f"{config}.{key} is not a setting; did you mean {close}?", close
     return (f"{config}.{key} is not a setting; the settings are: {', '.join(known)}", None)
 
 
@@ -305,7 +272,7 @@ def _problems(config: str, exc: ValidationError) -> Iterator[tuple[str, str, str
             message, suggestion = _unknown_key(config, str(error["loc"][-1]))
             yield path, message, suggestion
         else:
-            yield path, f"{path} {_why(error)}", None
+            yield path, f"{path} {reason(error)}", None
 
 
 def _validate(model: type[_Config], raw: Any) -> Any:

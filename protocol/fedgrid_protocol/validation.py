@@ -18,6 +18,53 @@ from .errors import ApiError
 MAX_SHOWN_VALUE = 64
 
 
+def number_text(value: float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def reason(error: dict[str, Any]) -> str:
+    """A pydantic error in words a person can act on (`must be at least 1 (got 0)`)."""
+    kind, ctx, got = error["type"], error.get("ctx") or {}, error.get("input")
+    shown = ""
+    if not isinstance(got, dict | list | bytes | bytearray | memoryview):
+        shown = f" (got {_short(repr(got))})"
+    if kind in ("int_type", "int_from_float", "int_parsing"):
+        return f"must be an integer{shown}"
+    if kind in ("float_type", "float_parsing"):
+        return f"must be a number{shown}"
+    if kind == "finite_number":
+        return f"must be a finite number{shown}"
+    if kind == "bool_type":
+        return f"must be true or false{shown}"
+    if kind == "string_type":
+        return f"must be a string{shown}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        relation = {"greater_than_equal": ("at least", "ge"), "greater_than": ("greater than", "gt"),
+                    "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}[kind]
+        return f"must be {relation[0]} {number_text(ctx[relation[1]])}{shown}"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}{shown}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be a JSON object{shown}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return error["msg"][:1].lower() + error["msg"][1:]
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN_VALUE else text[: MAX_SHOWN_VALUE - 1] + "…"
+
+
+def closest(key: str, known: list[str]) -> str | None:
+    """The known name a misspelt `key` most likely meant, if any is close."""
+    matches = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
 def present_fields(data: dict[str, Any]) -> dict[str, Any]:
     """Fields with a value: an empty query parameter or a JSON null means "not given"."""
     return {key: value for key, value in data.items() if value is not None and value != ""}
@@ -39,11 +86,10 @@ def refusal(model: type[BaseModel], exc: ValidationError, field_codes: dict[str,
     code = field_codes.get(location[0], default_code) if location else default_code
     if first["type"] == "extra_forbidden":
         known = sorted(model.model_fields)
-        close = difflib.get_close_matches(location[-1], known, n=1)
-        hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(known)}"
-        return ApiError(code, f"unknown field '{field}'{hint}", details={"field": field})
+        close = closest(location[-1], known)
+        hint = f"; did you mean '{prefix}{close}'?" if close else f"; known: {', '.join(known)}"
+        return ApiError(code, f"unknown field '{_short(field)}'{hint}",
+                        details={"field": _short(field)})
     if first["type"] == "missing":
         return ApiError(code, f"field '{field}' is required", details={"field": field})
-    reason = first["msg"].removeprefix("Value error, ")
-    return ApiError(code, f"field '{field}': {reason[:1].lower()}{reason[1:]}",
-                    details={"field": field})
+    return ApiError(code, f"field '{field}' {reason(first)}", details={"field": field})
