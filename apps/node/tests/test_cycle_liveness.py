@@ -169,17 +169,26 @@ def test_a_non_finite_aggregate_never_becomes_a_checkpoint(api):
 # ----------------------------------------------------------------------------- long-poll
 
 
+def held_until_reported(api, name, worker_id, *, requests, place, seed=1):
+    """``worker_id`` long-polls (wait=30) on a connection of its own; once cycle 1 counts
+    ``requests`` cycle-requests (so the long-poll is being held), ``place`` (a worker and its
+    accepted answer) reports. Returns the long-poll's answer."""
+    own = HttpApi(api.url, api.admin_token)
+    try:
+        join = in_thread(ask, own, name, worker_id, wait=30)
+        wait_for(lambda: cycles_of(api, name)[0]["requests"] == requests,
+                 "the long-poll to be held")
+        assert report(api, *place, seed=seed).status == 200
+        return join()
+    finally:
+        own.close()
+
+
 def test_a_long_poll_is_answered_when_the_next_cycle_opens(api):
     name = unique_name()
     host(api, name, max_diffs=1, max_workers=1, cycle_length=600)
-    first, first_body = request_place(api, name)
-    waiting = authenticate(api, name)
-    own = HttpApi(api.url, api.admin_token)
-    join = in_thread(ask, own, name, waiting, wait=30)
-    wait_for(lambda: cycles_of(api, name)[0]["requests"] == 2, "the long-poll to be held")
-    assert report(api, first, first_body, seed=1).status == 200
-    answer = join()
-    own.close()
+    first = request_place(api, name)
+    answer = held_until_reported(api, name, authenticate(api, name), requests=2, place=first)
     assert answer["status"] == "accepted" and answer["cycle"] == 2
     # A held request that ended in a place is not a rejection.
     assert cycles_of(api, name)[0]["rejected"] == {}
@@ -199,14 +208,9 @@ def test_a_device_that_already_reported_long_polls_into_the_next_cycle(api):
     name = unique_name()
     host(api, name, max_diffs=2, cycle_length=600)
     early, early_body = request_place(api, name)
-    late, late_body = request_place(api, name)
+    late = request_place(api, name)
     assert report(api, early, early_body, seed=1).status == 200
-    own = HttpApi(api.url, api.admin_token)
-    join = in_thread(ask, own, name, early, wait=30)
-    wait_for(lambda: cycles_of(api, name)[0]["requests"] == 3, "the long-poll to be held")
-    assert report(api, late, late_body, seed=2).status == 200
-    answer = join()
-    own.close()
+    answer = held_until_reported(api, name, early, requests=3, place=late, seed=2)
     assert answer["status"] == "accepted" and answer["cycle"] == 2
 
 

@@ -18,44 +18,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import requests
-
 from fedgrid.simulate import digits_shards, evaluate, simulate
 from fedgrid_plans.executor import PlanExecutor, train
 from fedgrid_plans.plan_file import Plan
 
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from tests.support.node_process import start_node  # noqa: E402
+
 ADMIN_TOKEN = "benchmark-admin-token"
-
-
-def start_node(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "GRID_ADMIN_TOKEN")}
-    log = open(data_dir / "node.log", "wb")  # noqa: SIM115 (lives as long as the Node)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fedgrid_node", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir), "--admin-token", ADMIN_TOKEN, "--log-level", "WARNING"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the Node did not start")
 
 
 def centralised(compiled, *, epochs: int, batch_size: int, seed: int) -> list[float]:
@@ -113,7 +89,9 @@ def main() -> int:
     rows = [("centralised", "epoch", central, updates_per_epoch, train_size, central_seconds)]
 
     with tempfile.TemporaryDirectory(prefix="fedgrid-bench-") as folder:
-        process, url = start_node(Path(folder))
+        node = start_node(data_dir=Path(folder), extra_args=("--log-level", "WARNING"),
+                          admin_token=ADMIN_TOKEN)
+        url = node.url
         try:
             for split, cycles in (("iid", args.iid_cycles), ("noniid", args.noniid_cycles)):
                 started = time.perf_counter()
@@ -125,8 +103,7 @@ def main() -> int:
                 rows.append((f"FedAvg {split}", "cycle", accuracies, updates_per_cycle,
                              examples_per_cycle, time.perf_counter() - started))
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=15)
+            node.stop()
 
     central_updates = None if central_97 is None else central_97 * updates_per_epoch
     for label, unit, accuracies, updates, examples, seconds in rows:

@@ -30,10 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,38 +41,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import requests
 
 from fedgrid import Admin, Client
 from fedgrid.simulate import digits_shards, evaluate
 from fedgrid_plans.executor import PlanExecutor
 from fedgrid_plans.plan_file import Plan
 
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT))
+from tests.support.node_process import start_node  # noqa: E402
+
 ADMIN_TOKEN = "benchmark-admin-token"
-
-
-def start_node(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "GRID_ADMIN_TOKEN")}
-    if database_url:
-        env["DATABASE_URL"] = database_url
-    log = open(data_dir / "node.log", "wb")  # noqa: SIM115 (lives as long as the Node)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fedgrid_node", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir), f"--admin-token={ADMIN_TOKEN}", "--log-level", "WARNING"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if requests.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except requests.RequestException:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the Node did not start")
 
 
 @dataclass
@@ -213,7 +189,9 @@ def main() -> int:
     runs: dict[str, list[Run]] = {"participate": [], "driver": []}
     runners = {"participate": run_participate, "driver": run_driver}
     with tempfile.TemporaryDirectory(prefix="fedgrid-bench-") as folder:
-        process, url = start_node(Path(folder), args.database_url)
+        node = start_node(data_dir=Path(folder), database_url=args.database_url,
+                          extra_args=("--log-level", "WARNING"), admin_token=ADMIN_TOKEN)
+        url = node.url
         try:
             with Admin(url, ADMIN_TOKEN) as admin:
                 for repeat in range(args.repeats):
@@ -229,8 +207,7 @@ def main() -> int:
                         runs[mode].append(run)
                         print(describe(run, args), flush=True)
         finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=15)
+            node.stop()
 
     def median(values: list[float | None]) -> float | None:
         return None if not values or None in values else statistics.median(values)

@@ -6,10 +6,7 @@ A real Node rarely shows these on demand: exactly which `wait` each request carr
 
 from __future__ import annotations
 
-import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -37,61 +34,39 @@ class RecordingEvent(threading.Event):
 
 
 @pytest.fixture
-def stub_node():
+def stub_node(stub_http_server):
     """Answers cycle-requests from ``state["answers"]`` in turn (then `training_finished`) and
     every checkpoint/plan download and report with ``state["expired"]``; records what came in."""
     state = {"answers": [], "requests": [], "downloads": [], "reports": 0, "authentications": 0}
     lock = threading.Lock()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            path = urlsplit(self.path).path
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if path == "/model-centric/authenticate":
-                state["authentications"] += 1
-                self._answer(200, {"worker_id": "worker-1", "model": "stub", "version": "1.0",
-                                   "requires_speed_test": False})
-            elif path == "/model-centric/cycle-request":
-                with lock:
-                    state["requests"].append(json.loads(body))
-                    answers = state["answers"]
-                    answer = answers.pop(0) if answers else {
-                        "status": "rejected", "reason": "training_finished", "model": "stub",
-                        "version": "1.0"}
-                self._answer(answer["error"]["status"] if "error" in answer else 200, answer)
-            elif path == "/model-centric/report":
-                state["reports"] += 1
-                self._answer(409, EXPIRED)
-            else:
-                self._answer(404, {"error": {"code": "not_found", "status": 404, "message": path}})
+    def post(request):
+        if request.path == "/model-centric/authenticate":
+            state["authentications"] += 1
+            return 200, {"worker_id": "worker-1", "model": "stub", "version": "1.0",
+                         "requires_speed_test": False}
+        if request.path == "/model-centric/cycle-request":
+            with lock:
+                state["requests"].append(request.json())
+                answers = state["answers"]
+                answer = answers.pop(0) if answers else {
+                    "status": "rejected", "reason": "training_finished", "model": "stub",
+                    "version": "1.0"}
+            return answer["error"]["status"] if "error" in answer else 200, answer
+        if request.path == "/model-centric/report":
+            state["reports"] += 1
+            return 409, EXPIRED
+        return 404, {"error": {"code": "not_found", "status": 404, "message": request.path}}
 
-        def do_GET(self):  # noqa: N802
-            parts = urlsplit(self.path)
-            state["downloads"].append((parts.path, parse_qs(parts.query)))
-            if parts.path in ("/model-centric/get-plan", "/model-centric/get-model"):
-                self._answer(409, EXPIRED)
-            else:
-                self._answer(404, {"error": {"code": "not_found", "status": 404,
-                                             "message": parts.path}})
+    def get(request):
+        state["downloads"].append((request.path, request.query))
+        if request.path in ("/model-centric/get-plan", "/model-centric/get-model"):
+            return 409, EXPIRED
+        return 404, {"error": {"code": "not_found", "status": 404, "message": request.path}}
 
-        def _answer(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = stub_http_server(get=get, post=post)
     server.state = state
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
-    server.server_close()
+    return server
 
 
 def stub_job(client: Client):

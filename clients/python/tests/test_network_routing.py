@@ -6,11 +6,6 @@ The Network app is built elsewhere; a stand-in HTTP server here speaks its two r
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 
 import fedgrid
@@ -18,44 +13,25 @@ from fedgrid import Client
 
 
 @pytest.fixture
-def stand_in_network(sdk_node):
+def stand_in_network(sdk_node, stub_http_server):
     routes: dict[str, str] = {}
     asked: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
-            parts = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-            if parts.path == "/status":
-                self._answer(200, {"kind": "network", "network_id": "stand-in"})
-            elif parts.path == "/route" and query.get("model") in routes:
-                asked.append(query)
-                self._answer(200, {"node_id": "node-1", "address": routes[query["model"]]})
-            elif parts.path == "/route":
-                self._answer(404, {"error": {"code": "model_not_found", "status": 404,
-                                             "message": "no Node hosts that model"}})
-            else:
-                self._answer(404, {"error": {"code": "not_found", "status": 404, "message": "?"}})
+    def get(request):
+        query = {k: v[0] for k, v in request.query.items()}
+        if request.path == "/status":
+            return 200, {"kind": "network", "network_id": "stand-in"}
+        if request.path == "/route" and query.get("model") in routes:
+            asked.append(query)
+            return 200, {"node_id": "node-1", "address": routes[query["model"]]}
+        if request.path == "/route":
+            return 404, {"error": {"code": "model_not_found", "status": 404,
+                                   "message": "no Node hosts that model"}}
+        return 404, {"error": {"code": "not_found", "status": 404, "message": "?"}}
 
-        def _answer(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = stub_http_server(get=get)
     server.routes, server.asked = routes, asked
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
-    server.server_close()
+    return server
 
 
 @pytest.mark.parametrize("transport", ["http", "ws"])

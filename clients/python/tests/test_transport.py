@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 import fedgrid
@@ -14,40 +10,21 @@ from fedgrid.transport import HttpTransport, http_base, ws_endpoint
 
 
 @pytest.fixture
-def flaky_server():
+def flaky_server(stub_http_server):
     """Answers 503 `cycle_unavailable` with `Retry-After: 0` `failures` times, then succeeds."""
     state = {"failures": 2, "hits": 0}
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
-            state["hits"] += 1
-            if state["hits"] <= state["failures"]:
-                body = {"error": {"code": "cycle_unavailable", "status": 503,
-                                  "message": "the next cycle is being opened; retry"}}
-                self._answer(503, body, {"Retry-After": "0"})
-            else:
-                self._answer(200, {"processes": []}, {})
+    def get(request):
+        state["hits"] += 1
+        if state["hits"] <= state["failures"]:
+            body = {"error": {"code": "cycle_unavailable", "status": 503,
+                              "message": "the next cycle is being opened; retry"}}
+            return 503, body, {"Retry-After": "0"}
+        return 200, {"processes": []}
 
-        def _answer(self, status, body, headers):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = stub_http_server(get=get)
     server.state = state
-    server.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield server
-    server.shutdown()
-    server.server_close()
+    return server
 
 
 def test_transient_answers_are_retried_honouring_retry_after(flaky_server):
