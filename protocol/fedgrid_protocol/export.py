@@ -10,7 +10,10 @@ when one no longer matches this package.
 
 - ``clients/js/src/protocol.generated.js``: the error table as deeply frozen objects
   (``ERROR_CODES``: code → {status, exception, meaning, servers}; ``SDK_CODES``; ``SDK_EXCEPTIONS``);
-- ``clients/js/types/protocol.generated.d.ts``: its type declarations (``ErrorCode``, ...);
+- ``clients/js/types/protocol.generated.d.ts``: its type declarations (``ErrorCode``, ...), and the
+  wire types: a TypeScript interface for every event's request and answer (``CycleRequest``,
+  ``AcceptedAnswer``, ...; ``ErrorAnswer``) and the maps ``EventRequests`` / ``EventAnswers``, converted
+  from the models' JSON Schema by ``typescript.py`` (which fails on a schema it cannot translate);
 - the error tables of ``docs/sdk-python.md`` and ``docs/sdk-js.md``, between the markers
   ``<!-- generated: error table -->`` and ``<!-- end generated: error table -->``.
 """
@@ -25,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import errors
+from . import errors, typescript
 
 REGENERATE = "python -m fedgrid_protocol.export (or `make protocol`)"
 HEADER = (
@@ -86,8 +89,8 @@ def error_table() -> dict[str, Any]:
 
 
 def artefacts() -> dict[str, Any]:
-    """Everything exported, by artefact."""
-    return {"errors": error_table()}
+    """Everything exported, by artefact: the error table, and the events' JSON Schemas."""
+    return {"errors": error_table(), "wire": typescript.wire_schemas()}
 
 
 # ------------------------------------------------------------------------------ renderers
@@ -167,6 +170,12 @@ def render_types(data: dict[str, Any]) -> str:
         "export interface SdkCodes {",
         *sdk_rows,
         "}",
+        "",
+        "// ----------------------------------------------------------------------------- wire types",
+        "// The events' requests and answers as they travel (snake_case), from their JSON Schema.",
+        "// Bounds TypeScript cannot express are in the doc comments; servers enforce them.",
+        "",
+        *typescript.render(data["wire"]),
         "",
     ])
 

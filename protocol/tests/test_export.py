@@ -1,5 +1,5 @@
-"""The generated files (the JavaScript SDK's error table and its types, the SDK docs' error
-tables) match the protocol package, and the export carries the whole table."""
+"""The generated files (the JavaScript SDK's error table, its types and the wire types, the SDK
+docs' error tables) match the protocol package, and the export carries the whole table."""
 
 from __future__ import annotations
 
@@ -49,22 +49,41 @@ def test_every_code_is_in_the_docs_table_in_its_exceptions_row():
         assert f"`{code}`" in rows[name]
 
 
-def test_check_reports_a_stale_file_and_write_repairs_it(tmp_path, capsys):
+def _tree(root: Path) -> None:
     for relative in ["clients/js/src", "clients/js/types", "docs"]:
-        (tmp_path / relative).mkdir(parents=True)
-    (tmp_path / "clients/js/package.json").write_text("{}")
+        (root / relative).mkdir(parents=True)
+    (root / "clients/js/package.json").write_text("{}")
     for doc in export.DOCS:
-        (tmp_path / doc).write_text(f"# SDK\n\n{export.DOC_BEGIN}\nold\n{export.DOC_END}\n\nafter\n")
+        (root / doc).write_text(f"# SDK\n\n{export.DOC_BEGIN}\nold\n{export.DOC_END}\n\nafter\n")
     for doc in export.CODE_DOCS:
-        (tmp_path / doc).write_text(f"# API\n\n{export.CODES_BEGIN}\nold\n{export.CODES_END}\n")
+        (root / doc).write_text(f"# API\n\n{export.CODES_BEGIN}\nold\n{export.CODES_END}\n")
+
+
+def test_check_reports_a_stale_file_and_write_repairs_it(tmp_path, capsys):
+    _tree(tmp_path)
     assert export.main(["--check", "--root", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "stale: clients/js/src/protocol.generated.js" in out and "make protocol" in out
+    assert "stale: clients/js/types/protocol.generated.d.ts" in out
     assert export.main(["--root", str(tmp_path)]) == 0
     assert export.main(["--check", "--root", str(tmp_path)]) == 0
     doc = (tmp_path / "docs/sdk-js.md").read_text()
     assert doc.startswith("# SDK\n\n") and doc.endswith("\n\nafter\n") and "old" not in doc
     assert "`report_duplicate`" in doc
+    types = (tmp_path / "clients/js/types/protocol.generated.d.ts").read_text()
+    assert "export interface CycleRequest {" in types and "export interface EventAnswers {" in types
+
+
+def test_a_hand_edited_wire_type_is_stale(tmp_path, capsys):
+    _tree(tmp_path)
+    assert export.main(["--root", str(tmp_path)]) == 0
+    types = tmp_path / "clients/js/types/protocol.generated.d.ts"
+    text = types.read_text()
+    assert "  wait?: number | null;" in text
+    types.write_text(text.replace("  wait?: number | null;", "  wait?: string;"))
+    capsys.readouterr()
+    assert export.main(["--check", "--root", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == "stale: clients/js/types/protocol.generated.d.ts"
 
 
 def test_a_doc_without_the_markers_is_stale(tmp_path):

@@ -3,6 +3,7 @@ import {
   AssignmentExpired, Client, CycleClosedError, ERROR_CODES, NetworkUnreachable, ReportRefused, Unavailable, WorkerUnknown, apiErrorFrom, sdkExceptionFor,
   type ErrorCode, type SdkExceptionName, PlanExecutor, TrainingStoppedError, WebSocketTransport, parseSafetensors, writeSafetensors,
   type Assignment, type TrainingCheckpoint, type TrainingResult,
+  type AcceptedAnswer, type CycleRequest, type ErrorAnswer, type EventAnswers, type EventRequests, type Rejection, type RejectedAnswer, type ReportRequest,
 } from 'fedgrid';
 
 async function device(features: Float32Array, labels: number[]): Promise<number | undefined> {
@@ -69,7 +70,33 @@ function errorTable(error: unknown): string {
   return `${made.code} ${made.status ?? 0} ${name}`;
 }
 
+// The wire types (generated from the protocol's JSON Schema): snake_case, as they travel.
+function wire(answer: EventAnswers['cycle-request'], assignment: Assignment): string {
+  const request: EventRequests['cycle-request'] = { worker_id: 'w1', model: 'digits_mlp', version: null, wait: 20, notify: true };
+  const sameRequest: CycleRequest = request;
+  const report: ReportRequest = { worker_id: 'w1', request_key: 'k1', diff: new Uint8Array(8), num_samples: 32, metrics: { loss: 0.5 } };
+  const checkpoint: EventRequests['retrieve-model']['checkpoint'] = 'latest';
+  const bytes: EventAnswers['get-model'] = new Uint8Array(0);
+  const failed: ErrorAnswer = { error: { code: 'cycle_closed', message: 'closed', status: 409, details: null } };
+  // @ts-expect-error: the wire's field is snake_case (the SDK's Assignment says requestKey)
+  const misspelt: AcceptedAnswer = { ...assignment };
+  // @ts-expect-error: cycle-request has no field `waitSeconds` (the wire refuses unknown fields)
+  const unknownField: CycleRequest = { worker_id: 'w1', model: 'm', waitSeconds: 3 };
+  if (answer.status === 'accepted') {
+    const accepted: AcceptedAnswer = answer;
+    // The SDK's camelCase assignment carries the same values, typed by the wire's fields.
+    const key: Assignment['requestKey'] = accepted.request_key;
+    const planId: number = accepted.plans[assignment.planName] ?? assignment.planId;
+    return `${key} ${planId} ${accepted.report_by} ${accepted.timeout.toFixed(1)}`;
+  }
+  const rejected: RejectedAnswer = answer;
+  const rejection: Rejection = { status: rejected.status, reason: rejected.reason, timeout: rejected.timeout ?? null };
+  void misspelt; void unknownField;
+  return `${rejection.reason} ${sameRequest.wait ?? 0} ${report.num_samples} ${checkpoint} ${bytes.length} ${failed.error.code}`;
+}
+
 void device;
+void wire;
 void errorTable;
 void fleetDevice;
 void pushedDevice;

@@ -1,10 +1,16 @@
 // Type declarations of the `fedgrid` package (the sources are JavaScript with JSDoc).
 // Checked by `npm run typecheck` (tsc on types/check.ts) and, for the list of exports, by
-// test/types.test.js. protocol.generated.d.ts (the error codes) is generated from the protocol
-// package with src/protocol.generated.js: `python -m fedgrid_protocol.export` (`make protocol`).
+// test/types.test.js. protocol.generated.d.ts is generated from the protocol package with
+// src/protocol.generated.js: `python -m fedgrid_protocol.export` (`make protocol`). It holds the
+// error codes and the wire types: every event's request and answer as they travel (snake_case,
+// e.g. CycleRequest, AcceptedAnswer; EventRequests / EventAnswers by event name). The SDK's own
+// objects below are camelCase; where they carry a wire field, their type is that field's.
 
-import type { ErrorCode, ErrorCodeEntry, ErrorCodes, SdkCode, SdkCodes, SdkExceptionName } from './protocol.generated.js';
-export type { ErrorCode, ErrorCodeEntry, ErrorCodes, SdkCode, SdkCodes, SdkExceptionName };
+import type {
+  AcceptedAnswer, AuthenticateAnswer, CycleRequest, ErrorBody, ErrorCode, ErrorCodeEntry, ErrorCodes, RejectedAnswer,
+  ReportAnswer, ReportRequest, SdkCode, SdkCodes, SdkExceptionName,
+} from './protocol.generated.js';
+export type * from './protocol.generated.js';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
@@ -132,7 +138,15 @@ export function trainLocally(
 
 export function configureRuntime(options?: { wasmPaths?: string; numThreads?: number; webgpu?: boolean }): void;
 
-export interface Speeds { ping: number; download: number; upload: number }
+/** The link's speeds, sent with cycle-request (its `ping`, `download`, `upload`). */
+export interface Speeds {
+  /** Milliseconds. */
+  ping: NonNullable<CycleRequest['ping']>;
+  /** Mbit/s. */
+  download: NonNullable<CycleRequest['download']>;
+  /** Mbit/s. */
+  upload: NonNullable<CycleRequest['upload']>;
+}
 
 export interface ClientOptions {
   /** http(s)://host:port (HTTP) or ws(s)://host:port/ws (WebSocket). */
@@ -211,32 +225,45 @@ export class Client {
   close(): void;
 }
 
+/** A cycle-request's AcceptedAnswer, camelCase (`request_key` is `requestKey`...), with the
+ *  training plan chosen from its `plans` and the checkpoint downloaded. */
 export interface Assignment {
-  status: 'accepted';
-  modelName: string;
-  modelVersion: string;
-  workerId: string;
-  requestKey: string;
-  cycle: number;
-  checkpoint: number;
-  modelId: number;
+  status: AcceptedAnswer['status'];
+  modelName: AcceptedAnswer['model'];
+  modelVersion: AcceptedAnswer['version'];
+  workerId: AuthenticateAnswer['worker_id'];
+  requestKey: AcceptedAnswer['request_key'];
+  cycle: AcceptedAnswer['cycle'];
+  checkpoint: AcceptedAnswer['checkpoint'];
+  modelId: AcceptedAnswer['model_id'];
+  /** The key of `plans` the SDK trains with. */
   planName: string;
-  planId: number;
-  clientConfig: Record<string, unknown>;
+  planId: AcceptedAnswer['plans'][string];
+  clientConfig: AcceptedAnswer['client_config'];
   /** ISO 8601 UTC. */
-  deadline: string;
+  deadline: AcceptedAnswer['deadline'];
   /** Seconds left to report when accepted: the assignment's lease, never past the deadline. */
-  timeout: number;
+  timeout: AcceptedAnswer['timeout'];
   /** ISO 8601 UTC: when the lease ends (Nodes without leases send none). */
-  reportBy?: string;
+  reportBy?: AcceptedAnswer['report_by'];
   /** The cycle's checkpoint (null after resuming elsewhere: the checkpoint holds the start). */
   parameters: TensorMap | null;
   plan: Plan;
 }
-export interface Rejection { status: 'rejected'; reason: string; timeout: number | null }
+/** A cycle-request's RejectedAnswer: why, and the seconds until asking again is worthwhile. */
+export interface Rejection {
+  status: RejectedAnswer['status'];
+  reason: RejectedAnswer['reason'];
+  timeout: Exclude<RejectedAnswer['timeout'], undefined>;
+}
 export interface RequestFailure { status: 'error'; error: FedgridError }
 
-export interface ParticipationReport { cycle: number; checkpoint: number; numSamples: number; metrics: Record<string, number> }
+export interface ParticipationReport {
+  cycle: ReportAnswer['cycle'];
+  checkpoint: AcceptedAnswer['checkpoint'];
+  numSamples: ReportRequest['num_samples'];
+  metrics: NonNullable<ReportRequest['metrics']>;
+}
 
 export interface JobEvents {
   accepted: Assignment;
@@ -265,17 +292,26 @@ export class Job {
    * opens. `notify` (WebSocket only): after a rejection for want of a free place, the Node pushes
    * `place-available` to `job.transport` when one may be open.
    */
-  request(options?: { speeds?: Partial<Speeds>; wait?: number; notify?: boolean; signal?: AbortSignal }): Promise<Assignment | Rejection | RequestFailure>;
+  request(options?: {
+    speeds?: Partial<Speeds>;
+    wait?: NonNullable<CycleRequest['wait']>;
+    notify?: NonNullable<CycleRequest['notify']>;
+    signal?: AbortSignal;
+  }): Promise<Assignment | Rejection | RequestFailure>;
   train(options: TrainOptions): Promise<TrainingResult>;
   /** Request (long-polling `wait` s, default 25), train, report, cycle after cycle, until the model finishes.
    *  A rejection's `timeout` is waited out, or over WebSocket until the Node pushes `place-available`. */
   participate(options: Omit<TrainOptions, 'resumeFrom'> & {
     cycles?: number;
-    wait?: number;
+    wait?: NonNullable<CycleRequest['wait']>;
     onReport?: (report: ParticipationReport, result: TrainingResult) => unknown;
   }): Promise<ParticipationReport[]>;
-  /** Resolves to the Node's {status: 'success', cycle} once the report is stored. */
-  report(result: Pick<TrainingResult, 'diff' | 'numSamples'> & { metrics?: Record<string, number> } | { diff: Uint8Array; numSamples: number; metrics?: Record<string, number> }): Promise<{ status: 'success'; cycle: number; duplicate?: true }>;
+  /** Resolves to the Node's ReportAnswer ({status: 'success', cycle}) once the report is stored;
+   *  `duplicate: true` when a retry found its first attempt stored. */
+  report(
+    result: Pick<TrainingResult, 'diff' | 'numSamples'> & { metrics?: NonNullable<ReportRequest['metrics']> }
+      | { diff: ReportRequest['diff']; numSamples: ReportRequest['num_samples']; metrics?: NonNullable<ReportRequest['metrics']> },
+  ): Promise<ReportAnswer & { duplicate?: true }>;
 }
 
 export function saveTrainingCheckpoint(key: string, checkpoint: TrainingCheckpoint): Promise<unknown>;
@@ -286,12 +322,13 @@ export function deleteTrainingCheckpoint(key: string): Promise<unknown>;
 export type AnyErrorCode = ErrorCode | SdkCode | (string & {});
 
 export class FedgridError extends Error {
-  constructor(message: string, options?: { code?: AnyErrorCode; cause?: unknown; status?: number; details?: Record<string, unknown> });
+  constructor(message: string, options?: { code?: AnyErrorCode; cause?: unknown; status?: number; details?: NonNullable<ErrorBody['details']> });
   /** Stable, machine-readable: the server's error code, or the SDK's own. */
   code: AnyErrorCode;
   /** The HTTP status, where an answer came (ApiErrors; `unexpected_answer`). */
   status?: number;
-  details?: Record<string, unknown>;
+  /** The error answer's `details` (ErrorAnswer), e.g. the refused fields. */
+  details?: NonNullable<ErrorBody['details']>;
 }
 export class FormatError extends FedgridError {}
 /** network_unreachable: nothing answered after the retries. */

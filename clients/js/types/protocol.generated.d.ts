@@ -137,3 +137,266 @@ export interface SdkCodes {
   readonly network_unreachable: 'NetworkUnreachable';
   readonly unexpected_answer: 'FedgridError';
 }
+
+// ----------------------------------------------------------------------------- wire types
+// The events' requests and answers as they travel (snake_case), from their JSON Schema.
+// Bounds TypeScript cannot express are in the doc comments; servers enforce them.
+
+/**
+ * Wire payload: an answer of `cycle-request`.
+ * Servers may send more fields than these.
+ */
+export interface AcceptedAnswer {
+  status: 'accepted';
+  request_key: string;
+  model: string;
+  version: string;
+  model_id: number;
+  plans: Record<string, number>;
+  client_config: Record<string, unknown>;
+  cycle: number;
+  checkpoint: number;
+  /** ISO 8601 UTC, e.g. 2026-11-26T18:00:00.000000Z */
+  deadline: string;
+  /** seconds left to report: the assignment's lease */
+  timeout: number;
+  /** ISO 8601 UTC, e.g. 2026-11-26T18:00:00.000000Z */
+  report_by: string;
+}
+
+/** Wire payload: an answer of `checkpoints`, an answer of `cycles`, an answer of `processes`. */
+export interface Answer {
+  [key: string]: unknown;
+}
+
+/**
+ * Wire payload: an answer of `authenticate`.
+ * Servers may send more fields than these.
+ */
+export interface AuthenticateAnswer {
+  status: 'success';
+  worker_id: string;
+  model: string;
+  version: string;
+  requires_speed_test: boolean;
+}
+
+/** Wire payload: the request of `authenticate`. */
+export interface AuthenticateRequest {
+  /** Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`. */
+  model_name: string;
+  /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
+  model_version?: string | null;
+  /**
+   * the device token, when the model needs one
+   * Constraints: maxLength 16384; pattern `^[^\x00-\x1f\x7f]*$`.
+   */
+  auth_token?: string | null;
+}
+
+/** Wire payload: the request of `cycle-request`. */
+export interface CycleRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`. */
+  model: string;
+  /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
+  version?: string | null;
+  /**
+   * milliseconds
+   * Constraints: minimum 0.
+   */
+  ping?: number | null;
+  /**
+   * Mbit/s
+   * Constraints: minimum 0.
+   */
+  download?: number | null;
+  /**
+   * Mbit/s
+   * Constraints: minimum 0.
+   */
+  upload?: number | null;
+  /**
+   * seconds the Node may hold the request until a place opens (long-poll)
+   * Constraints: minimum 0; maximum 30.
+   */
+  wait?: number | null;
+  /** WebSocket only: push place-available to this socket when rejected */
+  notify?: boolean | null;
+}
+
+/** Wire payload: the answer of every event that fails. */
+export interface ErrorAnswer {
+  error: ErrorBody;
+}
+
+/** Wire payload: a part of ErrorAnswer. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+  status: number;
+  details?: Record<string, unknown> | null;
+}
+
+/** Wire payload: the request of `get-model`. */
+export interface GetModelRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /** Constraints: minimum 1; maximum 9223372036854775807. */
+  model_id?: number | null;
+}
+
+/** Wire payload: the request of `get-plan`. */
+export interface GetPlanRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /** Constraints: minimum 1; maximum 9223372036854775807. */
+  plan_id: number;
+  /** PyGrid's plan formats: accepted for compatibility; the answer is always the Fedgrid plan file */
+  receive_operations_as?: 'list' | 'torchscript' | 'tfjs' | null;
+}
+
+/**
+ * Wire payload: an answer of `host-training`.
+ * Servers may send more fields than these.
+ */
+export interface HostTrainingAnswer {
+  status: 'success';
+  model: string;
+  version: string;
+  process_id?: number | null;
+}
+
+/**
+ * Host a model (admin). Over HTTP: multipart, plans as files `plans[<name>]`.
+ * Wire payload: the request of `host-training`.
+ */
+export interface HostTrainingRequest {
+  /**
+   * the model's name (or client_config.name, PyGrid)
+   * Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`.
+   */
+  name?: string | null;
+  /**
+   * its version (or client_config.version)
+   * Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`.
+   */
+  version?: string | null;
+  /** checkpoint 1: safetensors of float tensors */
+  model: Uint8Array;
+  /**
+   * client plans by name
+   * Constraints: keys: minLength 1, maxLength 255; keys match `^[^\x00-\x1f\x7f]*$`.
+   */
+  plans?: Record<string, Uint8Array>;
+  /** PyGrid's hosted averaging plan */
+  averaging_plan?: Uint8Array | null;
+  /** sent to devices (ClientConfig) */
+  client_config?: Record<string, unknown> | null;
+  /** the cycle policy (ServerConfig) */
+  server_config?: Record<string, unknown> | null;
+  /** PyGrid's SMPC protocols: accepted for compatibility, ignored */
+  protocols?: Record<string, unknown> | null;
+}
+
+/** Wire payload: the request of `checkpoints`, the request of `cycles`. */
+export interface ModelQuery {
+  /** Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`. */
+  name: string;
+  /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
+  version?: string | null;
+}
+
+/** Wire payload: the request of `processes`. */
+export interface ProcessesRequest {}
+
+/**
+ * Wire payload: an answer of `cycle-request`.
+ * Servers may send more fields than these.
+ */
+export interface RejectedAnswer {
+  status: 'rejected';
+  /** cycle_full, not_selected, worker_cooling_down, already_reported, download_too_slow, upload_too_slow, ping_too_high, training_finished */
+  reason: string;
+  /** seconds until asking again is worthwhile */
+  timeout?: number | null;
+  model: string;
+  version: string;
+}
+
+/**
+ * Wire payload: an answer of `report`.
+ * Servers may send more fields than these.
+ */
+export interface ReportAnswer {
+  status: 'success';
+  cycle: number;
+}
+
+/** Wire payload: the request of `report`. */
+export interface ReportRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /** start parameters − trained parameters, safetensors */
+  diff: Uint8Array;
+  /**
+   * the samples trained on: the report's weight in the average
+   * Constraints: minimum 1; maximum 2147483647.
+   */
+  num_samples: number;
+  /**
+   * finite numbers, e.g. loss and accuracy
+   * Constraints: maxProperties 32; keys: maxLength 64.
+   */
+  metrics?: Record<string, number> | null;
+}
+
+/** Wire payload: the request of `retrieve-model`. */
+export interface RetrieveModelRequest {
+  /** Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`. */
+  name: string;
+  /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
+  version?: string | null;
+  /**
+   * a number, or latest
+   * Constraints: minimum 1; maximum 9223372036854775807.
+   */
+  checkpoint?: number | 'latest' | null;
+}
+
+/** Each event's request, by event name: the wire's fields, snake_case. Blobs
+ *  (`format: binary`) travel as files, a binary body or WebSocket frame blobs. */
+export interface EventRequests {
+  'authenticate': AuthenticateRequest;
+  'checkpoints': ModelQuery;
+  'cycle-request': CycleRequest;
+  'cycles': ModelQuery;
+  'get-model': GetModelRequest;
+  'get-plan': GetPlanRequest;
+  'host-training': HostTrainingRequest;
+  'processes': ProcessesRequest;
+  'report': ReportRequest;
+  'retrieve-model': RetrieveModelRequest;
+}
+
+/** Each event's successful answer, by event name (`Uint8Array`: the answer is bytes).
+ *  Failures answer an ErrorAnswer. */
+export interface EventAnswers {
+  'authenticate': AuthenticateAnswer;
+  'checkpoints': Answer;
+  'cycle-request': AcceptedAnswer | RejectedAnswer;
+  'cycles': Answer;
+  'get-model': Uint8Array;
+  'get-plan': Uint8Array;
+  'host-training': HostTrainingAnswer;
+  'processes': Answer;
+  'report': ReportAnswer;
+  'retrieve-model': Uint8Array;
+}
