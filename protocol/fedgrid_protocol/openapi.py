@@ -7,7 +7,8 @@ never disagree with what the server validates. Path templates use OpenAPI's `{na
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from collections.abc import Iterable
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
@@ -46,6 +47,35 @@ def _query_parameters(model: type[BaseModel], schemas: dict[str, Any],
         for name, schema in properties.items()
         if name not in skip
     ]
+
+
+def model_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
+    """Component schemas of request models (validation mode) and the models they use, by name.
+
+    For routes that are not events (the Network's): reference them with `schema_ref`, or turn a
+    model's fields into `parameters`.
+    """
+    pairs = [(model, "validation") for model in dict.fromkeys(models)]
+    _, definitions = models_json_schema(pairs, ref_template=REF)
+    return definitions.get("$defs", {})
+
+
+def schema_ref(model: type[BaseModel]) -> dict[str, str]:
+    return _schema_ref(model)
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """A required JSON request body: the model's schema."""
+    return {"required": True, "content": {"application/json": {"schema": _schema_ref(model)}}}
+
+
+def parameters(model: type[BaseModel], schemas: dict[str, Any],
+               where: Literal["query", "path"] = "query") -> list[dict[str, Any]]:
+    """The model's fields as query (or path) parameters; a path parameter is always required."""
+    found = _query_parameters(model, schemas)
+    if where == "path":
+        found = [{**parameter, "in": "path", "required": True} for parameter in found]
+    return found
 
 
 def _operation(event: Event, schemas: dict[str, Any]) -> dict[str, Any]:

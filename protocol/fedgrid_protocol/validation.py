@@ -9,9 +9,9 @@ field is named too, with the closest known one when it looks like a typo.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, ValidationError
 
 from .errors import ApiError
 
@@ -65,6 +65,42 @@ def closest(key: str, known: list[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def _spellings(model: type[BaseModel]) -> list[str]:
+    """A model's field names and the other spellings (aliases) it accepts for them."""
+    names = set(model.model_fields)
+    for field in model.model_fields.values():
+        alias = field.validation_alias
+        if isinstance(alias, str):
+            names.add(alias)
+        elif isinstance(alias, AliasChoices):
+            names.update(choice for choice in alias.choices if isinstance(choice, str))
+    return sorted(names)
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _nested_model(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_at(model: type[BaseModel], location: list[str]) -> list[str]:
+    """The fields known where an unknown one was sent: in a nested model for `processes.0.x`."""
+    current = model
+    for part in location[:-1]:
+        if part.isdigit():
+            continue
+        field = current.model_fields.get(part)
+        nested = _nested_model(field.annotation) if field is not None else None
+        if nested is None:
+            return []
+        current = nested
+    return _spellings(current)
+
+
 def present_fields(data: dict[str, Any]) -> dict[str, Any]:
     """Fields with a value: an empty query parameter or a JSON null means "not given"."""
     return {key: value for key, value in data.items() if value is not None and value != ""}
@@ -85,9 +121,11 @@ def refusal(model: type[BaseModel], exc: ValidationError, field_codes: dict[str,
     field = prefix + ".".join(location)
     code = field_codes.get(location[0], default_code) if location else default_code
     if first["type"] == "extra_forbidden":
-        known = sorted(model.model_fields)
+        known = _known_at(model, location)
         close = closest(location[-1], known)
-        hint = f"; did you mean '{prefix}{close}'?" if close else f"; known: {', '.join(known)}"
+        parent = prefix + "".join(f"{part}." for part in location[:-1])
+        hint = (f"; did you mean '{parent}{close}'?" if close
+                else f"; known: {', '.join(known)}" if known else "")
         return ApiError(code, f"unknown field '{_short(field)}'{hint}",
                         details={"field": _short(field)})
     if first["type"] == "missing":

@@ -1,22 +1,26 @@
 """The OpenAPI 3.1 document of the Network, served at /openapi.json.
 
-Written by hand (the routes are few) and held honest by a test that compares it with Flask's rules.
+Request bodies and parameters reference the schemas of the models the routes validate with
+(`fedgrid_protocol.network`), so the document says what the Network accepts; the paths and the
+answers are written here, and a test compares the paths with Flask's rules.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fedgrid_protocol.network import (
+    HeartbeatRequest,
+    JoinRequest,
+    LeaveRequest,
+    ModelQuery,
+    NodeRef,
+)
+from fedgrid_protocol.openapi import json_body, model_schemas, parameters, schema_ref
+
 ERROR = {"$ref": "#/components/schemas/Error"}
 JSON_OK = {"description": "success", "content": {"application/json": {"schema": {"type": "object"}}}}
 HTML_OK = {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
-
-
-def _query(*names: str, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    return [
-        {"name": n, "in": "query", "required": n in required, "schema": {"type": "string"}}
-        for n in names
-    ]
 
 
 def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
@@ -27,26 +31,15 @@ def _responses(ok: dict[str, Any], *errors: int) -> dict[str, Any]:
     return answer
 
 
-def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "properties": properties, "required": required}}}}
-
-
-PROCESS = {
-    "type": "object",
-    "properties": {
-        "name": {"type": "string"}, "version": {"type": "string"},
-        "status": {"enum": ["open", "waiting", "finished"]},
-        "cycle": {"type": ["integer", "null"]}, "checkpoint": {"type": ["integer", "null"]},
-        "accepted": {"type": "integer"}, "reported": {"type": "integer"},
-        "deadline": {"type": ["string", "null"], "format": "date-time"},
-    },
-    "required": ["name", "version"],
-}
-NODE_PATH = [{"name": "node_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+# What the routes validate: the body of /join, /heartbeat and /leave, the query of /route and
+# /search-model, the path of /nodes/{node_id}.
+REQUEST_MODELS = (JoinRequest, HeartbeatRequest, LeaveRequest, ModelQuery, NodeRef)
 
 
 def openapi_document(version: str) -> dict[str, Any]:
+    schemas = model_schemas(REQUEST_MODELS)
+    node_path = parameters(NodeRef, schemas, "path")
+    model_query = parameters(ModelQuery, schemas)
     paths: dict[str, Any] = {
         "/": {"get": {"summary": "Dashboard: Nodes with health and last heartbeat, model directory",
                       "responses": {"200": HTML_OK}}},
@@ -58,51 +51,47 @@ def openapi_document(version: str) -> dict[str, Any]:
         "/join": {"post": {
             "summary": "A Node joins (or re-joins with its node token); answers its node token",
             "security": [{"registrationSecret": []}],
-            "requestBody": _json_body({
-                "node_id": {"type": "string"}, "address": {"type": "string", "format": "uri"},
-                "node_token": {"type": "string", "description": "required to re-join an id"},
-                "version": {"type": "string"},
-            }, ["node_id", "address"]),
+            "requestBody": json_body(JoinRequest),
             "responses": _responses(JSON_OK, 400, 401, 403, 409),
         }},
         "/heartbeat": {"post": {
             "summary": "A Node's heartbeat: hosted processes, devices, load, health",
             "security": [{"nodeToken": []}],
-            "requestBody": _json_body({
-                "node_id": {"type": "string"}, "processes": {"type": "array", "items": PROCESS},
-                "devices": {"type": "integer"}, "load": {"type": "number"},
-                "health": {"enum": ["ok", "degraded"]},
-            }, ["node_id"]),
+            "requestBody": json_body(HeartbeatRequest),
             "responses": _responses(JSON_OK, 400, 401, 403, 404),
         }},
         "/leave": {"post": {
             "summary": "A Node going down says so; it is offline until it joins again",
             "security": [{"nodeToken": []}],
-            "requestBody": _json_body({"node_id": {"type": "string"}}, ["node_id"]),
-            "responses": _responses(JSON_OK, 401, 403, 404),
+            "requestBody": json_body(LeaveRequest),
+            "responses": _responses(JSON_OK, 400, 401, 403, 404),
         }},
         "/nodes": {"get": {"summary": "Every registered Node with status and hosted processes",
                            "responses": _responses(JSON_OK)}},
         "/nodes/{node_id}": {
-            "get": {"summary": "One Node", "parameters": NODE_PATH,
-                    "responses": _responses(JSON_OK, 404)},
-            "delete": {"summary": "Remove a Node from the registry (admin)", "parameters": NODE_PATH,
+            "get": {"summary": "One Node", "parameters": node_path,
+                    "responses": _responses(JSON_OK, 400, 404)},
+            "delete": {"summary": "Remove a Node from the registry (admin)", "parameters": node_path,
                        "security": [{"adminToken": []}],
-                       "responses": _responses(JSON_OK, 401, 403, 404)},
+                       "responses": _responses(JSON_OK, 400, 401, 403, 404)},
         },
         "/connected-nodes": {"get": {"summary": "PyGrid's form: ids of the Nodes online now",
                                      "responses": _responses(JSON_OK)}},
         "/search-model": {
-            method: {"summary": "Nodes hosting a model (any status), with cycle status",
-                     "parameters": _query("model", "version"),
-                     "responses": _responses(JSON_OK, 400)}
-            for method in ("get", "post")
+            "get": {"summary": "Nodes hosting a model (any status), with cycle status",
+                    "parameters": model_query, "responses": _responses(JSON_OK, 400)},
+            "post": {"summary": "Nodes hosting a model (PyGrid's form: the query in a JSON body; "
+                                "a query parameter given wins)",
+                     "parameters": [{**p, "required": False} for p in model_query],
+                     "requestBody": {"required": False, "content": {
+                         "application/json": {"schema": schema_ref(ModelQuery)}}},
+                     "responses": _responses(JSON_OK, 400)},
         },
         "/models": {"get": {"summary": "The model directory: every (name, version) and its Nodes",
                             "responses": _responses(JSON_OK)}},
         "/route": {"get": {
             "summary": "Address of a healthy Node hosting the model, least loaded first",
-            "parameters": _query("model", "version", required=("model",)),
+            "parameters": model_query,
             "responses": _responses({"description": "the Node to use", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "node_id": {"type": "string"}, "address": {"type": "string"},
@@ -128,7 +117,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "nodeToken": {"type": "http", "scheme": "bearer",
                               "description": "the token /join answered to this Node"},
             },
-            "schemas": {"Error": {"type": "object", "properties": {"error": {
+            "schemas": {**schemas, "Error": {"type": "object", "properties": {"error": {
                 "type": "object",
                 "properties": {"code": {"type": "string"}, "message": {"type": "string"},
                                "status": {"type": "integer"}, "details": {"type": "object"}},

@@ -8,107 +8,27 @@ offline at once. Health is computed when asked, so no timer has to sweep the tab
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from fedgrid_protocol.errors import ApiError, invalid_request
+from fedgrid_protocol.errors import ApiError
+from fedgrid_protocol.network import HeartbeatRequest, HostedProcessReport, JoinRequest
 
 from .credentials import new_node_token, token_hash, token_matches
 from .db.database import Database
 from .db.models import HostedProcess, NodeRecord, utcnow
 
-NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-PROCESS_STATUSES = ("open", "waiting", "finished")
-MAX_PROCESSES = 1000
 
-
-def check_node_id(value: Any) -> str:
-    if not isinstance(value, str) or not NODE_ID.match(value):
-        raise invalid_request(
-            "node_id must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-            field="node_id",
-        )
-    return value
-
-
-def check_address(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 512:
-        raise invalid_request("address must be the Node's URL, e.g. http://alice:5000", field="address")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise invalid_request("address must be an http(s) URL, e.g. http://alice:5000", field="address")
-    return value.rstrip("/")
-
-
-def _int(value: Any, name: str, default: int | None = 0) -> int | None:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise invalid_request(f"{name} must be a non-negative integer", field=name)
-    return value
-
-
-def _number(value: Any, name: str) -> float:
-    if value is None:
-        return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (0 <= value < 1e12):
-        raise invalid_request(f"{name} must be a non-negative number", field=name)
-    return float(value)
-
-
-def _deadline(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise invalid_request("deadline must be an ISO 8601 time", field="deadline")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid_request("deadline must be an ISO 8601 time", field="deadline") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
-
-
-def parse_processes(value: Any) -> list[dict[str, Any]]:
-    """The `processes` of a heartbeat: [{name, version, status, cycle, checkpoint, ...}]."""
-    if value is None:
-        return []
-    if not isinstance(value, list) or len(value) > MAX_PROCESSES:
-        raise invalid_request(f"processes must be a list of at most {MAX_PROCESSES}", field="processes")
-    parsed: dict[tuple[str, str], dict[str, Any]] = {}
-    for item in value:
-        if not isinstance(item, dict):
-            raise invalid_request("each process must be an object", field="processes")
-        name, version = item.get("name"), item.get("version")
-        if not isinstance(name, str) or not name or len(name) > 255:
-            raise invalid_request("each process needs a name", field="processes")
-        if not isinstance(version, str) or not version or len(version) > 64:
-            raise invalid_request("each process needs a version (text)", field="processes")
-        status = item.get("status", "open")
-        if status not in PROCESS_STATUSES:
-            raise invalid_request(
-                f"process status must be one of {', '.join(PROCESS_STATUSES)}", field="processes"
-            )
-        parsed[(name, version)] = {
-            "name": name,
-            "version": version,
-            "status": status,
-            "cycle": _int(item.get("cycle"), "cycle", None),
-            "checkpoint": _int(item.get("checkpoint"), "checkpoint", None),
-            "accepted": _int(item.get("accepted"), "accepted"),
-            "reported": _int(item.get("reported"), "reported"),
-            "deadline": _deadline(item.get("deadline")),
-        }
-    return list(parsed.values())
+def processes_to_store(processes: list[HostedProcessReport]) -> list[dict[str, Any]]:
+    """The validated `processes` of a heartbeat as rows; a (name, version) given twice: the last."""
+    rows = {(p.name, p.version): p.model_dump() for p in processes}
+    return list(rows.values())
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -127,21 +47,19 @@ class Registry:
 
     # ----------------------------------------------------------------------------- membership
 
-    def join(self, node_id: Any, address: Any, node_token: Any, software_version: Any) -> dict:
-        node_id = check_node_id(node_id)
-        address = check_address(address)
-        if software_version is not None and not isinstance(software_version, str):
-            raise invalid_request("version must be text", field="version")
+    def join(self, joining: JoinRequest) -> dict:
+        """A validated join (`fedgrid_protocol.network.JoinRequest`)."""
+        node_id = joining.node_id
         now = utcnow()
         try:
-            return self._join(node_id, address, node_token, software_version, now)
+            return self._join(node_id, joining.address, joining.node_token, joining.version, now)
         except IntegrityError:
             # Two first joins of one id raced and the other one won: this one holds no token.
             raise ApiError("node_id_taken", f"a Node with id {node_id!r} has just registered", 409
                            ) from None
 
-    def _join(self, node_id: str, address: str, node_token: Any, software_version: Any,
-              now: datetime) -> dict:
+    def _join(self, node_id: str, address: str, node_token: str | None,
+              software_version: str | None, now: datetime) -> dict:
         with self.db.session() as session:
             node = session.get(NodeRecord, node_id, with_for_update=True)
             if node is None:
@@ -153,8 +71,7 @@ class Registry:
                 ))
                 rejoined = False
             else:
-                if not token_matches(node_token if isinstance(node_token, str) else None,
-                                     node.token_hash):
+                if not token_matches(node_token, node.token_hash):
                     raise ApiError(
                         "node_id_taken",
                         f"a Node with id {node_id!r} is already registered and this request does "
@@ -178,8 +95,7 @@ class Registry:
             "offline_after": self.offline_after,
         }
 
-    def _authenticated_node(self, session, node_id: Any, node_token: str | None) -> NodeRecord:
-        node_id = check_node_id(node_id)
+    def _authenticated_node(self, session, node_id: str, node_token: str | None) -> NodeRecord:
         node = session.get(NodeRecord, node_id, with_for_update=True)
         if node is None:
             raise ApiError("node_unknown", f"no Node {node_id!r} is registered; join first", 404)
@@ -189,34 +105,29 @@ class Registry:
             )
         return node
 
-    def heartbeat(self, node_id: Any, node_token: str | None, data: dict[str, Any]) -> dict:
-        processes = parse_processes(data.get("processes"))
-        devices = _int(data.get("devices"), "devices")
-        load = _number(data.get("load"), "load")
-        health = data.get("health", "ok")
-        if health not in ("ok", "degraded"):
-            raise invalid_request("health must be 'ok' or 'degraded'", field="health")
+    def heartbeat(self, beat: HeartbeatRequest, node_token: str | None) -> dict:
+        """A validated heartbeat (`fedgrid_protocol.network.HeartbeatRequest`) of a Node."""
+        processes = processes_to_store(beat.processes)
         with self.db.session() as session:
-            node = self._authenticated_node(session, node_id, node_token)
+            node = self._authenticated_node(session, beat.node_id, node_token)
             node.last_heartbeat = utcnow()
             node.left_at = None
-            node.health = health
-            node.devices = devices
-            node.load = load
+            node.health = beat.health
+            node.devices = beat.devices
+            node.load = beat.load
             session.execute(delete(HostedProcess).where(HostedProcess.node_id == node.id))
             session.add_all(HostedProcess(node_id=node.id, **p) for p in processes)
         with self._routed_lock:
             self._routed.pop(node.id, None)
         return {"status": "ok", "heartbeat_interval": self.heartbeat_interval}
 
-    def leave(self, node_id: Any, node_token: str | None) -> dict:
+    def leave(self, node_id: str, node_token: str | None) -> dict:
         with self.db.session() as session:
             node = self._authenticated_node(session, node_id, node_token)
             node.left_at = utcnow()
         return {"status": "left", "node_id": node.id}
 
-    def remove(self, node_id: Any) -> dict:
-        node_id = check_node_id(node_id)
+    def remove(self, node_id: str) -> dict:
         with self.db.session() as session:
             node = session.get(NodeRecord, node_id)
             if node is None:
@@ -271,8 +182,7 @@ class Registry:
             ).all()
             return [self._describe(node, now) for node in nodes]
 
-    def get_node(self, node_id: Any) -> dict:
-        node_id = check_node_id(node_id)
+    def get_node(self, node_id: str) -> dict:
         now = utcnow()
         with self.db.session() as session:
             node = session.get(NodeRecord, node_id, options=[selectinload(NodeRecord.processes)])
@@ -290,8 +200,7 @@ class Registry:
             query = query.where(HostedProcess.version == version)
         return session.execute(query.order_by(NodeRecord.id, HostedProcess.version)).all()
 
-    def search_model(self, name: Any, version: Any = None) -> dict:
-        name, version = _model_query(name, version)
+    def search_model(self, name: str, version: str | None = None) -> dict:
         now = utcnow()
         with self.db.session() as session:
             rows = self._hosting(session, name, version)
@@ -325,9 +234,8 @@ class Registry:
                 })
         return list(directory.values())
 
-    def route(self, name: Any, version: Any = None) -> dict:
+    def route(self, name: str, version: str | None = None) -> dict:
         """A healthy Node hosting the model: open processes first, then the least loaded."""
-        name, version = _model_query(name, version)
         now = utcnow()
         with self.db.session() as session:
             rows = self._hosting(session, name, version)
@@ -374,12 +282,3 @@ class Registry:
         return {"online": statuses["online"], "degraded": statuses["degraded"],
                 "offline": statuses["offline"], "total": len(nodes)}
 
-
-def _model_query(name: Any, version: Any) -> tuple[str, str | None]:
-    if not isinstance(name, str) or not name:
-        raise invalid_request("a model name is required (query parameter 'model')", field="model")
-    if version in (None, ""):
-        return name, None
-    if not isinstance(version, str):
-        version = str(version)
-    return name, version

@@ -9,6 +9,14 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 
 from fedgrid_protocol.errors import ApiError
+from fedgrid_protocol.network import (
+    HeartbeatRequest,
+    JoinRequest,
+    LeaveRequest,
+    ModelQuery,
+    NodeRef,
+)
+from fedgrid_protocol.validation import validate
 
 from . import __version__
 from .credentials import bearer_token, check_bearer
@@ -33,14 +41,14 @@ def _json_body() -> dict[str, Any]:
     return data
 
 
-def _arg(data: dict[str, Any], *names: str) -> Any:
-    """The first of ``names`` present in the query string or the JSON body (PyGrid's spellings)."""
-    for name in names:
-        if request.args.get(name) not in (None, ""):
-            return request.args[name]
-        if data.get(name) not in (None, ""):
-            return data[name]
-    return None
+def _query(body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The query string's fields over the JSON body's (a query parameter given wins)."""
+    query = {key: value for key, value in request.args.to_dict().items() if value != ""}
+    return {**(body or {}), **query}
+
+
+def _node_ref(node_id: str) -> str:
+    return validate(NodeRef, {"node_id": node_id}).node_id
 
 
 def _require_admin() -> None:
@@ -88,14 +96,8 @@ def join():
     check_bearer(state.config.registration_secret, request.headers.get("Authorization"),
                  what="Network's registration secret (NETWORK_SECRET)",
                  code_prefix="registration_secret")
-    data = _json_body()
-    answer = state.registry.join(
-        _arg(data, "node_id", "node-id"),
-        _arg(data, "address", "node-address"),
-        data.get("node_token"),
-        data.get("version"),
-    )
-    return jsonify(answer)
+    joining = validate(JoinRequest, _json_body())
+    return jsonify(state.registry.join(joining))
 
 
 def _node_token() -> str:
@@ -110,13 +112,15 @@ def _node_token() -> str:
 @blueprint.post("/heartbeat")
 def heartbeat():
     data = _json_body()
-    return jsonify(_state().registry.heartbeat(data.get("node_id"), _node_token(), data))
+    token = _node_token()
+    return jsonify(_state().registry.heartbeat(validate(HeartbeatRequest, data), token))
 
 
 @blueprint.post("/leave")
 def leave():
     data = _json_body()
-    return jsonify(_state().registry.leave(data.get("node_id"), _node_token()))
+    token = _node_token()
+    return jsonify(_state().registry.leave(validate(LeaveRequest, data).node_id, token))
 
 
 # ------------------------------------------------------------------------------- directory
@@ -129,13 +133,13 @@ def list_nodes():
 
 @blueprint.get("/nodes/<node_id>")
 def get_node(node_id: str):
-    return jsonify(_state().registry.get_node(node_id))
+    return jsonify(_state().registry.get_node(_node_ref(node_id)))
 
 
 @blueprint.delete("/nodes/<node_id>")
 def remove_node(node_id: str):
     _require_admin()
-    return jsonify(_state().registry.remove(node_id))
+    return jsonify(_state().registry.remove(_node_ref(node_id)))
 
 
 @blueprint.get("/connected-nodes")
@@ -147,10 +151,9 @@ def connected_nodes():
 
 @blueprint.route("/search-model", methods=["GET", "POST"])
 def search_model():
-    data = _json_body() if request.method == "POST" else {}
-    return jsonify(_state().registry.search_model(
-        _arg(data, "model", "name", "model_name"), _arg(data, "version", "model_version")
-    ))
+    body = _json_body() if request.method == "POST" else {}
+    query = validate(ModelQuery, _query(body))
+    return jsonify(_state().registry.search_model(query.name, query.version))
 
 
 @blueprint.get("/models")
@@ -160,6 +163,5 @@ def models():
 
 @blueprint.get("/route")
 def route():
-    return jsonify(_state().registry.route(
-        _arg({}, "model", "name", "model_name"), _arg({}, "version", "model_version")
-    ))
+    query = validate(ModelQuery, _query())
+    return jsonify(_state().registry.route(query.name, query.version))

@@ -197,3 +197,98 @@ def test_dashboard_lists_nodes_and_models(network):
     assert "alice" in html and "bob" in html and "digits" in html and "online" in html
     assert "http://" in html and "cdn" not in html.lower()
     assert network.get("/static/refresh.js").status_code == 200
+
+
+def refused(answer, field):
+    body = answer.get_json()
+    assert answer.status_code == 400, body
+    assert body["error"]["code"] == "invalid_request", body
+    assert body["error"]["details"]["field"] == field, body
+    return body["error"]["message"]
+
+
+def test_inputs_that_crashed_the_network_are_refused_with_a_coded_400(network):
+    # Each of these used to reach urlsplit, the database or datetime unchecked: a 500.
+    for address in ("http://[::1", "http://a:99999", "http://a:0", "http://alice:5000\r\nX-Evil: 1",
+                    "http://alice\n:5000", "http://al ice:5000", "http://" + "a" * 600):
+        refused(join(network, "alice", address), "address")
+    assert network.get("/nodes/alice").status_code == 404
+    refused(network.post("/join", json={"node-id": "alice", "node-address": "http://[::1"},
+                         headers={"Authorization": f"Bearer {SECRET}"}), "node-address")
+
+    token = join(network, "alice").get_json()["node_token"]
+    huge = 2**70
+    for extra, field in (
+        ({"devices": huge}, "devices"),
+        ({"load": huge}, "load"),
+        ({"processes": [{**process(), "cycle": huge}]}, "processes.0.cycle"),
+        ({"processes": [{**process(), "accepted": huge}]}, "processes.0.accepted"),
+        ({"processes": [process(), {**process("b"), "checkpoint": -1}]}, "processes.1.checkpoint"),
+        ({"processes": [{**process(), "deadline": "0001-01-01T00:00:00+01:00"}]},
+         "processes.0.deadline"),
+        ({"processes": [{**process(), "deadline": "1900-01-01T00:00:00Z"}]}, "processes.0.deadline"),
+        ({"processes": [{**process(), "deadline": "9999-12-31T23:00:00-05:00"}]},
+         "processes.0.deadline"),
+        ({"processes": [{**process(), "deadline": "next tuesday"}]}, "processes.0.deadline"),
+        ({"processes": [{**process(), "deadline": 1767225600}]}, "processes.0.deadline"),
+        ({"devices": True}, "devices"),
+        ({"load": False}, "load"),
+        ({"processes": [{**process(), "reported": True}]}, "processes.0.reported"),
+        ({"processes": [process()] * 1001}, "processes"),
+        ({"processes": [{**process(), "name": "a\r\nb"}]}, "processes.0.name"),
+    ):
+        body = {"node_id": "alice", **extra}
+        refused(network.post("/heartbeat", json=body, headers={"Authorization": f"Bearer {token}"}),
+                field)
+    message = refused(beat(network, "alice", token, devics=1), "devics")
+    assert "did you mean 'devices'" in message
+    nested = refused(beat(network, "alice", token, [{**process(), "acepted": 1}]),
+                     "processes.0.acepted")
+    assert "did you mean 'processes.0.accepted'" in nested
+    # Nothing of the refused heartbeats was stored.
+    assert network.get("/nodes/alice").get_json()["processes"] == []
+
+    refused(network.post("/leave", json={"node_id": "alice", "bye": 1},
+                         headers={"Authorization": f"Bearer {token}"}), "bye")
+    refused(network.get("/nodes/-starts-with-a-dash"), "node_id")
+    refused(network.get("/route?model=mnist&colour=red"), "colour")
+    refused(network.get("/route?model=a%0Db"), "model")
+
+
+def test_what_a_node_sends_is_accepted_with_every_spelling(network):
+    # The Node's own heartbeat (network_membership.collect_heartbeat): naive UTC deadline + "Z"
+    # with microseconds, nulls for a process without cycles, a float load.
+    token = join(network, "alice").get_json()["node_token"]
+    sent = {"node_id": "alice", "devices": 2, "load": 2.0, "health": "ok", "processes": [
+        {"name": "mnist", "version": "1", "status": "open", "cycle": 3, "checkpoint": 3,
+         "accepted": 2, "reported": 0, "deadline": "2030-01-01T12:00:00.123456Z"},
+        {"name": "new", "version": "1", "status": "waiting", "cycle": None, "checkpoint": 1,
+         "accepted": 0, "reported": 0, "deadline": None},
+    ]}
+    answer = network.post("/heartbeat", json=sent, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.get_json()
+    node = network.get("/nodes/alice").get_json()
+    hosted = {p["name"]: p for p in node["processes"]}
+    assert hosted["mnist"]["deadline"] == "2030-01-01T12:00:00Z" and hosted["mnist"]["cycle"] == 3
+    assert hosted["new"]["deadline"] is None and hosted["new"]["cycle"] is None
+    # An offset is converted to UTC; a degraded Node sends only its health.
+    offset = {**sent["processes"][0], "deadline": "2030-01-01T14:00:00+02:00"}
+    beat(network, "alice", token, [offset])
+    assert network.get("/nodes/alice").get_json()["processes"][0]["deadline"] == "2030-01-01T12:00:00Z"
+    degraded = network.post("/heartbeat", json={"node_id": "alice", "health": "degraded"},
+                            headers={"Authorization": f"Bearer {token}"})
+    assert degraded.status_code == 200
+    beat(network, "alice", token, [process()])
+
+    # PyGrid's spellings: node-id / node-address at join, model_name / model_version or name.
+    pygrid = network.post("/join", json={"node-id": "bob", "node-address": "http://[::1]:5001/"},
+                          headers={"Authorization": f"Bearer {SECRET}"})
+    assert pygrid.status_code == 200, pygrid.get_json()
+    assert network.get("/nodes/bob").get_json()["address"] == "http://[::1]:5001"
+    found = network.post("/search-model", json={"model_name": "mnist", "model_version": 1})
+    assert found.status_code == 200 and found.get_json()["version"] == "1"
+    assert [n["node_id"] for n in found.get_json()["nodes"]] == ["alice"]
+    # A query parameter wins over the body, and the first spelling over the others.
+    both = network.post("/search-model?model=other", json={"model": "mnist", "name": "x"})
+    assert both.get_json()["model"] == "other"
+    assert network.get("/route?name=mnist&model_name=x").get_json()["node_id"] == "alice"

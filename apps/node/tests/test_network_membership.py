@@ -154,6 +154,14 @@ def test_heartbeat_describes_open_and_finished_processes(tmp_path):
         assert (ongoing["status"], ongoing["cycle"], ongoing["checkpoint"], ongoing["accepted"],
                 ongoing["reported"]) == ("open", 1, 1, 1, 0)
         assert ongoing["deadline"].endswith("Z") and beat["devices"] == 1
+        # The Network validates heartbeats with the protocol's model: what the Node sends passes.
+        from fedgrid_protocol.network import HeartbeatRequest
+        from fedgrid_protocol.validation import validate
+
+        validated = validate(HeartbeatRequest, {**beat, "node_id": "fedgrid-node"})
+        assert {p.name: p.status for p in validated.processes} == {"once": "finished",
+                                                                   "ongoing": "open"}
+        assert validated.processes[1].deadline is not None
     finally:
         state.engine.stop()
         state.db.dispose()
