@@ -24,6 +24,16 @@ def number_text(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+# What each pattern the protocol uses allows, in words (a regex is no help to a person).
+PATTERN_WORDS = {
+    r"^[^\x00-\x1f\x7f]*$": "must not contain control characters (CR, LF, NUL...)",
+    r"^[0-9A-Za-z_-]+$": "may hold only letters, digits, '_' and '-'",
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$": (
+        "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    r"^[^\s\x00-\x1f\x7f-\x9f]*$": "must not contain spaces or control characters",
+}
+
+
 def reason(error: dict[str, Any]) -> str:
     """A pydantic error in words a person can act on (`must be at least 1 (got 0)`)."""
     kind, ctx, got = error["type"], error.get("ctx") or {}, error.get("input")
@@ -42,6 +52,10 @@ def reason(error: dict[str, Any]) -> str:
         return f"must be a string{shown}"
     if kind == "string_too_short":
         return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in PATTERN_WORDS:
+        return f"{PATTERN_WORDS[ctx['pattern']]}{shown}"
     if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         relation = {"greater_than_equal": ("at least", "ge"), "greater_than": ("greater than", "gt"),
                     "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt")}[kind]

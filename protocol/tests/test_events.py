@@ -74,3 +74,27 @@ def test_pygrid_fields_are_accepted_for_compatibility():
     plan = validate(EVENTS["get-plan"].request, {"worker_id": "w", "request_key": "k",
                                                  "plan_id": "3", "receive_operations_as": "list"})
     assert plan.plan_id == 3
+
+
+def _patterns(schema):
+    if isinstance(schema, dict):
+        if isinstance(schema.get("pattern"), str):
+            yield schema["pattern"]
+        for value in schema.values():
+            yield from _patterns(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            yield from _patterns(value)
+
+
+def test_every_pattern_a_request_uses_is_explained_in_words():
+    from fedgrid_protocol import network
+    from fedgrid_protocol.validation import PATTERN_WORDS
+
+    models = [event.request for event in EVENTS.values()]
+    models += [network.JoinRequest, network.HeartbeatRequest, network.LeaveRequest,
+               network.ModelQuery]
+    used = {pattern for model in models for pattern in _patterns(model.model_json_schema())}
+    assert used and used <= set(PATTERN_WORDS), sorted(used - set(PATTERN_WORDS))
+    error = refusal(CycleRequest, {"worker_id": "a b", "model": "m"})
+    assert error.message == "field 'worker_id' may hold only letters, digits, '_' and '-' (got 'a b')"
