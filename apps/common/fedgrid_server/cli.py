@@ -25,6 +25,26 @@ def add_listen_arguments(parser: argparse.ArgumentParser, *, env_prefix: str,
                         help=f"interface to bind (env {env_prefix}_HOST, default 0.0.0.0)")
 
 
+def add_timeout_arguments(parser: argparse.ArgumentParser) -> None:
+    """--idle-timeout and --header-timeout (env FEDGRID_IDLE_TIMEOUT / FEDGRID_HEADER_TIMEOUT)."""
+    env = os.environ
+    parser.add_argument("--idle-timeout", type=float,
+                        default=float(env.get("FEDGRID_IDLE_TIMEOUT", 60)),
+                        help="seconds a connection may stay silent (no request, or a read or "
+                        "write that makes no progress) before it is closed (env "
+                        "FEDGRID_IDLE_TIMEOUT, default 60)")
+    parser.add_argument("--header-timeout", type=float,
+                        default=float(env.get("FEDGRID_HEADER_TIMEOUT", 20)),
+                        help="seconds for a request's line and headers to arrive once they have "
+                        "begun; slower clients get 408 (env FEDGRID_HEADER_TIMEOUT, default 20)")
+
+
+def check_timeouts(args: argparse.Namespace) -> None:
+    for flag in ("idle_timeout", "header_timeout"):
+        if not 0 < getattr(args, flag) <= 86400:
+            raise SystemExit(f"--{flag.replace('_', '-')} must be between 0 and 86400 seconds")
+
+
 def add_database_arguments(parser: argparse.ArgumentParser) -> None:
     """--start_local_db and --database-url (env DATABASE_URL)."""
     parser.add_argument("--start_local_db", action="store_true",

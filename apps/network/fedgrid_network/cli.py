@@ -18,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Fedgrid Network: a registry of Nodes that routes devices to them.",
     )
     server_cli.add_listen_arguments(parser, env_prefix="GRID_NETWORK", default_port=7000)
+    server_cli.add_timeout_arguments(parser)  # --idle-timeout, --header-timeout
     server_cli.add_database_arguments(parser)  # --start_local_db, --database-url
     parser.add_argument("--data-dir", default=env.get("FEDGRID_DATA_DIR", "var/network"),
                         help="directory for the SQLite file and generated secrets (default var/network)")
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     # Patches the standard library for gevent before Flask, SQLAlchemy or pg8000 import sockets.
     args = server_cli.start(build_parser(), argv)
+    server_cli.check_timeouts(args)
     if args.heartbeat_interval <= 0:
         raise SystemExit("--heartbeat-interval must be positive")
     from fedgrid_server.server import serve
@@ -62,7 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     server_cli.apply_secret_key(config)
     app = create_app(config)
     serve(app, config.host, config.port, name="Network",
-          on_stop=app.extensions["fedgrid_network"].db.dispose)
+          on_stop=app.extensions["fedgrid_network"].db.dispose,
+          idle_timeout=args.idle_timeout, header_timeout=args.header_timeout)
 
 
 if __name__ == "__main__":

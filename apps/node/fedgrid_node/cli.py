@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--id", default=env.get("NODE_ID", "fedgrid-node"),
                         help="this Node's id (env NODE_ID)")
     server_cli.add_listen_arguments(parser, env_prefix="GRID_NODE", default_port=5000)
+    server_cli.add_timeout_arguments(parser)  # --idle-timeout, --header-timeout
     parser.add_argument("--network", default=env.get("NETWORK"),
                         help="URL of the Fedgrid Network to join (env NETWORK)")
     parser.add_argument("--network-secret", default=env.get("NETWORK_SECRET"),
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     # Patches the standard library for gevent before Flask, SQLAlchemy, pg8000 or requests import
     # sockets, so that their network waits yield to other requests instead of blocking the Node.
     args = server_cli.start(build_parser(), argv)
+    server_cli.check_timeouts(args)
     from fedgrid_server.server import serve
 
     from .app import create_app
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> None:
         state.engine.stop()
         state.db.dispose()
 
-    serve(app, config.host, config.port, name="Node", on_stop=on_stop)
+    serve(app, config.host, config.port, name="Node", on_stop=on_stop,
+          idle_timeout=args.idle_timeout, header_timeout=args.header_timeout)
 
 
 if __name__ == "__main__":

@@ -116,8 +116,8 @@ def websocket(ws) -> None:
         with sending:
             try:
                 ws.send(frame)
-            except ConnectionClosed:
-                pass  # the client left while its answer was being prepared
+            except (ConnectionClosed, OSError):
+                pass  # the client left (or stopped reading) while its answer was being prepared
 
     def push_place_available(model: str, version: str) -> None:
         send(json.dumps({"type": PLACE_AVAILABLE, "request_id": None,
