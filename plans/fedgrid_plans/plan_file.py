@@ -95,15 +95,16 @@ class Plan:
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> Plan:
         """Parse a plan file. Raises :class:`PlanFormatError` if it is not one."""
         try:
-            arrays = tensors.decode(data)
-            metadata = tensors.decode_metadata(data)
+            arrays, metadata = tensors.decode_with_metadata(data)
         except tensors.TensorFormatError as exc:
             raise PlanFormatError(f"plan file is not a valid safetensors container: {exc}") from None
         if METADATA_KEY not in metadata:
             raise PlanFormatError(f'plan file has no manifest (__metadata__["{METADATA_KEY}"])')
         try:
             manifest = json.loads(metadata[METADATA_KEY])
-        except json.JSONDecodeError as exc:
+        except RecursionError:
+            raise PlanFormatError("plan manifest is nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
             raise PlanFormatError(f"plan manifest is not JSON: {exc}") from None
         if not isinstance(manifest, dict):
             raise PlanFormatError("plan manifest is not a JSON object")

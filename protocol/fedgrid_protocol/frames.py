@@ -20,6 +20,9 @@ import numpy as np
 
 from fedgrid_plans import tensors
 
+from .errors import ApiError
+from .validation import load_json
+
 ENVELOPE_KEY = "envelope"
 
 
@@ -28,21 +31,23 @@ class FrameError(ValueError):
 
 
 def decode_binary_frame(frame: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Return (envelope, {field path: bytes}) of a binary frame."""
+    """Return (envelope, {field path: bytes}) of a binary frame; any other input raises
+    `FrameError` (and only that)."""
     try:
-        blobs = tensors.decode(frame)
-        metadata = tensors.decode_metadata(frame)
+        blobs, metadata = tensors.decode_with_metadata(frame)
     except tensors.TensorFormatError as exc:
         raise FrameError(f"binary frame is not a safetensors container: {exc}") from None
+    if ENVELOPE_KEY not in metadata:
+        raise FrameError(f"binary frame lacks a JSON __metadata__['{ENVELOPE_KEY}']")
     try:
-        envelope = json.loads(metadata[ENVELOPE_KEY])
-    except (KeyError, json.JSONDecodeError):
-        raise FrameError(f"binary frame lacks a JSON __metadata__['{ENVELOPE_KEY}']") from None
+        envelope = load_json(metadata[ENVELOPE_KEY], what="the binary frame's envelope")
+    except ApiError as exc:
+        raise FrameError(exc.message) from None
     if not isinstance(envelope, dict):
         raise FrameError("the envelope must be a JSON object")
     for name, blob in blobs.items():
         if blob.dtype != np.uint8 or blob.ndim != 1:
-            raise FrameError(f"blob {name!r} must be a 1-D U8 tensor")
+            raise FrameError(f"blob {name[:64]!r} must be a 1-D U8 tensor")
     return envelope, {name: blob.tobytes() for name, blob in blobs.items()}
 
 
@@ -58,6 +63,9 @@ def place_blobs(data: dict[str, Any], blobs: dict[str, bytes]) -> None:
     for path, blob in blobs.items():
         head, _, rest = path.partition("/")
         if rest:
-            data.setdefault(head, {})[rest] = blob
+            group = data.setdefault(head, {})
+            if not isinstance(group, dict):
+                raise FrameError(f"blob {path[:64]!r} needs the envelope's {head[:64]!r} to be an object")
+            group[rest] = blob
         else:
             data[head] = blob

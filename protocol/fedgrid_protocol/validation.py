@@ -9,6 +9,7 @@ field is named too, with the closest known one when it looks like a typo.
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any, get_args
 
 from pydantic import AliasChoices, BaseModel, ValidationError
@@ -16,6 +17,40 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 from .errors import ApiError
 
 MAX_SHOWN_VALUE = 64
+# No event nests its fields anywhere near this deep; a deeper document is refused as a whole.
+MAX_JSON_DEPTH = 64
+
+
+def load_json(text: str | bytes | bytearray, what: str = "the request body") -> Any:
+    """Parse a JSON document from a client; any failure is an `invalid_json` (400) `ApiError`.
+
+    The one way the servers read JSON they were sent (bodies, form fields, query parameters,
+    WebSocket frames): invalid text or UTF-8, integers past Python's digit limit, and nesting deeper
+    than `MAX_JSON_DEPTH` (which would otherwise exhaust the stack) all read the same."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value, too_deep = None, True
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
+        raise ApiError("invalid_json", f"{what} is not valid JSON: {_short(str(exc))}", 400) from None
+    else:
+        too_deep = _deeper_than(value, MAX_JSON_DEPTH)
+    if too_deep:
+        raise ApiError("invalid_json", f"{what} nests JSON more than {MAX_JSON_DEPTH} levels deep",
+                       400)
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (iteratively: no recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def number_text(value: float) -> str:

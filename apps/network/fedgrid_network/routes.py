@@ -16,7 +16,7 @@ from fedgrid_protocol.network import (
     ModelQuery,
     NodeRef,
 )
-from fedgrid_protocol.validation import validate
+from fedgrid_protocol.validation import load_json, validate
 
 from . import __version__
 from .credentials import bearer_token, check_bearer
@@ -31,11 +31,12 @@ def _state():
 
 
 def _json_body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None and request.get_data():
-        raise ApiError("invalid_json", "the request body is not JSON", 400)
-    if data is None:
+    raw = request.get_data()
+    if not raw:
         return {}
+    if not request.is_json:
+        raise ApiError("invalid_json", "the request body is not JSON", 400)
+    data = load_json(raw)
     if not isinstance(data, dict):
         raise ApiError("invalid_json", "the request body must be a JSON object", 400)
     return data

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from fedgrid_protocol.errors import ApiError, invalid_request
+from fedgrid_protocol.errors import invalid_request
+from fedgrid_protocol.validation import load_json
 
 from .events import BinaryAnswer, EventContext
 
@@ -56,9 +56,7 @@ def request_fields(binary_fields: tuple[str, ...]) -> dict[str, Any]:
     """The request's fields, whatever way the client sent them."""
     mimetype = request.mimetype
     if mimetype == "application/json":
-        data = request.get_json(silent=True)
-        if data is None:
-            raise ApiError("invalid_json", "the request body is not valid JSON", 400)
+        data = load_json(request.get_data(cache=True))
         if not isinstance(data, dict):
             raise invalid_request("the JSON body must be an object")
         decode_legacy_binary_fields(data, binary_fields)
@@ -67,10 +65,7 @@ def request_fields(binary_fields: tuple[str, ...]) -> dict[str, Any]:
     if mimetype == "multipart/form-data":
         for key, value in request.form.items():
             if key in JSON_FORM_FIELDS:
-                try:
-                    data[key] = json.loads(value)
-                except json.JSONDecodeError:
-                    raise ApiError("invalid_json", f"form field '{key}' is not valid JSON", 400) from None
+                data[key] = load_json(value, f"form field '{key}'")
             else:
                 data[key] = value
         for key, upload in request.files.items(multi=True):
@@ -82,10 +77,7 @@ def request_fields(binary_fields: tuple[str, ...]) -> dict[str, Any]:
     elif mimetype == "application/octet-stream" and binary_fields:
         data[binary_fields[0]] = request.get_data(cache=False)
     if "metrics" in data and isinstance(data["metrics"], str):
-        try:
-            data["metrics"] = json.loads(data["metrics"])
-        except json.JSONDecodeError:
-            raise ApiError("invalid_json", "field 'metrics' is not valid JSON", 400) from None
+        data["metrics"] = load_json(data["metrics"], "field 'metrics'")
     return data
 
 

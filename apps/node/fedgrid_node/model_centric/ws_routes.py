@@ -26,6 +26,7 @@ from fedgrid_protocol.frames import (
     encode_binary_frame,
     place_blobs,
 )
+from fedgrid_protocol.validation import load_json
 
 from .events import BinaryAnswer, EventContext
 from .http_routes import decode_legacy_binary_fields
@@ -47,9 +48,10 @@ def _answer(message: Any, events, socket_context: EventContext) -> str | bytes:
         if isinstance(message, bytes | bytearray):
             envelope, blobs = decode_binary_frame(bytes(message))
         else:
-            envelope, blobs = json.loads(message), {}
-            if not isinstance(envelope, dict):
+            parsed, blobs = load_json(message, "the WebSocket message"), {}
+            if not isinstance(parsed, dict):
                 raise ApiError("invalid_request", "a WebSocket message must be a JSON object", 400)
+            envelope = parsed
         event = str(envelope.get("type", ""))
         event = event[len(EVENT_PREFIX) :] if event.startswith(EVENT_PREFIX) else event
         data = envelope.get("data")
@@ -66,8 +68,6 @@ def _answer(message: Any, events, socket_context: EventContext) -> str | bytes:
             authorization=envelope.get("authorization") or socket_context.authorization,
         )
         answer = events.dispatch(event, data, context)
-    except json.JSONDecodeError:
-        answer = ApiError("invalid_json", "the WebSocket message is not valid JSON", 400).to_json()
     except FrameError as exc:
         answer = ApiError("invalid_frame", str(exc), 400).to_json()
     except ApiError as exc:
@@ -151,8 +151,8 @@ def _is_cycle_request(message: Any) -> bool:
     if not isinstance(message, str) or len(message) > MAX_CYCLE_REQUEST_FRAME:
         return False
     try:
-        envelope = json.loads(message)
-    except (ValueError, RecursionError):
+        envelope = load_json(message, "the WebSocket message")
+    except ApiError:
         return False
     return isinstance(envelope, dict) and envelope.get("type") in (
         "cycle-request", f"{EVENT_PREFIX}cycle-request"
