@@ -41,7 +41,11 @@ def register_error_handlers(app: Flask, *, name: str, log: logging.Logger) -> No
         if error.code == 413:
             limit = app.config["MAX_CONTENT_LENGTH"]
             message = f"the request body is larger than this {name} accepts ({limit} bytes)"
-        return api_error(ApiError(code, message, error.code or 500))
+        # werkzeug's own headers for the error go along: `Allow` on a 405 (RFC 9110 requires
+        # it), `WWW-Authenticate` on a 401, `Retry-After` on a 429 or 503.
+        headers = {key: value for key, value in error.get_headers()
+                   if key.lower() != "content-type"}
+        return api_error(ApiError(code, message, error.code or 500, headers=headers))
 
     @app.errorhandler(Exception)
     def unexpected_error(error: Exception):

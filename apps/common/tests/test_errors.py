@@ -50,6 +50,12 @@ def test_http_errors_get_stable_codes(client, method, path, status, code):
     assert answer.get_json()["error"]["code"] == code
 
 
+def test_405_answers_carry_allow(client):
+    answer = client.get("/refuse")
+    assert answer.status_code == 405 and answer.is_json
+    assert "POST" in {method.strip() for method in answer.headers["Allow"].split(",")}
+
+
 def test_a_body_over_the_limit_names_the_limit(client):
     answer = client.post("/echo", data=b"x" * 11)
     assert answer.status_code == 413

@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     server_cli.check_timeouts(args)
     if args.heartbeat_interval <= 0:
         raise SystemExit("--heartbeat-interval must be positive")
+    from fedgrid_server.credentials import SecretFileError
     from fedgrid_server.server import serve
 
     from .app import create_app
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
         offline_after=args.offline_after,
     )
     server_cli.apply_secret_key(config)
-    app = create_app(config)
+    try:
+        app = create_app(config)
+    except SecretFileError as exc:  # an unusable secret or token: say why, no traceback
+        raise SystemExit(f"fedgrid-network: {exc}") from None
     serve(app, config.host, config.port, name="Network",
           on_stop=app.extensions["fedgrid_network"].db.dispose,
           idle_timeout=args.idle_timeout, header_timeout=args.header_timeout)

@@ -13,20 +13,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from pathlib import Path
 
 from fedgrid_protocol.errors import ApiError
+from fedgrid_server.credentials import bearer_token, load_or_create_secret, tokens_equal
 
-
-def load_or_create_secret(path: Path) -> tuple[str, bool]:
-    """A secret kept in a file (mode 0600), created if absent. Returns (secret, created)."""
-    if path.exists():
-        return path.read_text().strip(), False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(secret + "\n")
-    return secret, True
+__all__ = ["bearer_token", "check_bearer", "load_or_create_secret", "new_node_token",
+           "token_hash", "token_matches"]
 
 
 def new_node_token() -> str:
@@ -35,24 +27,22 @@ def new_node_token() -> str:
 
 def token_hash(token: str) -> str:
     # Node tokens carry 256 random bits, so a plain hash is enough (no password stretching needed).
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def token_matches(token: str | None, stored_hash: str) -> bool:
-    return bool(token) and hmac.compare_digest(token_hash(token), stored_hash)
+    if not isinstance(token, str) or not token:
+        return False
+    # Both sides are hex digests, so comparing them as bytes never meets non-ASCII text.
+    return hmac.compare_digest(token_hash(token).encode(), stored_hash.encode())
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+def check_bearer(expected: str, authorization: object, *, what: str, code_prefix: str) -> None:
+    """Raise unless the header is ``Bearer <expected>`` (constant-time compare on bytes).
 
-
-def check_bearer(expected: str, authorization: str | None, *, what: str, code_prefix: str) -> None:
-    """Raise unless the header is ``Bearer <expected>`` (constant-time compare)."""
+    No bearer token (absent, another scheme, not a string, absurdly long) gives the coded 401, a
+    wrong one (non-ASCII included) the coded 403.
+    """
     token = bearer_token(authorization)
     if token is None:
         raise ApiError(
@@ -61,5 +51,5 @@ def check_bearer(expected: str, authorization: str | None, *, what: str, code_pr
             401,
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not hmac.compare_digest(token, expected):
+    if not tokens_equal(token, expected):
         raise ApiError(f"{code_prefix}_invalid", f"the {what} is not valid for this Network", 403)

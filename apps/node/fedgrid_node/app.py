@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from fedgrid_server.bodies import init_body_limit
+from fedgrid_server.credentials import check_token_text
 from fedgrid_server.errors import register_error_handlers
 
 from .auth.admin import load_or_create_admin_token
@@ -51,6 +53,8 @@ def create_app(config: NodeConfig) -> Flask:
             # Printed once, on the console only (never logged): the operator must keep it.
             print(f"Generated admin token (stored in {config.data_dir / 'admin-token'}): "
                   f"{config.admin_token}", flush=True)
+    else:  # given by --admin-token / GRID_ADMIN_TOKEN: refuse an empty or unusable one
+        check_token_text(config.admin_token, "admin token (--admin-token, GRID_ADMIN_TOKEN)")
 
     db = Database(config.resolved_database_url())
     db.upgrade()
@@ -67,5 +71,6 @@ def create_app(config: NodeConfig) -> Flask:
     init_websocket(app)
     register_error_handlers(app, name="Node", log=log)  # JSON errors (fedgrid_server.errors)
     init_cors(app, config.cors_origins)
+    init_body_limit(app)  # chunked bodies over MAX_CONTENT_LENGTH: 413, not truncated
     start_membership(app)  # joins --network, if given, then heartbeats
     return app

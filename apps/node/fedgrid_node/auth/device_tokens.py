@@ -86,12 +86,16 @@ def verify_device_token(settings: dict[str, Any] | None, token: Any) -> dict[str
 
 def _verify_jwt(settings: dict[str, Any], token: str) -> dict[str, Any]:
     algorithms = _algorithms(settings)
+    # A JWT is base64url text: anything else (non-ASCII, lone surrogates from JSON's "\ud800")
+    # is refused here rather than left to fail inside the library.
+    if not token.isascii():
+        raise ApiError("auth_token_invalid", "auth_token is not a well-formed JWT", 401)
     try:
         header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError:
+    except (jwt.InvalidTokenError, ValueError):
         raise ApiError("auth_token_invalid", "auth_token is not a well-formed JWT", 401) from None
     algorithm = header.get("alg")
-    if algorithm not in algorithms:
+    if not isinstance(algorithm, str) or algorithm not in algorithms:
         raise ApiError(
             "auth_algorithm_not_allowed",
             f"JWT algorithm {algorithm!r} is not allowed for this model (allowed: {sorted(algorithms)})",
