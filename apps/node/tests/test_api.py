@@ -19,16 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fedgrid_plans import tensors
-from tests.support.api_client import HttpApi, WsApi
 from tests.support.models import logistic_regression, random_diff, unique_name
-
-
-@pytest.fixture(params=["http", "ws"])
-def api(request, shared_node):
-    client = (HttpApi(shared_node.url, shared_node.admin_token) if request.param == "http"
-              else WsApi(shared_node.ws_url, shared_node.admin_token))
-    yield client
-    client.close()
 
 
 def host(api, name=None, *, server_config=None, client_config=None, plan=None, checkpoint=None,

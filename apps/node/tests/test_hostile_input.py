@@ -13,7 +13,6 @@ import requests
 import websocket
 
 from fedgrid_plans import tensors
-from tests.support.api_client import HttpApi, WsApi
 from tests.support.models import logistic_regression, random_diff, unique_name
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -112,14 +111,6 @@ def test_deeply_nested_http_json_is_invalid_json(shared_node):
                                    "metrics": "[" * 500 + "]" * 500},
                            headers={"Content-Type": "application/octet-stream"})
     assert answer.status_code == 400 and answer.json()["error"]["code"] == "invalid_json"
-
-
-@pytest.fixture(params=["http", "ws"])
-def api(request, shared_node):
-    client = (HttpApi(shared_node.url, shared_node.admin_token) if request.param == "http"
-              else WsApi(shared_node.ws_url, shared_node.admin_token))
-    yield client
-    client.close()
 
 
 def _host(api, *, plan=None, checkpoint=None):

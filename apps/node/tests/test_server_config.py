@@ -20,7 +20,7 @@ from fedgrid_node.cycles.server_config import (
     parse_server_config,
 )
 from fedgrid_node.db.models import Process
-from tests.support.api_client import HttpApi, WsApi
+from tests.support.api_client import HttpApi
 from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, unique_name
 
@@ -87,14 +87,6 @@ def test_a_stored_config_is_read_leniently_with_one_warning(caplog):
 
 
 # ----------------------------------------------------------------------------- a real Node
-
-
-@pytest.fixture(params=["http", "ws"])
-def api(request, shared_node):
-    client = (HttpApi(shared_node.url, shared_node.admin_token) if request.param == "http"
-              else WsApi(shared_node.ws_url, shared_node.admin_token))
-    yield client
-    client.close()
 
 
 def host(api, name=None, *, server_config=None, client_config=None):
