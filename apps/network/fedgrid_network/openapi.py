@@ -99,10 +99,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                 }, "required": ["node_id", "address"]}}}}, 400, 404),
         }},
         "/static/{filename}": {"get": {
-            "summary": "Dashboard assets",
+            "summary": "Dashboard assets (dashboard.css, refresh.js); any other name is a 404",
             "parameters": [{"name": "filename", "in": "path", "required": True,
                             "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "file"}}}},
+            "responses": _responses({"description": "file"}, 404)}},
     }
     return {
         "openapi": "3.1.0",

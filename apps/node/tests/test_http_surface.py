@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 import requests
 import websocket
 from openapi_spec_validator import validate
@@ -142,3 +143,12 @@ def test_an_admin_token_starting_with_a_dash_is_a_token_not_a_flag(node_factory)
     listing = requests.get(f"{node.url}/model-centric/processes",
                            headers={"Authorization": "Bearer -dash-first-token"}, timeout=10)
     assert listing.status_code == 200
+
+
+@pytest.mark.parametrize("size", ["²", "9" * 5000, "-1", "1e3", " 12"])
+def test_speed_test_sizes_that_are_not_ascii_digits_are_invalid_request(shared_node, size):
+    # Found by the schemathesis run (tests/test_fuzz_openapi.py): "²" passed str.isdigit() and
+    # int() refused it, and int() refuses 5000 digits; both were 500s with a traceback.
+    answer = requests.get(f"{shared_node.url}/model-centric/speed-test", params={"size": size},
+                          timeout=10)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_request")

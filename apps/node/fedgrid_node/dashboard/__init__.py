@@ -37,6 +37,7 @@ from flask import (
 from sqlalchemy import select
 
 from fedgrid_protocol.errors import ApiError
+from fedgrid_protocol.events import MAX_ID
 from fedgrid_server.dashboard import STATIC_DIR
 
 from .. import __version__
@@ -151,16 +152,24 @@ def _asset(name: str) -> Response:
     return response
 
 
+def _positive_id(raw: str) -> int | None:
+    """A database id or checkpoint number written in ASCII digits, 1 to MAX_ID; else None (int()
+    alone takes "٣" and " 1", and an id past 64 bits overflowed the database driver: a 500)."""
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
+
+
 @blueprint.get("/dashboard/checkpoint")
 def download_checkpoint():
     if not is_admin():
         raise ApiError("admin_login_required",
                        "log in on the dashboard (or use retrieve-model with the admin token)", 401)
-    try:
-        process_id = int(request.args.get("process", ""))
-        number = int(request.args.get("number", ""))
-    except ValueError:
-        raise ApiError("invalid_request", "process and number must be integers", 400) from None
+    process_id, number = (_positive_id(request.args.get(name, "")) for name in ("process", "number"))
+    if process_id is None or number is None:
+        raise ApiError("invalid_request",
+                       f"process and number must be integers from 1 to {MAX_ID}", 400)
     state = current_app.extensions["fedgrid"]
     with state.db.session() as session_:
         row = session_.execute(
@@ -330,13 +339,18 @@ OPENAPI_PATHS: dict[str, Any] = {
         "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
             "schema": {"type": "object", "properties": {"token": {"type": "string"}},
                        "required": ["token"]}}}},
-        "responses": {"303": _SEE_OTHER, "403": _HTML},
+        # 403: a wrong token gets the login page again; a form from another origin gets
+        # cross_origin_form as JSON.
+        "responses": {"303": _SEE_OTHER, "403": {
+            "description": "wrong token (HTML page) or a cross-origin form (JSON error)",
+            "content": {**_HTML["content"], **_ERROR["content"]}}},
     }},
     "/dashboard/logout": {"post": {"summary": "Forget the browser's dashboard session",
-                                   "responses": {"303": _SEE_OTHER}}},
+                                   "responses": {"303": _SEE_OTHER, "403": _ERROR}}},
     "/dashboard/checkpoint": {"get": {
         "summary": "Download a checkpoint (dashboard session required)",
-        "parameters": [{"name": n, "in": "query", "required": True, "schema": {"type": "integer"}}
+        "parameters": [{"name": n, "in": "query", "required": True,
+                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
                        for n in ("process", "number")],
         "responses": {"200": {"description": "safetensors bytes", "content": {
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},

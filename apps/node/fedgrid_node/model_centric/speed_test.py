@@ -24,7 +24,9 @@ _BLOCK = os.urandom(CHUNK_BYTES)  # random, so compressing proxies cannot shrink
 @blueprint.get("/speed-test")
 def speed_test_download():
     raw = request.args.get("size", str(DEFAULT_SAMPLE_BYTES))
-    if not raw.isdigit() or int(raw) > MAX_SAMPLE_BYTES:
+    # ASCII digits only, and few of them: str.isdigit() also takes "²" (which int() refuses) and int()
+    # refuses more than 4300 digits; either was a 500.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or int(raw) > MAX_SAMPLE_BYTES:
         raise invalid_request(f"size must be an integer number of bytes up to {MAX_SAMPLE_BYTES}")
     size = int(raw)
 
