@@ -38,22 +38,35 @@ MAX_FRAMES_IN_FLIGHT = 8
 # Pushed, unasked, to a socket whose device was turned away: ask again now, a place may be open.
 PLACE_AVAILABLE = f"{EVENT_PREFIX}place-available"
 MAX_HELD_CYCLE_REQUESTS = 64
-MAX_CYCLE_REQUEST_FRAME = 4096  # bytes; a cycle-request is a few hundred
 
 
-def _answer(message: Any, events, socket_context: EventContext) -> str | bytes:
-    """Handle one frame; always produce an answer frame, never raise."""
+Envelope = tuple[dict[str, Any], dict[str, bytes]]
+
+
+def _read(message: Any) -> Envelope:
+    """A frame as (envelope, blobs); raises FrameError or ApiError for a frame that is neither."""
+    if isinstance(message, bytes | bytearray):
+        return decode_binary_frame(bytes(message))
+    envelope = load_json(message, "the WebSocket message")
+    if not isinstance(envelope, dict):
+        raise ApiError("invalid_request", "a WebSocket message must be a JSON object", 400)
+    return envelope, {}
+
+
+def _event_name(envelope: dict[str, Any]) -> str:
+    event = str(envelope.get("type", ""))
+    return event[len(EVENT_PREFIX) :] if event.startswith(EVENT_PREFIX) else event
+
+
+def _answer(frame: Envelope | Exception, events, socket_context: EventContext) -> str | bytes:
+    """Handle one frame, read already (or the error reading it); always produce an answer frame,
+    never raise."""
     envelope: dict[str, Any] = {}
     try:
-        if isinstance(message, bytes | bytearray):
-            envelope, blobs = decode_binary_frame(bytes(message))
-        else:
-            parsed, blobs = load_json(message, "the WebSocket message"), {}
-            if not isinstance(parsed, dict):
-                raise ApiError("invalid_request", "a WebSocket message must be a JSON object", 400)
-            envelope = parsed
-        event = str(envelope.get("type", ""))
-        event = event[len(EVENT_PREFIX) :] if event.startswith(EVENT_PREFIX) else event
+        if isinstance(frame, Exception):
+            raise frame
+        envelope, blobs = frame
+        event = _event_name(envelope)
         data = envelope.get("data")
         if data is None:
             data = {}
@@ -129,31 +142,22 @@ def websocket(ws) -> None:
                            push=lambda model, version: gevent.spawn(push_place_available,
                                                                     model, version))
 
-    def handle(message: Any) -> None:
-        send(_answer(message, events, context))
+    def handle(frame: Envelope | Exception) -> None:
+        send(_answer(frame, events, context))
 
     try:
         while True:
-            message = ws.receive()
-            (held if _is_cycle_request(message) else in_flight).spawn(handle, message)
+            # Read once here: the event decides the lane (held cycle-requests apart).
+            try:
+                frame: Envelope | Exception = _read(ws.receive())
+            except (FrameError, ApiError) as exc:
+                frame = exc
+            cycle_request = not isinstance(frame, Exception) and (
+                _event_name(frame[0]) == "cycle-request")
+            (held if cycle_request else in_flight).spawn(handle, frame)
     except ConnectionClosed:
         pass
     finally:
         events.engine.unsubscribe(ws)
         in_flight.kill(block=False)
         held.kill(block=False)
-
-
-
-
-def _is_cycle_request(message: Any) -> bool:
-    """A small JSON text frame of type cycle-request (binary frames never are)."""
-    if not isinstance(message, str) or len(message) > MAX_CYCLE_REQUEST_FRAME:
-        return False
-    try:
-        envelope = load_json(message, "the WebSocket message")
-    except ApiError:
-        return False
-    return isinstance(envelope, dict) and envelope.get("type") in (
-        "cycle-request", f"{EVENT_PREFIX}cycle-request"
-    )
