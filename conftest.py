@@ -1,4 +1,5 @@
-"""Shared fixtures for every test suite: real Node processes on SQLite or PostgreSQL."""
+"""Shared fixtures for every test suite: real Node processes on SQLite or PostgreSQL, and a real
+Network process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from fedgrid_network.testing import start_network  # noqa: E402
 from tests.support.databases import database_backends, make_database_url  # noqa: E402
 from tests.support.node_process import RunningNode, start_node  # noqa: E402
 
@@ -46,6 +48,15 @@ def shared_node(request, tmp_path_factory):
     database.drop()
     # Every refusal the tests provoke must be an answered ApiError, never an unhandled exception.
     assert "Traceback" not in node.log(), f"the shared Node logged a traceback:\n{node.log()}"
+
+
+@pytest.fixture(scope="module")
+def network(tmp_path_factory):
+    """One real Network process per test module (modules may override `network` with their own)."""
+    running = start_network(data_dir=tmp_path_factory.mktemp("network"))
+    yield running
+    running.stop()
+    assert "Traceback" not in running.log(), running.log()
 
 
 def pytest_report_header(config):

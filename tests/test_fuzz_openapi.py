@@ -29,7 +29,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from fedgrid_network import openapi as network_openapi
-from fedgrid_network.testing import start_network
 from fedgrid_node import dashboard as node_dashboard
 from fedgrid_node import openapi as node_openapi
 from tests.support.node_process import start_node
@@ -94,14 +93,6 @@ def _fuzz_settings(function):
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
     running = start_node(data_dir=tmp_path_factory.mktemp("fuzz-node"))
-    yield running
-    running.stop()
-    assert "Traceback" not in running.log(), running.log()
-
-
-@pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    running = start_network(data_dir=tmp_path_factory.mktemp("fuzz-network"))
     yield running
     running.stop()
     assert "Traceback" not in running.log(), running.log()

@@ -10,14 +10,6 @@ from fedgrid_network.testing import start_network
 from tests.support import raw_http
 
 
-@pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    running = start_network(data_dir=tmp_path_factory.mktemp("hostile-network"))
-    yield running
-    running.stop()
-    assert "Traceback" not in running.log(), running.log()
-
-
 @pytest.mark.parametrize(("method", "path", "prefix"), [
     ("DELETE", "/nodes/someone", "admin_token"),
     ("POST", "/join", "registration_secret"),
