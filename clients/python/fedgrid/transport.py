@@ -28,6 +28,7 @@ import websocket
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from fedgrid_protocol.events import PLACE_AVAILABLE as PLACE_AVAILABLE_EVENT
 from fedgrid_protocol.frames import encode_binary_frame
 
 from .errors import FedgridError, NetworkUnreachable, ProcessUnknown, error_from_answer
@@ -363,7 +364,7 @@ class WebSocketTransport:
 
 
 Transport = HttpTransport | WebSocketTransport
-PLACE_AVAILABLE = "model-centric/place-available"
+PLACE_AVAILABLE = f"model-centric/{PLACE_AVAILABLE_EVENT}"  # the protocol's push, as framed
 PUSH_POLL_SECONDS = 0.5  # how often a device waiting for a push checks whether it was stopped
 
 
