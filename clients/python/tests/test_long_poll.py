@@ -12,7 +12,6 @@ import pytest
 
 import fedgrid
 from fedgrid import Client
-from fedgrid.errors import error_from_answer
 
 ACCEPTED = {"status": "accepted", "request_key": "key-1", "model": "stub", "version": "1.0",
             "model_id": 1, "plans": {"training_plan": 7}, "client_config": {}, "cycle": 1,
@@ -134,13 +133,6 @@ def test_request_refuses_a_wait_the_request_timeout_could_cut_short(stub_node):
     with Client(stub_node.url, timeout=20) as client, pytest.raises(ValueError, match="timeout"):
         stub_job(client).request(wait=15)
     assert stub_node.state["requests"] == []
-
-
-@pytest.mark.parametrize("event", ["report", "get-model", "get-plan"])
-def test_assignment_expired_maps_to_assignment_expired(event):
-    error = error_from_answer(EXPIRED, 409, event)
-    assert type(error) is fedgrid.AssignmentExpired
-    assert (error.code, error.status) == ("assignment_expired", 409)
 
 
 def test_an_expired_assignment_is_dropped_and_participate_asks_again(stub_node, digits):
