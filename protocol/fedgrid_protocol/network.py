@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from .events import NO_CONTROL_CHARACTERS, Name, Token, Version, _finite, _not_bool
+from .validation import present_fields
 
 MAX_PROCESSES = 1000
 MAX_COUNT = 2**31 - 1  # the Network stores counters in 32-bit columns
@@ -123,15 +124,11 @@ class NetworkPayload(BaseModel):
         return data
 
 
-def _spellings(*names: str) -> Any:
-    return AliasChoices(*names)
-
-
 class JoinRequest(NetworkPayload):
     """`POST /join` (bearer: the registration secret)."""
 
-    node_id: NodeId = Field(validation_alias=_spellings("node_id", "node-id"))
-    address: Address = Field(validation_alias=_spellings("address", "node-address"))
+    node_id: NodeId = Field(validation_alias=AliasChoices("node_id", "node-id"))
+    address: Address = Field(validation_alias=AliasChoices("address", "node-address"))
     node_token: Token | None = Field(None, description="the token the first join answered; "
                                                        "required to join again under this id")
     version: SoftwareVersion | None = Field(None, description="the Node's software version")
@@ -152,9 +149,7 @@ class HostedProcessReport(NetworkPayload):
     @model_validator(mode="before")
     @classmethod
     def _absent(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {key: value for key, value in data.items() if value is not None and value != ""}
-        return data
+        return present_fields(data) if isinstance(data, dict) else data
 
 
 class HeartbeatRequest(NetworkPayload):
@@ -182,9 +177,9 @@ class LeaveRequest(NodeRef):
 class ModelQuery(NetworkPayload):
     """`/route` and `/search-model`: a model by name, optionally one version."""
 
-    name: Name = Field(validation_alias=_spellings("model", "name", "model_name"),
+    name: Name = Field(validation_alias=AliasChoices("model", "name", "model_name"),
                        description="the model's name (also `name`, PyGrid's `model_name`)")
-    version: Version | None = Field(None, validation_alias=_spellings("version", "model_version"),
+    version: Version | None = Field(None, validation_alias=AliasChoices("version", "model_version"),
                                     description="one version (also PyGrid's `model_version`)")
 
 
