@@ -34,7 +34,7 @@ def _answer_models(answer: Any) -> list[type[BaseModel]]:
     return list(get_args(answer)) or [answer]
 
 
-def _schema_ref(model: type[BaseModel]) -> dict[str, str]:
+def schema_ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
 
 
@@ -60,13 +60,9 @@ def model_schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
     return definitions.get("$defs", {})
 
 
-def schema_ref(model: type[BaseModel]) -> dict[str, str]:
-    return _schema_ref(model)
-
-
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
     """A required JSON request body: the model's schema."""
-    return {"required": True, "content": {"application/json": {"schema": _schema_ref(model)}}}
+    return {"required": True, "content": {"application/json": {"schema": schema_ref(model)}}}
 
 
 def parameters(model: type[BaseModel], schemas: dict[str, Any],
@@ -81,8 +77,8 @@ def parameters(model: type[BaseModel], schemas: dict[str, Any],
 def _operation(event: Event, schemas: dict[str, Any]) -> dict[str, Any]:
     answers = _answer_models(event.answer)
     if answers:
-        schema = (_schema_ref(answers[0]) if len(answers) == 1
-                  else {"oneOf": [_schema_ref(model) for model in answers]})
+        schema = (schema_ref(answers[0]) if len(answers) == 1
+                  else {"oneOf": [schema_ref(model) for model in answers]})
         ok = {"description": "success", "content": {"application/json": {"schema": schema}}}
     else:
         ok = {"description": "bytes", "content": {"application/octet-stream": {"schema": BINARY_SCHEMA}}}
@@ -93,7 +89,7 @@ def _operation(event: Event, schemas: dict[str, Any]) -> dict[str, Any]:
     }
     if event.admin:
         operation["security"] = ADMIN
-    request = _schema_ref(event.request)
+    request = schema_ref(event.request)
     if event.method == "GET":
         operation["parameters"] = _query_parameters(event.request, schemas)
     elif event.binary_fields == ("diff",):
