@@ -189,9 +189,7 @@ def invalid_request(message: str, **details: Any) -> ApiError:
 
 def sdk_exception_for(code: str, status: int | None = None) -> str:
     """The SDK exception for a code; unknown codes by their status (5xx: Unavailable)."""
-    if code == "http_error":  # any HTTP-level refusal: its real status decides
-        return "Unavailable" if status is not None and status >= 500 else "RequestInvalid"
-    if code in ERROR_CODES:
+    if code in ERROR_CODES and code != "http_error":  # http_error: its real status decides
         return ERROR_CODES[code].sdk_exception
     if code in SDK_CODES:
         return SDK_CODES[code]
