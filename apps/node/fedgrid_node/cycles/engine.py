@@ -49,7 +49,7 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
-from .figures import FigureWriter
+from .figures import FigureWriter, save_figures
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import fold_off_hub, run_off_hub
 from .open_cycle import OpenCycle
@@ -461,11 +461,7 @@ class CycleEngine:
         assignment.status = AssignmentStatus.ACCEPTED
         assignment.assigned_at = now
         assignment.expires_at = expires
-        # The figures ride along in the place's own commit.
-        session.execute(
-            update(Cycle).where(Cycle.id == state.cycle_id)
-            .values(requests=state.requests, rejected=dict(state.rejected))
-        )
+        save_figures(session, state)  # the figures ride along in the place's own commit
         session.flush()
         answer = self._accepted_answer(session, process, state, assignment, now)
         session.commit()  # the place is durable before it is counted or announced

@@ -21,6 +21,14 @@ from ..db.models import Cycle
 from .open_cycle import OpenCycle
 
 
+def save_figures(session, state: OpenCycle) -> None:
+    """Write a cycle's current selection figures in `session`'s transaction."""
+    session.execute(
+        update(Cycle).where(Cycle.id == state.cycle_id)
+        .values(requests=state.requests, rejected=dict(state.rejected))
+    )
+
+
 class FigureWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -45,10 +53,7 @@ class FigureWriter:
                 try:
                     with self.db.session() as session:
                         for state in batch.values():
-                            session.execute(
-                                update(Cycle).where(Cycle.id == state.cycle_id)
-                                .values(requests=state.requests, rejected=dict(state.rejected))
-                            )
+                            save_figures(session, state)
                 except Exception as exc:
                     committed.set_exception(exc)
                 else:
