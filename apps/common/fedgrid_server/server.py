@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import resource
@@ -175,6 +176,25 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+# glibc's mallopt parameter number for the mmap threshold (malloc.h).
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def return_large_buffers_to_the_system() -> bool:
+    """Fix glibc's mmap threshold at its default (128 KiB) so that large buffers (request
+    bodies, WebSocket messages being assembled, diffs) are mapped on their own and unmapped when
+    freed. Left dynamic, glibc raises the threshold after the first large free, and from then on
+    such buffers come from the heap: after a burst of large messages the freed heap stays with
+    the process (40 slow 768 KiB WebSocket messages left ~45 MiB behind for good). Returns False
+    where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
 def max_connections(open_files: int) -> int:
     """Connections served at once: the open-files limit less what the server keeps for itself."""
     return max(16, open_files - RESERVED_DESCRIPTORS)
@@ -189,6 +209,7 @@ def serve(app, host: str, port: int, *, name: str, on_stop=None,
     (``fedgrid.<name>.server``).
     """
     log = logging.getLogger(f"fedgrid.{name.lower()}.server")
+    return_large_buffers_to_the_system()
     open_files = raise_open_files_limit()
     limit = max_connections(open_files)
     # No access log: the Node's query strings carry request keys, which are secrets for the

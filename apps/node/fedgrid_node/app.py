@@ -45,7 +45,8 @@ def create_app(config: NodeConfig) -> Flask:
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         # Multipart plans and checkpoints are files, but allow big non-file parts as well.
         MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
-        SOCK_SERVER_OPTIONS={"max_message_size": config.max_body_bytes, "ping_interval": 25},
+        SOCK_SERVER_OPTIONS={"max_message_size": config.max_body_bytes,
+                             "ping_interval": config.ws_ping_interval},
     )
     if config.admin_token is None:
         config.admin_token, created = load_or_create_admin_token(config.data_dir)

@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="admin bearer token (env GRID_ADMIN_TOKEN; generated and printed once if absent)")
     parser.add_argument("--max-body-mb", type=float, default=float(env.get("FEDGRID_MAX_BODY_MB", 64)),
                         help="largest request body or WebSocket message accepted, in MiB (default 64)")
+    parser.add_argument("--ws-ping-interval", type=float,
+                        default=float(env.get("FEDGRID_WS_PING_INTERVAL", 25)),
+                        help="seconds between pings on a WebSocket; one not answered by the next "
+                        "ping closes it with 1008 (env FEDGRID_WS_PING_INTERVAL, default 25; "
+                        "below --idle-timeout)")
     parser.add_argument("--cors-origins", default=env.get("FEDGRID_CORS_ORIGINS", "*"),
                         help="origins whose pages may call the API: '*' (default), 'none', or a "
                         "comma-separated list (env FEDGRID_CORS_ORIGINS)")
@@ -45,6 +50,11 @@ def main(argv: list[str] | None = None) -> None:
     # sockets, so that their network waits yield to other requests instead of blocking the Node.
     args = server_cli.start(build_parser(), argv)
     server_cli.check_timeouts(args)
+    if not 0 < args.ws_ping_interval < args.idle_timeout:
+        # A quiet WebSocket is kept alive by the pings: at or past the idle timeout it would be
+        # cut as idle before its first ping.
+        raise SystemExit("--ws-ping-interval must be above 0 and below --idle-timeout "
+                         f"({args.idle_timeout:g} s)")
     from fedgrid_server.credentials import SecretFileError
     from fedgrid_server.server import serve
 
@@ -64,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        ws_ping_interval=args.ws_ping_interval,
         cors_origins=parse_origins(args.cors_origins),
     )
     server_cli.apply_secret_key(config)

@@ -15,6 +15,7 @@ from fedgrid_server.config import ServiceConfig
 
 DEFAULT_PORT = 5000
 DEFAULT_MAX_BODY_MB = 64
+DEFAULT_WS_PING_INTERVAL = 25.0
 
 
 @dataclass
@@ -34,3 +35,6 @@ class NodeConfig(ServiceConfig):
     cors_origins: tuple[str, ...] = ("*",)
     # Request bodies (and WebSocket messages) above this size are refused with `body_too_large`.
     max_body_bytes: int = DEFAULT_MAX_BODY_MB * 1024 * 1024
+    # Seconds between the Node's pings on a WebSocket; a socket that has not answered the previous
+    # ping by the next one is closed with 1008, so a vanished device frees its descriptor.
+    ws_ping_interval: float = DEFAULT_WS_PING_INTERVAL

@@ -3,8 +3,12 @@ stream ends with the WebSocket, and the message limit holds on what arrives."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
+import sys
+import threading
 import time
 
 import websocket
@@ -57,3 +61,50 @@ def test_websockets_are_uncompressed_single_descriptor_and_closed_by_the_node(no
     for ws in sockets:
         ws.sock.close()
     assert "Traceback" not in node.log()
+
+
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each unmasked frame the Node sent (payloads under 126 bytes)."""
+    found = []
+    while data:
+        opcode, length = data[0] & 0x0F, data[1] & 0x7F
+        assert length < 126, "the test expects only short control frames"
+        found.append((opcode, data[2 : 2 + length]))
+        data = data[2 + length :]
+    return found
+
+
+def test_a_socket_that_stops_answering_pings_is_closed_with_1008_and_freed(node_factory):
+    node = node_factory(extra_args=["--ws-ping-interval", "0.3"])
+    pid = node.process.pid
+    before = descriptors(pid)
+    # A device that answers pings (websocket-client pongs while it reads) and one that has
+    # vanished without a FIN: it never reads, so it never answers.
+    alive = websocket.create_connection(node.ws_url, timeout=30, enable_multithread=True)
+    answers: list[str] = []
+    reader = threading.Thread(target=lambda: answers.append(alive.recv()), daemon=True)
+    reader.start()
+    silent = websocket.create_connection(node.ws_url, timeout=10)
+    sent = frames(read_until_eof(silent.sock, timeout=10))
+    opcodes = [opcode for opcode, _ in sent]
+    assert set(opcodes[:-1]) == {0x9} and opcodes[-1] == 0x8, opcodes  # pings, then Close
+    assert sent[-1][1][:2] == (1008).to_bytes(2, "big")
+    wait_for(lambda: descriptors(pid) <= before + 1, timeout=5, what="the silent socket's descriptor")
+    # The device that answers was pinged as long and is still served.
+    alive.send(json.dumps({"type": "model-centric/authenticate", "request_id": "r1",
+                           "data": {"model_name": "none", "model_version": "1"}}))
+    reader.join(timeout=10)
+    assert json.loads(answers[0])["request_id"] == "r1"
+    alive.close()
+    silent.sock.close()
+    assert "Traceback" not in node.log()
+
+
+def test_a_ping_interval_at_or_past_the_idle_timeout_is_refused(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "fedgrid_node", "--data-dir", str(tmp_path), "--port", "0",
+         "--idle-timeout", "10", "--ws-ping-interval", "10"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "--ws-ping-interval must be above 0 and below --idle-timeout" in result.stderr
+    assert "Traceback" not in result.stderr

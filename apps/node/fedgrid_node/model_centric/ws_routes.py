@@ -161,3 +161,7 @@ def websocket(ws) -> None:
         events.engine.unsubscribe(ws)
         in_flight.kill(block=False)
         held.kill(block=False)
+        # A message cut off by the close is freed now, not when the garbage collector gets to
+        # the socket's reference cycle (the socket and its reader thread refer to each other).
+        ws.incoming_message = None
+        ws.input_buffer.clear()
