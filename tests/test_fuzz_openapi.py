@@ -1,7 +1,8 @@
 """A bounded schemathesis run over both OpenAPI documents, against a real Node and a real Network
 (issue 16): every generated request, valid or not, gets an answer that is no 5xx, whose error body is
 JSON, and that conforms to what the document says (status code, content type, headers, schema).
-Afterwards neither server's log holds a traceback.
+Afterwards neither server's log holds a traceback. On the Node, half the requests name a model that
+is hosted, a worker holding a place and its request key, so they reach the events' real work.
 
 It lives here, not under apps/*/tests, because it runs both servers' documents with one harness and
 starts the Node with tests/support's launcher.
@@ -19,6 +20,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -31,6 +33,8 @@ from schemathesis.specs.openapi.checks import (
 from fedgrid_network import openapi as network_openapi
 from fedgrid_node import dashboard as node_dashboard
 from fedgrid_node import openapi as node_openapi
+from tests.support.api_client import HttpApi
+from tests.support.models import logistic_regression, unique_name
 from tests.support.node_process import start_node
 
 MAX_EXAMPLES = 100
@@ -96,6 +100,42 @@ def node(tmp_path_factory):
     yield running
     running.stop()
     assert "Traceback" not in running.log(), running.log()
+
+
+@pytest.fixture(scope="module")
+def hosted(node) -> dict[str, object]:
+    """Values that name things which exist on the Node: a hosted model, its process, its plan, a
+    worker holding a place in the open cycle and its request key. Generated requests take them
+    in place of random ones half the time (see `_aim`), so the fuzzing reaches past "unknown
+    model" into the events' real work: selection, downloads, reports, the admin views."""
+    api = HttpApi(node.url, node.admin_token)
+    plan, checkpoint = logistic_regression()
+    name = unique_name("fuzz")
+    answer = api.call("host-training", {"name": name, "version": "1.0",
+                                        "client_config": {"batch_size": 8},
+                                        "server_config": {"max_workers": 10_000, "max_diffs": 10_000,
+                                                          "cycle_length": 3600}},
+                      admin=True, blobs={"model": checkpoint, "plans/training_plan": plan})
+    assert answer.status == 200, answer.body
+    worker_id = api.call("authenticate", {"model_name": name, "model_version": "1.0"}).body["worker_id"]
+    place = api.call("cycle-request", {"worker_id": worker_id, "model": name, "version": "1.0"}).body
+    assert place["status"] == "accepted", place
+    process_id = next(p["id"] for p in api.call("processes", admin=True).body["processes"]
+                      if p["model"] == name)
+    api.close()
+    return {"name": name, "model": name, "model_name": name, "version": "1.0",
+            "model_version": "1.0", "worker_id": worker_id, "request_key": place["request_key"],
+            "plan_id": place["plans"]["training_plan"], "process": process_id, "number": 1,
+            "checkpoint": 1}
+
+
+def _aim(case, values: dict[str, object]) -> None:
+    """Put the existing things' values in the fields of those names (query, path and JSON body);
+    the other fields stay as generated, so a request stays valid or invalid as it was drawn."""
+    for container in (case.query, case.path_parameters, case.body):
+        if isinstance(container, dict):
+            for key in container.keys() & values.keys():
+                container[key] = values[key]
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +216,9 @@ NETWORK_OPERATIONS = [op for op in _operations(network_openapi.openapi_document(
 
 
 def _fuzz(schema, method: str, path: str, tokens: dict[str, str],
-          cookies: dict[str, str] | None = None) -> None:
-    """MAX_EXAMPLES valid and MAX_EXAMPLES invalid requests to one operation."""
+          cookies: dict[str, str] | None = None, existing: dict[str, object] | None = None) -> None:
+    """MAX_EXAMPLES valid and MAX_EXAMPLES invalid requests to one operation; with ``existing``,
+    about half of them aimed at things that exist (`_aim`)."""
     operation = schema[path][method]
     modes = [GenerationMode.POSITIVE]
     # An operation that takes no input at all has no invalid request to generate (hypothesis would
@@ -188,9 +229,11 @@ def _fuzz(schema, method: str, path: str, tokens: dict[str, str],
     if takes_input and (method, path) not in VALID_REQUESTS_ONLY:
         modes.append(GenerationMode.NEGATIVE)
     for mode in modes:
-        @given(case=operation.as_strategy(generation_mode=mode))
+        @given(case=operation.as_strategy(generation_mode=mode), aimed=st.booleans())
         @_fuzz_settings
-        def run(case):
+        def run(case, aimed):
+            if aimed and existing:
+                _aim(case, existing)
             _check_answer(case, tokens, cookies or {})
 
         run()
@@ -205,9 +248,9 @@ def test_the_fuzzed_operations_are_the_served_ones(node_schema, network_schema):
 
 @pytest.mark.parametrize(("method", "path"), NODE_OPERATIONS)
 def test_node_answers_every_generated_request_as_documented(node, node_schema, dashboard_cookies,
-                                                            method, path):
+                                                            hosted, method, path):
     cookies = dashboard_cookies if path == "/dashboard/checkpoint" else {}
-    _fuzz(node_schema, method, path, {"adminToken": node.admin_token}, cookies)
+    _fuzz(node_schema, method, path, {"adminToken": node.admin_token}, cookies, hosted)
 
 
 @pytest.mark.parametrize(("method", "path"), NETWORK_OPERATIONS)
