@@ -64,6 +64,7 @@ bench: $(STAMP) postgres js system-deps
 	$(PY) plans/benchmarks/executor_speed.py
 	$(PY) apps/node/benchmarks/aggregation_throughput.py
 	$(PY) apps/node/benchmarks/report_ingest.py
+	$(PY) apps/node/benchmarks/ws_report_cost.py
 	$(PY) apps/node/benchmarks/cycle_request_rate.py
 	$(PY) apps/node/benchmarks/postgres_under_gevent.py
 	$(PY) clients/python/benchmarks/learning_quality.py

@@ -45,8 +45,11 @@ def create_app(config: NodeConfig) -> Flask:
         MAX_CONTENT_LENGTH=config.max_body_bytes,
         # Multipart plans and checkpoints are files, but allow big non-file parts as well.
         MAX_FORM_MEMORY_SIZE=config.max_body_bytes,
+        # simple_websocket reads 4 KiB at a time by default: a 1 MiB diff was 256 reads, each
+        # through wsproto, 1.6x HTTP's Node CPU per report; 64 KiB reads make it 1.2x
+        # (apps/node/benchmarks/ws_report_cost.py). Kept under glibc's 128 KiB mmap threshold.
         SOCK_SERVER_OPTIONS={"max_message_size": config.max_body_bytes,
-                             "ping_interval": config.ws_ping_interval},
+                             "ping_interval": config.ws_ping_interval, "receive_bytes": 65536},
     )
     if config.admin_token is None:
         config.admin_token, created = load_or_create_admin_token(config.data_dir)
