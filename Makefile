@@ -27,9 +27,11 @@ postgres:
 system-deps:
 	bash scripts/install-system-deps.sh
 
-# package-lock.json pins every JS dependency; npm ci installs exactly that.
+# package-lock.json pins every JS dependency; npm ci installs exactly that. onnxruntime-node (optional,
+# Node.js devices' native runtime) carries its CPU binaries; ONNXRUNTIME_NODE_INSTALL=skip stops its
+# install script from fetching optional CUDA files from outside the npm registry.
 $(JS_STAMP): $(JS)/package.json $(JS)/package-lock.json
-	cd $(JS) && npm ci --no-audit --no-fund
+	cd $(JS) && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
 	touch $@
 
 # The files generated from the protocol package (the JS SDK's error table and types, the SDK docs'

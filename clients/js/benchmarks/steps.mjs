@@ -1,6 +1,7 @@
-// Training steps per second of the same plan in Node.js (onnxruntime-web WASM), in headless
-// Chromium (the browser bundle) and in the Python executor (onnxruntime), all single-threaded,
-// plus the browser bundle's size. Needs `npm run build` (for Chromium) and the repository's .venv.
+// Training steps per second of the same plan in Node.js (native onnxruntime-node, and
+// onnxruntime-web WASM in a child process with FEDGRID_ONNXRUNTIME=web), in headless Chromium (the
+// browser bundle) and in the Python executor (onnxruntime), all single-threaded, plus the browser
+// bundle's size. Needs `npm run build` (for Chromium) and the repository's .venv.
 //
 //   node benchmarks/steps.mjs [--models digits_mlp,mcmahan_cnn] [--batch 32] [--seconds 3]
 
@@ -12,6 +13,7 @@ import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 import { PlanExecutor, parseSafetensors } from '../src/index.js';
+import { runtimeName } from '../src/runtime.js';
 import { launchChromium } from '../test/support/browser.mjs';
 import { PYTHON, REPO, VECTORS } from '../test/support/node.mjs';
 
@@ -19,6 +21,8 @@ const { values: args } = parseArgs({ options: {
   models: { type: 'string', default: 'digits_mlp,mcmahan_cnn' },
   batch: { type: 'string', default: '32' },
   seconds: { type: 'string', default: '3' },
+  // Internal: print Node.js steps/s of one model and exit (the WASM measurement's child process).
+  'node-steps-of': { type: 'string' },
 } });
 const models = args.models.split(',');
 const batch = Number(args.batch);
@@ -42,12 +46,20 @@ async function timeSteps(api, planBytes, startBytes, features, labels, seconds) 
   for (let i = 0; i < 5; i += 1) params = (await executor.step(params, features, labels, { optimizerState: state })).parameters;
   // A low percentile of the step times, not steps over a window: on a shared machine most
   // steps wait for other processes; the 10th percentile is what a step costs when it runs.
+  // Browsers coarsen performance.now() (to 0.1 ms or more), so a sample runs steps for at least
+  // 5 ms and its time is divided among them.
   const times = [];
   const started = performance.now();
   while (performance.now() - started < seconds * 1000 || times.length < 5) {
     const before = performance.now();
-    params = (await executor.step(params, features, labels, { optimizerState: state })).parameters;
-    times.push(performance.now() - before);
+    let steps = 0;
+    let elapsed = 0;
+    while (elapsed < 5) {
+      params = (await executor.step(params, features, labels, { optimizerState: state })).parameters;
+      steps += 1;
+      elapsed = performance.now() - before;
+    }
+    times.push(elapsed / steps);
   }
   times.sort((a, b) => a - b);
   return 1000 / times[Math.floor(times.length / 10)];
@@ -69,12 +81,37 @@ shape = [batch] + [int(d) for d in executor.plan.manifest["train"]["inputs"][0][
 features = f.reshape(shape); labels = np.arange(batch) % 10
 for _ in range(5): params = executor.step(params, features, labels, optimizer_state=state).parameters
 times, started = [], time.perf_counter()
-while time.perf_counter() - started < seconds or len(times) < 5:
-    before = time.perf_counter()
-    params = executor.step(params, features, labels, optimizer_state=state).parameters
-    times.append(time.perf_counter() - before)
+while time.perf_counter() - started < seconds or len(times) < 5:  # samples as in timeSteps
+    before, steps, elapsed = time.perf_counter(), 0, 0.0
+    while elapsed < 0.005:
+        params = executor.step(params, features, labels, optimizer_state=state).parameters
+        steps += 1
+        elapsed = time.perf_counter() - before
+    times.append(elapsed / steps)
 print(1 / sorted(times)[len(times) // 10])`;
   return Number(execFileSync(PYTHON, ['-c', script, join(VECTORS, model), String(batch), String(seconds), String(featureSize)], { cwd: REPO }).toString().trim());
+}
+
+function nodeStepsPerSecond(model) {
+  const planBytes = readFileSync(join(VECTORS, model, 'plan.fgplan'));
+  const startBytes = readFileSync(join(VECTORS, model, 'start.safetensors'));
+  return PlanExecutor.create(planBytes).then(async (executor) => {
+    const { featureSize } = executor;
+    await executor.release();
+    const { features, labels } = makeBatch(featureSize);
+    return timeSteps({ PlanExecutor, parseSafetensors }, planBytes, startBytes, features, labels, seconds);
+  });
+}
+
+if (args['node-steps-of']) {
+  console.log(await nodeStepsPerSecond(args['node-steps-of']));
+  process.exit(0);
+}
+
+function wasmNodeStepsPerSecond(model) {
+  const output = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--node-steps-of', model, '--batch', String(batch), '--seconds', String(seconds)],
+    { env: { ...process.env, FEDGRID_ONNXRUNTIME: 'web' } });
+  return Number(output.toString().trim());
 }
 
 const browser = await launchChromium();
@@ -99,21 +136,23 @@ for (const model of models) {
   await executor.release();
   const { features, labels } = makeBatch(featureSize);
   const python = pythonStepsPerSecond(model, featureSize);
-  const node = await timeSteps({ PlanExecutor, parseSafetensors }, planBytes, startBytes, features, labels, seconds);
+  const node = await nodeStepsPerSecond(model);
+  const nodeWasm = wasmNodeStepsPerSecond(model);
   const chromium = await page.evaluate(async ({ model, features, labels, seconds, source }) => {
     const fetchBytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
     const run = new Function(`return (${source})`)();
     return run(window.fedgrid, await fetchBytes(`/vectors/${model}/plan.fgplan`), await fetchBytes(`/vectors/${model}/start.safetensors`), Float32Array.from(features), labels, seconds);
   }, { model, features: Array.from(features), labels, seconds, source: timeSteps.toString() });
-  rows.push({ model, python, node, chromium });
+  rows.push({ model, python, node, nodeWasm, chromium });
 }
 await browser.stop();
 
 const fixed = (x) => x.toFixed(1).padStart(9);
 console.log(`Training steps/s (1 / 10th-percentile step time), batch ${batch}, one thread each, ${seconds} s per measurement`);
-console.log('model                Python   Node.js  Chromium   Node/Python  Chromium/Python');
+console.log(`Node.js runtime: ${runtimeName()} (Node.js WASM: onnxruntime-web, for comparison)`);
+console.log('model                Python   Node.js  Node.js WASM  Chromium   Node/Python  Node WASM/Python  Chromium/Python');
 for (const r of rows) {
-  console.log(`${r.model.padEnd(18)}${fixed(r.python)}${fixed(r.node)}${fixed(r.chromium)}${(r.node / r.python).toFixed(2).padStart(13)}${(r.chromium / r.python).toFixed(2).padStart(17)}`);
+  console.log(`${r.model.padEnd(18)}${fixed(r.python)}${fixed(r.node)}${fixed(r.nodeWasm).padStart(14)}${fixed(r.chromium)}${(r.node / r.python).toFixed(2).padStart(13)}${(r.nodeWasm / r.python).toFixed(2).padStart(18)}${(r.chromium / r.python).toFixed(2).padStart(17)}`);
 }
 const bundle = readFileSync(join(DIST, 'fedgrid.js'));
 const wasm = statSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm')).size;

@@ -4,7 +4,7 @@
 
 import { FedgridError, TrainingStoppedError } from './errors.js';
 import { Plan } from './plan.js';
-import { defaultExecutionProviders, runtime } from './runtime.js';
+import { defaultExecutionProviders, runtime, sessionDefaults } from './runtime.js';
 import { MANIFEST_DTYPES } from './safetensors.js';
 import { SeededRandom } from './random.js';
 import { decodeTrainingState, encodeTrainingState } from './training_state.js';
@@ -70,6 +70,7 @@ export class PlanExecutor {
     if (verify) await parsed.verify();
     const ort = runtime();
     const session = await ort.InferenceSession.create(parsed.graphs.train, {
+      ...sessionDefaults(),
       executionProviders,
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,

@@ -3,7 +3,7 @@
 export { parseSafetensors, writeSafetensors } from './safetensors.js';
 export { Plan } from './plan.js';
 export { PlanExecutor, trainLocally } from './executor.js';
-export { configureRuntime } from './runtime.js';
+export { configureRuntime, runtimeName } from './runtime.js';
 export * from './errors.js';
 export { Client } from './client.js';
 export { Job } from './job.js';

@@ -137,6 +137,8 @@ export function trainLocally(
 ): Promise<TrainingResult>;
 
 export function configureRuntime(options?: { wasmPaths?: string; numThreads?: number; webgpu?: boolean }): void;
+/** The ONNX Runtime plans run on: native 'onnxruntime-node' under Node.js when installed, else 'onnxruntime-web'. */
+export function runtimeName(): 'onnxruntime-node' | 'onnxruntime-web';
 
 /** The link's speeds, sent with cycle-request (its `ping`, `download`, `upload`). */
 export interface Speeds {
