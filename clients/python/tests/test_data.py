@@ -212,6 +212,7 @@ def test_as_arrays_refuses_what_it_cannot_read():
 def test_the_device_side_never_imports_torch():
     code = (
         "import sys, fedgrid, fedgrid.jobs, fedgrid.transport, fedgrid.data, fedgrid.simulate, "
-        "fedgrid.cli; assert 'torch' not in sys.modules, 'torch was imported'"
+        "fedgrid.simulation_data, fedgrid.simulation_console, fedgrid.cli; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
