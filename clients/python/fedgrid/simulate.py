@@ -216,26 +216,22 @@ def simulate(
     started = time.perf_counter()
     tell = on_progress or (lambda progress: None)
     check_split_settings(split, alpha, shards_per_device, test_fraction)
-    if devices is not None and not 1 <= per_cycle <= devices:
-        raise DataError(f"per_cycle ({per_cycle}) must be between 1 and the number of devices "
-                        f"({devices})", code="per_cycle_invalid")
+    if devices is not None:
+        _check_per_cycle(per_cycle, devices)
     sources = DataSources.read(data, device_data, test)
 
     # Compiling takes seconds: device processes start meanwhile. A plan file is checked against
     # the data first, so a mismatch is told at once.
     pool = _make_pool(processes) if _needs_compiling(model) else None
     shard_store: _ShardStore | None = None
+    worker_ids: list[str] = []
     try:
-        plan_bytes, initial = _plan_and_checkpoint(model, checkpoint, sources, seed, tell)
-        plan = Plan.from_bytes(plan_bytes)
-        inputs = PlanInputs.of(plan)
-        prepared = sources.prepare(inputs, devices=devices, split_name=split, alpha=alpha,
-                                   shards_per_device=shards_per_device,
+        plan_bytes, plan, initial = _plan_and_checkpoint(model, checkpoint, sources, seed, tell)
+        prepared = sources.prepare(PlanInputs.of(plan), devices=devices, split_name=split,
+                                   alpha=alpha, shards_per_device=shards_per_device,
                                    test_fraction=test_fraction, seed=seed)
         devices = len(prepared.shards)
-        if not 1 <= per_cycle <= devices:
-            raise DataError(f"per_cycle ({per_cycle}) must be between 1 and the number of devices "
-                            f"({devices})", code="per_cycle_invalid")
+        _check_per_cycle(per_cycle, devices)
         test_x, test_y = prepared.test
         evaluator = PlanExecutor(plan)
         pool = pool or _make_pool(processes)
@@ -274,37 +270,52 @@ def simulate(
                          for d in chosen]
                 outcomes = _run_cycle(pool, tasks, cycle, tell)
                 parameters = admin.retrieve_model(name, version)
-                weights = np.array([o["num_samples"] for o in outcomes], dtype=np.float64)
-                accuracies = [o["metrics"].get("accuracy") for o in outcomes]
-                record = CycleRecord(
-                    cycle=cycle,
-                    checkpoint=max(o["checkpoint"] for o in outcomes) + 1,
-                    reports=len(outcomes),
-                    num_samples=int(weights.sum()),
-                    loss=float(np.average([o["metrics"]["loss"] for o in outcomes], weights=weights)),
-                    accuracy=None if None in accuracies else float(np.average(accuracies, weights=weights)),
-                    test_accuracy=evaluate(evaluator, parameters, test_x, test_y),
-                    seconds=time.perf_counter() - cycle_started,
-                )
+                record = _cycle_record(cycle, outcomes,
+                                       evaluate(evaluator, parameters, test_x, test_y),
+                                       time.perf_counter() - cycle_started)
                 result.records.append(record)
                 result.seconds = time.perf_counter() - started
                 if on_cycle is not None:
                     on_cycle(record)
                 if target_accuracy is not None and record.test_accuracy >= target_accuracy:
                     break
-            _forget_jobs(worker_ids)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         if shard_store is not None:
             shard_store.release()
+        _forget_jobs(worker_ids)
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _check_per_cycle(per_cycle: int, devices: int) -> None:
+    if not 1 <= per_cycle <= devices:
+        raise DataError(f"per_cycle ({per_cycle}) must be between 1 and the number of devices "
+                        f"({devices})", code="per_cycle_invalid")
+
+
+def _cycle_record(cycle: int, outcomes: list[dict[str, Any]], test_accuracy: float,
+                  seconds: float) -> CycleRecord:
+    """The cycle's row: the devices' metrics weighted by their samples, as FedAvg weighs them."""
+    weights = np.array([o["num_samples"] for o in outcomes], dtype=np.float64)
+    accuracies = [o["metrics"].get("accuracy") for o in outcomes]
+    return CycleRecord(
+        cycle=cycle,
+        checkpoint=max(o["checkpoint"] for o in outcomes) + 1,
+        reports=len(outcomes),
+        num_samples=int(weights.sum()),
+        loss=float(np.average([o["metrics"]["loss"] for o in outcomes], weights=weights)),
+        accuracy=None if None in accuracies else float(np.average(accuracies, weights=weights)),
+        test_accuracy=test_accuracy,
+        seconds=seconds,
+    )
+
+
 def _plan_and_checkpoint(model: Any, checkpoint: Any, sources: DataSources, seed: int,
-                         tell: Callable[[Progress], Any]) -> tuple[bytes, dict[str, np.ndarray]]:
-    """The plan's bytes and its initial parameters, compiling ``model`` if it is not a plan."""
+                         tell: Callable[[Progress], Any]) -> tuple[bytes, Plan, dict[str, np.ndarray]]:
+    """The plan (bytes and parsed) and its initial parameters, compiling ``model`` if it is not
+    a plan."""
     if isinstance(model, str):
         tell(Progress("compile", f"compiling {model}..."))
         try:
@@ -336,10 +347,10 @@ def _plan_and_checkpoint(model: Any, checkpoint: Any, sources: DataSources, seed
         raise DataError("a plan file needs its initial parameters: checkpoint= (or --checkpoint)",
                         code="checkpoint_missing")
     try:
-        Plan.from_bytes(plan_bytes)
+        plan = Plan.from_bytes(plan_bytes)
     except PlanFormatError as exc:
         raise DataError(f"the model is not a readable plan: {exc}", code="plan_unsupported") from None
-    return plan_bytes, initial
+    return plan_bytes, plan, initial
 
 
 def _needs_compiling(model: Any) -> bool:

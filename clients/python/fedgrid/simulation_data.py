@@ -97,6 +97,9 @@ class PlanInputs:
         if features.dtype.kind not in "biuf":
             raise DataError(f"{source}: features must be numbers, not {features.dtype}",
                             code="data_shape_mismatch")
+        if features.dtype.kind == "f" and not np.isfinite(features).all():
+            raise DataError(f"{source}: features hold NaN or infinite values; drop or impute those "
+                            "examples", code="features_not_finite")
         if labels.ndim != 1:
             raise DataError(f"{source}: labels must be one class index per example, shaped "
                             f"({len(labels)},), not {labels.shape} (one-hot labels: use "
@@ -109,7 +112,7 @@ class PlanInputs:
         elif labels.dtype.kind not in "biu":
             raise DataError(f"{source}: labels must be class indices (integers), not "
                             f"{labels.dtype}", code="labels_invalid")
-        low, high = labels.min(), labels.max()
+        low, high = float(labels.min()), float(labels.max())
         if low < 0 or (self.classes is not None and high >= self.classes):
             scored = f"{self.classes} classes (0..{self.classes - 1})" if self.classes else \
                 "classes from 0"
@@ -159,7 +162,8 @@ class DataSources:
 
     def example(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Two examples (features float32, labels int64) to compile a torch module for."""
-        first = self.pooled or (self.per_device[0] if self.per_device else None)
+        first = self.pooled if self.pooled is not None else \
+            (self.per_device[0] if self.per_device else None)
         if first is None:
             return None
         return (np.asarray(first.features[:2], dtype=np.float32),
@@ -173,8 +177,7 @@ class DataSources:
         fraction = DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
         if self.per_device is not None:
             return self._per_device(inputs, devices, fraction, seed)
-        pooled = self.pooled or _digits(inputs)
-        pooled = inputs.fit(pooled)
+        pooled = inputs.fit(self.pooled if self.pooled is not None else _digits(inputs))
         how = SPLIT_ALIASES.get(split_name, split_name)
         devices = DEFAULT_DEVICES if devices is None else devices
         if self.test is not None:

@@ -98,6 +98,8 @@ REFUSALS = {
                           "labels_invalid", "whole class indices"),
     "one-hot labels": (lambda tmp: {"data": (tabular(40)[0], np.eye(3)[np.arange(40) % 3])},
                        "labels_invalid", "argmax"),
+    "NaN features": (lambda tmp: {"data": (np.full((40, 30), np.nan), np.zeros(40, int))},
+                     "features_not_finite", "NaN or infinite"),
     "mismatched lengths": (lambda tmp: wrong_lengths(), "data_length_mismatch",
                            "40 feature rows but 39 labels"),
     "an empty device file": (files_with_an_empty_device, "shard_empty", "b.npz: no examples"),
