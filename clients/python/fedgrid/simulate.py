@@ -116,7 +116,8 @@ class Progress:
 
     ``stage``: ``"compile"``, ``"host"``, ``"devices"`` (registering them, starting the pool),
     ``"ready"`` (``message`` says what is simulated: the data, the split and the test set), and
-    ``"cycle"`` (a device of cycle ``cycle`` reported: ``done`` of ``total``).
+    ``"cycle"`` (cycle ``cycle`` is running: ``done`` of its ``total`` devices have finished;
+    told as it starts and after each device).
     """
 
     stage: str
@@ -362,6 +363,8 @@ def _needs_compiling(model: Any) -> bool:
 def _run_cycle(pool: Executor, tasks: list[DeviceTask], cycle: int,
                tell: Callable[[Progress], Any]) -> list[dict[str, Any]]:
     """Run the cycle's devices in the pool; every one must have reported."""
+    tell(Progress("cycle", f"cycle {cycle}: 0/{len(tasks)} devices done", cycle=cycle, done=0,
+                  total=len(tasks)))
     futures = [pool.submit(run_device, task) for task in tasks]
     outcomes, failed = [], []
     try:

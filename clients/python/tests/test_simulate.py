@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fedgrid import Admin
 from fedgrid.cli import main
-from fedgrid.data import DataError
-from fedgrid.simulate import Progress, SimulationResult, simulate
+from fedgrid.data import DataError, split_iid
+from fedgrid.simulate import (
+    _FILE_SHARDS,
+    DeviceTask,
+    Progress,
+    SimulationResult,
+    _device_shard,
+    _ShardStore,
+    simulate,
+)
 from fedgrid.simulation_console import SimulationConsole
 from fedgrid_plans import tensors
 from tests.support.databases import database_backends
@@ -152,8 +162,8 @@ def test_learns_a_tabular_dataset_split_by_dirichlet_label_skew_on_a_real_node(
     assert "test set 150 examples held out" in result.data
     stages = [p.stage for p in progress]
     assert stages[:4] == ["compile", "host", "devices", "ready"]
-    assert [(p.cycle, p.done) for p in progress if p.stage == "cycle"][:3] == [(1, 1), (1, 2),
-                                                                                (1, 3)]
+    assert [(p.cycle, p.done) for p in progress if p.stage == "cycle"][:5] == [
+        (1, 0), (1, 1), (1, 2), (1, 3), (2, 0)]
     with Admin(node.url, node.admin_token) as admin:
         assert admin.checkpoints(result.name)["latest"] == 5
 
@@ -222,6 +232,25 @@ def test_the_command_line_splits_one_npz_and_refuses_bad_data_in_one_line(
     with pytest.raises(SystemExit) as exited:
         main(["simulate", *node, "--model", str(plan), "--data", str(tmp_path / "data.npz")])
     assert exited.value.code == 2 and "--checkpoint" in capsys.readouterr().err
+
+
+def test_device_processes_map_their_shards_from_files_instead_of_receiving_them_per_task():
+    features, labels = tabular(5000)  # 600 kB of features
+    shards = split_iid(features, labels, 4, seed=0)
+    store = _ShardStore.hold(shards, in_files=True)
+    try:
+        task = DeviceTask("http://127.0.0.1:1", "m", "1.0", "worker", 2, 7, store.location)
+        assert len(pickle.dumps(task)) < 1000  # what a process is sent per turn: no data
+        x, y = _device_shard(task.shards, task.device)  # as a worker process reads it
+        np.testing.assert_array_equal(x, shards[2][0])
+        np.testing.assert_array_equal(y, shards[2][1])
+        assert isinstance(x.base, np.memmap)  # mapped from the file, not a copy
+        assert _device_shard(task.shards, task.device)[0] is x  # and read once per worker
+    finally:
+        for device in range(4):
+            _FILE_SHARDS.pop((store.location, device), None)
+        store.release()
+    assert not Path(store.location).exists()
 
 
 def test_the_console_shows_device_progress_only_on_a_terminal():
