@@ -176,6 +176,9 @@ class DataSources:
             raise DataError("give a test set or a test fraction, not both", code="data_invalid")
         fraction = DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
         if self.per_device is not None:
+            if SPLIT_ALIASES.get(split_name, split_name) != "iid":
+                raise DataError(f"per-device data is split already; the {split_name!r} split is "
+                                "for one dataset (data=, --data)", code="data_invalid")
             return self._per_device(inputs, devices, fraction, seed)
         pooled = inputs.fit(self.pooled if self.pooled is not None else _digits(inputs))
         how = SPLIT_ALIASES.get(split_name, split_name)
