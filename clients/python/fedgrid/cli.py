@@ -86,15 +86,36 @@ def build_parser() -> argparse.ArgumentParser:
                        help="device auth token, if the model requires one (env FEDGRID_AUTH_TOKEN)")
     train.add_argument("--cycles", type=int, default=None, help="stop after this many reports")
 
-    sim = commands.add_parser("simulate", parents=[common, admin],
-                              help="simulated devices on scikit-learn's digits against a Node")
+    sim = commands.add_parser(
+        "simulate", parents=[common, admin],
+        help="simulated devices train a model on your data (or the digits) against a Node",
+        description="Host a model and train it with simulated devices on your data: one .npz "
+                    "split over --devices (--data), or one .npz per device (--device-data); "
+                    "without either, scikit-learn's digits. An .npz holds arrays 'features' and "
+                    "'labels' (or 'x' and 'y'). Rows of the table go to stdout, progress to "
+                    "stderr; data that does not fit the model exits with status 2.")
     sim.add_argument("--model", default="digits_mlp",
                      help="zoo name (needs torch) or a .fgplan file with --checkpoint")
     sim.add_argument("--checkpoint", type=Path, help="initial parameters for a plan file")
-    sim.add_argument("--devices", type=int, default=20)
+    source = sim.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, help="one .npz dataset, split over --devices")
+    source.add_argument("--device-data", type=Path, nargs="+", metavar="PATH",
+                        help="one .npz per device: the files, or a directory of them")
+    held_out = sim.add_mutually_exclusive_group()
+    held_out.add_argument("--test", type=Path, help="the test set, an .npz")
+    held_out.add_argument("--test-fraction", type=float, default=None,
+                          help="hold this fraction of the data out as the test set (default 0.2)")
+    sim.add_argument("--devices", type=int, default=None,
+                     help="devices to split --data over (default 20; with --device-data: one a file)")
     sim.add_argument("--per-cycle", type=int, default=5, help="devices per cycle")
     sim.add_argument("--cycles", type=int, default=40)
-    sim.add_argument("--split", choices=("iid", "noniid"), default="iid")
+    sim.add_argument("--split", choices=("iid", "shards", "dirichlet", "noniid"), default="iid",
+                     help="iid; shards: label shards (McMahan et al.; noniid is the same); "
+                          "dirichlet: label skew (Hsu et al.)")
+    sim.add_argument("--alpha", type=float, default=0.5,
+                     help="Dirichlet concentration for --split dirichlet (smaller: more skewed)")
+    sim.add_argument("--shards-per-device", type=int, default=2,
+                     help="label shards per device for --split shards")
     sim.add_argument("--epochs", type=int, default=5)
     sim.add_argument("--batch-size", type=int, default=10)
     sim.add_argument("--lr", type=float, default=None, help="learning rate (default: the plan's)")
@@ -103,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--target-accuracy", type=float, default=None,
                      help="stop once the test accuracy reaches this")
     sim.add_argument("--strategy", default=None, help="server strategy name (default: fedavg)")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="seeds the split, the test hold-out, "
+                     "the choice of devices and their shuffling")
     return parser
 
 
@@ -197,23 +219,41 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> None:
+    from .data import DataError
     from .simulate import simulate
+    from .simulation_console import SimulationConsole
+
+    def usage_error(message: str) -> SystemExit:
+        # Like argparse's own errors: one line, exit status 2, nothing hosted.
+        print(f"fedgrid: {message}", file=sys.stderr)
+        return SystemExit(2)
 
     if not args.admin_token:
-        raise SystemExit("fedgrid: simulate hosts its model, so it needs --admin-token")
+        raise usage_error("simulate hosts its model, so it needs --admin-token (or "
+                          "FEDGRID_ADMIN_TOKEN)")
+    plan_path = Path(args.model)
+    if plan_path.suffix == ".fgplan" or plan_path.exists():
+        if not plan_path.is_file():
+            raise usage_error(f"{plan_path}: no such plan file")
+        if args.checkpoint is None:
+            raise usage_error("a plan file needs --checkpoint <initial .safetensors>")
+        if not args.checkpoint.is_file():
+            raise usage_error(f"{args.checkpoint}: no such checkpoint file")
     model, checkpoint, _ = _model_source(args.model, args.checkpoint)
-    print(f"simulating {args.devices} devices ({args.split}), {args.per_cycle} per cycle, "
-          f"E={args.epochs} B={args.batch_size}, up to {args.cycles} cycles", flush=True)
-    result = simulate(
-        args.url, args.admin_token, model=model, checkpoint=checkpoint, devices=args.devices,
-        per_cycle=args.per_cycle, cycles=args.cycles, split=args.split, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.lr, processes=args.processes,
-        seed=args.seed, target_accuracy=args.target_accuracy, strategy=args.strategy,
-        on_cycle=lambda record: print(record.line(), flush=True),
-    )
-    print(f"{result.name}: test accuracy {result.initial_test_accuracy:.4f} -> "
-          f"{result.final_test_accuracy:.4f} after {len(result.records)} cycles")
-
+    console = SimulationConsole()
+    try:
+        result = simulate(
+            args.url, args.admin_token, model=model, checkpoint=checkpoint, data=args.data,
+            device_data=args.device_data, test=args.test, test_fraction=args.test_fraction,
+            devices=args.devices, per_cycle=args.per_cycle, cycles=args.cycles, split=args.split,
+            alpha=args.alpha, shards_per_device=args.shards_per_device, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.lr, processes=args.processes,
+            seed=args.seed, target_accuracy=args.target_accuracy, strategy=args.strategy,
+            on_cycle=console.cycle, on_progress=console.progress,
+        )
+    except DataError as exc:
+        raise usage_error(str(exc)) from None
+    console.summary(result)
 
 COMMANDS = {
     "host": cmd_host, "status": cmd_status, "cycles": cmd_cycles, "checkpoints": cmd_checkpoints,
