@@ -45,7 +45,6 @@ def main(argv: list[str] | None = None) -> None:
     # sockets, so that their network waits yield to other requests instead of blocking the Node.
     args = server_cli.start(build_parser(), argv)
     server_cli.check_timeouts(args)
-    from fedgrid_server.credentials import SecretFileError
     from fedgrid_server.server import serve
 
     from .app import create_app
@@ -67,10 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         cors_origins=parse_origins(args.cors_origins),
     )
     server_cli.apply_secret_key(config)
-    try:
-        app = create_app(config)
-    except SecretFileError as exc:  # an unusable admin token: say why, no traceback
-        raise SystemExit(f"fedgrid-node: {exc}") from None
+    app = server_cli.create_app_or_exit("fedgrid-node", create_app, config)
     state = app.extensions["fedgrid"]
 
     def on_stop():
