@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,21 @@ def test_train_names_the_expected_data_in_one_line(sdk_node, host, tmp_path, fea
     assert finished.returncode == 1
     [line] = finished.stderr.splitlines()
     assert line.startswith("fedgrid: ") and message in line
+
+
+def _plans_doc_snippet() -> str:
+    page = (Path(__file__).resolve().parents[3] / "docs" / "plans.md").read_text()
+    section = page[page.index("## Write a plan file and its checkpoint"):]
+    return section[section.index("```python\n") + len("```python\n"):section.index("```\n", 10)]
+
+
+def test_the_documented_checkpoint_file_snippet_hosts_with_the_cli(sdk_node, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(_plans_doc_snippet(), "docs/plans.md", "exec"), {})
+    for number, checkpoint in enumerate(("digits.safetensors", "pretrained.safetensors")):
+        finished = _fedgrid("host", "digits.fgplan", "--checkpoint", checkpoint, "--name",
+                            f"documented-{number}", "--url", sdk_node.url,
+                            "--admin-token", sdk_node.admin_token)
+        assert finished.returncode == 0, finished.stderr
+        assert finished.stdout.startswith(f"hosted documented-{number} 1.0: process ")
