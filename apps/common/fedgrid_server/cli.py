@@ -94,7 +94,7 @@ def create_app_or_exit(prog: str, create_app, config):
     A wrong password used to end the start in a 143-line traceback through SQLAlchemy and the
     driver; the person needs the URL they gave and the server's reason.
     """
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
     from .credentials import SecretFileError
 
@@ -106,6 +106,22 @@ def create_app_or_exit(prog: str, create_app, config):
         url = config.resolved_database_url()
         raise SystemExit(f"{prog}: cannot use the database {redacted_url(url)}: "
                          f"{database_failure(exc)}") from None
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+        if isinstance(exc, ModuleNotFoundError) and not _is_database_driver(exc):
+            raise
+        url = config.resolved_database_url()
+        raise SystemExit(f"{prog}: cannot use the database {redacted_url(url)}: not a SQLite or "
+                         f"PostgreSQL URL ({' '.join(str(exc).split())}); e.g. "
+                         "postgresql://user:password@host/database") from None
+
+
+def _is_database_driver(exc: ModuleNotFoundError) -> bool:
+    """A driver SQLAlchemy tried to import for the URL's scheme (mysql:// wants MySQLdb), rather
+    than a module of ours that is missing."""
+    import traceback
+
+    return any("sqlalchemy/dialects" in frame.filename.replace("\\", "/")
+               for frame in traceback.extract_tb(exc.__traceback__))
 
 
 def redacted_url(url: str) -> str:

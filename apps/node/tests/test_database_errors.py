@@ -47,3 +47,16 @@ def test_an_unusable_database_is_one_line_without_the_password(backend, tmp_path
     assert finished.returncode != 0
     assert finished.stderr.splitlines() == [expected]
     assert "not-the-password-x7" not in finished.stderr + finished.stdout
+
+
+@pytest.mark.parametrize(("url", "shown", "why"), [
+    ("nonsense", "(the configured DATABASE_URL)", "Could not parse SQLAlchemy URL"),
+    ("mysql://someone:secret-x7@db/node", "mysql://someone:***@db/node", "No module named 'MySQLdb'"),
+])
+def test_a_url_that_is_not_a_supported_database_is_one_line(url, shown, why, tmp_path):
+    finished = _start(url, tmp_path / "data")
+    assert finished.returncode != 0
+    [line] = finished.stderr.splitlines()
+    assert line.startswith(f"fedgrid-node: cannot use the database {shown}: not a SQLite or "
+                           f"PostgreSQL URL ({why}")
+    assert "secret-x7" not in finished.stderr
