@@ -1,4 +1,4 @@
-"""A Node that cannot use its database says so in one line and exits non-zero.
+"""A Node that cannot start (its database, its port) says so in one line and exits non-zero.
 
 A wrong PostgreSQL password used to print a 143-line traceback through SQLAlchemy and the driver;
 the operator needs the URL they gave (without its password) and the database's reason.
@@ -7,6 +7,7 @@ the operator needs the URL they gave (without its password) and the database's r
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -17,10 +18,11 @@ from fedgrid_server.testing import free_port, server_env
 from tests.support.databases import database_backends
 
 
-def _start(database_url: str, data_dir) -> subprocess.CompletedProcess:
+def _start(database_url: str | None, data_dir, port: int | None = None) -> subprocess.CompletedProcess:
     env = server_env(os.environ, drop=("GRID_ADMIN_TOKEN",), database_url=database_url)
     return subprocess.run(
-        [sys.executable, "-m", "fedgrid_node", "--host", "127.0.0.1", "--port", str(free_port()),
+        [sys.executable, "-m", "fedgrid_node", "--host", "127.0.0.1",
+         "--port", str(port or free_port()),
          "--data-dir", str(data_dir), "--admin-token=t"],
         capture_output=True, text=True, env=env, timeout=120,
     )
@@ -60,3 +62,15 @@ def test_a_url_that_is_not_a_supported_database_is_one_line(url, shown, why, tmp
     assert line.startswith(f"fedgrid-node: cannot use the database {shown}: not a SQLite or "
                            f"PostgreSQL URL ({why}")
     assert "secret-x7" not in finished.stderr
+
+
+def test_a_port_in_use_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        finished = _start(None, tmp_path / "data", port)
+    assert finished.returncode != 0
+    assert finished.stderr.splitlines()[-1] == (
+        f"fedgrid-node: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert "Traceback" not in finished.stderr
