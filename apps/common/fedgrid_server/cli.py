@@ -85,3 +85,59 @@ def apply_secret_key(config) -> None:
     """SECRET_KEY from the environment, if set, signs the app's cookies (else a random key)."""
     if os.environ.get("SECRET_KEY"):
         config.secret_key = os.environ["SECRET_KEY"]
+
+
+def create_app_or_exit(prog: str, create_app, config):
+    """``create_app(config)``, or exit with one line when it cannot start: an unusable secret or
+    token file, or a database it cannot reach or log in to (named without its password).
+
+    A wrong password used to end the start in a 143-line traceback through SQLAlchemy and the
+    driver; the person needs the URL they gave and the server's reason.
+    """
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+    from .credentials import SecretFileError
+
+    try:
+        return create_app(config)
+    except SecretFileError as exc:
+        raise SystemExit(f"{prog}: {exc}") from None
+    except DBAPIError as exc:
+        url = config.resolved_database_url()
+        raise SystemExit(f"{prog}: cannot use the database {redacted_url(url)}: "
+                         f"{database_failure(exc)}") from None
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+        if isinstance(exc, ModuleNotFoundError) and not _is_database_driver(exc):
+            raise
+        url = config.resolved_database_url()
+        raise SystemExit(f"{prog}: cannot use the database {redacted_url(url)}: not a SQLite or "
+                         f"PostgreSQL URL ({' '.join(str(exc).split())}); e.g. "
+                         "postgresql://user:password@host/database") from None
+
+
+def _is_database_driver(exc: ModuleNotFoundError) -> bool:
+    """A driver SQLAlchemy tried to import for the URL's scheme (mysql:// wants MySQLdb), rather
+    than a module of ours that is missing."""
+    import traceback
+
+    return any("sqlalchemy/dialects" in frame.filename.replace("\\", "/")
+               for frame in traceback.extract_tb(exc.__traceback__))
+
+
+def redacted_url(url: str) -> str:
+    """The database URL as it may be printed: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show none of it rather than a secret
+        return "(the configured DATABASE_URL)"
+
+
+def database_failure(exc) -> str:
+    """The driver's own reason, on one line: PostgreSQL's message field when the server sent one."""
+    original = getattr(exc, "orig", None) or exc
+    detail = original.args[0] if original.args else original
+    if isinstance(detail, dict) and "M" in detail:  # pg8000: the server's error fields
+        detail = detail["M"]
+    return " ".join(str(detail).split())

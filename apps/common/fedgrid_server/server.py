@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
+import os
 import resource
 import signal
 import socket
@@ -217,7 +218,11 @@ def serve(app, host: str, port: int, *, name: str, on_stop=None,
     server = HardenedWSGIServer((host, port), app, log=None, error_log=log,
                                 spawn=gevent.pool.Pool(limit), idle_timeout=idle_timeout,
                                 header_timeout=header_timeout)
-    server.start()
+    try:
+        server.start()
+    except OSError as exc:  # the port is taken, or below 1024 without the right: one line
+        raise SystemExit(f"fedgrid-{name.lower()}: cannot listen on {host}:{port}: "
+                         f"{os.strerror(exc.errno) if exc.errno else exc}") from None
     log.info("Fedgrid %s listening on http://%s:%d", name, host, server.server_port)
     log.info("open-files limit %d: at most %d connections at once; idle timeout %g s, "
              "request head timeout %g s", open_files, limit, idle_timeout, header_timeout)

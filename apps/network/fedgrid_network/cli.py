@@ -46,7 +46,6 @@ def main(argv: list[str] | None = None) -> None:
     server_cli.check_timeouts(args)
     if args.heartbeat_interval <= 0:
         raise SystemExit("--heartbeat-interval must be positive")
-    from fedgrid_server.credentials import SecretFileError
     from fedgrid_server.server import serve
 
     from .app import create_app
@@ -63,10 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         offline_after=args.offline_after,
     )
     server_cli.apply_secret_key(config)
-    try:
-        app = create_app(config)
-    except SecretFileError as exc:  # an unusable secret or token: say why, no traceback
-        raise SystemExit(f"fedgrid-network: {exc}") from None
+    app = server_cli.create_app_or_exit("fedgrid-network", create_app, config)
     serve(app, config.host, config.port, name="Network",
           on_stop=app.extensions["fedgrid_network"].db.dispose,
           idle_timeout=args.idle_timeout, header_timeout=args.header_timeout)

@@ -1,4 +1,5 @@
-"""Does the PostgreSQL driver yield to other requests under gevent? (DESIGN.md asks for proof.)
+"""Does the PostgreSQL driver yield to other requests under gevent? (docs/architecture.md, "Why
+gevent", rests on it.)
 
 Runs CONCURRENT greenlets, each doing one `SELECT pg_sleep(0.5)` through SQLAlchemy with the
 driver the Node uses (pg8000, pure Python, on monkey-patched sockets). If the driver blocked the

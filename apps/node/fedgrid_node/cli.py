@@ -55,7 +55,6 @@ def main(argv: list[str] | None = None) -> None:
         # cut as idle before its first ping.
         raise SystemExit("--ws-ping-interval must be above 0 and below --idle-timeout "
                          f"({args.idle_timeout:g} s)")
-    from fedgrid_server.credentials import SecretFileError
     from fedgrid_server.server import serve
 
     from .app import create_app
@@ -78,10 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         cors_origins=parse_origins(args.cors_origins),
     )
     server_cli.apply_secret_key(config)
-    try:
-        app = create_app(config)
-    except SecretFileError as exc:  # an unusable admin token: say why, no traceback
-        raise SystemExit(f"fedgrid-node: {exc}") from None
+    app = server_cli.create_app_or_exit("fedgrid-node", create_app, config)
     state = app.extensions["fedgrid"]
 
     def on_stop():

@@ -24,6 +24,9 @@ const common = {
   platform: 'browser',
   target: ['es2022'],
   minify: true,
+  // Class and function names survive minification: error classes set `name` from their class
+  // (`new.target.name`), and `err.name` / `constructor.name` must say `AssignmentExpired`, not `Ve`.
+  keepNames: true,
   legalComments: 'none',
   // Browsers have WebSocket; `ws` is only imported under Node.js.
   external: ['ws'],

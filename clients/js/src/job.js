@@ -13,6 +13,11 @@ export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan
 const PARTICIPATE_WAIT = 25;
 /** The longest hold a Node grants (api.md: cycle-request `wait`). */
 const MAX_WAIT = 30;
+/** The `timeout` of a `training_finished` rejection, which the Node sends without one: a loop that
+ *  waits `timeout` before asking again then waits an hour instead of asking in a tight loop
+ *  (`timeout: null` made `setTimeout(ask, timeout * 1000)` fire at once, hundreds of times a
+ *  second). Nothing changes in that hour: a finished model trains no more. */
+export const FINISHED_TIMEOUT = 3600;
 /** client_config keys the Node's researcher may set -> train() option names. */
 const CLIENT_CONFIG_OPTIONS = { batch_size: 'batchSize', epochs: 'epochs', max_updates: 'maxUpdates', lr: 'learningRate', learning_rate: 'learningRate', shuffle: 'shuffle' };
 
@@ -34,6 +39,11 @@ export class Job extends Emitter {
     /** The current assignment (after an accepted request()), or null. */
     this.assignment = null;
     this.executors = new Map(); // plan content hash -> PlanExecutor (a hosted plan never changes)
+    // plan id -> Promise of its PlanExecutor: one download per plan and job, not one per cycle
+    // and another in train(). A plan id names one hosted plan on the job's Node for good.
+    this.planDownloads = new Map();
+    /** True once the Node answered `training_finished`: the model trains no more. */
+    this.finished = false;
     this.nodeTransport = null;
   }
 
@@ -112,7 +122,12 @@ export class Job extends Emitter {
     }
     if (answer.status !== 'accepted') {
       this.assignment = null;
-      return { status: 'rejected', reason: answer.reason ?? 'rejected', timeout: answer.timeout ?? null };
+      const reason = answer.reason ?? 'rejected';
+      if (reason === 'training_finished') {
+        this.finished = true;
+        return { status: 'rejected', reason, timeout: answer.timeout ?? FINISHED_TIMEOUT };
+      }
+      return { status: 'rejected', reason, timeout: answer.timeout ?? null };
     }
     const planName = TRAINING_PLAN_NAME in (answer.plans ?? {}) ? TRAINING_PLAN_NAME : Object.keys(answer.plans ?? {})[0];
     if (planName === undefined) throw new FedgridError('the assignment lists no plans; the model was hosted without one', { code: 'plan_unknown' });
@@ -139,6 +154,16 @@ export class Job extends Emitter {
 
   /** The executor of the assignment's plan, downloaded and compiled once per job. */
   async executorFor(assignment) {
+    const key = String(assignment.planId);
+    if (!this.planDownloads.has(key)) {
+      const pending = this.downloadExecutor(assignment);
+      this.planDownloads.set(key, pending);
+      pending.catch(() => this.planDownloads.delete(key)); // a failed download is tried again
+    }
+    return this.planDownloads.get(key);
+  }
+
+  async downloadExecutor(assignment) {
     await this.resolveTransport();
     const download = await this.transport.download('get-plan', { worker_id: assignment.workerId, request_key: assignment.requestKey, plan_id: assignment.planId });
     const hash = download.headers['x-fedgrid-plan-hash'];

@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { WebSocketServer } from 'ws';
 
 import { AssignmentExpired, Client, CycleClosedError, ReportRefused, apiErrorFrom } from '../src/index.js';
+import { FINISHED_TIMEOUT } from '../src/job.js';
 import { VECTORS, vectorData } from './support/node.mjs';
 
 const json = (status, body) => new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } });
@@ -228,7 +229,7 @@ test('participate() over WebSocket asks with notify and ends the wait on a push 
   clearTimeout(bound);
   assert.ok(!controller.signal.aborted, 'the pushes did not end the waits');
   assert.ok(Date.now() - started < 5_000);
-  assert.deepEqual(rejections, [['cycle_full', 60], ['cycle_full', 60], ['cycle_full', 60], ['training_finished', null]]);
+  assert.deepEqual(rejections, [['cycle_full', 60], ['cycle_full', 60], ['cycle_full', 60], ['training_finished', FINISHED_TIMEOUT]]);
   assert.deepEqual(events, ['cycle-request 1', 'push for others', 'push', 'cycle-request 2', 'push for others', 'push', 'cycle-request 3', 'push for others', 'push', 'cycle-request 4']);
   assert.deepEqual(notify, [true, true, true, true]);
   assert.deepEqual(listening, [1, 1, 1, 1]); // one listener while asking and waiting, never piling up
@@ -265,7 +266,7 @@ test('a WorkerUnknown cycle-request (worker_unknown, worker_process_mismatch) au
     const refused = { error: { code, message: 'authenticate again', status: code === 'worker_unknown' ? 404 : 403 } };
     const node = fakeNode({ cycleRequests: [refused, finished] });
     const job = new Client({ url: 'http://node.test', fetch: node.fetch }).newJob({ modelName: 'm' });
-    assert.deepEqual(await job.request(), { status: 'rejected', reason: 'training_finished', timeout: null });
+    assert.deepEqual(await job.request(), { status: 'rejected', reason: 'training_finished', timeout: FINISHED_TIMEOUT });
     assert.deepEqual(node.calls.map((c) => c.event), ['status', 'authenticate', 'cycle-request', 'authenticate', 'cycle-request'], code);
   }
 });

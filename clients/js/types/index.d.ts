@@ -283,6 +283,8 @@ export class Job {
   readonly transport: Transport;
   /** ping (ms), download/upload (Mbit/s) measured for a speed-gated model. */
   speeds: Speeds | null;
+  /** True once the Node answered `training_finished` (its rejection's `timeout` is then an hour). */
+  finished: boolean;
   on<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;
   once<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;
   off<E extends keyof JobEvents>(event: E, handler: (payload: JobEvents[E]) => unknown): this;

@@ -16,6 +16,7 @@ from fedgrid_plans.plan_file import Plan
 
 from .errors import FedgridError
 from .jobs import TRAINING_PLAN_NAME
+from .model_names import UnknownModel, resolve_model
 from .transport import Transport, open_transport
 
 
@@ -160,7 +161,11 @@ def _plan_and_checkpoint(model: Any, example_batch: tuple | None) -> tuple[bytes
         return bytes(model), None
     if isinstance(model, Plan):
         return model.to_bytes(), None
+    if isinstance(model, str):
+        model = resolve_model(model)  # an existing file's Path, or a zoo name
     if isinstance(model, Path):
+        if not model.is_file():
+            raise UnknownModel(f"no plan file {model}")
         return model.read_bytes(), None
     if hasattr(model, "to_bytes") and hasattr(model, "checkpoint"):  # a CompiledPlan
         return model.to_bytes(), model.checkpoint()

@@ -2,7 +2,8 @@
 
 Every command takes ``--url`` (env ``FEDGRID_URL``, default ``http://localhost:5000``); admin
 commands take ``--admin-token`` (env ``FEDGRID_ADMIN_TOKEN`` or ``GRID_ADMIN_TOKEN``). Failures
-print one line saying what went wrong and exit 1, never a traceback.
+print one line saying what went wrong and exit 1; ``--debug`` (env ``FEDGRID_DEBUG=1``) shows the
+traceback instead. Output piped into ``head`` and cut short ends quietly, like other Unix tools.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import argparse
 import json
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .admin import Admin
+from .admin import Admin, compile_model
 from .errors import FedgridError
+from .model_names import resolve_model
 
 DEFAULT_URL = "http://localhost:5000"
 
@@ -38,6 +41,9 @@ def _json_object(text: str) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ
     common = argparse.ArgumentParser(add_help=False)
+    # Also accepted after the command; SUPPRESS keeps a subcommand from resetting the global one.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of a failure (env FEDGRID_DEBUG=1)")
     common.add_argument("--url", default=env.get("FEDGRID_URL", DEFAULT_URL),
                         help="Node URL, http(s):// or ws(s):// (env FEDGRID_URL)")
     admin = argparse.ArgumentParser(add_help=False)
@@ -49,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--version", default=None, help="model version (default: newest)")
 
     parser = argparse.ArgumentParser(prog="fedgrid", description="Fedgrid SDK command line.")
+    parser.add_argument("--version", action="version", version=f"fedgrid {_version()}")
+    parser.add_argument("--debug", action="store_true", default=env.get("FEDGRID_DEBUG", "") not in ("", "0"),
+                        help="show the traceback of a failure (env FEDGRID_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     host = commands.add_parser("host", parents=[common, admin],
@@ -129,6 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return metadata.version("fedgrid")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        from . import __version__
+
+        return f"{__version__} (not installed)"
+
+
+def _progress(text: str) -> None:
+    """A step of a slow command, on stderr so that stdout stays the command's answer."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def _admin(args: argparse.Namespace) -> Admin:
     if not args.admin_token:
         raise SystemExit("fedgrid: this command needs the Node's admin token: pass --admin-token "
@@ -139,8 +162,8 @@ def _admin(args: argparse.Namespace) -> Admin:
 
 def _model_source(model: str, checkpoint: Path | None) -> tuple[Any, Any, str]:
     """(model, checkpoint, default name) for a zoo name or a plan file path."""
-    path = Path(model)
-    if path.suffix == ".fgplan" or path.exists():
+    path = resolve_model(model)  # an existing file, a zoo name, or one line saying neither
+    if isinstance(path, Path):
         if checkpoint is None:
             raise SystemExit("fedgrid: hosting a plan file needs --checkpoint <initial .safetensors>")
         return path.read_bytes(), checkpoint.read_bytes(), path.stem
@@ -149,8 +172,13 @@ def _model_source(model: str, checkpoint: Path | None) -> tuple[Any, Any, str]:
 
 def cmd_host(args: argparse.Namespace) -> None:
     model, checkpoint, default_name = _model_source(args.model, args.checkpoint)
+    name = args.name or default_name
     with _admin(args) as admin:
-        answer = admin.host_training(model, args.name or default_name, args.version,
+        if isinstance(model, str):
+            _progress(f"compiling {model} (needs torch)…")
+            model = compile_model(model)
+        _progress(f"hosting {name} {args.version} on {admin.url}…")
+        answer = admin.host_training(model, name, args.version,
                                      checkpoint=checkpoint, client_config=args.client_config,
                                      server_config=args.server_config)
     print(f"hosted {answer['model']} {answer['version']}: process {answer['process_id']}, "
@@ -161,15 +189,20 @@ def cmd_status(args: argparse.Namespace) -> None:
     with _admin(args) as admin:
         status = admin.status()
         processes = admin.processes()
+        # A cycle trains *on* a checkpoint and, once completed, makes the next one: the latest
+        # checkpoint is the `checkpoints` event's, as the dashboard's list shows it.
+        latest = {(p["model"], p["version"]): admin.checkpoints(p["model"], p["version"])["latest"]
+                  for p in processes}
     print(f"{status.get('kind', 'node')} {status.get('node_id', status.get('id', ''))} at {args.url}"
           f" (version {status.get('version', '?')})")
     if not processes:
         print("no hosted models")
     for process in processes:
         cycle = process.get("cycle") or {}
-        where = (f"cycle {cycle.get('sequence')} {cycle.get('status')}, checkpoint "
+        where = (f"cycle {cycle.get('sequence')} {cycle.get('status')} on checkpoint "
                  f"{cycle.get('checkpoint')}") if cycle else "no cycle"
-        print(f"  {process['model']} {process['version']}: {process['status']}, {where}")
+        print(f"  {process['model']} {process['version']}: {process['status']}, {where}, latest "
+              f"checkpoint {latest[process['model'], process['version']]}")
 
 
 def cmd_cycles(args: argparse.Namespace) -> None:
@@ -181,7 +214,7 @@ def cmd_cycles(args: argparse.Namespace) -> None:
     for cycle in cycles:
         metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted((cycle.get("client_metrics") or {}).items()))
         print(f"cycle {cycle['sequence']:3d}  {cycle['status']:<9}  checkpoint {cycle['checkpoint']}"
-              f"  reported {cycle.get('reported', 0)}/{cycle.get('accepted', 0)}"
+              f"  reports {cycle.get('reported', 0)} of {cycle.get('accepted', 0)} accepted devices"
               f"  dropped {cycle.get('dropped', 0)}  {metrics}".rstrip())
 
 
@@ -262,16 +295,47 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    debug = False
     try:
+        args = build_parser().parse_args(argv)  # --help and --version print here, too
+        debug = args.debug
         COMMANDS[args.command](args)
-    except FedgridError as exc:
-        print(f"fedgrid: {exc}", file=sys.stderr)
-        return 1
-    except (ImportError, ValueError, OSError) as exc:
-        print(f"fedgrid: {exc}", file=sys.stderr)
+        sys.stdout.flush()  # inside the try: a reader that went away is seen here, not at exit
+    except BrokenPipeError:
+        return _reader_went_away()
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("fedgrid: interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as exit_:  # argparse's usage errors and the commands' own one-liners
+        if isinstance(exit_.code, str):
+            print(exit_.code, file=sys.stderr)
+            return 1
+        return exit_.code or 0
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"fedgrid: {_one_line(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    """What went wrong, without a traceback: the SDK's and the standard errors speak for
+    themselves; anything else is named so that a bug report can quote it."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, FedgridError | ImportError | ValueError | OSError | TypeError):
+        return text
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+def _reader_went_away() -> int:
+    """`fedgrid ... | head`: the reader closed the pipe. Exit quietly, as Python's documentation
+    advises: point stdout at devnull so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from fedgrid_plans.plan_file import Plan
 from fedgrid_protocol.events import MAX_WAIT_SECONDS
 
 from .data import as_arrays
+from .data_checks import check_training_data
 from .errors import (
     AssignmentExpired,
     FedgridError,
@@ -406,6 +407,8 @@ class Assignment:
         """
         features, labels = as_arrays(data)
         executor = self.executor(plan)
+        # Before ONNX Runtime: a mismatch is named in one line instead of failing inside a step.
+        check_training_data(executor.plan.manifest, features, labels)
         options = self.training_options(batch_size=batch_size, epochs=epochs,
                                         max_updates=max_updates, learning_rate=learning_rate,
                                         shuffle=shuffle)

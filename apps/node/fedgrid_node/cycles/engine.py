@@ -100,6 +100,7 @@ class CycleEngine:
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
         self._plan_ids: dict[int, dict[str, int]] = {}
+        self._labels: dict[int, str] = {}
         # Per process: seconds from acceptance to report of recent reports (for leases), and the
         # durations of recent completed cycles (for pace steering).
         self._report_times: dict[int, deque[float]] = {}
@@ -140,6 +141,7 @@ class CycleEngine:
                 process_id=cycle.process_id,
                 sequence=cycle.sequence,
                 checkpoint_number=cycle.checkpoint_number,
+                label=self.label(session, cycle.process_id),
                 started_at=cycle.started_at,
                 deadline=cycle.deadline,
                 cycle_length=self.config(session, cycle.process_id).cycle_length,
@@ -170,7 +172,8 @@ class CycleEngine:
                 state.running.fold(tensors.decode(data), num_samples)
                 state.fold_metrics(metrics, num_samples)
         if state.running.count:
-            log.info("cycle %s restored with %d stored reports", cycle_id, state.running.count)
+            log.info("cycle %s of %s restored with %d stored reports", state.sequence,
+                     state.label, state.running.count)
         self._open[state.process_id] = state
         # The watcher closes a restored cycle that had reached its goal before a crash at once.
         state.watcher = gevent.spawn(self._watch, state)
@@ -252,8 +255,8 @@ class CycleEngine:
             for assignment_id in due:
                 del state.outstanding[assignment_id]
             state.expired += len(due)
-        log.info("cycle %s: %d assignment(s) did not report within their lease; places freed",
-                 state.sequence, len(due))
+        log.info("cycle %s of %s: %d assignment(s) did not report within their lease; places "
+                 "freed", state.sequence, state.label, len(due))
         self._notify(state.process_id)
 
     # ----------------------------------------------------------------------------- lookups
@@ -264,6 +267,14 @@ class CycleEngine:
             process = session.get(Process, process_id)
             self._configs[process_id] = parse_server_config(process.server_config)
         return self._configs[process_id]
+
+    def label(self, session, process_id: int) -> str:
+        """How logs name a process: its model's name and version, then the id an operator finds
+        in the API (a bare "process 6" sent people to the database to learn which model it was)."""
+        if process_id not in self._labels:
+            process = session.get(Process, process_id)
+            self._labels[process_id] = f"{process.name} {process.version} (process {process_id})"
+        return self._labels[process_id]
 
     def _config_of(self, process_id: int) -> ServerConfig:
         if process_id in self._configs:
@@ -608,9 +619,9 @@ class CycleEngine:
                 state.deadline = extended_to
                 state.wakeup.set()
                 log.info(
-                    "cycle %s of process %s missed its quorum (%d of %d reports): "
+                    "cycle %s of %s missed its quorum (%d of %d reports): "
                     "deadline extended to %s",
-                    state.sequence, process_id, state.running.count, config.min_diffs,
+                    state.sequence, state.label, state.running.count, config.min_diffs,
                     _iso(extended_to),
                 )
                 return
@@ -626,8 +637,8 @@ class CycleEngine:
             state.outstanding.clear()
             state.wakeup.set()
             log.info(
-                "cycle %s of process %s %s (%s): %d reports, checkpoint %d",
-                state.sequence, process_id, summary["status"], reason, state.running.count,
+                "cycle %s of %s %s (%s): %d reports, checkpoint %d",
+                state.sequence, state.label, summary["status"], reason, state.running.count,
                 summary["checkpoint"],
             )
         self._notify(process_id)
@@ -642,16 +653,16 @@ class CycleEngine:
                                                    config.strategy, state.running)
             if new_checkpoint is None:
                 abandoned_because = AbandonReason.AGGREGATE_NOT_FINITE
-                log.warning("cycle %s of process %s: the aggregate is not finite; the cycle is "
-                            "abandoned and checkpoint %d kept", cycle.sequence, state.process_id,
+                log.warning("cycle %s of %s: the aggregate is not finite; the cycle is "
+                            "abandoned and checkpoint %d kept", cycle.sequence, state.label,
                             checkpoint_number)
             else:
                 checkpoint_number = new_checkpoint
         else:
             abandoned_because = AbandonReason.NO_QUORUM
             log.info(
-                "cycle %s of process %s abandoned at its deadline with %d of %d reports",
-                cycle.sequence, state.process_id, state.running.count, config.min_diffs,
+                "cycle %s of %s abandoned at its deadline with %d of %d reports",
+                cycle.sequence, state.label, state.running.count, config.min_diffs,
             )
         cycle.status = CycleStatus.ABANDONED if abandoned_because else CycleStatus.COMPLETED
         dropped = session.execute(
@@ -687,7 +698,8 @@ class CycleEngine:
         )
         if config.num_cycles is not None and completed >= config.num_cycles:
             session.get(Process, process_id).status = ProcessStatus.FINISHED
-            log.info("process %s finished its %d cycles", process_id, config.num_cycles)
+            log.info("%s finished its %d cycles", self.label(session, process_id),
+                     config.num_cycles)
             return None
         now = utcnow()
         next_cycle = Cycle(

@@ -21,6 +21,7 @@ class OpenCycle:
     process_id: int
     sequence: int
     checkpoint_number: int  # the checkpoint this cycle trains
+    label: str  # "digits_mlp 1.0 (process 6)": how the logs name the process
     started_at: datetime
     deadline: datetime
     cycle_length: float

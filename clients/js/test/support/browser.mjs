@@ -1,4 +1,6 @@
-// Debian's Chromium driven by playwright-core (no browser download: DESIGN.md's flags).
+// Debian's Chromium driven by playwright-core (no browser download). The flags run it headless
+// as root in a container (no sandbox, no GPU) and keep it off the network (no QUIC, background
+// fetches, component updates or sync): see docs/sdk-js.md, "Tests".
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
