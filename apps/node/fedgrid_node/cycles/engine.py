@@ -563,7 +563,8 @@ class CycleEngine:
             assignment_id, cycle_id = assignment.id, assignment.cycle_id
             process_id = assignment.cycle.process_id
             spec = self.spec(session, process_id)
-            goal = self.config(session, process_id).max_diffs
+            config = self.config(session, process_id)
+            goal = config.max_diffs
         state = self._open.get(process_id)
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
@@ -577,6 +578,7 @@ class CycleEngine:
                 if state.closed:
                     raise _cycle_closed()
                 now = utcnow()
+                self._check_on_time(state, config, assignment_id, now)
                 assignment.status = AssignmentStatus.REPORTED
                 assignment.reported_at = now
                 assignment.num_samples = num_samples
@@ -591,6 +593,23 @@ class CycleEngine:
             if state.running.count >= goal:
                 self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
         return {"status": "success", "cycle": state.sequence}
+
+    @staticmethod
+    def _check_on_time(state: OpenCycle, config: ServerConfig, assignment_id: int,
+                       now: datetime) -> None:
+        """Refuse a report that came after the deadline or its lease though the watcher has not
+        acted yet: under load it waits for this lock behind other requests, and the deadline is
+        the rule, not the moment the watcher gets to it. A cycle short of its quorum whose policy
+        extends the deadline is the exception: the watcher will extend it, so the report is on
+        time for the extended cycle."""
+        if now >= state.deadline:
+            extends = (config.quorum_policy == "extend"
+                       and state.running.count < config.min_diffs)
+            if not extends:
+                raise _cycle_closed()
+        expires = state.outstanding.get(assignment_id)
+        if expires is not None and now >= expires and now < state.deadline:
+            raise _expired()
 
     # ----------------------------------------------------------------------------- closing
 
