@@ -111,3 +111,14 @@ def test_a_late_report_is_refused_once_the_quorum_is_in_whatever_the_policy(app,
     answer = report(node, worker, key)
     assert (answer.status_code, answer.json["error"]["code"]) == (409, "cycle_closed")
     assert cycle_one(node, name)["reported"] == 1
+
+
+def test_no_place_is_given_in_a_cycle_past_its_deadline(app, node, monkeypatch):
+    name, _, _ = place(node, max_diffs=5, min_diffs=1, cycle_length=600, quorum_policy="abandon")
+    newcomer = node.post("/model-centric/authenticate", json={"model_name": name}).json["worker_id"]
+    later(app, monkeypatch, 601)
+    answer = node.post("/model-centric/cycle-request", json={"worker_id": newcomer, "model": name})
+    assert answer.status_code == 200
+    assert answer.json["status"] == "rejected" and answer.json["reason"] == "cycle_full"
+    assert 0 < answer.json["timeout"] <= 2
+    assert cycle_one(node, name)["accepted"] == 1

@@ -135,10 +135,13 @@ class CycleEngine:
         """Build a cycle's memory from the database, make it the open cycle, start its watcher."""
         with self.db.session() as session:
             cycle = session.get(Cycle, cycle_id)
+            process = session.get(Process, cycle.process_id)
             self._load_history(session, cycle.process_id)
             state = OpenCycle(
                 cycle_id=cycle.id,
                 process_id=cycle.process_id,
+                model=process.name,
+                version=process.version,
                 sequence=cycle.sequence,
                 checkpoint_number=cycle.checkpoint_number,
                 label=self.label(session, cycle.process_id),
@@ -394,6 +397,8 @@ class CycleEngine:
         with state.lock:
             if state.closed:
                 return _RETRY
+            if _past_deadline(state, self._config_of(process_id), utcnow()):
+                return self._over(state, attempt)
             with self.db.session() as session:
                 process = session.get(Process, process_id)
                 config = self.config(session, process_id)
@@ -441,6 +446,20 @@ class CycleEngine:
                 state.rejected[reason] += 1
                 attempt.unsaved[state.cycle_id] = state
                 return self._rejected_answer(process, reason, timeout)
+
+    def _over(self, state: OpenCycle, attempt: _Attempt):
+        """The cycle's deadline passed and its watcher, perhaps queued behind us on the lock,
+        has not closed it yet: no place in it, and no database work that would hold up the
+        close. A long-poll waits for the next cycle; others come back in about a second."""
+        if attempt.may_wait:
+            return _WAIT
+        if not attempt.counted:
+            attempt.counted = True
+            state.requests += 1
+        state.rejected["cycle_full"] += 1
+        attempt.unsaved[state.cycle_id] = state
+        return {"status": "rejected", "reason": "cycle_full", "timeout": jittered(1.0, self.rng),
+                "model": state.model, "version": state.version}
 
     def _no_open_cycle(self, process_id: int, attempt: _Attempt):
         # No open cycle: either all cycles are done, or the first one is being opened.
@@ -570,15 +589,17 @@ class CycleEngine:
             raise _cycle_closed()
         diff = run_off_hub(check_diff, spec, diff_bytes, num_samples)
         with state.lock:
+            if state.closed:
+                raise _cycle_closed()
+            # Before any database work: past the deadline, reports queued on this lock must not
+            # hold up the watcher's close behind them.
+            now = utcnow()
+            self._check_on_time(state, config, assignment_id, now)
             with self.db.session() as session:
                 # Re-read under the cycle lock: a twin request may have reported, the lease may
                 # have run out or the cycle closed while the diff was being checked.
                 assignment = session.get(Assignment, assignment_id, with_for_update=True)
                 self._check_may_report(assignment)
-                if state.closed:
-                    raise _cycle_closed()
-                now = utcnow()
-                self._check_on_time(state, config, assignment_id, now)
                 assignment.status = AssignmentStatus.REPORTED
                 assignment.reported_at = now
                 assignment.num_samples = num_samples
@@ -602,11 +623,8 @@ class CycleEngine:
         the rule, not the moment the watcher gets to it. A cycle short of its quorum whose policy
         extends the deadline is the exception: the watcher will extend it, so the report is on
         time for the extended cycle."""
-        if now >= state.deadline:
-            extends = (config.quorum_policy == "extend"
-                       and state.running.count < config.min_diffs)
-            if not extends:
-                raise _cycle_closed()
+        if _past_deadline(state, config, now):
+            raise _cycle_closed()
         expires = state.outstanding.get(assignment_id)
         if expires is not None and now >= expires and now < state.deadline:
             raise _expired()
@@ -733,6 +751,14 @@ class CycleEngine:
         session.flush()
         return next_cycle.id
 
+
+
+def _past_deadline(state: OpenCycle, config: ServerConfig, now: datetime) -> bool:
+    """The cycle's deadline has passed and it will close, not be extended: its watcher extends
+    the deadline instead when the quorum is not in and the policy says so."""
+    if now < state.deadline:
+        return False
+    return not (config.quorum_policy == "extend" and state.running.count < config.min_diffs)
 
 
 def _cycle_closed() -> ApiError:

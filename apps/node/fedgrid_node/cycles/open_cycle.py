@@ -19,6 +19,8 @@ from .pace import CycleCounts
 class OpenCycle:
     cycle_id: int
     process_id: int
+    model: str  # the process's name and version, for answers given without a database trip
+    version: str
     sequence: int
     checkpoint_number: int  # the checkpoint this cycle trains
     label: str  # "digits_mlp 1.0 (process 6)": how the logs name the process
