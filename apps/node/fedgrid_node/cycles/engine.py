@@ -64,6 +64,9 @@ log = logging.getLogger("fedgrid.node.cycles")
 # Rejections that end by themselves when a place frees or the next cycle opens: a long-polling
 # device is held for these. (Speed gates and random selection do not change by waiting.)
 WAITABLE_REASONS = frozenset({"cycle_full", "already_reported", "worker_cooling_down"})
+# A paused process tells devices to ask again within this many seconds (or a cycle length, if
+# shorter), so a resume is noticed soon without devices polling a long pause.
+PAUSED_RETRY_SECONDS = 30.0
 CYCLE_DURATION_WINDOW = 10  # recent completed cycles that pace steering looks at
 WATCHER_RETRY_SECONDS = 1.0  # after a failed close (database unreachable), try again this soon
 
@@ -146,6 +149,7 @@ class CycleEngine:
                 running=RunningWeightedSum(self.spec(session, cycle.process_id)),
                 requests=cycle.requests or 0,
                 rejected=Counter(cycle.rejected or {}),
+                paused=cycle.process.status == ProcessStatus.PAUSED,
             )
             assignments = session.execute(
                 select(Assignment.id, Assignment.status, Assignment.expires_at)
@@ -201,6 +205,24 @@ class CycleEngine:
             maxlen=CYCLE_DURATION_WINDOW,
         )
 
+    def open_cycle(self, process_id: int) -> OpenCycle | None:
+        """The process's open cycle in memory (process_control.py acts on it under its lock)."""
+        return self._open.get(process_id)
+
+    def forget(self, process_id: int) -> None:
+        """Drop everything held for a deleted process: its id may be given out again."""
+        state = self._open.pop(process_id, None)
+        if state is not None:
+            state.closed = True
+            state.outstanding.clear()
+            state.wakeup.set()
+        for cache in (self._configs, self._specs, self._plan_ids, self._report_times,
+                      self._cycle_durations):
+            cache.pop(process_id, None)
+
+    def notify(self, process_id: int) -> None:
+        self._notify(process_id)
+
     def _notify(self, process_id: int) -> None:
         """A place may have opened (new cycle, expired lease, training finished): wake long-polls
         and tell the subscribers (WebSocket pushes), each once."""
@@ -220,6 +242,11 @@ class CycleEngine:
         """Sleep until the cycle's next deadline or lease expiry, act, repeat until it closes."""
         while not state.closed:
             try:
+                if state.paused:
+                    # Time stands still while paused: resume (or stop, or delete) wakes us.
+                    state.wakeup.clear()
+                    state.wakeup.wait()
+                    continue
                 goal = self._config_of(state.process_id).max_diffs
                 now = utcnow()
                 if state.running.count >= goal:
@@ -237,7 +264,7 @@ class CycleEngine:
 
     def _expire_leases(self, state: OpenCycle) -> None:
         with state.lock:
-            if state.closed:
+            if state.closed or state.paused:
                 return
             now = utcnow()
             due = [aid for aid, expires in state.outstanding.items() if expires <= now]
@@ -386,6 +413,8 @@ class CycleEngine:
             with self.db.session() as session:
                 process = session.get(Process, process_id)
                 config = self.config(session, process_id)
+                if state.paused:
+                    return self._paused_answer(process, config, attempt)
                 now = utcnow()
                 if not attempt.counted:
                     attempt.counted = True
@@ -431,14 +460,29 @@ class CycleEngine:
                 attempt.unsaved[state.cycle_id] = state
                 return self._rejected_answer(process, reason, timeout)
 
+    def _paused_answer(self, process: Process, config: ServerConfig, attempt: _Attempt):
+        """A paused process turns everyone away at once, held long-polls included (holding them
+        for a pause of unknown length would only tie up connections). Devices ask again within a
+        cycle length (at most PAUSED_RETRY_SECONDS); a WebSocket that asked for `notify` is
+        pushed place-available at resume."""
+        if attempt.on_place is not None:
+            key, callback = attempt.on_place
+            self._subscribers.setdefault(process.id, {})[key] = callback
+        timeout = jittered(min(PAUSED_RETRY_SECONDS, config.cycle_length), self.rng)
+        return self._rejected_answer(process, "process_paused", timeout)
+
     def _no_open_cycle(self, process_id: int, attempt: _Attempt):
-        # No open cycle: either all cycles are done, or the first one is being opened.
+        # No open cycle: all cycles are done, the process was stopped or deleted, or the first
+        # cycle is being opened.
         with self.db.session() as session:
             process = session.get(Process, process_id)
-            if process.status == ProcessStatus.FINISHED:
+            if process is None:
+                raise ApiError("process_unknown", "this model is no longer hosted", 404)
+            if process.status in (ProcessStatus.FINISHED, ProcessStatus.STOPPED):
                 return {
                     "status": "rejected",
-                    "reason": "training_finished",
+                    "reason": ("training_finished" if process.status == ProcessStatus.FINISHED
+                               else "training_stopped"),
                     "model": process.name,
                     "version": process.version,
                 }
@@ -562,6 +606,8 @@ class CycleEngine:
                 # Re-read under the cycle lock: a twin request may have reported, the lease may
                 # have run out or the cycle closed while the diff was being checked.
                 assignment = session.get(Assignment, assignment_id, with_for_update=True)
+                if assignment is None:  # its process was deleted meanwhile
+                    raise ApiError("process_unknown", "this model is no longer hosted", 404)
                 self._check_may_report(assignment)
                 if state.closed:
                     raise _cycle_closed()
@@ -577,7 +623,8 @@ class CycleEngine:
             self._report_times[process_id].append((now - assigned_at).total_seconds())
             fold_off_hub(state.running, diff, num_samples)
             state.fold_metrics(metrics, num_samples)
-            if state.running.count >= goal:
+            # Paused: the report counts, but the cycle closes only once resumed (its watcher).
+            if state.running.count >= goal and not state.paused:
                 self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
         return {"status": "success", "cycle": state.sequence}
 
@@ -591,12 +638,18 @@ class CycleEngine:
         with state.lock:
             if state.closed:
                 return  # closed meanwhile by another path (goal vs. deadline)
+            if state.paused and reason != CloseReason.STOPPED:
+                return  # paused while the watcher waited for the lock: time stands still
             extended_to = None
             with self.db.session() as session:
                 config = self.config(session, process_id)
                 cycle = session.get(Cycle, cycle_id, with_for_update=True)
                 now = utcnow()
                 quorum = state.running.count >= config.min_diffs
+                if reason == CloseReason.STOPPED:
+                    # In the close's own transaction, so no next cycle opens (_open_next_cycle)
+                    # and a crash leaves either both or neither.
+                    session.get(Process, process_id).status = ProcessStatus.STOPPED
                 if reason == CloseReason.DEADLINE and not quorum and config.quorum_policy == "extend":
                     cycle.deadline = extended_to = now + timedelta(
                         seconds=config.extend_seconds or config.cycle_length
@@ -680,6 +733,8 @@ class CycleEngine:
         return next_cycle, {"status": cycle.status, "checkpoint": checkpoint_number}
 
     def _open_next_cycle(self, session, process_id, cycle, config, checkpoint_number) -> int | None:
+        if session.get(Process, process_id).status == ProcessStatus.STOPPED:
+            return None
         completed = session.scalar(
             select(func.count())
             .select_from(Cycle)
