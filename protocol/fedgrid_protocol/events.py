@@ -171,7 +171,7 @@ class ProcessControlRequest(ModelQuery):
 
 class DeleteProcessRequest(ModelQuery):
     force: bool = Field(False, description="delete even an active process (its open cycle and "
-                                           "any unreported work are dropped)")
+                                           "the unreported work in it are dropped)")
 
 
 # ----------------------------------------------------------------------------- answers

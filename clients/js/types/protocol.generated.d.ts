@@ -245,7 +245,7 @@ export interface DeleteProcessRequest {
   name: string;
   /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
   version?: string | null;
-  /** delete even an active process (its open cycle and any unreported work are dropped) */
+  /** delete even an active process (its open cycle and the unreported work in it are dropped) */
   force?: boolean;
 }
 
