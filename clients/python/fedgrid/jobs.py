@@ -39,6 +39,7 @@ from .errors import (
     Rejected,
     ReportRefused,
     TrainingFinished,
+    TrainingStopped,
     WorkerUnknown,
 )
 from .transport import Transport, open_transport, route_to_node, server_kind
@@ -221,6 +222,8 @@ class Job:
             return Assignment(self, answer)
         if answer.get("reason") == "training_finished":
             raise TrainingFinished(answer)
+        if answer.get("reason") == "training_stopped":
+            raise TrainingStopped(answer)
         timeout = answer.get("timeout")
         raise Rejected(str(answer.get("reason", "rejected")),
                        None if timeout is None else float(timeout), answer)

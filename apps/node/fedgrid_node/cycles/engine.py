@@ -414,7 +414,7 @@ class CycleEngine:
                 process = session.get(Process, process_id)
                 config = self.config(session, process_id)
                 if state.paused:
-                    return self._paused_answer(process, config, attempt)
+                    return self._paused_answer(process, config, state, attempt)
                 now = utcnow()
                 if not attempt.counted:
                     attempt.counted = True
@@ -460,11 +460,17 @@ class CycleEngine:
                 attempt.unsaved[state.cycle_id] = state
                 return self._rejected_answer(process, reason, timeout)
 
-    def _paused_answer(self, process: Process, config: ServerConfig, attempt: _Attempt):
+    def _paused_answer(self, process: Process, config: ServerConfig, state: OpenCycle,
+                       attempt: _Attempt):
         """A paused process turns everyone away at once, held long-polls included (holding them
         for a pause of unknown length would only tie up connections). Devices ask again within a
         cycle length (at most PAUSED_RETRY_SECONDS); a WebSocket that asked for `notify` is
-        pushed place-available at resume."""
+        pushed place-available at resume. Counted like any rejection, so the figures show it."""
+        if not attempt.counted:
+            attempt.counted = True
+            state.requests += 1
+        state.rejected["process_paused"] += 1
+        attempt.unsaved[state.cycle_id] = state
         if attempt.on_place is not None:
             key, callback = attempt.on_place
             self._subscribers.setdefault(process.id, {})[key] = callback
