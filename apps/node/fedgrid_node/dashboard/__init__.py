@@ -66,6 +66,7 @@ def init_app(app: Flask) -> None:
         def openapi_with_dashboard():
             document = documented().get_json()
             document["paths"].update(OPENAPI_PATHS)
+            document["paths"].update(controls.OPENAPI_PATHS)
             return jsonify(document)
 
         app.view_functions["node_info.openapi"] = openapi_with_dashboard
@@ -187,7 +188,8 @@ def download_checkpoint():
     })
 
 
-def _render(*, login_error: str | None = None, status: int = 200) -> Response:
+def _render(*, login_error: str | None = None, control_error: str | None = None,
+            status: int = 200) -> Response:
     state = current_app.extensions["fedgrid"]
     admin = is_admin()
     with state.db.session() as db_session:
@@ -204,6 +206,7 @@ def _render(*, login_error: str | None = None, status: int = 200) -> Response:
         hosted=hosted,
         processes=processes,
         login_error=login_error,
+        control_error=control_error,
     )
     return _page(html, status)
 
@@ -287,6 +290,7 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             "name": process.name,
             "version": process.version,
             "status": process.status,
+            "controls": controls.controls_for(process.status),
             "hosted_at": _time(process.created_at),
             "goal": config.max_diffs,
             "max_workers": config.max_workers,
@@ -361,3 +365,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/dashboard/refresh.js": {"get": {"summary": "The dashboard's live-refresh script",
                                       "responses": {"200": {"description": "JavaScript"}}}},
 }
+
+
+# The process control buttons' routes (controls.py) live on this blueprint too.
+from . import controls  # noqa: E402

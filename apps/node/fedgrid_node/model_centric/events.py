@@ -325,19 +325,24 @@ class ModelCentricEvents:
             return self.find_process(session, data.get("name"), data.get("version")).id
 
     def pause_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
-        return self.control.pause(self._process_id(data))
+        return self.control_process("pause", self._process_id(data))
 
     def resume_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
-        return self.control.resume(self._process_id(data))
+        return self.control_process("resume", self._process_id(data))
 
     def stop_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
-        return self.control.stop(self._process_id(data))
+        return self.control_process("stop", self._process_id(data))
 
     def delete_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return self.control_process("delete", self._process_id(data), force=data["force"])
+
+    def control_process(self, control: str, process_id: int, *, force: bool = False) -> dict:
+        """pause | resume | stop | delete one process: the events' and the dashboard's way in."""
+        if control != "delete":
+            return getattr(self.control, control)(process_id)
         with self.db.session() as session:
-            process = self.find_process(session, data.get("name"), data.get("version"))
-            process_id, model_id = process.id, process.model.id
-        answer = self.control.delete(process_id, force=data["force"])
+            model_id = session.scalar(select(Model.id).where(Model.process_id == process_id))
+        answer = self.control.delete(process_id, force=force)
         # Ids may be given out again (SQLite reuses the highest): no cached checkpoint may outlive
         # its model.
         for key in [key for key in self._checkpoints if key[0] == model_id]:
