@@ -55,6 +55,9 @@ def test_pause_keeps_the_open_cycle_and_counts_the_reports_of_accepted_devices(a
     _, turned_away = request_place(api, name)
     assert turned_away["status"] == "rejected" and turned_away["reason"] == "process_paused"
     assert 1 <= turned_away["timeout"] <= 30 * 1.25
+    # A device that already holds a place and asks again (its answer was lost) gets it back.
+    _, again = request_place(api, name, worker_id=places[0][0])
+    assert again["status"] == "accepted" and again["request_key"] == places[0][1]["request_key"]
 
     # The devices already training report, and are counted; reaching the goal closes nothing.
     for seed, (worker, body) in enumerate(places):

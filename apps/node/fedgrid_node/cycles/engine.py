@@ -413,8 +413,6 @@ class CycleEngine:
             with self.db.session() as session:
                 process = session.get(Process, process_id)
                 config = self.config(session, process_id)
-                if state.paused:
-                    return self._paused_answer(process, config, state, attempt)
                 now = utcnow()
                 if not attempt.counted:
                     attempt.counted = True
@@ -429,6 +427,8 @@ class CycleEngine:
                 if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
                     return self._accepted_answer(session, process, state, existing, now)
+                if state.paused:  # (a place already held is handed back above: it may report)
+                    return self._paused_answer(process, config, state, attempt)
                 if existing is not None and existing.status != AssignmentStatus.EXPIRED:
                     reason = "already_reported"
                     timeout = jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
@@ -466,9 +466,6 @@ class CycleEngine:
         for a pause of unknown length would only tie up connections). Devices ask again within a
         cycle length (at most PAUSED_RETRY_SECONDS); a WebSocket that asked for `notify` is
         pushed place-available at resume. Counted like any rejection, so the figures show it."""
-        if not attempt.counted:
-            attempt.counted = True
-            state.requests += 1
         state.rejected["process_paused"] += 1
         attempt.unsaved[state.cycle_id] = state
         if attempt.on_place is not None:
