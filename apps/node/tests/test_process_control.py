@@ -11,7 +11,7 @@ import pytest
 import websocket
 
 from fedgrid_plans import tensors
-from tests.support.api_client import HttpApi
+from tests.support.api_client import HttpApi, WsApi
 from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff, unique_name
 
@@ -99,6 +99,42 @@ def test_pause_stops_the_deadline_clock_and_resume_gives_a_fresh_deadline(api):
     closed = wait_for(lambda: cycles_of(api, name)[0]["status"] == "completed" and cycles_of(api, name),
                       "the fresh deadline to close cycle 1")
     assert closed[0]["reason"] == "deadline" and closed[0]["reported"] == 1
+
+
+def test_leases_do_not_run_out_while_paused_and_are_renewed_at_resume(api):
+    name = unique_name()
+    host(api, name, max_diffs=3, min_diffs=1, cycle_length=600, assignment_lease=1.5)
+    (early, early_body), (late, late_body) = request_place(api, name), request_place(api, name)
+    assert control(api, "pause-process", name).status == 200
+    report_by = max(_moment(early_body["report_by"]), _moment(late_body["report_by"]))
+    wait_for(lambda: datetime.utcnow() > report_by, "both leases' end to pass")
+    assert cycles_of(api, name)[0]["expired"] == 0
+    # Past its lease, but the clock was stopped: the report counts.
+    assert report(api, early, early_body, seed=1).status == 200
+
+    resumed_at = datetime.utcnow()
+    assert control(api, "resume-process", name).status == 200
+    _, renewed = request_place(api, name, worker_id=late)
+    assert renewed["request_key"] == late_body["request_key"]
+    assert _moment(renewed["report_by"]) > resumed_at
+    # The clock runs again: the renewed lease runs out and the place is freed.
+    wait_for(lambda: cycles_of(api, name)[0]["expired"] == 1, "the renewed lease to run out")
+
+
+def test_the_controls_answer_over_websocket_too(shared_node, api):
+    name = unique_name()
+    host(api, name, max_diffs=2, cycle_length=600)
+    ws = WsApi(shared_node.ws_url, shared_node.admin_token)
+    try:
+        paused = ws.call("pause-process", {"name": name}, admin=True)
+        assert paused.status == 200 and paused.body["process_status"] == "paused"
+        refused = ws.call("delete-process", {"name": name})
+        assert refused.error_code == "admin_token_required"
+        stopped = ws.call("stop-process", {"name": name, "version": "1"}, admin=True)
+        assert stopped.body["process_status"] == "stopped"
+        assert ws.call("delete-process", {"name": name}, admin=True).body["deleted"] is True
+    finally:
+        ws.close()
 
 
 def test_pausing_answers_a_held_long_poll_at_once(api):
