@@ -66,7 +66,6 @@ def init_app(app: Flask) -> None:
         def openapi_with_dashboard():
             document = documented().get_json()
             document["paths"].update(OPENAPI_PATHS)
-            document["paths"].update(controls.OPENAPI_PATHS)
             return jsonify(document)
 
         app.view_functions["node_info.openapi"] = openapi_with_dashboard
@@ -369,3 +368,5 @@ OPENAPI_PATHS: dict[str, Any] = {
 
 # The process control buttons' routes (controls.py) live on this blueprint too.
 from . import controls  # noqa: E402
+
+OPENAPI_PATHS.update(controls.OPENAPI_PATHS)
