@@ -706,8 +706,8 @@ class CycleEngine:
         else:
             abandoned_because = AbandonReason.NO_QUORUM
             log.info(
-                "cycle %s of process %s abandoned at its deadline with %d of %d reports",
-                cycle.sequence, state.process_id, state.running.count, config.min_diffs,
+                "cycle %s of process %s abandoned (%s) with %d of %d reports",
+                cycle.sequence, state.process_id, reason, state.running.count, config.min_diffs,
             )
         cycle.status = CycleStatus.ABANDONED if abandoned_because else CycleStatus.COMPLETED
         dropped = session.execute(

@@ -14,6 +14,7 @@ One home for these rules, so the engine, the database and the API speak the same
                  are final; cycle-requests get `training_stopped` / `training_finished`.
     cycle:       open ──goal, or deadline with quorum──▶ completed
                  open ──deadline without quorum (policy "abandon"), or a non-finite aggregate──▶ abandoned
+                 open ──stop──▶ completed with min_diffs reports, else abandoned (reason "stopped")
     assignment:  accepted ──report stored──▶ reported
                  accepted ──lease ran out──▶ expired   (the place goes to another device)
                  accepted ──cycle closed first──▶ dropped
