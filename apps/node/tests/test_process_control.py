@@ -339,3 +339,35 @@ def test_a_pause_survives_a_restart(node_factory, backend):
         assert "Traceback" not in restarted.log()
     finally:
         restarted.stop()
+
+
+def test_the_network_hears_a_paused_process_as_waiting_and_a_stopped_one_as_finished(tmp_path):
+    """What a heartbeat tells the Network's directory (in-process, from the Node's database)."""
+    import io
+
+    from fedgrid_node.app import create_app
+    from fedgrid_node.config import NodeConfig
+    from fedgrid_node.network_membership import collect_heartbeat
+
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin"))
+    state = app.extensions["fedgrid"]
+    client = app.test_client()
+    admin = {"Authorization": "Bearer admin"}
+    try:
+        plan, checkpoint = logistic_regression()
+        for name in ("paused", "stopped", "running"):
+            hosted = client.post(
+                "/model-centric/host-training", headers=admin,
+                data={"name": name, "version": "1", "client_config": "{}",
+                      "server_config": json.dumps({"max_diffs": 2, "cycle_length": 300}),
+                      "model": (io.BytesIO(checkpoint), "model.safetensors"),
+                      "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")})
+            assert hosted.status_code == 200, hosted.get_json()
+        for event, name in (("pause-process", "paused"), ("stop-process", "stopped")):
+            answer = client.post(f"/model-centric/{event}", json={"name": name}, headers=admin)
+            assert answer.status_code == 200, answer.get_json()
+        statuses = {p["name"]: p["status"] for p in collect_heartbeat(state.db)["processes"]}
+        assert statuses == {"paused": "waiting", "stopped": "finished", "running": "open"}
+    finally:
+        state.engine.stop()
+        state.db.dispose()
