@@ -269,7 +269,8 @@ class Job:
                     on_report: Callable[[Assignment, TrainingResult], Any] | None = None,
                     max_network_failures: int = 5, wait: float | None = None,
                     **train_options: Any) -> list[dict[str, Any]]:
-        """Keep this device in training until the model is finished (or ``cycles`` reports).
+        """Keep this device in training until the model is finished or stopped by its researcher
+        (or ``cycles`` reports); while it is paused, its ``process_paused`` rejections are waited out.
 
         Each round: request a place, long-polling (``wait`` seconds, by default 25 and never more
         than half the client's ``timeout``; see :meth:`request`) so the Node answers as soon as a
