@@ -81,7 +81,8 @@ def test_pause_keeps_the_open_cycle_and_counts_the_reports_of_accepted_devices(a
 
 def test_pause_stops_the_deadline_clock_and_resume_gives_a_fresh_deadline(api):
     name = unique_name()
-    host(api, name, max_diffs=3, min_diffs=1, cycle_length=1.0)
+    # Short enough to pass while paused, long enough that the place is still held at the pause.
+    host(api, name, max_diffs=3, min_diffs=1, cycle_length=3.0)
     worker, body = request_place(api, name)
     assert control(api, "pause-process", name).status == 200
     deadline = _moment(cycles_of(api, name)[0]["deadline"])
@@ -103,7 +104,7 @@ def test_pause_stops_the_deadline_clock_and_resume_gives_a_fresh_deadline(api):
 
 def test_leases_do_not_run_out_while_paused_and_are_renewed_at_resume(api):
     name = unique_name()
-    host(api, name, max_diffs=3, min_diffs=1, cycle_length=600, assignment_lease=1.5)
+    host(api, name, max_diffs=3, min_diffs=1, cycle_length=600, assignment_lease=3.0)
     (early, early_body), (late, late_body) = request_place(api, name), request_place(api, name)
     assert control(api, "pause-process", name).status == 200
     report_by = max(_moment(early_body["report_by"]), _moment(late_body["report_by"]))
@@ -319,7 +320,7 @@ def test_a_pause_survives_a_restart(node_factory, backend):
     node = node_factory(backend)
     api = HttpApi(node.url, node.admin_token)
     name = unique_name()
-    host(api, name, max_diffs=1, min_diffs=1, cycle_length=1.0)
+    host(api, name, max_diffs=1, min_diffs=1, cycle_length=3.0)
     worker, body = request_place(api, name)
     assert control(api, "pause-process", name).status == 200
     deadline = _moment(cycles_of(api, name)[0]["deadline"])
