@@ -94,6 +94,9 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
     ErrorCode("process_exists", 409, "RequestInvalid", "that name and version is already hosted"),
     ErrorCode("process_unknown", 404, "ProcessUnknown",
               "no hosted model by that name (and version)"),
+    ErrorCode("process_state_conflict", 409, "RequestInvalid",
+              "the process's status does not allow this control (e.g. resuming a stopped one, "
+              "deleting an active one without `force`); `details.process_status` names it"),
     ErrorCode("checkpoint_invalid", 400, "RequestInvalid",
               "the hosted model is not a safetensors checkpoint of float tensors"),
     ErrorCode("plan_invalid", 400, "RequestInvalid",

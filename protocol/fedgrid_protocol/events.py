@@ -165,6 +165,15 @@ class ProcessesRequest(Payload):
     pass
 
 
+class ProcessControlRequest(ModelQuery):
+    """Pause, resume or stop a hosted process (admin). No version: the newest one by that name."""
+
+
+class DeleteProcessRequest(ModelQuery):
+    force: bool = Field(False, description="delete even an active process (its open cycle and "
+                                           "the unreported work in it are dropped)")
+
+
 # ----------------------------------------------------------------------------- answers
 
 
@@ -206,7 +215,8 @@ class RejectedAnswer(Answer):
     status: Literal["rejected"]
     reason: str = Field(description="cycle_full, not_selected, worker_cooling_down, "
                                     "already_reported, download_too_slow, upload_too_slow, "
-                                    "ping_too_high, training_finished")
+                                    "ping_too_high, process_paused (ask again after timeout), "
+                                    "training_finished, training_stopped (never ask again)")
     timeout: float | None = Field(None, description="seconds until asking again is worthwhile")
     model: str
     version: str
@@ -215,6 +225,28 @@ class RejectedAnswer(Answer):
 class ReportAnswer(Answer):
     status: Literal["success"]
     cycle: int
+
+
+ProcessStatusName = Literal["active", "paused", "stopped", "finished"]
+
+
+class ProcessControlAnswer(Answer):
+    status: Literal["success"]
+    model: str
+    version: str
+    process_status: ProcessStatusName = Field(description="the process's status after the call")
+    changed: bool = Field(description="false when the process already was in that state "
+                                      "(the call is idempotent)")
+    cycle: dict[str, Any] | None = Field(
+        None, description="stop only: the cycle it closed, {sequence, status (completed or "
+                          "abandoned), checkpoint}; null when none was open")
+
+
+class DeleteProcessAnswer(Answer):
+    status: Literal["success"]
+    model: str
+    version: str
+    deleted: Literal[True]
 
 
 class ErrorBody(BaseModel):
@@ -288,6 +320,25 @@ EVENTS: dict[str, Event] = {
         Event(name="cycles", method="GET", admin=True, request=ModelQuery, answer=Answer,
               summary="Per-cycle figures of a hosted model (the open one live)",
               errors=(400, 401, 403, 404)),
+        Event(name="pause-process", method="POST", admin=True, request=ProcessControlRequest,
+              answer=ProcessControlAnswer,
+              summary="Pause a process: its open cycle's clock stops, new cycle-requests are "
+                      "rejected with process_paused; accepted devices may still report",
+              errors=(400, 401, 403, 404, 409)),
+        Event(name="resume-process", method="POST", admin=True, request=ProcessControlRequest,
+              answer=ProcessControlAnswer,
+              summary="Resume a paused process: its open cycle continues with a fresh deadline",
+              errors=(400, 401, 403, 404, 409)),
+        Event(name="stop-process", method="POST", admin=True, request=ProcessControlRequest,
+              answer=ProcessControlAnswer,
+              summary="Finish a process now: its open cycle is aggregated if it has min_diffs "
+                      "reports (else abandoned) and no cycle follows",
+              errors=(400, 401, 403, 404, 409)),
+        Event(name="delete-process", method="POST", admin=True, request=DeleteProcessRequest,
+              answer=DeleteProcessAnswer,
+              summary="Delete a paused, stopped or finished process (any with force) and all its "
+                      "cycles, reports, checkpoints and plans; its name and version are free again",
+              errors=(400, 401, 403, 404, 409)),
     )
 }
 

@@ -27,6 +27,10 @@ HTTP_ROUTES = {
     "checkpoints": ("GET", "query"),
     "processes": ("GET", "query"),
     "cycles": ("GET", "query"),
+    "pause-process": ("POST", "json"),
+    "resume-process": ("POST", "json"),
+    "stop-process": ("POST", "json"),
+    "delete-process": ("POST", "json"),
 }
 
 

@@ -73,6 +73,16 @@ def default_address(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def _directory_status(status: str, has_open_cycle: bool) -> str:
+    """The Network's words for a process: a stopped one trains no more (finished), a paused one
+    takes no device now (waiting), whatever its open cycle."""
+    if status in (ProcessStatus.FINISHED, ProcessStatus.STOPPED):
+        return "finished"
+    if status == ProcessStatus.PAUSED or not has_open_cycle:
+        return "waiting"
+    return "open"
+
+
 def collect_heartbeat(db: Database) -> dict[str, Any]:
     """The hosted processes with their cycle status, the devices training now and the load."""
     with db.session() as session:
@@ -108,7 +118,7 @@ def collect_heartbeat(db: Database) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": process.name,
             "version": process.version,
-            "status": "finished" if process.status == ProcessStatus.FINISHED else ("open" if cycle else "waiting"),
+            "status": _directory_status(process.status, cycle is not None),
             "cycle": cycle.sequence if cycle else last_sequence.get(process.id),
             "checkpoint": latest_checkpoint.get(process.id),
             "accepted": 0,

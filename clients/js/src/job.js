@@ -13,11 +13,15 @@ export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan
 const PARTICIPATE_WAIT = 25;
 /** The longest hold a Node grants (api.md: cycle-request `wait`). */
 const MAX_WAIT = 30;
-/** The `timeout` of a `training_finished` rejection, which the Node sends without one: a loop that
+/** The `timeout` of a final rejection (`training_finished`, `training_stopped`), which the Node sends without one: a loop that
  *  waits `timeout` before asking again then waits an hour instead of asking in a tight loop
  *  (`timeout: null` made `setTimeout(ask, timeout * 1000)` fire at once, hundreds of times a
  *  second). Nothing changes in that hour: a finished model trains no more. */
 export const FINISHED_TIMEOUT = 3600;
+
+/** Rejections that end training for good: the model ran its cycles, or its researcher stopped it.
+ * (A paused model, `process_paused`, is a rejection like any other: ask again after `timeout`.) */
+const FINAL_REASONS = new Set(['training_finished', 'training_stopped']);
 /** client_config keys the Node's researcher may set -> train() option names. */
 const CLIENT_CONFIG_OPTIONS = { batch_size: 'batchSize', epochs: 'epochs', max_updates: 'maxUpdates', lr: 'learningRate', learning_rate: 'learningRate', shuffle: 'shuffle' };
 
@@ -42,7 +46,7 @@ export class Job extends Emitter {
     // plan id -> Promise of its PlanExecutor: one download per plan and job, not one per cycle
     // and another in train(). A plan id names one hosted plan on the job's Node for good.
     this.planDownloads = new Map();
-    /** True once the Node answered `training_finished`: the model trains no more. */
+    /** True once the Node answered `training_finished` or `training_stopped`: the model trains no more. */
     this.finished = false;
     this.nodeTransport = null;
   }
@@ -73,8 +77,8 @@ export class Job extends Emitter {
    * Ask for a place in the current cycle. Resolves to the assignment
    * ({status: 'accepted', cycle, checkpoint, clientConfig, deadline, timeout (seconds left to
    * report), reportBy, parameters, plan}) or to {status: 'rejected', reason, timeout} (seconds to wait
-   * before asking again; reason 'training_finished' means never), after the matching event's
-   * handlers ran. With `wait` (seconds, at most 30 and half the client's timeout) a Node holds
+   * before asking again; reason 'training_finished' or 'training_stopped' means never), after the
+   * matching event's handlers ran. With `wait` (seconds, at most 30 and half the client's timeout) a Node holds
    * the request while no place is free (cycle full, already reported to, cooling down, no cycle
    * open) and accepts as soon as one frees.
    * Errors go to the 'error' handlers when there are any (the promise then resolves to
@@ -123,7 +127,7 @@ export class Job extends Emitter {
     if (answer.status !== 'accepted') {
       this.assignment = null;
       const reason = answer.reason ?? 'rejected';
-      if (reason === 'training_finished') {
+      if (FINAL_REASONS.has(reason)) {
         this.finished = true;
         return { status: 'rejected', reason, timeout: answer.timeout ?? FINISHED_TIMEOUT };
       }
@@ -245,8 +249,9 @@ export class Job extends Emitter {
   }
 
   /**
-   * Keep this device in training until the model is finished, `cycles` reports were made, or
-   * `signal` aborts (while asking or waiting: resolves with the reports so far; during training:
+   * Keep this device in training until the model is finished (or stopped by its researcher; a
+   * paused model's `process_paused` rejections are waited out like any other), `cycles` reports
+   * were made, or `signal` aborts (while asking or waiting: resolves with the reports so far; during training:
    * throws TrainingStoppedError, as train() does). Each round: request a place, long-polling (the
    * Node holds the request up to `wait` seconds, default 25, until a place frees or the next cycle
    * opens; see request()); when still rejected, wait the Node's `timeout` (pace steering) or, over
@@ -281,7 +286,7 @@ export class Job extends Emitter {
           places?.stop();
           places = this.watchPlaces();
         }
-        if (!signal?.aborted && outcome.status === 'rejected' && outcome.reason !== 'training_finished') {
+        if (!signal?.aborted && outcome.status === 'rejected' && !FINAL_REASONS.has(outcome.reason)) {
           await pause(outcome.timeout ?? 1, places);
         }
       } finally {
@@ -294,7 +299,7 @@ export class Job extends Emitter {
         throw outcome.error;
       }
       if (outcome.status === 'rejected') {
-        if (outcome.reason === 'training_finished') break;
+        if (FINAL_REASONS.has(outcome.reason)) break;
         continue; // its timeout, or a push, has passed
       }
       let result;

@@ -229,6 +229,14 @@ export const ERROR_CODES = freeze({
       "node"
     ]
   },
+  "process_state_conflict": {
+    "status": 409,
+    "exception": "RequestInvalid",
+    "meaning": "the process's status does not allow this control (e.g. resuming a stopped one, deleting an active one without `force`); `details.process_status` names it",
+    "servers": [
+      "node"
+    ]
+  },
   "checkpoint_invalid": {
     "status": 400,
     "exception": "RequestInvalid",

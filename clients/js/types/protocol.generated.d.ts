@@ -36,6 +36,7 @@ export type ErrorCode =
   | 'auth_endpoint_unavailable'
   | 'process_exists'
   | 'process_unknown'
+  | 'process_state_conflict'
   | 'checkpoint_invalid'
   | 'plan_invalid'
   | 'server_config_invalid'
@@ -102,6 +103,7 @@ export interface ErrorCodes {
   readonly auth_endpoint_unavailable: ErrorCodeEntry<503, 'Unavailable'>;
   readonly process_exists: ErrorCodeEntry<409, 'RequestInvalid'>;
   readonly process_unknown: ErrorCodeEntry<404, 'ProcessUnknown'>;
+  readonly process_state_conflict: ErrorCodeEntry<409, 'RequestInvalid'>;
   readonly checkpoint_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
   readonly plan_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
   readonly server_config_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
@@ -226,6 +228,27 @@ export interface CycleRequest {
   notify?: boolean | null;
 }
 
+/**
+ * Wire payload: an answer of `delete-process`.
+ * Servers may send more fields than these.
+ */
+export interface DeleteProcessAnswer {
+  status: 'success';
+  model: string;
+  version: string;
+  deleted: true;
+}
+
+/** Wire payload: the request of `delete-process`. */
+export interface DeleteProcessRequest {
+  /** Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`. */
+  name: string;
+  /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
+  version?: string | null;
+  /** delete even an active process (its open cycle and the unreported work in it are dropped) */
+  force?: boolean;
+}
+
 /** Wire payload: the answer of every event that fails. */
 export interface ErrorAnswer {
   error: ErrorBody;
@@ -312,6 +335,33 @@ export interface ModelQuery {
   version?: string | null;
 }
 
+/**
+ * Wire payload: an answer of `pause-process`, an answer of `resume-process`, an answer of `stop-process`.
+ * Servers may send more fields than these.
+ */
+export interface ProcessControlAnswer {
+  status: 'success';
+  model: string;
+  version: string;
+  /** the process's status after the call */
+  process_status: 'active' | 'paused' | 'stopped' | 'finished';
+  /** false when the process already was in that state (the call is idempotent) */
+  changed: boolean;
+  /** stop only: the cycle it closed, {sequence, status (completed or abandoned), checkpoint}; null when none was open */
+  cycle?: Record<string, unknown> | null;
+}
+
+/**
+ * Pause, resume or stop a hosted process (admin). No version: the newest one by that name.
+ * Wire payload: the request of `pause-process`, the request of `resume-process`, the request of `stop-process`.
+ */
+export interface ProcessControlRequest {
+  /** Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`. */
+  name: string;
+  /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
+  version?: string | null;
+}
+
 /** Wire payload: the request of `processes`. */
 export interface ProcessesRequest {}
 
@@ -321,7 +371,7 @@ export interface ProcessesRequest {}
  */
 export interface RejectedAnswer {
   status: 'rejected';
-  /** cycle_full, not_selected, worker_cooling_down, already_reported, download_too_slow, upload_too_slow, ping_too_high, training_finished */
+  /** cycle_full, not_selected, worker_cooling_down, already_reported, download_too_slow, upload_too_slow, ping_too_high, process_paused (ask again after timeout), training_finished, training_stopped (never ask again) */
   reason: string;
   /** seconds until asking again is worthwhile */
   timeout?: number | null;
@@ -378,12 +428,16 @@ export interface EventRequests {
   'checkpoints': ModelQuery;
   'cycle-request': CycleRequest;
   'cycles': ModelQuery;
+  'delete-process': DeleteProcessRequest;
   'get-model': GetModelRequest;
   'get-plan': GetPlanRequest;
   'host-training': HostTrainingRequest;
+  'pause-process': ProcessControlRequest;
   'processes': ProcessesRequest;
   'report': ReportRequest;
+  'resume-process': ProcessControlRequest;
   'retrieve-model': RetrieveModelRequest;
+  'stop-process': ProcessControlRequest;
 }
 
 /** Each event's successful answer, by event name (`Uint8Array`: the answer is bytes).
@@ -393,10 +447,14 @@ export interface EventAnswers {
   'checkpoints': Answer;
   'cycle-request': AcceptedAnswer | RejectedAnswer;
   'cycles': Answer;
+  'delete-process': DeleteProcessAnswer;
   'get-model': Uint8Array;
   'get-plan': Uint8Array;
   'host-training': HostTrainingAnswer;
+  'pause-process': ProcessControlAnswer;
   'processes': Answer;
   'report': ReportAnswer;
+  'resume-process': ProcessControlAnswer;
   'retrieve-model': Uint8Array;
+  'stop-process': ProcessControlAnswer;
 }

@@ -31,6 +31,7 @@ from .errors import (
     ReportRefused,
     RequestInvalid,
     TrainingFinished,
+    TrainingStopped,
     Unavailable,
     WorkerUnknown,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "ReportRefused",
     "RequestInvalid",
     "TrainingFinished",
+    "TrainingStopped",
     "TrainingResult",
     "Unavailable",
     "WorkerUnknown",

@@ -1,4 +1,5 @@
-"""The researcher's side: host a model on a Node, watch its processes and cycles, fetch checkpoints.
+"""The researcher's side: host a model on a Node, watch its processes and cycles, fetch checkpoints,
+pause, resume, stop and delete it.
 
 Needs the Node's admin token. Hosting a PyTorch model compiles it first (torch installed); hosting
 an already compiled plan (a plan file and its checkpoint) needs no torch.
@@ -99,6 +100,33 @@ class Admin:
                     "or use processes() for the current cycle", code=exc.code, status=exc.status,
                 ) from None
             raise
+
+    # Process control. Each returns the Node's answer: ``model``, ``version``, ``process_status``
+    # (after the call) and ``changed`` (false when it already was so: the calls are idempotent).
+    # A control the process's status does not allow raises RequestInvalid with the code
+    # ``process_state_conflict`` (``details["process_status"]`` says what it is).
+
+    def pause(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Pause training: the open cycle's clock stops (no deadline, no lease expiry, no close at
+        the goal), devices already training may still report, and new cycle-requests are turned
+        away with ``process_paused`` and a ``timeout`` to ask again after."""
+        return self._call("pause-process", {"name": name, "version": version})
+
+    def resume(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Resume a paused process: its open cycle continues with a fresh deadline."""
+        return self._call("resume-process", {"name": name, "version": version})
+
+    def stop(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """Finish training now: the open cycle is aggregated if it has ``min_diffs`` reports (else
+        abandoned) and no cycle follows; the latest checkpoint is the result. ``cycle`` in the
+        answer says how the open cycle closed (``sequence``, ``status``, ``checkpoint``)."""
+        return self._call("stop-process", {"name": name, "version": version})
+
+    def delete(self, name: str, version: str | None = None, *, force: bool = False) -> dict[str, Any]:
+        """Delete a paused, stopped or finished process with its cycles, reports, checkpoints and
+        plans (an active one only with ``force``); its name and version may be hosted again.
+        Download the checkpoints you want to keep first."""
+        return self._call("delete-process", {"name": name, "version": version, "force": force})
 
     def retrieve_model(self, name: str, version: str | None = None,
                        checkpoint: int | str = "latest") -> dict[str, np.ndarray]:

@@ -1,4 +1,5 @@
-"""The ``fedgrid`` command line: host, status, checkpoints, download, train, simulate.
+"""The ``fedgrid`` command line: host, status, checkpoints, download, train, simulate, and the
+process controls pause, resume, stop and delete.
 
 Every command takes ``--url`` (env ``FEDGRID_URL``, default ``http://localhost:5000``); admin
 commands take ``--admin-token`` (env ``FEDGRID_ADMIN_TOKEN`` or ``GRID_ADMIN_TOKEN``). Failures
@@ -135,6 +136,18 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--strategy", default=None, help="server strategy name (default: fedavg)")
     sim.add_argument("--seed", type=int, default=0, help="seeds the split, the test hold-out, "
                      "the choice of devices and their shuffling")
+
+    commands.add_parser("pause", parents=[common, admin, model],
+                        help="pause a model's training (accepted devices may still report)")
+    commands.add_parser("resume", parents=[common, admin, model],
+                        help="resume a paused model (its open cycle gets a fresh deadline)")
+    commands.add_parser("stop", parents=[common, admin, model],
+                        help="finish a model's training now, with its current checkpoint")
+    delete = commands.add_parser("delete", parents=[common, admin, model],
+                                 help="delete a paused, stopped or finished model and its data")
+    delete.add_argument("--force", action="store_true",
+                        help="delete even while it trains (its open cycle's work is lost)")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 
@@ -288,9 +301,53 @@ def cmd_simulate(args: argparse.Namespace) -> None:
         raise usage_error(str(exc)) from None
     console.summary(result)
 
+def _controlled(answer: dict[str, Any], done: str) -> str:
+    who = f"{answer['model']} {answer['version']}"
+    if not answer.get("changed", True):
+        return f"{who} was already {answer['process_status']}"
+    return f"{done} {who}: now {answer['process_status']}"
+
+
+def cmd_pause(args: argparse.Namespace) -> None:
+    with _admin(args) as admin:
+        print(_controlled(admin.pause(args.name, args.version), "paused"))
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    with _admin(args) as admin:
+        print(_controlled(admin.resume(args.name, args.version), "resumed"))
+
+
+def cmd_stop(args: argparse.Namespace) -> None:
+    with _admin(args) as admin:
+        answer = admin.stop(args.name, args.version)
+    line = _controlled(answer, "stopped")
+    cycle = answer.get("cycle")
+    if cycle:
+        line += (f"; cycle {cycle['sequence']} {cycle['status']}, final checkpoint "
+                 f"{cycle['checkpoint']}")
+    print(line)
+
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    which = f"{args.name} version {args.version}" if args.version else f"the newest {args.name}"
+    if not args.yes:
+        # Deleting drops every checkpoint: a person confirms, a script says --yes.
+        if not sys.stdin.isatty():
+            raise SystemExit(f"fedgrid: deleting {which} removes all its checkpoints; "
+                             "pass --yes to confirm")
+        reply = input(f"Delete {which} with all its cycles and checkpoints? [y/N] ")
+        if reply.strip().lower() not in ("y", "yes"):
+            raise SystemExit("fedgrid: nothing deleted")
+    with _admin(args) as admin:
+        answer = admin.delete(args.name, args.version, force=args.force)
+    print(f"deleted {answer['model']} {answer['version']}")
+
+
 COMMANDS = {
     "host": cmd_host, "status": cmd_status, "cycles": cmd_cycles, "checkpoints": cmd_checkpoints,
     "download": cmd_download, "train": cmd_train, "simulate": cmd_simulate,
+    "pause": cmd_pause, "resume": cmd_resume, "stop": cmd_stop, "delete": cmd_delete,
 }
 
 

@@ -8,8 +8,8 @@ does not know (from a newer server) is ``Unavailable`` when its status is 5xx, e
 ``RequestInvalid``. Device code catches what it can act on (``Rejected``: wait ``timeout``
 seconds; ``AssignmentExpired``: ask for a new place) and lets the rest surface.
 
-``Rejected`` and ``TrainingFinished`` are not errors from the table: they are the Node's
-``rejected`` answers to a cycle request, raised so a loop can wait or stop.
+``Rejected``, ``TrainingFinished`` and ``TrainingStopped`` are not errors from the table: they are
+the Node's ``rejected`` answers to a cycle request, raised so a loop can wait or stop.
 """
 
 from __future__ import annotations
@@ -113,6 +113,15 @@ class TrainingFinished(Rejected):
     def __init__(self, answer: dict[str, Any] | None = None):
         super().__init__("training_finished", None, answer)
         self.message = "training of this model is finished; there are no more cycles"
+
+
+class TrainingStopped(TrainingFinished):
+    """The researcher stopped the model's training early (``training_stopped``): there are no
+    more cycles. Stop asking (a loop that stops at ``TrainingFinished`` stops here too)."""
+
+    def __init__(self, answer: dict[str, Any] | None = None):
+        Rejected.__init__(self, "training_stopped", None, answer)
+        self.message = "training of this model was stopped by its researcher; there are no more cycles"
 
 
 # One class per name the protocol's table uses: its SDK exceptions and the SDK-made codes' classes.

@@ -40,6 +40,7 @@ from .errors import (
     Rejected,
     ReportRefused,
     TrainingFinished,
+    TrainingStopped,
     WorkerUnknown,
 )
 from .transport import Transport, open_transport, route_to_node, server_kind
@@ -222,6 +223,8 @@ class Job:
             return Assignment(self, answer)
         if answer.get("reason") == "training_finished":
             raise TrainingFinished(answer)
+        if answer.get("reason") == "training_stopped":
+            raise TrainingStopped(answer)
         timeout = answer.get("timeout")
         raise Rejected(str(answer.get("reason", "rejected")),
                        None if timeout is None else float(timeout), answer)
@@ -267,7 +270,8 @@ class Job:
                     on_report: Callable[[Assignment, TrainingResult], Any] | None = None,
                     max_network_failures: int = 5, wait: float | None = None,
                     **train_options: Any) -> list[dict[str, Any]]:
-        """Keep this device in training until the model is finished (or ``cycles`` reports).
+        """Keep this device in training until the model is finished or stopped by its researcher
+        (or ``cycles`` reports); while it is paused, its ``process_paused`` rejections are waited out.
 
         Each round: request a place, long-polling (``wait`` seconds, by default 25 and never more
         than half the client's ``timeout``; see :meth:`request`) so the Node answers as soon as a

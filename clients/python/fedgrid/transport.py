@@ -45,6 +45,10 @@ HTTP_EVENTS: dict[str, tuple[str, str]] = {
     "checkpoints": ("GET", "query"),
     "processes": ("GET", "query"),
     "cycles": ("GET", "query"),
+    "pause-process": ("POST", "json"),
+    "resume-process": ("POST", "json"),
+    "stop-process": ("POST", "json"),
+    "delete-process": ("POST", "json"),
 }
 # Transient Node answers worth retrying: 503 carries `cycle_unavailable` (the next cycle is being
 # opened) with a Retry-After; 502/504 come from load balancers in front of Nodes.

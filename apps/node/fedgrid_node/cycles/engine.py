@@ -64,6 +64,9 @@ log = logging.getLogger("fedgrid.node.cycles")
 # Rejections that end by themselves when a place frees or the next cycle opens: a long-polling
 # device is held for these. (Speed gates and random selection do not change by waiting.)
 WAITABLE_REASONS = frozenset({"cycle_full", "already_reported", "worker_cooling_down"})
+# A paused process tells devices to ask again within this many seconds (or a cycle length, if
+# shorter), so a resume is noticed soon without devices polling a long pause.
+PAUSED_RETRY_SECONDS = 30.0
 CYCLE_DURATION_WINDOW = 10  # recent completed cycles that pace steering looks at
 WATCHER_RETRY_SECONDS = 1.0  # after a failed close (database unreachable), try again this soon
 
@@ -151,6 +154,7 @@ class CycleEngine:
                 running=RunningWeightedSum(self.spec(session, cycle.process_id)),
                 requests=cycle.requests or 0,
                 rejected=Counter(cycle.rejected or {}),
+                paused=cycle.process.status == ProcessStatus.PAUSED,
             )
             assignments = session.execute(
                 select(Assignment.id, Assignment.status, Assignment.expires_at)
@@ -207,6 +211,24 @@ class CycleEngine:
             maxlen=CYCLE_DURATION_WINDOW,
         )
 
+    def open_cycle(self, process_id: int) -> OpenCycle | None:
+        """The process's open cycle in memory (process_control.py acts on it under its lock)."""
+        return self._open.get(process_id)
+
+    def forget(self, process_id: int) -> None:
+        """Drop everything held for a deleted process: its id may be given out again."""
+        state = self._open.pop(process_id, None)
+        if state is not None:
+            state.closed = True
+            state.outstanding.clear()
+            state.wakeup.set()
+        for cache in (self._configs, self._specs, self._plan_ids, self._report_times,
+                      self._cycle_durations):
+            cache.pop(process_id, None)
+
+    def notify(self, process_id: int) -> None:
+        self._notify(process_id)
+
     def _notify(self, process_id: int) -> None:
         """A place may have opened (new cycle, expired lease, training finished): wake long-polls
         and tell the subscribers (WebSocket pushes), each once."""
@@ -226,6 +248,11 @@ class CycleEngine:
         """Sleep until the cycle's next deadline or lease expiry, act, repeat until it closes."""
         while not state.closed:
             try:
+                if state.paused:
+                    # Time stands still while paused: resume (or stop, or delete) wakes us.
+                    state.wakeup.clear()
+                    state.wakeup.wait()
+                    continue
                 goal = self._config_of(state.process_id).max_diffs
                 now = utcnow()
                 if state.running.count >= goal:
@@ -243,7 +270,7 @@ class CycleEngine:
 
     def _expire_leases(self, state: OpenCycle) -> None:
         with state.lock:
-            if state.closed:
+            if state.closed or state.paused:
                 return
             now = utcnow()
             due = [aid for aid, expires in state.outstanding.items() if expires <= now]
@@ -416,6 +443,8 @@ class CycleEngine:
                 if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
                     return self._accepted_answer(session, process, state, existing, now)
+                if state.paused:  # (a place already held is handed back above: it may report)
+                    return self._paused_answer(process, config, state, attempt)
                 if existing is not None and existing.status != AssignmentStatus.EXPIRED:
                     reason = "already_reported"
                     timeout = jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
@@ -461,14 +490,32 @@ class CycleEngine:
         return {"status": "rejected", "reason": "cycle_full", "timeout": jittered(1.0, self.rng),
                 "model": state.model, "version": state.version}
 
+    def _paused_answer(self, process: Process, config: ServerConfig, state: OpenCycle,
+                       attempt: _Attempt):
+        """A paused process turns everyone away at once, held long-polls included (holding them
+        for a pause of unknown length would only tie up connections). Devices ask again within a
+        cycle length (at most PAUSED_RETRY_SECONDS); a WebSocket that asked for `notify` is
+        pushed place-available at resume. Counted like any rejection, so the figures show it."""
+        state.rejected["process_paused"] += 1
+        attempt.unsaved[state.cycle_id] = state
+        if attempt.on_place is not None:
+            key, callback = attempt.on_place
+            self._subscribers.setdefault(process.id, {})[key] = callback
+        timeout = jittered(min(PAUSED_RETRY_SECONDS, config.cycle_length), self.rng)
+        return self._rejected_answer(process, "process_paused", timeout)
+
     def _no_open_cycle(self, process_id: int, attempt: _Attempt):
-        # No open cycle: either all cycles are done, or the first one is being opened.
+        # No open cycle: all cycles are done, the process was stopped or deleted, or the first
+        # cycle is being opened.
         with self.db.session() as session:
             process = session.get(Process, process_id)
-            if process.status == ProcessStatus.FINISHED:
+            if process is None:
+                raise ApiError("process_unknown", "this model is no longer hosted", 404)
+            if process.status in (ProcessStatus.FINISHED, ProcessStatus.STOPPED):
                 return {
                     "status": "rejected",
-                    "reason": "training_finished",
+                    "reason": ("training_finished" if process.status == ProcessStatus.FINISHED
+                               else "training_stopped"),
                     "model": process.name,
                     "version": process.version,
                 }
@@ -599,6 +646,8 @@ class CycleEngine:
                 # Re-read under the cycle lock: a twin request may have reported, the lease may
                 # have run out or the cycle closed while the diff was being checked.
                 assignment = session.get(Assignment, assignment_id, with_for_update=True)
+                if assignment is None:  # its process was deleted meanwhile
+                    raise ApiError("process_unknown", "this model is no longer hosted", 404)
                 self._check_may_report(assignment)
                 assignment.status = AssignmentStatus.REPORTED
                 assignment.reported_at = now
@@ -611,7 +660,8 @@ class CycleEngine:
             self._report_times[process_id].append((now - assigned_at).total_seconds())
             fold_off_hub(state.running, diff, num_samples)
             state.fold_metrics(metrics, num_samples)
-            if state.running.count >= goal:
+            # Paused: the report counts, but the cycle closes only once resumed (its watcher).
+            if state.running.count >= goal and not state.paused:
                 self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
         return {"status": "success", "cycle": state.sequence}
 
@@ -626,7 +676,7 @@ class CycleEngine:
         if _past_deadline(state, config, now):
             raise _cycle_closed()
         expires = state.outstanding.get(assignment_id)
-        if expires is not None and now >= expires and now < state.deadline:
+        if expires is not None and not state.paused and state.deadline > now >= expires:
             raise _expired()
 
     # ----------------------------------------------------------------------------- closing
@@ -639,12 +689,18 @@ class CycleEngine:
         with state.lock:
             if state.closed:
                 return  # closed meanwhile by another path (goal vs. deadline)
+            if state.paused and reason != CloseReason.STOPPED:
+                return  # paused while the watcher waited for the lock: time stands still
             extended_to = None
             with self.db.session() as session:
                 config = self.config(session, process_id)
                 cycle = session.get(Cycle, cycle_id, with_for_update=True)
                 now = utcnow()
                 quorum = state.running.count >= config.min_diffs
+                if reason == CloseReason.STOPPED:
+                    # In the close's own transaction, so no next cycle opens (_open_next_cycle)
+                    # and a crash leaves either both or neither.
+                    session.get(Process, process_id).status = ProcessStatus.STOPPED
                 if reason == CloseReason.DEADLINE and not quorum and config.quorum_policy == "extend":
                     cycle.deadline = extended_to = now + timedelta(
                         seconds=config.extend_seconds or config.cycle_length
@@ -698,8 +754,8 @@ class CycleEngine:
         else:
             abandoned_because = AbandonReason.NO_QUORUM
             log.info(
-                "cycle %s of %s abandoned at its deadline with %d of %d reports",
-                cycle.sequence, state.label, state.running.count, config.min_diffs,
+                "cycle %s of %s abandoned (%s) with %d of %d reports",
+                cycle.sequence, state.label, reason, state.running.count, config.min_diffs,
             )
         cycle.status = CycleStatus.ABANDONED if abandoned_because else CycleStatus.COMPLETED
         dropped = session.execute(
@@ -728,6 +784,8 @@ class CycleEngine:
         return next_cycle, {"status": cycle.status, "checkpoint": checkpoint_number}
 
     def _open_next_cycle(self, session, process_id, cycle, config, checkpoint_number) -> int | None:
+        if session.get(Process, process_id).status == ProcessStatus.STOPPED:
+            return None
         completed = session.scalar(
             select(func.count())
             .select_from(Cycle)
@@ -755,8 +813,9 @@ class CycleEngine:
 
 def _past_deadline(state: OpenCycle, config: ServerConfig, now: datetime) -> bool:
     """The cycle's deadline has passed and it will close, not be extended: its watcher extends
-    the deadline instead when the quorum is not in and the policy says so."""
-    if now < state.deadline:
+    the deadline instead when the quorum is not in and the policy says so. A paused cycle's
+    clock stands still (resume gives it a fresh deadline)."""
+    if now < state.deadline or state.paused:
         return False
     return not (config.quorum_policy == "extend" and state.running.count < config.min_diffs)
 

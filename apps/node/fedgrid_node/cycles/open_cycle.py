@@ -39,6 +39,10 @@ class OpenCycle:
     # Set (under `lock`) once the cycle is completed or abandoned: whoever waited on the lock
     # must look up the process's open cycle again instead of acting on this one.
     closed: bool = False
+    # The process is paused (process_control.py): the watcher does not act on time, a goal
+    # reached does not close the cycle, and nobody new is accepted. Mirrors the database's
+    # process status, changed under `lock` after the commit.
+    paused: bool = False
     lock: gevent.lock.RLock = field(default_factory=gevent.lock.RLock)
     # Wakes the cycle's watcher early: a new lease, an extension, the goal or the close.
     wakeup: gevent.event.Event = field(default_factory=gevent.event.Event)

@@ -3,8 +3,18 @@
 One home for these rules, so the engine, the database and the API speak the same words:
 
     process:     active ──num_cycles completed──▶ finished
+                 active ──pause──▶ paused ──resume──▶ active   (pause and resume: admin events)
+                 active or paused ──stop──▶ stopped   (the open cycle closes at once: aggregated
+                                                       with min_diffs reports, else abandoned)
+                 paused, stopped or finished ──delete──▶ (no rows left; active too with `force`)
+                 While paused the open cycle stays open with its clock stopped: accepted devices
+                 may still report (and are counted), but it neither closes nor times out, and new
+                 cycle-requests are rejected with `process_paused`. Resuming gives it a fresh
+                 deadline (and its outstanding assignments fresh leases). Stopped and finished
+                 are final; cycle-requests get `training_stopped` / `training_finished`.
     cycle:       open ──goal, or deadline with quorum──▶ completed
                  open ──deadline without quorum (policy "abandon"), or a non-finite aggregate──▶ abandoned
+                 open ──stop──▶ completed with min_diffs reports, else abandoned (reason "stopped")
     assignment:  accepted ──report stored──▶ reported
                  accepted ──lease ran out──▶ expired   (the place goes to another device)
                  accepted ──cycle closed first──▶ dropped
@@ -18,6 +28,8 @@ from enum import StrEnum
 class ProcessStatus(StrEnum):
     ACTIVE = "active"  # hosted, cycles running
     FINISHED = "finished"  # num_cycles completed
+    PAUSED = "paused"  # cycles frozen by the researcher; resumable
+    STOPPED = "stopped"  # finished early by the researcher: no more cycles
 
 
 class CycleStatus(StrEnum):
@@ -36,6 +48,7 @@ class AssignmentStatus(StrEnum):
 class CloseReason(StrEnum):
     GOAL = "goal"  # max_diffs reports are in
     DEADLINE = "deadline"
+    STOPPED = "stopped"  # the researcher stopped the process
 
 
 class AbandonReason(StrEnum):

@@ -187,7 +187,8 @@ def download_checkpoint():
     })
 
 
-def _render(*, login_error: str | None = None, status: int = 200) -> Response:
+def _render(*, login_error: str | None = None, control_error: str | None = None,
+            status: int = 200) -> Response:
     state = current_app.extensions["fedgrid"]
     admin = is_admin()
     with state.db.session() as db_session:
@@ -204,6 +205,7 @@ def _render(*, login_error: str | None = None, status: int = 200) -> Response:
         hosted=hosted,
         processes=processes,
         login_error=login_error,
+        control_error=control_error,
     )
     return _page(html, status)
 
@@ -287,6 +289,7 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             "name": process.name,
             "version": process.version,
             "status": process.status,
+            "controls": controls.controls_for(process.status),
             "hosted_at": _time(process.created_at),
             "goal": config.max_diffs,
             "max_workers": config.max_workers,
@@ -361,3 +364,9 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/dashboard/refresh.js": {"get": {"summary": "The dashboard's live-refresh script",
                                       "responses": {"200": {"description": "JavaScript"}}}},
 }
+
+
+# The process control buttons' routes (controls.py) live on this blueprint too.
+from . import controls  # noqa: E402
+
+OPENAPI_PATHS.update(controls.OPENAPI_PATHS)

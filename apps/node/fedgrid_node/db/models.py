@@ -43,7 +43,8 @@ class Process(Base):
     version: Mapped[str] = mapped_column(String(64))
     client_config: Mapped[dict] = mapped_column(JSON)
     server_config: Mapped[dict] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # a ProcessStatus: active | finished
+    # A ProcessStatus: active | paused | stopped | finished (a string: new states need no migration)
+    status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
     plans: Mapped[list[Plan]] = relationship(back_populates="process", cascade="all, delete-orphan")

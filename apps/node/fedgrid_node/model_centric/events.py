@@ -22,6 +22,7 @@ from fedgrid_protocol.validation import validate
 from ..auth.admin import check_admin_token
 from ..auth.device_tokens import verify_device_token
 from ..cycles.engine import CycleEngine
+from ..cycles.process_control import ProcessControl
 from ..cycles.selection import Speeds
 from ..cycles.server_config import parse_server_config
 from ..db.database import Database
@@ -71,6 +72,7 @@ class ModelCentricEvents:
         self.db = db
         self.engine = engine
         self.admin_token = admin_token
+        self.control = ProcessControl(db, engine)
         # Checkpoints never change once written, so every device of a cycle can share one copy.
         self._checkpoints: OrderedDict[tuple[int, int], bytes] = OrderedDict()
         handlers = {
@@ -84,6 +86,10 @@ class ModelCentricEvents:
             "checkpoints": self.list_checkpoints,
             "processes": self.list_processes,
             "cycles": self.list_cycles,
+            "pause-process": self.pause_process,
+            "resume-process": self.resume_process,
+            "stop-process": self.stop_process,
+            "delete-process": self.delete_process,
         }
         self.events: dict[str, EventSpec] = {
             name: EventSpec(handlers[name], event) for name, event in EVENTS.items()
@@ -311,3 +317,34 @@ class ModelCentricEvents:
                 "status": process.status,
                 "cycles": [self.engine.cycle_metrics(cycle) for cycle in cycles],
             }
+
+    # ----------------------------------------------------------------------------- control
+
+    def _process_id(self, data: dict[str, Any]) -> int:
+        with self.db.session() as session:
+            return self.find_process(session, data.get("name"), data.get("version")).id
+
+    def pause_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return self.control_process("pause", self._process_id(data))
+
+    def resume_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return self.control_process("resume", self._process_id(data))
+
+    def stop_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return self.control_process("stop", self._process_id(data))
+
+    def delete_process(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return self.control_process("delete", self._process_id(data), force=data["force"])
+
+    def control_process(self, control: str, process_id: int, *, force: bool = False) -> dict:
+        """pause | resume | stop | delete one process: the events' and the dashboard's way in."""
+        if control != "delete":
+            return getattr(self.control, control)(process_id)
+        with self.db.session() as session:
+            model_id = session.scalar(select(Model.id).where(Model.process_id == process_id))
+        answer = self.control.delete(process_id, force=force)
+        # Ids may be given out again (SQLite reuses the highest): no cached checkpoint may outlive
+        # its model.
+        for key in [key for key in self._checkpoints if key[0] == model_id]:
+            del self._checkpoints[key]
+        return answer

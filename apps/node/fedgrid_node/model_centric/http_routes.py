@@ -115,6 +115,10 @@ ROUTES = {
     "checkpoints": "GET",
     "processes": "GET",
     "cycles": "GET",
+    "pause-process": "POST",
+    "resume-process": "POST",
+    "stop-process": "POST",
+    "delete-process": "POST",
 }
 
 
