@@ -46,7 +46,8 @@ def nice_step(span: float, max_ticks: int) -> float:
 
 def nice_ticks(low: float, high: float, max_ticks: int = 6, *, integer: bool = False
                ) -> list[float]:
-    """Round tick values from at or below `low` to at or above `high`, at most `max_ticks`.
+    """Round tick values from at or below `low` to at or above `high`, at most `max_ticks` (3 or
+    more).
 
     `integer`: the ticks are whole numbers (cycle numbers), so the step is at least 1.
     """
@@ -63,7 +64,8 @@ def nice_ticks(low: float, high: float, max_ticks: int = 6, *, integer: bool = F
     if high - low < least:
         middle = (low + high) / 2
         low, high = middle - least / 2, middle + least / 2
-    max_ticks = max(2, max_ticks)
+    # Two ticks cannot cover a range that crosses zero on multiples of one step (-s, 0, s).
+    max_ticks = max(3, max_ticks)
     step = nice_step(high - low, max_ticks)
     if integer:
         step = max(1.0, round(step))
@@ -147,13 +149,13 @@ def _finite_points(points: Sequence[tuple[float, float | None]]) -> list[tuple[f
 def _fitting_ticks(low: float, high: float, length_px: float, label_px: Callable[[str], float],
                    *, integer: bool, most: int) -> tuple[list[float], list[str]]:
     """As many round ticks as fit `length_px` with a gap between neighbouring labels."""
-    for count in range(most, 1, -1):
+    for count in range(most, 2, -1):
         ticks = nice_ticks(low, high, count, integer=integer)
         labels = tick_labels(ticks)
         widest = max(label_px(label) for label in labels)
         if len(ticks) < 2 or (length_px / (len(ticks) - 1)) >= widest + LABEL_GAP_PX:
             return ticks, labels
-    ticks = nice_ticks(low, high, 2, integer=integer)
+    ticks = nice_ticks(low, high, 3, integer=integer)
     return ticks, tick_labels(ticks)
 
 
