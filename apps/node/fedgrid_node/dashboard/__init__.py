@@ -322,7 +322,7 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
 _CLOSED_BECAUSE = {
     (CloseReason.GOAL, None): "goal reached",
     (CloseReason.DEADLINE, None): "deadline",
-    (CloseReason.DEADLINE, AbandonReason.NO_QUORUM): "abandoned: no quorum at the deadline",
+    (CloseReason.DEADLINE, AbandonReason.NO_QUORUM): "abandoned: no quorum",
     (CloseReason.GOAL, AbandonReason.AGGREGATE_NOT_FINITE): "abandoned: aggregate not finite",
     (CloseReason.DEADLINE, AbandonReason.AGGREGATE_NOT_FINITE): "abandoned: aggregate not finite",
 }

@@ -54,8 +54,13 @@ def loss_warnings(cycles: Iterable[dict[str, Any]]) -> dict[int, str]:
             if median > 0 and loss > JUMP_FACTOR * median:
                 warnings.setdefault(
                     sequence,
-                    f"the loss {loss:.4g} is {loss / median:.3g}× the median {median:.4g} of the "
+                    f"the loss {loss:.4g} is {_times(loss / median)} the median {median:.4g} of the "
                     f"previous {min(len(previous), JUMP_WINDOW)} cycles",
                 )
         previous.append(loss)
     return warnings
+
+
+def _times(ratio: float) -> str:
+    # "5,000×", not "5e+03×"; small ratios keep a decimal ("10.1×").
+    return f"{ratio:,.0f}×" if ratio >= 100 else f"{ratio:.3g}×"
