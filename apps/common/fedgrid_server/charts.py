@@ -60,7 +60,7 @@ def nice_ticks(low: float, high: float, max_ticks: int = 6, *, integer: bool = F
     # labels instead of ten-digit ones that only tell floating-point noise apart.
     # One value alone gets a tenth of itself on each side, so it sits mid-axis.
     magnitude = max(abs(low), abs(high))
-    least = 2.0 if integer else (magnitude * (0.2 if high == low else 1e-3) or 2.0)
+    least = 1.0 if integer else (magnitude * (0.2 if high == low else 1e-3) or 2.0)
     if high - low < least:
         middle = (low + high) / 2
         low, high = middle - least / 2, middle + least / 2
@@ -165,12 +165,14 @@ def line_chart(title: str, points: Sequence[tuple[float, float | None]], **optio
 
 
 def multi_line_chart(title: str, lines: Sequence[Line], *, x_caption: str = "cycle",
-                     y_caption: str = "", integer_x: bool = True, y_from_zero: bool = False,
+                     y_caption: str = "", integer_x: bool = True, integer_y: bool = False,
+                     y_from_zero: bool = False,
                      x_label: Callable[[float], str] | None = None, width: int = 520,
                      height: int = 200, x_range: tuple[float, float] | None = None) -> LineChart:
     """Several lines over one x axis, as inline SVG (`LineChart.svg`).
 
-    `x_label` rewrites the x tick labels (e.g. minutes before now as "-15" → "15"); `x_range`
+    `integer_y`: the values are counts (Nodes online), so no tick falls between two whole
+    numbers. `x_label` rewrites the x tick labels (e.g. minutes before now as "-15" → "15"); `x_range`
     fixes the x axis (a time window) instead of fitting it to the data.
     """
     lines = [Line(line.name, _finite_points(line.points)) for line in lines]
@@ -197,7 +199,7 @@ def multi_line_chart(title: str, lines: Sequence[Line], *, x_caption: str = "cyc
         x_labels = [x_label(t) for t in x_ticks]
     # Vertical room per label is one text line (12 px) plus the gap.
     y_ticks, y_labels = _fitting_ticks(y_low, y_high, plot_h, lambda s: 12.0,
-                                       integer=False, most=6)
+                                       integer=integer_y, most=6)
     if x_range is None:
         x_low, x_high = x_ticks[0], x_ticks[-1]
     y_low, y_high = y_ticks[0], y_ticks[-1]

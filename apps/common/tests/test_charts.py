@@ -49,6 +49,9 @@ def test_labels_read_as_a_person_writes_them():
 
 
 def test_cycle_ticks_are_whole_numbers():
+    assert nice_ticks(0, 1, 6, integer=True) == [0, 1]
+    assert nice_ticks(0, 2, 6, integer=True) == [0, 1, 2]
+    assert nice_ticks(3, 3, 6, integer=True) == [2, 3, 4]
     for high in (2, 3, 7, 13, 240, 10_000):
         ticks = nice_ticks(1, high, 10, integer=True)
         assert all(t == int(t) for t in ticks) and len(ticks) <= 10

@@ -444,3 +444,64 @@ def test_why_a_cycle_closed_in_words_and_older_versions_fold():
     assert [(p["fold_opens"], p["fold_closes"]) for p in folded] == [
         (False, False), (True, False), (False, True), (False, False)]
     assert folded[1]["older_count"] == 2 and folded[1]["older_training"] == 1
+
+
+def test_network_dashboard_shows_a_name_on_two_nodes_apart_and_its_activity(
+        node_factory, tmp_path, chromium):
+    network = start_network(data_dir=tmp_path / "network")
+    try:
+        nodes = {
+            name: node_factory("sqlite", extra_args=["--network", network.url, "--id", name,
+                                                     "--network-secret", network.secret])
+            for name in ("alice", "bob")
+        }
+        for node in nodes.values():
+            host(node, "digits")
+        wait_for(lambda: all(network.nodes().get(n, {}).get("processes") for n in nodes),
+                 what="heartbeats from alice and bob with digits")
+        # Devices that name no Node get one by the stated rule; pinned ones get theirs.
+        routed = requests.get(f"{network.url}/route", params={"model": "digits"}, timeout=10).json()
+        assert routed["picked_by"] == "training_then_least_loaded"
+        assert sorted(c["node_id"] for c in routed["candidates"]) == ["alice", "bob"]
+        for _ in range(3):
+            pinned = requests.get(f"{network.url}/route", params={"model": "digits", "node": "bob"},
+                                  timeout=10).json()
+            assert (pinned["node_id"], pinned["address"]) == ("bob", nodes["bob"].url)
+
+        chromium.open(network.url + "/")
+        rows = chromium.evaluate(
+            "[...document.querySelectorAll('#models tbody tr[data-model=digits]')].map(r => ({"
+            " node: r.dataset.node, text: r.innerText,"
+            " routes: Number(r.querySelector('[data-rate=routes]').innerText)}))")
+        assert [r["node"] for r in rows] == ["alice", "bob"]
+        for row in rows:
+            assert nodes[row["node"]].url in row["text"] and "also on other Nodes" in row["text"]
+        assert rows[1]["routes"] > 0  # bob got at least the three pinned devices
+        assert chromium.evaluate("document.getElementById('models-count').innerText") == "2"
+
+        charts = chromium.evaluate(
+            "[...document.querySelectorAll('figure.chart')].map(f => ({id: f.id,"
+            " x: [...f.querySelectorAll('text.x-tick')].map(t => {"
+            "   const r = t.getBoundingClientRect();"
+            "   return {text: t.textContent, left: r.left, right: r.right}; }),"
+            " y: [...f.querySelectorAll('text.y-tick')].map(t => t.textContent),"
+            " captions: [...f.querySelectorAll('text.axis-caption')].map(t => t.textContent),"
+            " series: [...f.querySelectorAll('polyline.line')].map(l => l.dataset.series),"
+            " last: [...f.querySelectorAll('circle.dot title')].map(t => t.textContent).pop()}))")
+        assert [c["id"] for c in charts] == ["chart-nodes-online", "chart-heartbeats",
+                                             "chart-routes"]
+        for chart in charts:
+            labels = [t["text"] for t in chart["x"]]
+            assert labels[-1] == "now" and 3 <= len(labels) <= 10, labels
+            assert all(label.isdigit() for label in labels[:-1]), labels
+            assert all(a["right"] <= b["left"] for a, b in zip(chart["x"], chart["x"][1:],
+                                                               strict=False)), chart["x"]
+            assert chart["y"][0] == "0" and "minutes ago" in chart["captions"]
+            assert all(label.isdigit() for label in chart["y"]), chart["y"]  # counts: whole
+        online, heartbeats, routes = charts
+        assert online["last"].endswith(": 2")  # both Nodes online this minute
+        assert sorted(heartbeats["series"]) == ["alice", "bob"]
+        assert "digits v1 @ bob" in routes["series"]
+        assert chromium.screenshot(tmp_path / "network-dashboard.png").stat().st_size > 10_000
+    finally:
+        network.stop()

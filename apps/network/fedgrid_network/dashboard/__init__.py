@@ -43,8 +43,10 @@ def _minutes_ago(offset: float) -> str:
 
 
 def _activity_chart(title: str, lines: list[Line], y_caption: str):
+    # Counts per minute: whole-number ticks from 0.
     chart = multi_line_chart(
         title, lines, x_caption="minutes ago", y_caption=y_caption, y_from_zero=True,
+        integer_y=True,
         x_range=(-(WINDOW_MINUTES - 1), 0), x_label=_minutes_ago, width=420, height=180,
     )
     return {"chart": chart, "legend": legend(chart)}
