@@ -439,8 +439,8 @@ def test_why_a_cycle_closed_in_words_and_older_versions_fold():
     newest_first = [{"name": n, "version": v, "status": s} for n, v, s in (
         ("a", "3", "active"), ("b", "1", "active"), ("a", "2", "active"), ("a", "1", "finished"))]
     folded = fold_older_versions(newest_first)
-    assert [(p["name"], p["version"], p["older"]) for p in folded] == [
-        ("a", "3", False), ("a", "2", True), ("a", "1", True), ("b", "1", False)]
+    assert [(p["name"], p["version"]) for p in folded] == [
+        ("a", "3"), ("a", "2"), ("a", "1"), ("b", "1")]
     assert [(p["fold_opens"], p["fold_closes"]) for p in folded] == [
         (False, False), (True, False), (False, True), (False, False)]
     assert folded[1]["older_count"] == 2 and folded[1]["older_training"] == 1

@@ -277,7 +277,8 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
                 "started_text": _time(cycle.started_at),
             }
         closed = [f for f in figures if f.get("status") != "open"]
-        devices = _distinct_devices(db_session, [cycle.id for cycle in cycles])
+        shown = closed[-HISTORY_ROWS:]
+        devices = _distinct_devices(db_session, [by_sequence[f["sequence"]].id for f in shown])
         warnings = loss_warnings(closed)
         checkpoints = db_session.execute(
             select(Checkpoint.number, Checkpoint.created_at)
@@ -308,7 +309,7 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
                  "why_closed": why_closed(f),
                  "devices": devices.get(by_sequence[f["sequence"]].id, 0),
                  "loss_warning": warnings.get(f["sequence"])}
-                for f in reversed(closed[-HISTORY_ROWS:])
+                for f in reversed(shown)
             ],
             "charts": _charts(closed),
             "checkpoints": [
@@ -359,11 +360,12 @@ def _distinct_devices_of_process(db_session, process_id: int) -> int:
 
 
 def fold_older_versions(processes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each model name's versions together, newest first; all but the newest are `older`.
+    """Each model name's versions together, newest first.
 
-    The template wraps each name's older versions in one collapsed <details> (`fold_opens` on
-    the first of them, `fold_closes` on the last), so a name hosted ten times shows one section.
-    `processes` come newest first, so the first of each name is its newest.
+    The template wraps each name's older versions (all but the newest) in one collapsed
+    <details> (`fold_opens` on the first of them, `fold_closes` on the last), so a name hosted
+    ten times shows one section. `processes` come newest first, so the first of each name is its
+    newest.
     """
     by_name: dict[str, list[dict[str, Any]]] = {}
     for process in processes:
@@ -372,7 +374,6 @@ def fold_older_versions(processes: list[dict[str, Any]]) -> list[dict[str, Any]]
     for versions in by_name.values():
         older = versions[1:]
         for index, process in enumerate(versions):
-            process["older"] = index > 0
             process["fold_opens"] = index == 1
             process["fold_closes"] = bool(older) and index == len(versions) - 1
             process["older_count"] = len(older)
