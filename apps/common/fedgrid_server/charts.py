@@ -6,7 +6,8 @@ what a person reads first, so they follow fixed rules:
 - ticks sit on round values, a step of 1, 2 or 5 times a power of ten (`nice_ticks`), and the
   axis runs from the first tick to the last, so the plot starts and ends on a labelled value;
 - every label of one axis has the same number of decimals, just enough for the step
-  (`tick_labels`): never ``0.30000000000000004``; large values take k/M/G, tiny ones an exponent;
+  (`tick_labels`): never ``0.30000000000000004``; large values take k/M/G, tiny ones and those
+  past 1000G an exponent;
 - there are only as many ticks as fit the axis without labels overlapping (`_fitting_ticks`);
 - an axis that counts (rates, Nodes online) starts at 0 (``y_from_zero``), so a line that dips
   from 10 to 9 does not look like a crash;
@@ -27,6 +28,9 @@ LABEL_GAP_PX = 10
 # Lines of a multi-series chart are coloured by class (series-0 … series-5 in dashboard.css: the
 # pages' Content-Security-Policy refuses inline styles); a 7th line reuses the 1st colour.
 SERIES_CLASSES = 6
+# Values are drawn clamped to ±1e300 (their tooltip keeps the true figure): the difference of two
+# values near the float limit overflows to infinity and no axis can be fitted around it.
+MAX_PLOTTED = 1e300
 
 
 def nice_step(span: float, max_ticks: int) -> float:
@@ -51,8 +55,8 @@ def nice_ticks(low: float, high: float, max_ticks: int = 6, *, integer: bool = F
 
     `integer`: the ticks are whole numbers (cycle numbers), so the step is at least 1.
     """
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise ValueError("ticks need finite bounds")
+    if not math.isfinite(high - low):
+        raise ValueError("ticks need finite bounds whose difference is finite")
     if high < low:
         low, high = high, low
     # A range that is one value, or differs only in the far decimals (a loss that is flat to
@@ -96,11 +100,12 @@ def tick_labels(ticks: Sequence[float]) -> list[str]:
         return []
     step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else (abs(ticks[0]) or 1.0)
     largest = max(abs(t) for t in ticks)
-    if largest >= 1e4:
+    if 1e4 <= largest < 1e12:
         scale, suffix = next((s, x) for s, x in _SUFFIXES if largest >= s)
         return [_fixed(t / scale, step / scale) + (suffix if t else "") for t in ticks]
-    if largest < 1e-3:
-        # A common exponent: "1.5e-5" reads better than 0.000015 and stays short.
+    if largest < 1e-3 or largest >= 1e12:
+        # A common exponent: "1.5e-5" reads better than 0.000015 and stays short; so does
+        # "2e15" for a figure past the G suffix.
         exponent = math.floor(math.log10(largest)) if largest else 0
         scale = 10.0 ** exponent
         return [(_fixed(t / scale, step / scale) + f"e{exponent}") if t else "0" for t in ticks]
@@ -141,6 +146,10 @@ class LineChart:
         return points[-1][1] if points else None
 
 
+def _clamped(value: float) -> float:
+    return max(-MAX_PLOTTED, min(MAX_PLOTTED, value))
+
+
 def _finite_points(points: Sequence[tuple[float, float | None]]) -> list[tuple[float, float]]:
     return [(x, y) for x, y in points
             if isinstance(y, int | float) and not isinstance(y, bool) and math.isfinite(y)]
@@ -179,7 +188,7 @@ def multi_line_chart(title: str, lines: Sequence[Line], *, x_caption: str = "cyc
     left, right, top, bottom = 58, 16, 14, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     xs = [x for line in lines for x, _ in line.points]
-    ys = [y for line in lines for _, y in line.points]
+    ys = [_clamped(y) for line in lines for _, y in line.points]
     if not xs and x_range is None:
         empty = Markup(
             '<svg class="chart-svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
@@ -241,7 +250,7 @@ def multi_line_chart(title: str, lines: Sequence[Line], *, x_caption: str = "cyc
         ).format(x=12, y=top + plot_h / 2, yc=y_caption))
     for index, line in enumerate(lines):
         series = f"series-{index % SERIES_CLASSES}"
-        points = [(px(x), py(y), x, y) for x, y in line.points]
+        points = [(px(x), py(_clamped(y)), x, y) for x, y in line.points]
         parts.append(Markup(
             '<polyline class="line {s}" data-series="{n}" points="{p}"></polyline>'
         ).format(s=series, n=line.name, p=" ".join(f"{x},{y}" for x, y, _, _ in points)))

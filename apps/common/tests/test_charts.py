@@ -13,6 +13,7 @@ RANGES = [
     (0.1, 0.3), (0.6667, 2.0), (0.0, 1.0), (2.0, 2.0), (0.0, 0.0), (-3.0, 7.0), (1e-7, 3e-6),
     (0.123456789, 0.123456791), (0.0, 123456789.0), (12345.6, 12346.1), (-1e-9, 1e-9),
     (0.91, 0.93), (1.0, 240.0), (3.0, 1e6), (0.30000000000000004, 0.7000000000000001),
+    (0.0, 5e15), (-1e300, 1e300), (1.0, 1e300),
 ]
 
 
@@ -61,6 +62,17 @@ def test_cycle_ticks_are_whole_numbers():
 def test_bounds_that_are_not_finite_are_refused():
     with pytest.raises(ValueError):
         nice_ticks(0, math.inf)
+    with pytest.raises(ValueError):  # each finite, their difference not
+        nice_ticks(-1.7e308, 1.7e308)
+
+
+def test_values_at_the_float_limit_still_get_an_axis():
+    # A loss of 1.7e308 next to -1.7e308 once looped for ever looking for a step (the span is inf).
+    chart = line_chart("loss", [(1, 1.0), (2, 1.7e308), (3, -1.7e308)])
+    svg = str(chart.svg)
+    assert svg.count('class="dot') == 3 and "nan" not in svg.lower() and "inf" not in svg.lower()
+    assert "1.7e+308" in svg  # the tooltip keeps the true value
+    assert all(len(label) <= 8 for label in chart.y_labels), chart.y_labels
 
 
 def _label_boxes(svg: str, axis: str) -> list[tuple[float, str]]:
