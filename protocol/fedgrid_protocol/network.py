@@ -175,12 +175,17 @@ class LeaveRequest(NodeRef):
 
 
 class ModelQuery(NetworkPayload):
-    """`/route` and `/search-model`: a model by name, optionally one version."""
+    """`/route` and `/search-model`: a model by name, optionally one version and one Node.
+
+    A model is one (Node, name, version): the same name hosted on two Nodes is two independent
+    models, so `node` picks which one when the name alone is ambiguous.
+    """
 
     name: Name = Field(validation_alias=AliasChoices("model", "name", "model_name"),
                        description="the model's name (also `name`, PyGrid's `model_name`)")
     version: Version | None = Field(None, validation_alias=AliasChoices("version", "model_version"),
                                     description="one version (also PyGrid's `model_version`)")
+    node: NodeId | None = Field(None, description="only the model hosted on this Node (its id)")
 
 
 REQUESTS: tuple[type[BaseModel], ...] = (JoinRequest, HeartbeatRequest, LeaveRequest, NodeRef,

@@ -2,6 +2,7 @@
 script that re-fetches the page every few seconds (`refresh.js`), both in ``STATIC_DIR``.
 
 Each app serves them at its own URLs (the Node at /dashboard/…, the Network at /static/…).
+Both draw their charts with `fedgrid_server.charts`; the refresh keeps open <details> open.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from fedgrid_server.bodies import init_body_limit
 from fedgrid_server.credentials import check_token_text
 from fedgrid_server.errors import register_error_handlers
 
+from .activity import Activity
 from .config import NetworkConfig
 from .credentials import load_or_create_secret
 from .dashboard import blueprint as dashboard_blueprint
@@ -30,6 +31,7 @@ class NetworkState:
     config: NetworkConfig
     db: Database
     registry: Registry
+    activity: Activity  # per-minute counts for the dashboard (in memory, this process's)
 
 
 def create_app(config: NetworkConfig) -> Flask:
@@ -56,7 +58,9 @@ def create_app(config: NetworkConfig) -> Flask:
     db.upgrade()
     registry = Registry(db, heartbeat_interval=config.heartbeat_interval,
                         offline_after=config.offline_after_seconds)
-    app.extensions["fedgrid_network"] = NetworkState(config=config, db=db, registry=registry)
+    activity = Activity(offline_after=config.offline_after_seconds)
+    app.extensions["fedgrid_network"] = NetworkState(config=config, db=db, registry=registry,
+                                                     activity=activity)
     app.register_blueprint(api_blueprint)
     app.register_blueprint(dashboard_blueprint)
     register_error_handlers(app, name="Network", log=log)  # JSON errors (fedgrid_server.errors)

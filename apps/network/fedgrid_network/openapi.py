@@ -41,7 +41,8 @@ def openapi_document(version: str) -> dict[str, Any]:
     node_path = parameters(NodeRef, schemas, "path")
     model_query = parameters(ModelQuery, schemas)
     paths: dict[str, Any] = {
-        "/": {"get": {"summary": "Dashboard: Nodes with health and last heartbeat, model directory",
+        "/": {"get": {"summary": "Dashboard: Nodes with health and last heartbeat, model "
+                                 "directory, the last hour's routes and heartbeats per minute",
                       "responses": {"200": HTML_OK}}},
         "/health": {"get": {"summary": "Liveness and database reachability",
                             "responses": _responses(JSON_OK, 503)}},
@@ -87,16 +88,24 @@ def openapi_document(version: str) -> dict[str, Any]:
                          "application/json": {"schema": schema_ref(ModelQuery)}}},
                      "responses": _responses(JSON_OK, 400)},
         },
-        "/models": {"get": {"summary": "The model directory: every (name, version) and its Nodes",
+        "/models": {"get": {"summary": "The model directory: one entry per (Node, name, version); "
+                                       "a name on two Nodes is two independent models",
                             "responses": _responses(JSON_OK)}},
         "/route": {"get": {
-            "summary": "Address of a healthy Node hosting the model, least loaded first",
+            "summary": "The model a device should train: an online Node hosting the name (`node` "
+                       "pins one); with several, a training process first, then the least "
+                       "loaded, and `picked_by` and `candidates` say so",
             "parameters": model_query,
             "responses": _responses({"description": "the Node to use", "content": {
                 "application/json": {"schema": {"type": "object", "properties": {
                     "node_id": {"type": "string"}, "address": {"type": "string"},
                     "model": {"type": "string"}, "version": {"type": "string"},
-                }, "required": ["node_id", "address"]}}}}, 400, 404),
+                    "picked_by": {"type": "string", "enum": [
+                        "node_requested", "only_node", "training_then_least_loaded"]},
+                    "candidates": {"type": "array", "items": {"type": "object", "properties": {
+                        "node_id": {"type": "string"}, "address": {"type": "string"},
+                        "version": {"type": "string"}}}},
+                }, "required": ["node_id", "address", "picked_by", "candidates"]}}}}, 400, 404),
         }},
         "/static/{filename}": {"get": {
             "summary": "Dashboard assets (dashboard.css, refresh.js); any other name is a 404",

@@ -1,5 +1,9 @@
 """The registry of Nodes: joining, heartbeats, health, the model directory and device routing.
 
+A model is one (Node, name, version). The same name hosted on two Nodes is two independent
+models (each Node trains its own checkpoints), so the directory lists them apart and routing
+says which one it picked, and why, when a name alone does not decide (`route`).
+
 A Node is *online* while its heartbeats arrive: the Network stamps each one with its own clock,
 and a Node silent for longer than ``offline_after`` seconds (three missed heartbeats by default)
 is *offline* until its next heartbeat. A Node that shut down gracefully says so (`leave`) and is
@@ -190,7 +194,7 @@ class Registry:
                 raise ApiError("node_unknown", f"no Node {node_id!r} is registered", 404)
             return self._describe(node, now)
 
-    def _hosting(self, session, name: str, version: str | None):
+    def _hosting(self, session, name: str, version: str | None, node_id: str | None = None):
         query = (
             select(HostedProcess, NodeRecord)
             .join(NodeRecord, NodeRecord.id == HostedProcess.node_id)
@@ -198,12 +202,15 @@ class Registry:
         )
         if version is not None:
             query = query.where(HostedProcess.version == version)
+        if node_id is not None:
+            query = query.where(NodeRecord.id == node_id)
         return session.execute(query.order_by(NodeRecord.id, HostedProcess.version)).all()
 
-    def search_model(self, name: str, version: str | None = None) -> dict:
+    def search_model(self, name: str, version: str | None = None,
+                     node_id: str | None = None) -> dict:
         now = utcnow()
         with self.db.session() as session:
-            rows = self._hosting(session, name, version)
+            rows = self._hosting(session, name, version, node_id)
             nodes = [
                 {**self._describe(node, now, processes=False), "process": self._describe_process(p)}
                 for p, node in rows
@@ -211,34 +218,44 @@ class Registry:
         return {"model": name, "version": version, "nodes": nodes}
 
     def models(self) -> list[dict]:
-        """The model directory: each (name, version) with the Nodes hosting it."""
+        """The model directory: one entry per (Node, name, version), by name, version, Node.
+
+        Never merged by name: two Nodes hosting "mnist" version 1 are two models with their own
+        checkpoints, and each entry says where it lives (`node_id`, `address`).
+        """
         now = utcnow()
-        directory: dict[tuple[str, str], dict] = {}
         with self.db.session() as session:
             rows = session.execute(
                 select(HostedProcess, NodeRecord)
                 .join(NodeRecord, NodeRecord.id == HostedProcess.node_id)
                 .order_by(HostedProcess.name, HostedProcess.version, NodeRecord.id)
             ).all()
-            for process, node in rows:
-                entry = directory.setdefault(
-                    (process.name, process.version),
-                    {"name": process.name, "version": process.version, "nodes": []},
-                )
-                entry["nodes"].append({
+            return [
+                {
+                    "name": process.name,
+                    "version": process.version,
                     "node_id": node.id,
-                    "status": self.node_status(node, now),
-                    "process_status": process.status,
+                    "address": node.address,
+                    "node_status": self.node_status(node, now),
+                    "status": process.status,
                     "cycle": process.cycle,
                     "checkpoint": process.checkpoint,
-                })
-        return list(directory.values())
+                    "accepted": process.accepted,
+                    "reported": process.reported,
+                }
+                for process, node in rows
+            ]
 
-    def route(self, name: str, version: str | None = None) -> dict:
-        """A healthy Node hosting the model: open processes first, then the least loaded."""
+    def route(self, name: str, version: str | None = None, node_id: str | None = None) -> dict:
+        """The model a device should train: one (Node, name, version) on an online Node.
+
+        `node_id` pins the Node. Otherwise, when several online Nodes host the name (independent
+        models), the pick follows the rule below (docs/operations.md, "Routing"), `picked_by`
+        says so, and `candidates` lists every online (Node, version) in that rule's order.
+        """
         now = utcnow()
         with self.db.session() as session:
-            rows = self._hosting(session, name, version)
+            rows = self._hosting(session, name, version, node_id)
             candidates = [
                 (process, node) for process, node in rows if self.node_status(node, now) == "online"
             ]
@@ -256,15 +273,22 @@ class Registry:
                     self._routed[ranked[0][1].id] += 1
         if not ranked:
             shown = name if version is None else f"{name} version {version}"
+            where = "registered with this Network" if node_id is None else f"{node_id!r}"
             details = {}
             if rows:
                 details["unavailable_nodes"] = sorted({node.id for _, node in rows})
                 message = (f"no healthy Node hosts {shown} right now (the Nodes hosting it are "
                            "offline); retry later")
             else:
-                message = f"no Node registered with this Network hosts {shown}"
+                message = f"no Node {where} hosts {shown}"
             raise ApiError("model_not_found", message, 404, details=details or None)
         process, node = ranked[0]
+        if node_id is not None:
+            picked_by = "node_requested"
+        elif len({candidate.id for _, candidate in ranked}) == 1:
+            picked_by = "only_node"
+        else:
+            picked_by = "training_then_least_loaded"
         return {
             "node_id": node.id,
             "address": node.address,
@@ -272,6 +296,12 @@ class Registry:
             "version": process.version,
             "status": process.status,
             "cycle": process.cycle,
+            "picked_by": picked_by,
+            "candidates": [
+                {"node_id": n.id, "address": n.address, "version": p.version, "status": p.status,
+                 "cycle": p.cycle}
+                for p, n in ranked
+            ],
         }
 
     def counts(self) -> dict[str, int]:

@@ -114,7 +114,11 @@ def _node_token() -> str:
 def heartbeat():
     data = _json_body()
     token = _node_token()
-    return jsonify(_state().registry.heartbeat(validate(HeartbeatRequest, data), token))
+    beat = validate(HeartbeatRequest, data)
+    state = _state()
+    answer = state.registry.heartbeat(beat, token)
+    state.activity.heartbeat(beat.node_id)
+    return jsonify(answer)
 
 
 @blueprint.post("/leave")
@@ -154,7 +158,7 @@ def connected_nodes():
 def search_model():
     body = _json_body() if request.method == "POST" else {}
     query = validate(ModelQuery, _query(body))
-    return jsonify(_state().registry.search_model(query.name, query.version))
+    return jsonify(_state().registry.search_model(query.name, query.version, query.node))
 
 
 @blueprint.get("/models")
@@ -165,4 +169,11 @@ def models():
 @blueprint.get("/route")
 def route():
     query = validate(ModelQuery, _query())
-    return jsonify(_state().registry.route(query.name, query.version))
+    state = _state()
+    try:
+        answer = state.registry.route(query.name, query.version, query.node)
+    except ApiError:
+        state.activity.route_refused()
+        raise
+    state.activity.routed(answer["node_id"], answer["model"], answer["version"])
+    return jsonify(answer)

@@ -292,3 +292,63 @@ def test_what_a_node_sends_is_accepted_with_every_spelling(network):
     both = network.post("/search-model?model=other", json={"model": "mnist", "name": "x"})
     assert both.get_json()["model"] == "other"
     assert network.get("/route?name=mnist&model_name=x").get_json()["node_id"] == "alice"
+
+
+def test_a_name_on_two_nodes_is_two_models_and_routing_says_which_one(network):
+    tokens = {n: join(network, n).get_json()["node_token"] for n in ("alice", "bob", "carol")}
+    beat(network, "alice", tokens["alice"], [process("mnist", cycle=4)], load=2)
+    beat(network, "bob", tokens["bob"], [process("mnist", cycle=9)], load=0)
+    beat(network, "carol", tokens["carol"], [process("other")])
+
+    # The directory: one entry per (Node, name, version), each saying where it lives.
+    directory = network.get("/models").get_json()["models"]
+    mnist = [m for m in directory if m["name"] == "mnist"]
+    assert [(m["node_id"], m["address"], m["version"], m["cycle"]) for m in mnist] == [
+        ("alice", "http://alice:5000", "1", 4), ("bob", "http://bob:5000", "1", 9)]
+    assert all(m["node_status"] == "online" and m["status"] == "open" for m in mnist)
+
+    # Without `node` the Network picks by its stated rule and lists the candidates.
+    routed = network.get("/route?model=mnist").get_json()
+    assert routed["node_id"] == "bob" and routed["picked_by"] == "training_then_least_loaded"
+    assert [(c["node_id"], c["address"]) for c in routed["candidates"]] == [
+        ("bob", "http://bob:5000"), ("alice", "http://alice:5000")]
+    # `node` pins the model on that Node, whatever the load.
+    pinned = network.get("/route?model=mnist&node=alice").get_json()
+    assert (pinned["node_id"], pinned["picked_by"], pinned["cycle"]) == ("alice", "node_requested", 4)
+    assert [c["node_id"] for c in pinned["candidates"]] == ["alice"]
+    elsewhere = network.get("/route?model=mnist&node=carol")
+    assert elsewhere.status_code == 404
+    assert elsewhere.get_json()["error"]["code"] == "model_not_found"
+    assert "'carol'" in elsewhere.get_json()["error"]["message"]
+    refused(network.get("/route?model=mnist&node=../x"), "node")
+    # One Node only: nothing to choose.
+    only = network.get("/route?model=other").get_json()
+    assert (only["node_id"], only["picked_by"]) == ("carol", "only_node")
+    # search-model takes `node` too.
+    found = network.get("/search-model?model=mnist&node=bob").get_json()
+    assert [n["node_id"] for n in found["nodes"]] == ["bob"]
+
+    # The dashboard shows the two mnist models apart, each with its Node and address.
+    html = network.get("/").get_data(as_text=True)
+    assert 'data-model="mnist" data-version="1" data-node="alice"' in html
+    assert 'data-model="mnist" data-version="1" data-node="bob"' in html
+    assert html.count("also on other Nodes") == 2  # on both mnist rows, not on "other"
+
+
+def test_dashboard_counts_routes_and_heartbeats_per_minute(network):
+    token = join(network, "alice").get_json()["node_token"]
+    for _ in range(3):
+        beat(network, "alice", token, [process("digits", "3")])
+    for _ in range(4):
+        assert network.get("/route?model=digits").status_code == 200
+    assert network.get("/route?model=nothing").status_code == 404
+    state = network.application.extensions["fedgrid_network"]
+    window = state.activity.window()
+    assert window.heartbeats_of("alice")[-1] == 3 and window.refused[-1] == 1
+    assert window.routes_to_model("alice", "digits", "3")[-1] == 4
+    assert window.nodes_online()[-1] == 1
+    html = network.get("/").get_data(as_text=True)
+    for chart in ("nodes-online", "heartbeats", "routes"):
+        assert f'id="chart-{chart}"' in html
+    assert 'data-series="digits v3 @ alice"' in html and 'data-series="refused"' in html
+    assert ">minutes ago<" in html and ">per minute<" in html

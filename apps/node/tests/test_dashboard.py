@@ -21,7 +21,10 @@ import requests
 import websocket
 
 from fedgrid_network.testing import start_network, wait_for
+from fedgrid_node.dashboard import fold_older_versions, why_closed
+from fedgrid_node.dashboard.loss_warnings import loss_warnings
 from fedgrid_plans import tensors
+from tests.support.databases import database_backends
 from tests.support.models import logistic_regression
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,11 +35,11 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def host(node, name, **server_config):
+def host(node, name, version="1", **server_config):
     plan, checkpoint = logistic_regression()
     answer = requests.post(
         f"{node.url}/model-centric/host-training",
-        data={"name": name, "version": "1", "client_config": json.dumps({"batch_size": 8}),
+        data={"name": name, "version": version, "client_config": json.dumps({"batch_size": 8}),
               "server_config": json.dumps({"max_diffs": 2, "cycle_length": 600,
                                            **server_config})},
         files={"model": ("model.safetensors", checkpoint),
@@ -50,13 +53,16 @@ def host(node, name, **server_config):
 class Device:
     """A device speaking the raw model-centric API: one place in one cycle, one report."""
 
-    def __init__(self, node, name):
+    def __init__(self, node, name, version="1", worker_id=None):
+        """`worker_id`: the same device again, in a later cycle (a new worker when not given)."""
         self.node, self.name = node, name
-        worker = requests.post(f"{node.url}/model-centric/authenticate",
-                               json={"model_name": name, "model_version": "1"}, timeout=10)
-        self.worker_id = worker.json()["worker_id"]
+        if worker_id is None:
+            worker = requests.post(f"{node.url}/model-centric/authenticate",
+                                   json={"model_name": name, "model_version": version}, timeout=10)
+            worker_id = worker.json()["worker_id"]
+        self.worker_id = worker_id
         cycle = requests.post(f"{node.url}/model-centric/cycle-request",
-                              json={"worker_id": self.worker_id, "model": name, "version": "1",
+                              json={"worker_id": self.worker_id, "model": name, "version": version,
                                     "ping": 5, "download": 50, "upload": 50}, timeout=10).json()
         assert cycle["status"] == "accepted", cycle
         self.request_key = cycle["request_key"]
@@ -297,3 +303,208 @@ def test_checkpoint_downloads_with_ids_out_of_range_are_invalid_request(shared_n
     answer = browser.get(shared_node.url + "/dashboard/checkpoint",
                          params={"process": process, "number": number}, timeout=10)
     assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid_request")
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_cycle_reasons_devices_absurd_losses_folds_and_axes_in_chromium(backend, node_factory,
+                                                                         tmp_path, chromium):
+    node = node_factory(backend)
+    host(node, "digits", version="1")  # an older version: folded away under the newest
+    params = host(node, "digits", version="2")
+    # Workers A and B report in cycles 1-3 and C joins A in cycle 4, whose loss jumps absurdly.
+    workers: dict[str, str | None] = {"A": None, "B": None, "C": None}
+    for cycle, (names, loss) in enumerate(
+            [("AB", 2.0), ("AB", 1.0), ("AB", 0.8), ("AC", 5000.0)], start=1):
+        for seed, name in enumerate(names):
+            device = Device(node, "digits", "2", worker_id=workers[name])
+            workers[name] = device.worker_id
+            device.report(params, 10 * cycle + seed, loss, 0.5)
+    # "late" closes by its deadline: cycle 1 with one report (quorum 1), cycle 2 with none.
+    late = host(node, "late", cycle_length=2.0, max_diffs=3, min_diffs=1, quorum_policy="abandon")
+    Device(node, "late").report(late, 1, 0.7, 0.5)
+
+    chromium.open(node.url + "/")
+    chromium.log_in(node.admin_token)
+
+    def late_history():
+        return chromium.evaluate(
+            "[...document.querySelectorAll('section[data-process=late] table.history tbody tr')]"
+            ".map(r => [Number(r.dataset.cycle), r.querySelector('.why-closed').innerText])")
+
+    rows = wait_for(lambda: (lambda h: h if {1, 2} <= {c for c, _ in h} else None)(late_history()),
+                    timeout=30, what="late's first two cycles to close at their deadlines")
+    reasons = dict(rows)
+    assert reasons[1] == "deadline" and reasons[2] == "abandoned: no quorum"
+
+    newest = "section[data-process=digits][data-version='2']"
+    history = chromium.evaluate(
+        f"[...document.querySelectorAll(\"{newest} table.history tbody tr\")].map(r => ({{"
+        " cycle: Number(r.dataset.cycle), why: r.querySelector('.why-closed').innerText,"
+        " devices: r.querySelector('[data-column=devices]').innerText,"
+        " absurd: r.classList.contains('absurd-loss'),"
+        " marked: !!r.querySelector('.loss-warning')}))")
+    assert [h["cycle"] for h in history] == [4, 3, 2, 1]
+    assert all(h["why"] == "goal reached" and h["devices"] == "2" for h in history)
+    assert [h["cycle"] for h in history if h["absurd"] and h["marked"]] == [4], history
+    # Eight reports from three distinct workers.
+    assert chromium.evaluate(
+        f"document.querySelector(\"{newest} [data-figure=distinct-devices]\").innerText") == "3"
+    alert = chromium.evaluate(
+        f"(() => {{ const a = document.querySelector(\"{newest} .loss-warnings\");"
+        " const r = a.getBoundingClientRect();"
+        " return {text: a.innerText, visible: r.width > 0 && r.height > 0,"
+        " colour: getComputedStyle(a).color}; })()")
+    assert alert["visible"] and "cycle 4" in alert["text"] and "5000" in alert["text"]
+    assert alert["colour"] == "rgb(192, 57, 43)"  # the stylesheet's --bad: the rule applied
+    assert chromium.evaluate("document.querySelectorAll('.loss-warnings').length") == 1
+
+    # Version 1 is folded: in a closed <details>, not on screen until its summary is clicked.
+    folded = "details.older-versions[data-older-of=digits]"
+    assert chromium.evaluate(f"document.querySelector('{folded}').open") is False
+    older = f"document.querySelector(\"{folded} section[data-version='1']\")"
+    assert chromium.evaluate(f"{older}.checkVisibility()") is False
+    assert "1 older version of digits" in chromium.evaluate(
+        f"document.querySelector('{folded} > summary').innerText")
+    assert chromium.evaluate(
+        "document.querySelectorAll(\"details section[data-version='2']\").length") == 0
+    chromium.evaluate(f"document.querySelector('{folded} > summary').click()")
+    assert chromium.evaluate(f"{older}.checkVisibility()") is True
+    # The live refresh swaps the page's content; what the person opened stays open.
+    chromium.evaluate("document.querySelector('#live section.process').dataset.before = 'swap'")
+    wait_for(lambda: chromium.evaluate("!document.querySelector('[data-before=swap]')"),
+             timeout=15, what="the dashboard to refresh itself")
+    assert chromium.evaluate(f"document.querySelector('{folded}').open") is True
+
+    # The axes: every label on screen, none overlapping its neighbour, round and short.
+    axes = chromium.evaluate(
+        f"[...document.querySelectorAll(\"{newest} figure.chart\")].map(f => {{"
+        " const boxes = s => [...f.querySelectorAll(s)].map(t => {"
+        "   const r = t.getBoundingClientRect();"
+        "   return {text: t.textContent, left: r.left, right: r.right, top: r.top,"
+        "           bottom: r.bottom}; });"
+        " return {metric: f.dataset.metric, x: boxes('text.x-tick'), y: boxes('text.y-tick'),"
+        "  captions: [...f.querySelectorAll('text.axis-caption')].map(t => t.textContent)}; })")
+    assert [a["metric"] for a in axes] == ["loss", "accuracy"]
+    for axis in axes:
+        assert [t["text"] for t in axis["x"]] == ["1", "2", "3", "4"]
+        assert 3 <= len(axis["y"]) <= 6
+        assert "cycle" in axis["captions"] and axis["metric"] in axis["captions"]
+        for ticks, before in ((axis["x"], lambda a, b: a["right"] <= b["left"]),
+                              (sorted(axis["y"], key=lambda t: t["top"]),
+                               lambda a, b: a["bottom"] <= b["top"])):
+            assert all(before(a, b) for a, b in zip(ticks, ticks[1:], strict=False)), ticks
+        for tick in axis["y"]:
+            assert len(tick["text"]) <= 6 and tick["text"].replace(".", "").replace(
+                "-", "").replace("k", "").isdigit(), tick
+    loss_labels = [t["text"] for t in axes[0]["y"]]
+    assert loss_labels == ["0", "1000", "2000", "3000", "4000", "5000"]  # 0.8 to 5000, round
+    chromium.screenshot(tmp_path / "node-dashboard-reasons.png")
+
+
+def test_the_absurd_loss_rule():
+    def cycles(*losses, abandoned=None):
+        return [{"sequence": i, "client_metrics": {} if loss is None else {"loss": loss},
+                 **({"abandoned_because": abandoned} if i == len(losses) else {})}
+                for i, loss in enumerate(losses, start=1)]
+
+    assert loss_warnings(cycles(2.0, 1.0, 0.8, 0.7)) == {}
+    # Over 10x the median of the previous (up to 5) cycles: cycle 4; 10x exactly is not.
+    assert list(loss_warnings(cycles(2.0, 1.0, 0.8, 10.5))) == [4]
+    assert loss_warnings(cycles(1.0, 1.0, 10.0)) == {}
+    assert loss_warnings(cycles(1.0, 1.0, 10.1))[3] == (
+        "the loss 10.1 is 10.1× the median 1 of the previous 2 cycles")
+    assert "is 5,000× the median" in loss_warnings(cycles(1.0, 5000.0))[2]
+    # The median: one earlier spike neither hides the next nor makes the recovery look absurd.
+    assert list(loss_warnings(cycles(1.0, 1.0, 1.0, 500.0, 1.0, 400.0))) == [4, 6]
+    # Only the last five finite losses count: a run that settled at 0.01 is judged by 0.01.
+    assert list(loss_warnings(cycles(50, 40, 0.01, 0.01, 0.01, 0.01, 0.01, 0.2))) == [8]
+    # Non-finite: the loss itself, or an aggregate the cycle was abandoned for.
+    assert list(loss_warnings(cycles(1.0, float("nan"), float("inf"), 1.0))) == [2, 3]
+    assert "not finite" in loss_warnings(cycles(1.0, None, abandoned="aggregate_not_finite"))[2]
+    # Nothing to compare with: the first cycle, a loss at or below zero, a cycle without loss.
+    assert loss_warnings(cycles(1e9)) == {}
+    assert loss_warnings(cycles(-5.0, -1.0, 100.0)) == {}
+    assert loss_warnings(cycles(None, 1.0, None, 1.5)) == {}
+
+
+def test_why_a_cycle_closed_in_words_and_older_versions_fold():
+    assert why_closed({"reason": "goal"}) == "goal reached"
+    assert why_closed({"reason": "deadline"}) == "deadline"
+    assert why_closed({"reason": "deadline", "abandoned_because": "no_quorum"}) == \
+        "abandoned: no quorum"
+    assert why_closed({"reason": "goal", "abandoned_because": "aggregate_not_finite"}) == \
+        "abandoned: aggregate not finite"
+    assert why_closed({"reason": "stopped"}) == "stopped"
+    assert why_closed({"reason": "stopped", "abandoned_because": "no_quorum"}) == \
+        "stopped: no quorum"
+    assert why_closed({}) == "–"  # closed before the reason was recorded
+
+    newest_first = [{"name": n, "version": v, "status": s} for n, v, s in (
+        ("a", "3", "active"), ("b", "1", "active"), ("a", "2", "active"), ("a", "1", "finished"))]
+    folded = fold_older_versions(newest_first)
+    assert [(p["name"], p["version"]) for p in folded] == [
+        ("a", "3"), ("a", "2"), ("a", "1"), ("b", "1")]
+    assert [(p["fold_opens"], p["fold_closes"]) for p in folded] == [
+        (False, False), (True, False), (False, True), (False, False)]
+    assert folded[1]["older_count"] == 2 and folded[1]["older_training"] == 1
+
+
+def test_network_dashboard_shows_a_name_on_two_nodes_apart_and_its_activity(
+        node_factory, tmp_path, chromium):
+    network = start_network(data_dir=tmp_path / "network")
+    try:
+        nodes = {
+            name: node_factory("sqlite", extra_args=["--network", network.url, "--id", name,
+                                                     "--network-secret", network.secret])
+            for name in ("alice", "bob")
+        }
+        for node in nodes.values():
+            host(node, "digits")
+        wait_for(lambda: all(network.nodes().get(n, {}).get("processes") for n in nodes),
+                 what="heartbeats from alice and bob with digits")
+        # Devices that name no Node get one by the stated rule; pinned ones get theirs.
+        routed = requests.get(f"{network.url}/route", params={"model": "digits"}, timeout=10).json()
+        assert routed["picked_by"] == "training_then_least_loaded"
+        assert sorted(c["node_id"] for c in routed["candidates"]) == ["alice", "bob"]
+        for _ in range(3):
+            pinned = requests.get(f"{network.url}/route", params={"model": "digits", "node": "bob"},
+                                  timeout=10).json()
+            assert (pinned["node_id"], pinned["address"]) == ("bob", nodes["bob"].url)
+
+        chromium.open(network.url + "/")
+        rows = chromium.evaluate(
+            "[...document.querySelectorAll('#models tbody tr[data-model=digits]')].map(r => ({"
+            " node: r.dataset.node, text: r.innerText,"
+            " routes: Number(r.querySelector('[data-rate=routes]').innerText)}))")
+        assert [r["node"] for r in rows] == ["alice", "bob"]
+        for row in rows:
+            assert nodes[row["node"]].url in row["text"] and "also on other Nodes" in row["text"]
+        assert rows[1]["routes"] > 0  # bob got at least the three pinned devices
+        assert chromium.evaluate("document.getElementById('models-count').innerText") == "2"
+
+        charts = chromium.evaluate(
+            "[...document.querySelectorAll('figure.chart')].map(f => ({id: f.id,"
+            " x: [...f.querySelectorAll('text.x-tick')].map(t => {"
+            "   const r = t.getBoundingClientRect();"
+            "   return {text: t.textContent, left: r.left, right: r.right}; }),"
+            " y: [...f.querySelectorAll('text.y-tick')].map(t => t.textContent),"
+            " captions: [...f.querySelectorAll('text.axis-caption')].map(t => t.textContent),"
+            " series: [...f.querySelectorAll('polyline.line')].map(l => l.dataset.series),"
+            " last: [...f.querySelectorAll('circle.dot title')].map(t => t.textContent).pop()}))")
+        assert [c["id"] for c in charts] == ["chart-nodes-online", "chart-heartbeats",
+                                             "chart-routes"]
+        for chart in charts:
+            labels = [t["text"] for t in chart["x"]]
+            assert labels[-1] == "now" and 3 <= len(labels) <= 10, labels
+            assert all(label.isdigit() for label in labels[:-1]), labels
+            assert all(a["right"] <= b["left"] for a, b in zip(chart["x"], chart["x"][1:],
+                                                               strict=False)), chart["x"]
+            assert chart["y"][0] == "0" and "minutes ago" in chart["captions"]
+            assert all(label.isdigit() for label in chart["y"]), chart["y"]  # counts: whole
+        online, heartbeats, routes = charts
+        assert online["last"].endswith(": 2")  # both Nodes online this minute
+        assert sorted(heartbeats["series"]) == ["alice", "bob"]
+        assert "digits v1 @ bob" in routes["series"]
+        assert chromium.screenshot(tmp_path / "network-dashboard.png").stat().st_size > 10_000
+    finally:
+        network.stop()

@@ -15,7 +15,15 @@
       if (response.ok) {
         const page = new DOMParser().parseFromString(await response.text(), "text/html");
         const fresh = page.getElementById("live");
-        if (fresh) live.innerHTML = fresh.innerHTML;
+        if (fresh) {
+          // Folded sections the person opened stay open across the swap (matched by id).
+          const opened = [...live.querySelectorAll("details[id][open]")].map((d) => d.id);
+          live.innerHTML = fresh.innerHTML;
+          for (const id of opened) {
+            const details = document.getElementById(id);
+            if (details) details.open = true;
+          }
+        }
       }
     } catch (error) {
       // The server may be restarting; the next tick tries again.

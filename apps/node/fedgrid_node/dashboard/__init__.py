@@ -34,16 +34,19 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select
+from sqlalchemy import distinct, func, select
 
 from fedgrid_protocol.errors import ApiError
 from fedgrid_protocol.events import MAX_ID
+from fedgrid_server.charts import line_chart
 from fedgrid_server.dashboard import STATIC_DIR
 
 from .. import __version__
 from ..cycles.server_config import parse_server_config
-from ..db.models import Checkpoint, Cycle, Model, Process, utcnow
-from .charts import line_chart
+from ..cycles.statuses import AbandonReason, AssignmentStatus, CloseReason
+from ..db.models import Assignment, Checkpoint, Cycle, Model, Process, utcnow
+from .loss_warnings import RULE as LOSS_RULE
+from .loss_warnings import loss_warnings
 
 blueprint = Blueprint("node_dashboard", __name__, template_folder="templates")
 # The stylesheet and the live-refresh script are the ones the Network's dashboard serves too.
@@ -206,6 +209,7 @@ def _render(*, login_error: str | None = None, control_error: str | None = None,
         processes=processes,
         login_error=login_error,
         control_error=control_error,
+        loss_rule=LOSS_RULE,
     )
     return _page(html, status)
 
@@ -275,6 +279,9 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
                 "started_text": _time(cycle.started_at),
             }
         closed = [f for f in figures if f.get("status") != "open"]
+        shown = closed[-HISTORY_ROWS:]
+        devices = _distinct_devices(db_session, [by_sequence[f["sequence"]].id for f in shown])
+        warnings = loss_warnings(closed)
         checkpoints = db_session.execute(
             select(Checkpoint.number, Checkpoint.created_at)
             .join(Model, Model.id == Checkpoint.model_id)
@@ -297,17 +304,88 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             "num_cycles": config.num_cycles,
             "strategy": config.strategy["name"],
             "completed": sum(1 for f in closed if f.get("status") == "completed"),
+            "devices": _distinct_devices_of_process(db_session, process.id),
+            "loss_warnings": sorted(warnings.items(), reverse=True),
             "current": current,
             "history": [
-                {**f, "closed_text": _time(by_sequence[f["sequence"]].closed_at)}
-                for f in reversed(closed[-HISTORY_ROWS:])
+                {**f, "closed_text": _time(by_sequence[f["sequence"]].closed_at),
+                 "why_closed": why_closed(f),
+                 "devices": devices.get(by_sequence[f["sequence"]].id, 0),
+                 "loss_warning": warnings.get(f["sequence"])}
+                for f in reversed(shown)
             ],
             "charts": _charts(closed),
             "checkpoints": [
                 {"number": number, "created": _time(created)} for number, created in checkpoints
             ],
         })
-    return described
+    return fold_older_versions(described)
+
+
+# What a closed cycle's summary says (engine._close) → the words on the page.
+_CLOSED_BECAUSE = {
+    (CloseReason.GOAL, None): "goal reached",
+    (CloseReason.DEADLINE, None): "deadline",
+    (CloseReason.DEADLINE, AbandonReason.NO_QUORUM): "abandoned: no quorum",
+    (CloseReason.GOAL, AbandonReason.AGGREGATE_NOT_FINITE): "abandoned: aggregate not finite",
+    (CloseReason.DEADLINE, AbandonReason.AGGREGATE_NOT_FINITE): "abandoned: aggregate not finite",
+    (CloseReason.STOPPED, None): "stopped",
+    (CloseReason.STOPPED, AbandonReason.NO_QUORUM): "stopped: no quorum",
+    (CloseReason.STOPPED, AbandonReason.AGGREGATE_NOT_FINITE): "stopped: aggregate not finite",
+}
+
+
+def why_closed(figures: dict[str, Any]) -> str:
+    """Why a cycle closed, in words; "–" for cycles closed before the reason was recorded."""
+    reason, abandoned = figures.get("reason"), figures.get("abandoned_because")
+    return _CLOSED_BECAUSE.get((reason, abandoned)) or (
+        f"abandoned: {abandoned.replace('_', ' ')}" if abandoned else reason or "–"
+    )
+
+
+def _distinct_devices(db_session, cycle_ids: list[int]) -> dict[int, int]:
+    """Cycle id → how many distinct workers reported in it."""
+    if not cycle_ids:
+        return {}
+    return dict(db_session.execute(
+        select(Assignment.cycle_id, func.count(distinct(Assignment.worker_id)))
+        .where(Assignment.cycle_id.in_(cycle_ids),
+               Assignment.status == AssignmentStatus.REPORTED)
+        .group_by(Assignment.cycle_id)
+    ).all())
+
+
+def _distinct_devices_of_process(db_session, process_id: int) -> int:
+    """How many distinct workers reported in any cycle of the process (a worker id belongs to
+    one process, so the same device in ten cycles counts once)."""
+    return db_session.scalar(
+        select(func.count(distinct(Assignment.worker_id)))
+        .join(Cycle, Cycle.id == Assignment.cycle_id)
+        .where(Cycle.process_id == process_id, Assignment.status == AssignmentStatus.REPORTED)
+    ) or 0
+
+
+def fold_older_versions(processes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each model name's versions together, newest first.
+
+    The template wraps each name's older versions (all but the newest) in one collapsed
+    <details> (`fold_opens` on the first of them, `fold_closes` on the last), so a name hosted
+    ten times shows one section. `processes` come newest first, so the first of each name is its
+    newest.
+    """
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for process in processes:
+        by_name.setdefault(process["name"], []).append(process)
+    ordered = []
+    for versions in by_name.values():
+        older = versions[1:]
+        for index, process in enumerate(versions):
+            process["fold_opens"] = index == 1
+            process["fold_closes"] = bool(older) and index == len(versions) - 1
+            process["older_count"] = len(older)
+            process["older_training"] = sum(1 for p in older if p["status"] != "finished")
+            ordered.append(process)
+    return ordered
 
 
 def _charts(closed: list[dict[str, Any]]) -> list:
@@ -323,7 +401,7 @@ def _charts(closed: list[dict[str, Any]]) -> list:
         sampled.append(closed[-1])
     return [
         line_chart(name, [(f["sequence"], (f.get("client_metrics") or {}).get(name))
-                          for f in sampled])
+                          for f in sampled], y_caption=name)
         for name in names[:6]
     ]
 
