@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import errors, typescript
+from .events import MAX_WAIT_SECONDS
 
 REGENERATE = "python -m fedgrid_protocol.export (or `make protocol`)"
 HEADER = (
@@ -127,6 +128,9 @@ def render_js(data: dict[str, Any]) -> str:
         "",
         "/** Codes the SDKs make up themselves, for failures that never reached a server's answer. */",
         f"export const SDK_CODES = freeze({_js_literal(sdk_codes)});",
+        "",
+        "/** The longest a cycle-request may be held (its `wait`, seconds). */",
+        f"export const MAX_WAIT_SECONDS = {MAX_WAIT_SECONDS:g};",
         "",
     ])
 

@@ -6,13 +6,12 @@
 import { AssignmentExpired, FedgridError, ReportRefused, TrainingStoppedError, WorkerUnknown } from './errors.js';
 import { Emitter } from './events.js';
 import { PlanExecutor, trainLocally } from './executor.js';
+import { MAX_WAIT_SECONDS } from './protocol.generated.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
 
 export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan devices run
 /** Seconds participate() lets the Node hold each cycle-request (long-poll) by default. */
 const PARTICIPATE_WAIT = 25;
-/** The longest hold a Node grants (api.md: cycle-request `wait`). */
-const MAX_WAIT = 30;
 /** The `timeout` of a final rejection (`training_finished`, `training_stopped`), which the Node sends without one: a loop that
  *  waits `timeout` before asking again then waits an hour instead of asking in a tight loop
  *  (`timeout: null` made `setTimeout(ask, timeout * 1000)` fire at once, hundreds of times a
@@ -110,7 +109,7 @@ export class Job extends Emitter {
       speeds = this.speeds;
     }
     // A hold past half the timeout could outlast the request itself, which would then be retried.
-    const held = wait === undefined ? undefined : Math.max(0, Math.min(wait, MAX_WAIT, this.transport.timeout / 2));
+    const held = wait === undefined ? undefined : Math.max(0, Math.min(wait, MAX_WAIT_SECONDS, this.transport.timeout / 2));
     // Pushes exist only on a socket (api.md: cycle-request `notify`).
     const push = notify && this.transport.kind === 'websocket' ? true : undefined;
     const fields = () => ({ worker_id: this.workerId, model: this.modelName, version: this.modelVersion, ...(speeds ?? {}), wait: held, notify: push });

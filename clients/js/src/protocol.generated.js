@@ -477,3 +477,6 @@ export const SDK_CODES = freeze({
   "network_unreachable": "NetworkUnreachable",
   "unexpected_answer": "FedgridError"
 });
+
+/** The longest a cycle-request may be held (its `wait`, seconds). */
+export const MAX_WAIT_SECONDS = 30;
