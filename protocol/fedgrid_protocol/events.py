@@ -207,9 +207,6 @@ class AuthenticateAnswer(Answer):
 
 class AcceptedAnswer(Answer):
     status: Literal["accepted"]
-    task: Literal["train", "evaluate"] = Field(
-        "train", description="`evaluate`: run the plan's forward graph on local data without "
-                             "training and report metrics and num_samples only, no diff")
     request_key: str
     model: str
     version: str
@@ -221,6 +218,9 @@ class AcceptedAnswer(Answer):
     deadline: Iso8601
     timeout: float = Field(description="seconds left to report: the assignment's lease")
     report_by: Iso8601
+    task: Literal["train", "evaluate"] = Field(
+        "train", description="`evaluate`: run the plan's forward graph on local data without "
+                             "training and report metrics and num_samples only, no diff")
 
 
 class RejectedAnswer(Answer):

@@ -160,8 +160,6 @@ export interface SdkCodes {
  */
 export interface AcceptedAnswer {
   status: 'accepted';
-  /** `evaluate`: run the plan's forward graph on local data without training and report metrics and num_samples only, no diff */
-  task?: 'train' | 'evaluate';
   request_key: string;
   model: string;
   version: string;
@@ -176,6 +174,8 @@ export interface AcceptedAnswer {
   timeout: number;
   /** ISO 8601 UTC, e.g. 2026-11-26T18:00:00.000000Z */
   report_by: string;
+  /** `evaluate`: run the plan's forward graph on local data without training and report metrics and num_samples only, no diff */
+  task?: 'train' | 'evaluate';
 }
 
 /** Wire payload: an answer of `checkpoints`, an answer of `cycles`, an answer of `processes`. */
