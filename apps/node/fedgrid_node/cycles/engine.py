@@ -49,7 +49,9 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
+from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
+from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import fold_off_hub, run_off_hub
 from .open_cycle import OpenCycle
@@ -57,7 +59,14 @@ from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
-from .statuses import AbandonReason, AssignmentStatus, CloseReason, CycleStatus, ProcessStatus
+from .statuses import (
+    AbandonReason,
+    AssignmentStatus,
+    AssignmentTask,
+    CloseReason,
+    CycleStatus,
+    ProcessStatus,
+)
 
 log = logging.getLogger("fedgrid.node.cycles")
 
@@ -109,6 +118,8 @@ class CycleEngine:
         self._figures = FigureWriter(db)
         # Per process: one-shot callbacks for the same moments (see `notify_once`).
         self._subscribers: dict[int, dict[Any, Callable[[], None]]] = {}
+        # Scores each new checkpoint on the process's evaluation set, never on the cycle's path.
+        self.held_out = HeldOutScorer(db)
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -120,8 +131,10 @@ class CycleEngine:
             ).all()
         for cycle_id in cycle_ids:
             self._restore(cycle_id)
+        self.held_out.start()
 
     def stop(self) -> None:
+        self.held_out.stop()
         for state in list(self._open.values()):
             if state.watcher is not None:
                 state.watcher.kill(block=False)
@@ -149,7 +162,7 @@ class CycleEngine:
             )
             assignments = session.execute(
                 select(Assignment.id, Assignment.status, Assignment.expires_at)
-                .where(Assignment.cycle_id == cycle_id)
+                .where(Assignment.cycle_id == cycle_id, Assignment.task == AssignmentTask.TRAIN)
             ).all()
             for assignment_id, status, expires_at in assignments:
                 state.accepted += 1
@@ -182,7 +195,8 @@ class CycleEngine:
         rows = session.execute(
             select(Assignment.assigned_at, Assignment.reported_at)
             .join(Cycle, Cycle.id == Assignment.cycle_id)
-            .where(Cycle.process_id == process_id, Assignment.reported_at.is_not(None))
+            .where(Cycle.process_id == process_id, Assignment.reported_at.is_not(None),
+                   Assignment.task == AssignmentTask.TRAIN)
             .order_by(Assignment.reported_at.desc())
             .limit(OBSERVATION_WINDOW)
         ).all()
@@ -397,6 +411,12 @@ class CycleEngine:
                         Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
                     )
                 )
+                if (existing is not None and existing.task == AssignmentTask.EVALUATE
+                        and existing.status == AssignmentStatus.ACCEPTED
+                        and existing.expires_at <= now):
+                    # An evaluation's lease is checked here, not by the watcher (it holds no
+                    # training place): the device may be decided afresh.
+                    existing.status = AssignmentStatus.EXPIRED
                 if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
                     return self._accepted_answer(session, process, state, existing, now)
@@ -409,7 +429,8 @@ class CycleEngine:
                         select(func.max(Cycle.sequence))
                         .join(Assignment, Assignment.cycle_id == Cycle.id)
                         .where(Cycle.process_id == process_id, Assignment.worker_id == worker_id,
-                               Cycle.sequence < state.sequence)
+                               Cycle.sequence < state.sequence,
+                               Assignment.task == AssignmentTask.TRAIN)
                     )
                     decision = decide(
                         config, counts, speeds,
@@ -421,6 +442,11 @@ class CycleEngine:
                     if decision.accepted:
                         return self._accept(session, process, config, state, worker_id, existing,
                                             now, attempt)
+                    if decision.reason == "cycle_full" and evaluation_place_left(
+                            session, config, state.cycle_id, state.sequence):
+                        # Every training place is taken: this device evaluates the checkpoint.
+                        return self._accept(session, process, config, state, worker_id, existing,
+                                            now, attempt, task=AssignmentTask.EVALUATE)
                     reason, timeout = decision.reason, decision.timeout
                 if reason in WAITABLE_REASONS and attempt.may_wait:
                     return _WAIT
@@ -448,17 +474,20 @@ class CycleEngine:
                        headers={"Retry-After": "1"})
 
     def _accept(self, session, process, config, state: OpenCycle, worker_id: str, existing, now,
-                attempt: _Attempt):
-        lease = self.lease_seconds(config, process.id)
-        expires = min(state.deadline, now + timedelta(seconds=lease))
+                attempt: _Attempt, task: AssignmentTask = AssignmentTask.TRAIN):
+        training = task == AssignmentTask.TRAIN
+        lease = timedelta(seconds=self.lease_seconds(config, process.id))
+        # An evaluation may outlive its cycle: the checkpoint it scores stays what it is.
+        expires = min(state.deadline, now + lease) if training else now + lease
         assignment = existing
         if assignment is None:
             assignment = Assignment(cycle_id=state.cycle_id, worker_id=worker_id)
             session.add(assignment)
-        else:
+        elif existing.task == AssignmentTask.TRAIN:
             state.expired -= 1  # the same row takes a fresh place; its expiry no longer counts
         assignment.request_key = secrets.token_urlsafe(32)
         assignment.status = AssignmentStatus.ACCEPTED
+        assignment.task = task
         assignment.assigned_at = now
         assignment.expires_at = expires
         save_figures(session, state)  # the figures ride along in the place's own commit
@@ -466,9 +495,10 @@ class CycleEngine:
         answer = self._accepted_answer(session, process, state, assignment, now)
         session.commit()  # the place is durable before it is counted or announced
         attempt.unsaved.pop(state.cycle_id, None)
-        state.accepted += 1
-        state.outstanding[assignment.id] = expires
-        state.wakeup.set()  # the watcher may need to wake for this lease
+        if training:  # an evaluation holds no training place: nothing for the watcher
+            state.accepted += 1
+            state.outstanding[assignment.id] = expires
+            state.wakeup.set()  # the watcher may need to wake for this lease
         return answer
 
     @staticmethod
@@ -498,6 +528,7 @@ class CycleEngine:
             # Seconds left to report: the end of the lease (never after the deadline).
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
+            "task": assignment.task or AssignmentTask.TRAIN.value,
         }
 
     # ----------------------------------------------------------------------------- assignments
@@ -507,6 +538,11 @@ class CycleEngine:
         assignment = self._assignment_of(session, worker_id, request_key)
         if assignment.status == AssignmentStatus.EXPIRED:
             raise _expired()
+        if assignment.task == AssignmentTask.EVALUATE:
+            # Not bound to the cycle's close: the checkpoint it scores never changes.
+            if _evaluation_lease_over(assignment):
+                raise _expired()
+            return assignment
         if assignment.status == AssignmentStatus.DROPPED or assignment.cycle.status != CycleStatus.OPEN:
             raise _cycle_closed()
         return assignment
@@ -541,14 +577,24 @@ class CycleEngine:
         self,
         worker_id: str,
         request_key: str,
-        diff_bytes: bytes,
+        diff_bytes: bytes | None,
         num_samples: int,
         metrics: Mapping[str, float] | None,
     ) -> dict[str, Any]:
-        """Store a report durably, fold it into the cycle's sum, close the cycle at its goal."""
+        """Store a report durably, fold it into the cycle's sum, close the cycle at its goal.
+
+        An evaluation assignment's report (metrics only) is stored and nothing else."""
         with self.db.session() as session:
             assignment = self._assignment_of(session, worker_id, request_key)
             self._check_may_report(assignment)
+            if assignment.task == AssignmentTask.EVALUATE:
+                return self._report_evaluation(session, assignment, diff_bytes, num_samples,
+                                               metrics)
+            if diff_bytes is None:
+                raise ApiError("report_diff_missing",
+                               "a training assignment reports its diff (start − trained "
+                               "parameters, safetensors) as the body", 400,
+                               details={"field": "diff"})
             assignment_id, cycle_id = assignment.id, assignment.cycle_id
             process_id = assignment.cycle.process_id
             spec = self.spec(session, process_id)
@@ -580,6 +626,32 @@ class CycleEngine:
             if state.running.count >= goal:
                 self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
         return {"status": "success", "cycle": state.sequence}
+
+    @staticmethod
+    def _report_evaluation(session, assignment: Assignment, diff_bytes: bytes | None,
+                           num_samples: int, metrics: Mapping[str, float] | None) -> dict[str, Any]:
+        """Store an evaluation's metrics on its assignment: no diff, no fold, no goal."""
+        if diff_bytes is not None:
+            raise ApiError("report_diff_unexpected",
+                           "this is an evaluation assignment: report metrics and num_samples "
+                           "only, without a diff", 400, details={"field": "diff"})
+        if not metrics:
+            raise ApiError("metrics_invalid",
+                           "an evaluation report needs its metrics (e.g. accuracy, loss)", 400,
+                           details={"field": "metrics"})
+        if _evaluation_lease_over(assignment):
+            raise _expired()
+        # Re-read, locked: a twin request may have reported meanwhile.
+        session.refresh(assignment, with_for_update=True)
+        locked = assignment
+        CycleEngine._check_may_report(locked)
+        locked.status = AssignmentStatus.REPORTED
+        locked.reported_at = utcnow()
+        locked.num_samples = num_samples
+        locked.metrics = dict(metrics)
+        sequence = locked.cycle.sequence
+        session.commit()
+        return {"status": "success", "cycle": sequence}
 
     # ----------------------------------------------------------------------------- closing
 
@@ -616,6 +688,7 @@ class CycleEngine:
                 return
             if summary["status"] == CycleStatus.COMPLETED:
                 self._cycle_durations[process_id].append((now - state.started_at).total_seconds())
+                self.held_out.schedule(process_id)  # scored in the background, never awaited
             # The next cycle becomes the open one before this one is marked closed, so nobody
             # who waited on this lock finds no open cycle in between.
             if next_cycle is not None:
@@ -656,7 +729,8 @@ class CycleEngine:
         cycle.status = CycleStatus.ABANDONED if abandoned_because else CycleStatus.COMPLETED
         dropped = session.execute(
             update(Assignment)
-            .where(Assignment.cycle_id == cycle.id, Assignment.status == AssignmentStatus.ACCEPTED)
+            .where(Assignment.cycle_id == cycle.id, Assignment.status == AssignmentStatus.ACCEPTED,
+                   Assignment.task == AssignmentTask.TRAIN)
             .values(status=AssignmentStatus.DROPPED)
         ).rowcount
         cycle.closed_at = now
@@ -710,6 +784,11 @@ def _cycle_closed() -> ApiError:
         "the cycle of this assignment has closed; request a place in the current cycle",
         409,
     )
+
+
+def _evaluation_lease_over(assignment: Assignment) -> bool:
+    return (assignment.status == AssignmentStatus.ACCEPTED and assignment.expires_at is not None
+            and utcnow() > assignment.expires_at)
 
 
 def _expired() -> ApiError:
