@@ -90,3 +90,39 @@ def test_a_fleet_evaluates_on_schedule_without_slowing_training(node_factory, ho
     scores = {entry["number"]: entry["test_metrics"]["accuracy"] for entry in listing}
     assert scores[NUM_CYCLES + 1] > scores[1]
     assert np.isfinite(list(scores.values())).all()
+
+
+def test_the_cli_shows_test_accuracy_per_cycle_and_watch_scores_each_checkpoint(
+        sdk_node, host, digits, compiled_mlp, tmp_path, capsys):
+    from fedgrid.cli import main
+
+    name = host(server_config={"max_diffs": 1, "num_cycles": 2, "cycle_length": 600})
+    features, labels = digits
+    test_features, test_labels = features[:150], labels[:150]
+    node = ["--url", sdk_node.url, "--admin-token", sdk_node.admin_token]
+    with Admin(sdk_node.url, sdk_node.admin_token) as admin:
+        admin.upload_evaluation_set(name, test_features, test_labels)
+        with Client(sdk_node.url) as client:
+            client.new_job(name).participate((features[150:300], labels[150:300]))
+        deadline = time.monotonic() + 60
+        while not all(entry["test_metrics"] for entry in admin.evaluations(name)) or len(
+                admin.evaluations(name)) < 3:
+            assert time.monotonic() < deadline, admin.evaluations(name)
+            time.sleep(0.1)
+        scores = {e["number"]: e["test_metrics"] for e in admin.evaluations(name)}
+
+    assert main(["cycles", name, *node]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"checkpoint 1 (hosted)  test acc {scores[1]['accuracy']:.4f}"
+    for line, produced in zip(lines[1:], (2, 3), strict=True):
+        assert f"test acc {scores[produced]['accuracy']:.4f}" in line, line
+
+    np.savez(tmp_path / "test.npz", features=test_features, labels=test_labels)
+    (tmp_path / "plan.fgplan").write_bytes(compiled_mlp.to_bytes())
+    assert main(["watch", name, "--test", str(tmp_path / "test.npz"), "--plan",
+                 str(tmp_path / "plan.fgplan"), "--interval", "0.1", *node]) == 0
+    watched = capsys.readouterr().out.splitlines()
+    # The local scores are the Node's: the same plan, checkpoints and examples.
+    assert watched == [
+        f"checkpoint {n}: accuracy {scores[n]['accuracy']:.4f}  loss {scores[n]['loss']:.4f}  "
+        f"(150 samples)" for n in (1, 2, 3)]
