@@ -377,3 +377,41 @@ def test_an_evaluation_may_report_after_its_cycle_closed(http_api):
                                   "request_key": evaluation["request_key"]}).status == 200
     assert report_metrics(api, evaluator, evaluation, {"accuracy": 0.25}, 8).status == 200
     assert evaluations(api, name)[1]["federated_metrics"]["metrics"] == {"accuracy": 0.25}
+
+
+def test_the_dashboard_draws_test_accuracy_beside_the_clients_accuracy(http_api):
+    import re
+
+    import requests
+
+    api = http_api
+    name = unique_name()
+    host(api, name, max_diffs=1, num_cycles=2)
+    features, labels = examples(100)
+    assert upload(api, name, encoded(features, labels)).status == 200
+    for seed in (1, 2):
+        worker, body = request_place(api, name)
+        diff = tensors.encode(random_diff(logistic_regression()[1], seed, scale=0.5))
+        assert api.call("report", {"worker_id": worker, "request_key": body["request_key"],
+                                   "num_samples": 10, "metrics": {"accuracy": 0.1 * seed}},
+                        blobs={"diff": diff}).status == 200
+    scored = wait_for(lambda: (lambda e: e if all(e.get(n, {}).get("test_metrics")
+                                                   for n in (1, 2, 3)) else None)(
+        evaluations(api, name)), "checkpoints 1 to 3 to be scored")
+    browser = requests.Session()
+    assert browser.post(f"{api.url}/dashboard/login", data={"token": api.admin_token},
+                        timeout=10).status_code == 200
+    page = browser.get(f"{api.url}/", timeout=10).text
+    section = page[page.index(f'data-process="{name}"'):]
+    section = section[:section.index("</section>")]
+    figure = section[section.index('data-metric="accuracy"'):]
+    figure = figure[:figure.index("</figure>")]
+    test_line = re.search(r'data-series="test" points="([^"]*)"', figure).group(1)
+    assert len(test_line.split(" ")) == 3  # the hosted checkpoint (cycle 0) and both cycles'
+    titles = re.findall(r"<title>test, ([^<]*)</title>", figure)
+    assert titles == [
+        f"hosted checkpoint: {scored[1]['test_metrics']['accuracy']:.6g}",
+        f"after cycle 1: {scored[2]['test_metrics']['accuracy']:.6g}",
+        f"after cycle 2: {scored[3]['test_metrics']['accuracy']:.6g}",
+    ]
+    assert len(re.findall(r'<circle class="dot"', figure)) == 2  # the clients' line unchanged

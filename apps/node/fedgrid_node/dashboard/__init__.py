@@ -43,6 +43,7 @@ from fedgrid_server.dashboard import STATIC_DIR
 from .. import __version__
 from ..cycles.server_config import parse_server_config
 from ..db.models import Checkpoint, Cycle, Model, Process, utcnow
+from ..model_centric.events import checkpoint_evaluations
 from .charts import line_chart
 
 blueprint = Blueprint("node_dashboard", __name__, template_folder="templates")
@@ -273,6 +274,7 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
                 "started_text": _time(cycle.started_at),
             }
         closed = [f for f in figures if f.get("status") != "open"]
+        evaluations = checkpoint_evaluations(db_session, process.id)
         checkpoints = db_session.execute(
             select(Checkpoint.number, Checkpoint.created_at)
             .join(Model, Model.id == Checkpoint.model_id)
@@ -299,7 +301,8 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
                 {**f, "closed_text": _time(by_sequence[f["sequence"]].closed_at)}
                 for f in reversed(closed[-HISTORY_ROWS:])
             ],
-            "charts": _charts(closed),
+            "charts": _charts(closed, evaluations),
+            "evaluated": bool(evaluations),
             "checkpoints": [
                 {"number": number, "created": _time(created)} for number, created in checkpoints
             ],
@@ -307,11 +310,41 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
     return described
 
 
-def _charts(closed: list[dict[str, Any]]) -> list:
+def _evaluation_series(closed: list[dict[str, Any]], evaluations: dict[int, dict],
+                       metric: str) -> dict[str, list[tuple[int, float]]]:
+    """The held-out ("test") and federated values of `metric`, at the cycle that produced each
+    checkpoint (0: the hosted checkpoint)."""
+    produced_by = {1: 0, **{f["new_checkpoint"]: f["sequence"] for f in closed
+                            if f.get("new_checkpoint") and f.get("status") == "completed"}}
+    series: dict[str, list[tuple[int, float]]] = {"test": [], "federated": []}
+    for number, evaluation in sorted(evaluations.items()):
+        if number not in produced_by:
+            continue
+        test = (evaluation.get("test_metrics") or {}).get(metric)
+        federated = ((evaluation.get("federated_metrics") or {}).get("metrics") or {}).get(metric)
+        if test is not None:
+            series["test"].append((produced_by[number], test))
+        if federated is not None:
+            series["federated"].append((produced_by[number], federated))
+    # As many points as the clients' line at most, the newest always shown.
+    for name, values in series.items():
+        stride = max(1, -(-len(values) // MAX_CHART_POINTS))
+        if stride > 1:
+            series[name] = values[::stride] + ([values[-1]] if (len(values) - 1) % stride else [])
+    return series
+
+
+def _charts(closed: list[dict[str, Any]], evaluations: dict[int, dict] | None = None) -> list:
+    evaluations = evaluations or {}
     names: list[str] = []
     for figures in closed:
         for name in (figures.get("client_metrics") or {}):
             if name not in names:
+                names.append(name)
+    for evaluation in evaluations.values():  # a metric only evaluations have gets a chart too
+        for name in ((evaluation.get("test_metrics") or {}).keys()
+                     | ((evaluation.get("federated_metrics") or {}).get("metrics") or {}).keys()):
+            if name in PREFERRED_METRICS and name not in names:
                 names.append(name)
     names.sort(key=lambda n: (PREFERRED_METRICS.index(n) if n in PREFERRED_METRICS else 99, n))
     stride = max(1, -(-len(closed) // MAX_CHART_POINTS))
@@ -320,7 +353,8 @@ def _charts(closed: list[dict[str, Any]]) -> list:
         sampled.append(closed[-1])
     return [
         line_chart(name, [(f["sequence"], (f.get("client_metrics") or {}).get(name))
-                          for f in sampled])
+                          for f in sampled],
+                   extra=_evaluation_series(closed, evaluations, name))
         for name in names[:6]
     ]
 

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Series:
+    """A further line on a chart (e.g. held-out test accuracy beside the clients' accuracy)."""
+
+    name: str  # also its CSS class: "test", "federated"
+    points: list[tuple[float, float, int, float]]
+    path: str
+    last: float | None
 
 
 @dataclass
@@ -20,6 +30,7 @@ class LineChart:
     right: int
     top: int
     last: float | None
+    extra: list[Series] = field(default_factory=list)
 
 
 def _fmt(value: float) -> str:
@@ -33,17 +44,26 @@ def _fmt(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
+def _finite(series: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    return [(c, v) for c, v in series if isinstance(v, int | float) and math.isfinite(v)]
+
+
 def line_chart(title: str, series: list[tuple[int, float]], *, width: int = 520,
-               height: int = 190) -> LineChart:
-    """`series`: (cycle number, value) pairs in cycle order; non-finite values are skipped."""
-    series = [(c, v) for c, v in series if isinstance(v, int | float) and math.isfinite(v)]
+               height: int = 190,
+               extra: dict[str, list[tuple[int, float]]] | None = None) -> LineChart:
+    """`series`: (cycle number, value) pairs in cycle order; non-finite values are skipped.
+    `extra`: further named series drawn on the same axes."""
+    series = _finite(series)
+    others = {name: _finite(values) for name, values in (extra or {}).items()}
+    others = {name: values for name, values in others.items() if values}
     left, right, top, bottom = 54, 14, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
-    if not series:
+    everything = series + [pair for values in others.values() for pair in values]
+    if not everything:
         return LineChart(title, width, height, [], "", [], [], left, height - bottom,
                          width - right, top, None)
-    xs = [c for c, _ in series]
-    ys = [v for _, v in series]
+    xs = [c for c, _ in everything]
+    ys = [v for _, v in everything]
     x_min, x_max = min(xs), max(xs)
     y_min, y_max = min(ys), max(ys)
     if y_max - y_min < 1e-12:
@@ -61,11 +81,16 @@ def line_chart(title: str, series: list[tuple[int, float]], *, width: int = 520,
     def py(value: float) -> float:
         return top + (1 - (value - y_min) / (y_max - y_min)) * plot_h
 
-    points = [(round(px(c), 1), round(py(v), 1), c, v) for c, v in series]
-    path = " ".join(f"{x},{y}" for x, y, _, _ in points)
+    def plotted(values: list[tuple[int, float]]) -> tuple[list, str]:
+        dots = [(round(px(c), 1), round(py(v), 1), c, v) for c, v in values]
+        return dots, " ".join(f"{x},{y}" for x, y, _, _ in dots)
+
+    points, path = plotted(series)
+    lines = [Series(name, *plotted(values), values[-1][1]) for name, values in others.items()]
     y_ticks = [(round(py(y_min + (y_max - y_min) * i / 4), 1), _fmt(y_min + (y_max - y_min) * i / 4))
                for i in range(5)]
     step = max(1, math.ceil((x_max - x_min + 1) / 8))
     x_ticks = [(round(px(c), 1), str(c)) for c in range(x_min, x_max + 1, step)]
     return LineChart(title, width, height, points, path, y_ticks, x_ticks, left,
-                     height - bottom, width - right, top, ys[-1])
+                     height - bottom, width - right, top, series[-1][1] if series else None,
+                     lines)
