@@ -34,15 +34,18 @@ log = logging.getLogger("fedgrid.node.evaluation")
 TRAINING_PLAN_NAME = "training_plan"  # PyGrid's name for the plan devices run
 
 
-def evaluation_plan(session, process_id: int) -> bytes:
+def evaluation_plan_id(session, process_id: int) -> int:
     """The plan the Node scores with: `training_plan`, else the process's first client plan."""
     rows = session.execute(
-        select(Plan.name, Plan.data)
+        select(Plan.name, Plan.id)
         .where(Plan.process_id == process_id, Plan.kind == "client")
         .order_by(Plan.id)
     ).all()
-    by_name = dict(rows)
-    return by_name.get(TRAINING_PLAN_NAME, rows[0][1])
+    return dict(rows).get(TRAINING_PLAN_NAME, rows[0][1])
+
+
+def evaluation_plan(session, process_id: int) -> bytes:
+    return session.scalar(select(Plan.data).where(Plan.id == evaluation_plan_id(session, process_id)))
 
 
 def current_set_id(session, process_id: int) -> int | None:
@@ -77,8 +80,9 @@ class HeldOutScorer:
         self.score = score  # what scores one checkpoint (runs on the thread pool)
         self._workers: dict[int, gevent.Greenlet] = {}  # process id -> its scoring greenlet
         self._again: set[int] = set()  # processes scheduled while their greenlet was running
-        # Per process: the executor (a hosted plan never changes) and the current set, decoded.
-        self._executors: dict[int, tuple[PlanExecutor, ForwardSpec]] = {}
+        # By plan content hash: its executor (a hosted plan never changes). Per process: its
+        # current set, decoded, with the set's id (ids are never reused, unlike a process's).
+        self._executors: dict[str, tuple[PlanExecutor, ForwardSpec]] = {}
         self._sets: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
 
     def start(self) -> None:
@@ -123,6 +127,7 @@ class HeldOutScorer:
         with self.db.session() as session:
             set_id = current_set_id(session, process_id)
             if set_id is None:
+                self._sets.pop(process_id, None)  # the process (and its set) is gone
                 return
             model_id = session.scalar(select(Model.id).where(Model.process_id == process_id))
             rows = session.execute(
@@ -156,12 +161,17 @@ class HeldOutScorer:
                      process_id, number, result)
 
     def _executor(self, process_id: int) -> tuple[PlanExecutor, ForwardSpec]:
-        if process_id not in self._executors:
-            with self.db.session() as session:
-                plan = evaluation_plan(session, process_id)
+        with self.db.session() as session:
+            plan_id = evaluation_plan_id(session, process_id)
+            content_hash = session.scalar(select(Plan.content_hash).where(Plan.id == plan_id))
+            if content_hash not in self._executors:
+                plan = session.scalar(select(Plan.data).where(Plan.id == plan_id))
+            else:
+                plan = None
+        if plan is not None:
             executor = run_off_hub(PlanExecutor, plan)
-            self._executors[process_id] = (executor, forward_spec(executor.plan.manifest))
-        return self._executors[process_id]
+            self._executors[content_hash] = (executor, forward_spec(executor.plan.manifest))
+        return self._executors[content_hash]
 
     def _evaluation_set(self, process_id: int,
                         set_id: int) -> tuple[np.ndarray, np.ndarray] | None:
