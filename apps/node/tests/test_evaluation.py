@@ -415,3 +415,29 @@ def test_the_dashboard_draws_test_accuracy_beside_the_clients_accuracy(http_api)
         f"after cycle 2: {scored[3]['test_metrics']['accuracy']:.6g}",
     ]
     assert len(re.findall(r'<circle class="dot"', figure)) == 2  # the clients' line unchanged
+
+
+def test_twin_evaluation_reports_store_exactly_one(http_api, shared_node):
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = http_api
+    name = unique_name()
+    host(api, name, max_diffs=1, max_workers=1, evaluation_every=1, cycle_length=600)
+    request_place(api, name)  # takes the one training place
+    worker, body = request_place(api, name)
+    assert body["task"] == "evaluate"
+
+    def send(accuracy):
+        client = HttpApi(shared_node.url, shared_node.admin_token)
+        try:
+            return report_metrics(client, worker, body, {"accuracy": accuracy}, 10)
+        finally:
+            client.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, [i / 10 for i in range(8)]))
+    assert sorted(a.status for a in answers) == [200] + [409] * 7
+    assert {a.error_code for a in answers if a.status == 409} == {"report_duplicate"}
+    stored = evaluations(api, name)[1]["federated_metrics"]
+    winner = next(i / 10 for i, a in enumerate(answers) if a.status == 200)
+    assert stored == {"metrics": {"accuracy": winner}, "num_samples": 10, "reports": 1}

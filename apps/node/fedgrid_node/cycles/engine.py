@@ -641,15 +641,19 @@ class CycleEngine:
                            details={"field": "metrics"})
         if _evaluation_lease_over(assignment):
             raise _expired()
-        # Re-read, locked: a twin request may have reported meanwhile.
-        session.refresh(assignment, with_for_update=True)
-        locked = assignment
-        CycleEngine._check_may_report(locked)
-        locked.status = AssignmentStatus.REPORTED
-        locked.reported_at = utcnow()
-        locked.num_samples = num_samples
-        locked.metrics = dict(metrics)
-        sequence = locked.cycle.sequence
+        sequence = assignment.cycle.sequence
+        # One conditional UPDATE: of two twin reports racing here, exactly one is stored.
+        stored = session.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment.id,
+                   Assignment.status == AssignmentStatus.ACCEPTED)
+            .values(status=AssignmentStatus.REPORTED, reported_at=utcnow(),
+                    num_samples=num_samples, metrics=dict(metrics))
+        ).rowcount
+        if stored != 1:
+            session.refresh(assignment)
+            CycleEngine._check_may_report(assignment)  # report_duplicate: the twin was stored
+            raise _cycle_closed()  # no longer accepted, for a reason the check above does not name
         session.commit()
         return {"status": "success", "cycle": sequence}
 
