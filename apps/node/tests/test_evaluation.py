@@ -441,3 +441,29 @@ def test_twin_evaluation_reports_store_exactly_one(http_api, shared_node):
     stored = evaluations(api, name)[1]["federated_metrics"]
     winner = next(i / 10 for i, a in enumerate(answers) if a.status == 200)
     assert stored == {"metrics": {"accuracy": winner}, "num_samples": 10, "reports": 1}
+
+
+def test_an_evaluation_that_outlives_its_lease_gives_its_place_back(http_api):
+    api = http_api
+    name = unique_name()
+    host(api, name, max_diffs=2, max_workers=2, evaluation_every=1, evaluation_devices=1,
+         assignment_lease=1, cycle_length=600)
+    first, first_body = request_place(api, name)
+    request_place(api, name)  # a second trainer that never reports
+    assert report_diff(api, first, first_body, 1).status == 200  # one place stays taken
+    late, late_body = request_place(api, name)
+    assert late_body["task"] == "evaluate"
+    # The second trainer's lease runs out first (it was accepted first), then the evaluation's.
+    wait_for(lambda: cycles_of(api, name)[0]["expired"] == 1, "the trainer's lease to run out")
+    wait_for(lambda: api.call("get-model", {"worker_id": late, "request_key":
+                                            late_body["request_key"]}).error_code
+             == "assignment_expired", "the evaluation's lease to run out")
+    assert request_place(api, name)[1]["task"] == "train"  # the trainer's freed place
+    taker, taken = request_place(api, name)
+    assert taken["task"] == "evaluate"  # the evaluation's freed place
+    expired = report_metrics(api, late, late_body, {"accuracy": 0.5}, 10)
+    assert expired.status == 409 and expired.error_code == "assignment_expired"
+    again = request_place(api, name, late)[1]
+    assert again["status"] == "rejected" and again["reason"] == "cycle_full"
+    assert report_metrics(api, taker, taken, {"accuracy": 0.75}, 4).status == 200
+    assert evaluations(api, name)[1]["federated_metrics"]["metrics"] == {"accuracy": 0.75}

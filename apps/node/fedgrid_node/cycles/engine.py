@@ -25,6 +25,12 @@ report within its lease (leases.py) loses its place to another.
 
 CPU work (validating and folding diffs, the strategy step) runs on gevent's thread pool so the
 hub keeps serving other devices meanwhile.
+
+Evaluation: an assignment's `task` is `train` or `evaluate` (federated_evaluation.py). Evaluation
+assignments hold no training place, live only in the database (not in `OpenCycle`, not watched:
+their lease is checked when they report or ask again) and their metrics-only reports never reach
+the running sum. After a checkpoint is committed, `held_out` (held_out.py) scores it on the
+process's evaluation set in the background.
 """
 
 from __future__ import annotations
@@ -443,7 +449,7 @@ class CycleEngine:
                         return self._accept(session, process, config, state, worker_id, existing,
                                             now, attempt)
                     if decision.reason == "cycle_full" and evaluation_place_left(
-                            session, config, state.cycle_id, state.sequence):
+                            session, config, state.cycle_id, state.sequence, now):
                         # Every training place is taken: this device evaluates the checkpoint.
                         return self._accept(session, process, config, state, worker_id, existing,
                                             now, attempt, task=AssignmentTask.EVALUATE)
@@ -525,7 +531,8 @@ class CycleEngine:
             "cycle": state.sequence,
             "checkpoint": state.checkpoint_number,
             "deadline": _iso(state.deadline),
-            # Seconds left to report: the end of the lease (never after the deadline).
+            # Seconds left to report: the end of the lease (never after the deadline, except for
+            # an evaluation, which may report after its cycle closed).
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
             "task": assignment.task or AssignmentTask.TRAIN.value,

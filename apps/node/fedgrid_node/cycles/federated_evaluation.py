@@ -13,9 +13,10 @@ num_samples-weighted mean, per metric, over every cycle that evaluated it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from ..db.models import Assignment, Cycle
 from .server_config import ServerConfig
@@ -28,12 +29,19 @@ def evaluates(config: ServerConfig, sequence: int) -> bool:
     return every is not None and (sequence - 1) % every == 0
 
 
-def evaluation_place_left(session, config: ServerConfig, cycle_id: int, sequence: int) -> bool:
+def evaluation_place_left(session, config: ServerConfig, cycle_id: int, sequence: int,
+                          now: datetime) -> bool:
     if not evaluates(config, sequence):
         return False
+    # Reported ones count, and accepted ones still in their lease: an evaluation whose lease ran
+    # out gives its place back, like a training one (nobody marks it expired before it is
+    # looked at again, so the lease is compared here).
     handed_out = session.scalar(
         select(func.count()).select_from(Assignment)
-        .where(Assignment.cycle_id == cycle_id, Assignment.task == AssignmentTask.EVALUATE)
+        .where(Assignment.cycle_id == cycle_id, Assignment.task == AssignmentTask.EVALUATE,
+               or_(Assignment.status == AssignmentStatus.REPORTED,
+                   and_(Assignment.status == AssignmentStatus.ACCEPTED,
+                        Assignment.expires_at > now)))
     )
     return handed_out < config.evaluation_devices
 
