@@ -226,9 +226,10 @@ def test_a_new_evaluation_set_replaces_the_scores(http_api):
 
 
 @pytest.mark.parametrize("backend", database_backends())
-def test_scoring_never_blocks_a_cycle(backend, tmp_path):
+def test_scoring_never_blocks_a_cycle_and_a_restart_scores_what_was_left(backend, tmp_path):
     """The scorer is held inside its forward run (on the thread pool) while two cycles close and
-    the next one hands out a place: none of it waits for the score."""
+    the next one hands out a place: none of it waits for the score. The Node then stops before
+    scoring; the next start scores every checkpoint."""
     database = make_database_url(backend, tmp_path)
     url = normalize_database_url(database.url) if database.url else f"sqlite:///{tmp_path / 'n.db'}"
     db = Database(url)
@@ -272,7 +273,11 @@ def test_scoring_never_blocks_a_cycle(backend, tmp_path):
             rows = session.query(Checkpoint.number, Checkpoint.test_metrics).order_by(
                 Checkpoint.number).all()
         assert rows == [(1, None), (2, None), (3, None)]  # written, none scored yet
+        # The Node stops with its scorer still held: what it did not score, the next start does.
+        engine.stop()
         release.set()
+        engine = CycleEngine(db)
+        engine.start()
         engine.held_out.join(process_id)
         with db.session() as session:
             scores = dict(session.query(Checkpoint.number, Checkpoint.test_metrics).all())
