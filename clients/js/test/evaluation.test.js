@@ -108,3 +108,37 @@ test('participate() evaluates when told to and trains otherwise', async () => {
   assert.equal(federated, evaluated.length);
   client.close();
 });
+
+// evaluateLocally's arithmetic for the losses a digits plan does not have, against hand sums.
+function fakeExecutor(loss, labelDtype, outputs, width) {
+  return {
+    plan: { manifest: { training: { loss } } },
+    labelsInput: { dtype: labelDtype },
+    featureSize: 1,
+    featureShape: [1],
+    async predict(parameters, features) {
+      const rows = features.length;
+      const start = features[0];
+      return { data: outputs.subarray(start * width, (start + rows) * width), dims: [rows, width] };
+    },
+  };
+}
+
+test('evaluateLocally: BCE with logits over all elements, MSE without accuracy', async () => {
+  const { evaluateLocally } = await import('../src/index.js');
+  const outputs = Float32Array.from([2, -1, 0.5, -3]); // 2 examples x 2 outputs
+  const targets = Float32Array.from([1, 0, 0, 0]);
+  const features = Float32Array.from([0, 1]); // the fake serves rows by their first feature
+  const bce = await evaluateLocally(fakeExecutor('bce_with_logits', 'float32', outputs, 2), {}, { features, labels: targets });
+  const expected = [...outputs].reduce((sum, z, i) => sum + Math.max(z, 0) - z * targets[i] + Math.log1p(Math.exp(-Math.abs(z))), 0) / 4;
+  assertNear(bce.metrics.loss, expected, 'bce loss');
+  assert.equal(bce.metrics.accuracy, 3 / 4); // 0.5 > 0 but its target is 0
+  assert.equal(bce.numSamples, 2);
+  const mse = await evaluateLocally(fakeExecutor('mse', 'float32', outputs, 2), {}, { features, labels: targets });
+  assertNear(mse.metrics.loss, (1 + 1 + 0.25 + 9) / 4, 'mse loss');
+  assert.equal('accuracy' in mse.metrics, false);
+  const nll = await evaluateLocally(fakeExecutor('nll', 'int64', outputs, 2), {}, { features, labels: [0, 1] });
+  assertNear(nll.metrics.loss, (-2 + 3) / 2, 'nll loss');
+  assert.equal(nll.metrics.accuracy, 1 / 2);
+  await assert.rejects(evaluateLocally(fakeExecutor('nll', 'int64', outputs, 2), {}, { features, labels: [0, 2] }), /not one of the model's 2 classes/);
+});
