@@ -496,6 +496,9 @@ class Assignment:
             metrics = result.metrics if metrics is None else metrics
         if self.task == EVALUATE:
             # An evaluation reports metrics only; the Node refuses a diff here.
+            if diff is not None:
+                raise ValueError("this is an evaluation assignment: report the result of "
+                                 "assignment.evaluate(data), without a diff")
             if num_samples is None or not _reportable(metrics):
                 raise ValueError("an evaluation assignment reports an EvaluationResult, or "
                                  "metrics= and num_samples=")

@@ -126,3 +126,27 @@ def test_the_cli_shows_test_accuracy_per_cycle_and_watch_scores_each_checkpoint(
     assert watched == [
         f"checkpoint {n}: accuracy {scores[n]['accuracy']:.4f}  loss {scores[n]['loss']:.4f}  "
         f"(150 samples)" for n in (1, 2, 3)]
+
+
+def test_an_evaluation_assignment_in_the_call_style(sdk_node, host, digits):
+    name = host(server_config={"max_diffs": 1, "max_workers": 1, "cycle_length": 600,
+                               "evaluation_every": 1})
+    features, labels = digits
+    data = (features[:120], labels[:120])
+    with Client(sdk_node.url) as client:
+        trainer = client.new_job(name).request()
+        assert trainer.task == "train"
+        evaluator = client.new_job(name).request()
+        assert evaluator.task == "evaluate" and evaluator.checkpoint == 1
+        trained = evaluator.train(data)  # possible, but not what it reports
+        with pytest.raises(ValueError, match="evaluation assignment"):
+            evaluator.report(trained)
+        result = evaluator.evaluate(data)
+        assert result.num_samples == 120 and set(result.metrics) == {"accuracy", "loss"}
+        assert evaluator.report(result)["status"] == "success"
+    with Admin(sdk_node.url, sdk_node.admin_token) as admin:
+        (evaluated,) = admin.evaluations(name)
+        assert evaluated["number"] == 1 and evaluated["test_metrics"] is None
+        assert evaluated["federated_metrics"] == {"metrics": result.metrics, "num_samples": 120,
+                                                  "reports": 1}
+        assert admin.cycles(name)[0]["reported"] == 0  # not toward the goal
