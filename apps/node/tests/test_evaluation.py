@@ -420,6 +420,10 @@ def test_the_dashboard_draws_test_accuracy_beside_the_clients_accuracy(http_api)
         f"after cycle 2: {scored[3]['test_metrics']['accuracy']:.6g}",
     ]
     assert len(re.findall(r'<circle class="dot"', figure)) == 2  # the clients' line unchanged
+    # The recent cycles' table has the same held-out accuracy per cycle, newest first.
+    table = section[section.index('<table class="history">'):]
+    shown = re.findall(r'data-evaluation="test">([^<]*)</td>', table)
+    assert shown == [f"{scored[n]['test_metrics']['accuracy']:.4g}" for n in (3, 2)]
 
 
 def test_twin_evaluation_reports_store_exactly_one(http_api, shared_node):

@@ -298,7 +298,8 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             "completed": sum(1 for f in closed if f.get("status") == "completed"),
             "current": current,
             "history": [
-                {**f, "closed_text": _time(by_sequence[f["sequence"]].closed_at)}
+                {**f, "closed_text": _time(by_sequence[f["sequence"]].closed_at),
+                 **_evaluated_accuracy(evaluations.get(f.get("new_checkpoint")))}
                 for f in reversed(closed[-HISTORY_ROWS:])
             ],
             "charts": _charts(closed, evaluations),
@@ -308,6 +309,16 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             ],
         })
     return described
+
+
+def _evaluated_accuracy(evaluation: dict[str, Any] | None) -> dict[str, float | None]:
+    """The held-out and federated accuracy of the checkpoint a cycle produced, for its row."""
+    evaluation = evaluation or {}
+    return {
+        "test_accuracy": (evaluation.get("test_metrics") or {}).get("accuracy"),
+        "federated_accuracy": ((evaluation.get("federated_metrics") or {}).get("metrics")
+                               or {}).get("accuracy"),
+    }
 
 
 def _evaluation_series(closed: list[dict[str, Any]], evaluations: dict[int, dict],
