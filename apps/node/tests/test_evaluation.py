@@ -348,6 +348,13 @@ def test_federated_evaluation_on_schedule_aggregated_and_not_counted_as_training
     assert federated["num_samples"] == 40 and federated["reports"] == 2
     assert federated["metrics"]["accuracy"] == pytest.approx((0.5 * 10 + 0.8 * 30) / 40)
     assert federated["metrics"]["loss"] == pytest.approx(1.0)  # only the report that had one
+    metrics = api.session.get(f"{api.url}/metrics",
+                              headers={"Authorization": f"Bearer {api.admin_token}"}).text
+    labels_text = f'model="{name}",version="1"'
+    assert (f'fedgrid_checkpoint_federated_metric{{{labels_text},metric="accuracy"}} '
+            f'{federated["metrics"]["accuracy"]!r}') in metrics
+    assert f'fedgrid_evaluated_checkpoint{{{labels_text},evaluation="federated"}} 1.0' in metrics
+    assert f"fedgrid_checkpoint_test_accuracy{{{labels_text}}}" not in metrics  # no held-out set
 
     # Cycle 2 is not an evaluating cycle (every 2: cycles 1, 3...): a spare device is turned away.
     second = [request_place(api, name, worker_id) for worker_id, _ in trainers]
