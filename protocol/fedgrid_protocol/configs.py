@@ -128,6 +128,13 @@ class ServerConfig(_Config):
         "the server strategy: a name (`\"fedadam\"`) or `{\"name\": ..., options}`, see below; "
         "a name is stored as `{\"name\": ...}`",
         "name or object"))
+    evaluation_every: Integer | None = Field(None, ge=1, **_doc(
+        "off",
+        "federated evaluation: cycles 1, 1 + N, 1 + 2N... also hand out evaluation assignments "
+        "(devices run the cycle's checkpoint on their data without training and report metrics "
+        "only), to devices turned away because every training place is taken"))
+    evaluation_devices: Integer = Field(1, ge=1, **_doc(
+        "1", "evaluation assignments handed out per evaluating cycle"))
     authentication: dict[str, Any] | None = Field(None, **_doc(
         "open", "device tokens: see [api.md](api.md#device-authentication-server_configauthentication)",
         "object"))

@@ -105,6 +105,17 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
               "`server_config` is refused; `details.field` names the key"),
     ErrorCode("client_config_invalid", 400, "RequestInvalid",
               "`client_config` is refused; `details.field` names the key"),
+    # Held-out evaluation sets.
+    ErrorCode("evaluation_set_invalid", 400, "RequestInvalid",
+              "the evaluation set is not a safetensors file holding exactly `features` and "
+              "`labels` with one row per example; `details.reason` says what is wrong"),
+    ErrorCode("evaluation_set_mismatch", 400, "RequestInvalid",
+              "the evaluation set does not fit the model's plan: `details.field` names `features` "
+              "(shape or dtype) or `labels` (dtype, shape or a class outside the model's outputs)"),
+    ErrorCode("evaluation_set_too_large", 413, "RequestInvalid",
+              "the evaluation set is over the Node's limit (`details.limit_bytes`)"),
+    ErrorCode("plan_not_evaluable", 400, "RequestInvalid",
+              "the model's plan has no forward graph, so the Node cannot score checkpoints"),
     # Devices and cycles.
     ErrorCode("worker_unknown", 404, "WorkerUnknown", "unknown worker id: authenticate first"),
     ErrorCode("worker_process_mismatch", 403, "WorkerUnknown",
@@ -132,7 +143,12 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
               "`num_samples` × |diff value| exceeds 1e36; `details.tensor` names the tensor"),
     ErrorCode("num_samples_invalid", 400, "ReportRefused", "`num_samples` is not a positive integer"),
     ErrorCode("metrics_invalid", 400, "ReportRefused",
-              "`metrics` is not an object of at most 32 finite numbers"),
+              "`metrics` is not an object of at most 32 finite numbers (an evaluation report "
+              "needs at least one)"),
+    ErrorCode("report_diff_missing", 400, "ReportRefused",
+              "a training assignment's report without a `diff`"),
+    ErrorCode("report_diff_unexpected", 400, "ReportRefused",
+              "an evaluation assignment's report with a `diff`: it reports metrics only"),
     # The Network.
     ErrorCode("registration_secret_required", 401, "AdminAuthError",
               "joining this Network needs its registration secret", NETWORK),

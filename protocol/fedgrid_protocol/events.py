@@ -101,6 +101,10 @@ class HostTrainingRequest(Payload):
     protocols: dict[str, Any] | None = Field(
         None, description="PyGrid's SMPC protocols: accepted for compatibility, ignored"
     )
+    evaluation_set: Blob | None = Field(
+        None, description="optional held-out test set (safetensors `features`, `labels`), as "
+                          "for the evaluation-set event"
+    )
 
 
 class AuthenticateRequest(Payload):
@@ -142,9 +146,13 @@ class GetPlanRequest(AssignmentRequest):
 
 
 class ReportRequest(AssignmentRequest):
-    diff: Blob = Field(description="start parameters − trained parameters, safetensors")
+    diff: Blob | None = Field(
+        None, description="start parameters − trained parameters, safetensors; required for a "
+                          "training assignment, refused for an evaluation assignment"
+    )
     num_samples: Annotated[int, Field(ge=1, le=MAX_NUM_SAMPLES), BeforeValidator(_not_bool)] = Field(
-        description="the samples trained on: the report's weight in the average"
+        description="the samples trained on (evaluated on, for an evaluation assignment): the "
+                    "report's weight in the average"
     )
     metrics: dict[Annotated[str, StringConstraints(max_length=64)],
                   Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite)]] | None = Field(
@@ -172,6 +180,16 @@ class ProcessControlRequest(ModelQuery):
 class DeleteProcessRequest(ModelQuery):
     force: bool = Field(False, description="delete even an active process (its open cycle and "
                                            "the unreported work in it are dropped)")
+
+
+class EvaluationSetRequest(ModelQuery):
+    """Give the Node a held-out test set for a hosted model (admin). Over HTTP: the body is the
+    safetensors file, `name` and `version` in the query string."""
+
+    evaluation_set: Blob = Field(
+        description="safetensors holding `features` (the plan's feature shape, one row per "
+                    "example) and `labels` (class indices, or targets shaped like the output)"
+    )
 
 
 # ----------------------------------------------------------------------------- answers
@@ -209,6 +227,9 @@ class AcceptedAnswer(Answer):
     deadline: Iso8601
     timeout: float = Field(description="seconds left to report: the assignment's lease")
     report_by: Iso8601
+    task: Literal["train", "evaluate"] = Field(
+        "train", description="`evaluate`: run the plan's forward graph on local data without "
+                             "training and report metrics and num_samples only, no diff")
 
 
 class RejectedAnswer(Answer):
@@ -247,6 +268,15 @@ class DeleteProcessAnswer(Answer):
     model: str
     version: str
     deleted: Literal[True]
+
+
+class EvaluationSetAnswer(Answer):
+    status: Literal["success"]
+    model: str
+    version: str
+    num_samples: int
+    checkpoints_to_score: int = Field(description="checkpoints the Node will now score, "
+                                                  "asynchronously")
 
 
 class ErrorBody(BaseModel):
@@ -288,7 +318,8 @@ EVENTS: dict[str, Event] = {
     event.name: event
     for event in (
         Event(name="host-training", method="POST", admin=True, request=HostTrainingRequest,
-              answer=HostTrainingAnswer, binary_fields=("model", "plans", "averaging_plan"),
+              answer=HostTrainingAnswer,
+              binary_fields=("model", "plans", "averaging_plan", "evaluation_set"),
               field_codes={"client_config": "client_config_invalid",
                            "server_config": "server_config_invalid"},
               summary="Host a model: checkpoint, client plans, optional averaging plan, configs",
@@ -307,7 +338,8 @@ EVENTS: dict[str, Event] = {
         Event(name="report", method="POST", request=ReportRequest, answer=ReportAnswer,
               binary_fields=("diff",),
               field_codes={"num_samples": "num_samples_invalid", "metrics": "metrics_invalid"},
-              summary="Report a diff: the body is the diff, the other fields in the query string",
+              summary="Report a diff (the body; the other fields in the query string), or an "
+                      "evaluation assignment's metrics without a diff",
               errors=(400, 403, 404, 409, 413)),
         Event(name="retrieve-model", method="GET", admin=True, request=RetrieveModelRequest,
               answer=BINARY, summary="Download a checkpoint (latest by default)",
@@ -318,7 +350,8 @@ EVENTS: dict[str, Event] = {
               summary="Every hosted model with its configs and current cycle",
               errors=(401, 403)),
         Event(name="cycles", method="GET", admin=True, request=ModelQuery, answer=Answer,
-              summary="Per-cycle figures of a hosted model (the open one live)",
+              summary="Per-cycle figures of a hosted model (the open one live), with each "
+                      "checkpoint's held-out and federated evaluation",
               errors=(400, 401, 403, 404)),
         Event(name="pause-process", method="POST", admin=True, request=ProcessControlRequest,
               answer=ProcessControlAnswer,
@@ -339,6 +372,11 @@ EVENTS: dict[str, Event] = {
               summary="Delete a paused, stopped or finished process (any with force) and all its "
                       "cycles, reports, checkpoints and plans; its name and version are free again",
               errors=(400, 401, 403, 404, 409)),
+        Event(name="evaluation-set", method="POST", admin=True, request=EvaluationSetRequest,
+              answer=EvaluationSetAnswer, binary_fields=("evaluation_set",),
+              summary="Give a hosted model a held-out test set: the Node scores every "
+                      "checkpoint with it (the body is the safetensors file)",
+              errors=(400, 401, 403, 404, 413)),
     )
 }
 

@@ -92,15 +92,19 @@ def _operation(event: Event, schemas: dict[str, Any]) -> dict[str, Any]:
     request = schema_ref(event.request)
     if event.method == "GET":
         operation["parameters"] = _query_parameters(event.request, schemas)
-    elif event.binary_fields == ("diff",):
-        # The diff as the raw body, the other fields in the query string; or multipart; or
-        # PyGrid's JSON with the diff in base64.
-        operation["parameters"] = _query_parameters(event.request, schemas, skip=("diff",))
-        operation["requestBody"] = {"required": True, "content": {
+    elif len(event.binary_fields) == 1:
+        # The one binary field (a report's diff, an evaluation set) as the raw body, the other
+        # fields in the query string; or multipart; or PyGrid's JSON with the bytes in base64.
+        (field,) = event.binary_fields
+        operation["parameters"] = _query_parameters(event.request, schemas, skip=(field,))
+        # A report's diff is optional (an evaluation's report has none): then so is the body.
+        required = event.request.model_fields[field].is_required()
+        operation["requestBody"] = {"required": required, "content": {
             "application/octet-stream": {"schema": BINARY_SCHEMA},
             "multipart/form-data": {"schema": request},
             "application/json": {"schema": {"type": "object",
-                                            "description": "PyGrid's form: the diff in base64"}},
+                                            "description": f"PyGrid's form: the {field} in "
+                                                           "base64"}},
         }}
     elif event.binary_fields:
         operation["requestBody"] = {"required": True, "content": {

@@ -52,8 +52,11 @@ def test_report_fields_keep_their_own_codes():
                          field_codes=codes)
     assert bad_metric.code == "metrics_invalid" and bad_metric.details == {"field": "metrics.loss"}
     assert refusal(ReportRequest, {**REPORT, "diff": b""}).details == {"field": "diff"}
-    missing = refusal(ReportRequest, {"worker_id": "w1", "request_key": "k1", "num_samples": 1})
-    assert missing.message == "field 'diff' is required"
+    # Without a diff is an evaluation assignment's report: whether one is needed depends on the
+    # assignment, so the Node decides (report_diff_missing / report_diff_unexpected).
+    metrics_only = validate(ReportRequest, {"worker_id": "w1", "request_key": "k1",
+                                            "num_samples": 1, "metrics": {"accuracy": 0.5}})
+    assert metrics_only.diff is None
 
 
 def test_huge_ids_are_refused_not_overflowed():

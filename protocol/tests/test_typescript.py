@@ -30,7 +30,7 @@ def test_the_wire_types_follow_the_models():
     text = "\n".join(typescript.render(typescript.wire_schemas()))
     assert "  status: 'accepted';\n  request_key: string;" in text
     assert "  wait?: number | null;" in text and "  notify?: boolean | null;" in text
-    assert "  diff: Uint8Array;" in text and "  metrics?: Record<string, number> | null;" in text
+    assert "  diff?: Uint8Array | null;" in text and "  metrics?: Record<string, number> | null;" in text
     assert "  plans?: Record<string, Uint8Array>;" in text
     assert "  checkpoint?: number | 'latest' | null;" in text
     assert "  receive_operations_as?: 'list' | 'torchscript' | 'tfjs' | null;" in text

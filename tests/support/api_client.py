@@ -31,6 +31,7 @@ HTTP_ROUTES = {
     "resume-process": ("POST", "json"),
     "stop-process": ("POST", "json"),
     "delete-process": ("POST", "json"),
+    "evaluation-set": ("POST", "octet-stream"),
 }
 
 
@@ -73,7 +74,9 @@ class HttpApi:
             if "metrics" in data:
                 data["metrics"] = json.dumps(data["metrics"])
             headers["Content-Type"] = "application/octet-stream"
-            response = self.session.post(url, params=data, data=blobs.get("diff", b""),
+            # The event's one binary field (a diff, an evaluation set) is the body.
+            body = next(iter(blobs.values()), b"")
+            response = self.session.post(url, params=data, data=body,
                                          headers=headers, timeout=60)
         else:  # multipart
             form = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in data.items()}

@@ -13,6 +13,8 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
 from .auth.admin import check_admin_token
+from .cycles.federated_evaluation import federated_scores
+from .cycles.held_out import held_out_scores
 from .cycles.statuses import CycleStatus, ProcessStatus
 from .db.models import Cycle, Process
 
@@ -30,6 +32,14 @@ HELP = {
     "fedgrid_cycle_requests_rejected_total": ("counter", "Cycle requests rejected, by reason"),
     "fedgrid_client_metric": ("gauge", "num_samples-weighted client metric of the last completed cycle"),
     "fedgrid_aggregation_seconds": ("gauge", "Time to close the last completed cycle"),
+    "fedgrid_checkpoint_test_accuracy": (
+        "gauge", "Accuracy of the newest scored checkpoint on the held-out evaluation set"),
+    "fedgrid_checkpoint_test_loss": (
+        "gauge", "Loss of the newest scored checkpoint on the held-out evaluation set"),
+    "fedgrid_checkpoint_federated_metric": (
+        "gauge", "num_samples-weighted metric of the newest checkpoint evaluated by devices"),
+    "fedgrid_evaluated_checkpoint": (
+        "gauge", "Number of the checkpoint the test (held-out) or federated gauges describe"),
 }
 
 
@@ -83,6 +93,8 @@ def metrics():
                 samples["fedgrid_aggregation_seconds"].append(
                     (labels, last_completed.get("aggregation_seconds") or 0.0)
                 )
+            _evaluation_samples(samples, labels, held_out_scores(session, process.id),
+                                federated_scores(session, process.id))
     lines = []
     for name, (kind, help_text) in HELP.items():
         lines.append(f"# HELP {name} {help_text}")
@@ -91,3 +103,22 @@ def metrics():
             rendered = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
             lines.append(f"{name}{{{rendered}}} {float(value)!r}")
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+def _evaluation_samples(samples, labels, held_out: dict[int, dict], federated: dict[int, dict]) -> None:
+    """The newest checkpoint's evaluations: one series per process, not one per checkpoint."""
+    if held_out:
+        number = max(held_out)
+        score = held_out[number]
+        if "accuracy" in score:
+            samples["fedgrid_checkpoint_test_accuracy"].append((labels, score["accuracy"]))
+        if "loss" in score:
+            samples["fedgrid_checkpoint_test_loss"].append((labels, score["loss"]))
+        samples["fedgrid_evaluated_checkpoint"].append(({**labels, "evaluation": "test"}, number))
+    if federated:
+        number = max(federated)
+        for metric, value in federated[number]["metrics"].items():
+            samples["fedgrid_checkpoint_federated_metric"].append(
+                ({**labels, "metric": metric}, value))
+        samples["fedgrid_evaluated_checkpoint"].append(
+            ({**labels, "evaluation": "federated"}, number))

@@ -1,5 +1,6 @@
 // Run a plan's training graph with onnxruntime-web: one step (PlanExecutor.step) or a local round
-// (trainLocally). Inputs and outputs are found by their manifest roles, never by position, exactly
+// (trainLocally); and its forward graph: a prediction (PlanExecutor.predict) or a checkpoint's
+// score on labelled examples (evaluateLocally, as plans/fedgrid_plans/scoring.py). Inputs and outputs are found by their manifest roles, never by position, exactly
 // as plans/fedgrid_plans/executor.py does, so both executors meet the same conformance vectors.
 
 import { FedgridError, TrainingStoppedError } from './errors.js';
@@ -75,7 +76,48 @@ export class PlanExecutor {
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,
     });
-    return new PlanExecutor(parsed, session);
+    const executor = new PlanExecutor(parsed, session);
+    executor.executionProviders = executionProviders; // for the forward session, made when needed
+    return executor;
+  }
+
+  /** Whether the plan has a forward graph (predict, evaluateLocally). */
+  get hasForwardGraph() { return Boolean(this.plan.graphs.forward && this.plan.manifest.forward); }
+
+  /**
+   * Run the forward graph (inference) on a batch: resolves to {data: Float32Array, dims}, the
+   * model's raw output (logits for classification). Throws when the plan has no forward graph.
+   * @param parameters {name: {data, shape}} (a parsed checkpoint's tensors)
+   * @param features Float32Array of batch*featureSize values
+   */
+  async predict(parameters, features) {
+    if (!this.hasForwardGraph) throw new FedgridError('this plan has no forward graph, so it cannot predict or evaluate', { code: 'plan_not_evaluable' });
+    const ort = runtime();
+    // One session for every call (a promise, so concurrent first calls share it).
+    this.forwardSession ??= ort.InferenceSession.create(this.plan.graphs.forward, {
+      executionProviders: this.executionProviders ?? defaultExecutionProviders(),
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+    });
+    const session = await this.forwardSession;
+    const section = this.plan.manifest.forward;
+    const featureValues = toTypedArray(features, 'float32');
+    const batch = featureValues.length / this.featureSize;
+    if (!Number.isInteger(batch) || batch < 1) {
+      throw new FedgridError(`features hold ${featureValues.length} values, not a whole number of examples of shape [${this.featureShape}]`);
+    }
+    const feeds = {};
+    for (const entry of section.inputs) {
+      if (entry.role === 'features') {
+        feeds[entry.name] = new ort.Tensor('float32', featureValues, [batch, ...this.featureShape]);
+      } else {
+        const tensor = parameters[entry.parameter];
+        if (!tensor) throw new FedgridError(`parameter '${entry.parameter}' is missing`);
+        feeds[entry.name] = new ort.Tensor(entry.dtype, tensor.data, entry.shape);
+      }
+    }
+    const output = (await session.run(feeds))[section.outputs[0].name];
+    return { data: output.data, dims: [...output.dims] };
   }
 
   get usesOptimizerState() { return this.stateInputs.length > 0; }
@@ -142,6 +184,7 @@ export class PlanExecutor {
 
   async release() {
     await this.session?.release?.();
+    if (this.forwardSession) await (await this.forwardSession).release?.();
   }
 }
 
@@ -262,4 +305,76 @@ export async function trainLocally(executor, parameters, options) {
     updates: run.updates,
     losses: run.losses,
   };
+}
+
+/** Rows per forward run in evaluateLocally: bounds the memory of a large set's outputs. */
+const EVALUATION_BATCH = 1024;
+
+/**
+ * Score a checkpoint on labelled examples with the plan's forward graph, without training: what
+ * an evaluation assignment reports. The plan's loss says how to read the output (logits for
+ * `cross_entropy`, log-probabilities for `nll`, logits of {0,1} targets for `bce_with_logits`,
+ * values for `mse`); accuracy is argmax == label (for BCE: logit > 0 == label > 0.5, over all
+ * elements), loss the plan's mean loss. The same definitions as the Node's held-out scores
+ * (plans/fedgrid_plans/scoring.py).
+ * @returns {Promise<{metrics: {accuracy?: number, loss?: number}, numSamples: number}>}
+ */
+export async function evaluateLocally(executor, parameters, { features, labels }) {
+  const lossName = executor.plan.manifest.training?.loss;
+  const classIndex = ['int64', 'int32'].includes(executor.labelsInput.dtype);
+  const featureValues = toTypedArray(features, 'float32');
+  const count = featureValues.length / executor.featureSize;
+  const labelValues = classIndex ? Float64Array.from(toTypedArray(labels, 'int64'), Number) : toTypedArray(labels, 'float32');
+  if (!Number.isInteger(count) || count < 1 || labelValues.length % count !== 0 || (classIndex && labelValues.length !== count)) {
+    throw new FedgridError(`need a whole number of examples of shape [${executor.featureShape}] and their labels (got ${featureValues.length} feature values and ${labelValues.length} labels)`);
+  }
+  let lossSum = 0;
+  let correct = 0;
+  let elements = 0;
+  for (let begin = 0; begin < count; begin += EVALUATION_BATCH) {
+    const end = Math.min(count, begin + EVALUATION_BATCH);
+    const { data } = await executor.predict(parameters, featureValues.subarray(begin * executor.featureSize, end * executor.featureSize));
+    const rows = end - begin;
+    const width = data.length / rows;
+    if (classIndex) {
+      for (let r = 0; r < rows; r += 1) {
+        const label = labelValues[begin + r];
+        if (!(label >= 0 && label < width)) throw new FedgridError(`label ${label} is not one of the model's ${width} classes`);
+        let top = -Infinity;
+        let best = 0;
+        for (let k = 0; k < width; k += 1) {
+          const value = data[r * width + k];
+          if (value > top) { top = value; best = k; }
+        }
+        correct += best === label ? 1 : 0;
+        const picked = data[r * width + label];
+        if (lossName === 'cross_entropy') {
+          let sum = 0;
+          for (let k = 0; k < width; k += 1) sum += Math.exp(data[r * width + k] - top);
+          lossSum += top + Math.log(sum) - picked;
+        } else if (lossName === 'nll') {
+          lossSum -= picked;
+        }
+      }
+      elements += rows;
+    } else {
+      const targets = labelValues.subarray(begin * width, end * width);
+      if (targets.length !== data.length) throw new FedgridError(`labels must be shaped like the model's output (${width} values per example)`);
+      for (let i = 0; i < data.length; i += 1) {
+        const z = data[i];
+        const y = targets[i];
+        if (lossName === 'bce_with_logits') {
+          correct += (z > 0) === (y > 0.5) ? 1 : 0;
+          lossSum += Math.max(z, 0) - z * y + Math.log1p(Math.exp(-Math.abs(z)));
+        } else if (lossName === 'mse') {
+          lossSum += (z - y) ** 2;
+        }
+      }
+      elements += data.length;
+    }
+  }
+  const metrics = {};
+  if (classIndex || lossName === 'bce_with_logits') metrics.accuracy = correct / Math.max(elements, 1);
+  if (['cross_entropy', 'nll', 'bce_with_logits', 'mse'].includes(lossName)) metrics.loss = lossSum / Math.max(elements, 1);
+  return { metrics, numSamples: count };
 }

@@ -2,7 +2,7 @@
 
 export { parseSafetensors, writeSafetensors } from './safetensors.js';
 export { Plan } from './plan.js';
-export { PlanExecutor, trainLocally } from './executor.js';
+export { evaluateLocally, PlanExecutor, trainLocally } from './executor.js';
 export { configureRuntime, runtimeName } from './runtime.js';
 export * from './errors.js';
 export { Client } from './client.js';

@@ -1,11 +1,13 @@
 // Job: one hosted model this device trains. request() asks for a place in the current cycle and
 // downloads the checkpoint and plan when accepted; train() runs the plan on local data; report()
-// sends the diff. Events (syft.js style): 'accepted' (the assignment), 'rejected' ({reason,
+// sends the diff. An assignment whose `task` is 'evaluate' (federated evaluation, scheduled by the
+// Node's server_config.evaluation_every) is scored instead with evaluate() and reported without a
+// diff. Events (syft.js style): 'accepted' (the assignment), 'rejected' ({reason,
 // timeout}), 'error' (the FedgridError).
 
 import { AssignmentExpired, FedgridError, ReportRefused, TrainingStoppedError, WorkerUnknown } from './errors.js';
 import { Emitter } from './events.js';
-import { PlanExecutor, trainLocally } from './executor.js';
+import { evaluateLocally, PlanExecutor, trainLocally } from './executor.js';
 import { MAX_WAIT_SECONDS } from './protocol.generated.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
 
@@ -148,6 +150,7 @@ export class Job extends Emitter {
       deadline: answer.deadline,
       timeout: answer.timeout,
       reportBy: answer.report_by, // the lease's end; absent from Nodes without leases
+      task: answer.task ?? 'train', // 'evaluate': score the checkpoint, report metrics only
     };
     const model = await this.transport.download('get-model', { worker_id: this.workerId, request_key: base.requestKey, model_id: base.modelId });
     const executor = await this.executorFor(base);
@@ -226,6 +229,19 @@ export class Job extends Emitter {
   }
 
   /**
+   * Score the assignment's checkpoint on local data with the plan's forward graph, without
+   * training: an evaluation assignment's work (any assignment may call it). Resolves to
+   * {metrics: {accuracy?, loss?}, numSamples}, defined as the Node's held-out scores; report() it.
+   * @param {{data: Float32Array|number[][]|ArrayLike<number>[], labels: ArrayLike<number>|BigInt64Array}} options
+   */
+  async evaluate({ data, labels } = {}) {
+    const assignment = this.assignment;
+    if (!assignment?.parameters) throw new FedgridError('evaluate() needs an assignment: await job.request() until it is accepted', { code: 'no_assignment' });
+    const executor = await this.executorFor(assignment);
+    return evaluateLocally(executor, assignment.parameters, { features: data, labels });
+  }
+
+  /**
    * Listen, on a WebSocket transport, for the Node's `place-available` pushes for this model: the
    * returned watch's `pushed` turns true and its `wake` (set by the waiter) is called. `stop()`
    * removes the listener. Null over HTTP (no pushes).
@@ -257,11 +273,14 @@ export class Job extends Emitter {
    * WebSocket, until the Node pushes `place-available` for this model (requests carry `notify`),
    * whichever comes first; when accepted, train (the other options as for train()) and report.
    * An assignment whose cycle closed or whose lease ran out meanwhile (AssignmentExpired) is
-   * dropped and the device asks again. Resolves to one {cycle, checkpoint, numSamples, metrics}
-   * per report.
+   * dropped and the device asks again. An evaluation assignment is scored on `evaluationData` /
+   * `evaluationLabels` (default: `data` / `labels`) and its metrics reported; it does not count
+   * toward `cycles`. Resolves to one {cycle, checkpoint, task, numSamples, metrics} per report
+   * (task: 'train' or 'evaluate').
    */
-  async participate({ cycles, signal, onReport, wait = PARTICIPATE_WAIT, ...trainOptions } = {}) {
+  async participate({ cycles, signal, onReport, wait = PARTICIPATE_WAIT, evaluationData, evaluationLabels, ...trainOptions } = {}) {
     const reports = [];
+    let trained = 0;
     const pause = (seconds, places) => new Promise((resolve) => {
       if (places?.pushed) { resolve(); return; } // pushed while the rejection was on its way
       const done = () => {
@@ -274,7 +293,7 @@ export class Job extends Emitter {
       signal?.addEventListener('abort', done, { once: true });
       if (places) places.wake = done;
     });
-    while (!signal?.aborted && (cycles === undefined || reports.length < cycles)) {
+    while (!signal?.aborted && (cycles === undefined || trained < cycles)) {
       // Listen from before the request: the push may follow the rejection in the same breath.
       let places = this.watchPlaces();
       let outcome;
@@ -303,13 +322,16 @@ export class Job extends Emitter {
       }
       let result;
       try {
-        result = await this.train({ ...trainOptions, signal });
+        result = outcome.task === 'evaluate'
+          ? await this.evaluate({ data: evaluationData ?? trainOptions.data, labels: evaluationLabels ?? trainOptions.labels })
+          : await this.train({ ...trainOptions, signal });
         await this.report(result);
       } catch (error) {
         if (error instanceof AssignmentExpired) continue; // drop the work, ask for a new place
         throw error;
       }
-      const entry = { cycle: outcome.cycle, checkpoint: outcome.checkpoint, numSamples: result.numSamples, metrics: result.metrics };
+      if (outcome.task !== 'evaluate') trained += 1;
+      const entry = { cycle: outcome.cycle, checkpoint: outcome.checkpoint, task: outcome.task, numSamples: result.numSamples, metrics: result.metrics };
       reports.push(entry);
       await onReport?.(entry, result);
     }
@@ -317,7 +339,8 @@ export class Job extends Emitter {
   }
 
   /**
-   * Send a training result's diff (start - trained), numSamples and metrics.
+   * Send a training result's diff (start - trained), numSamples and metrics; for an evaluation
+   * assignment, evaluate()'s metrics and numSamples only.
    * Resolves to the Node's {status: 'success', cycle}, sent only once the report is stored.
    * Rejects with AssignmentExpired when the cycle closed or the assignment's lease ran out first
    * (cycle_closed, assignment_expired: request a new place), ReportRefused when the Node refused
@@ -327,15 +350,21 @@ export class Job extends Emitter {
   async report(result) {
     const assignment = this.assignment;
     if (!assignment) throw new FedgridError('report() needs an assignment: request(), train(), then report()', { code: 'no_assignment' });
-    if (!result?.diff || !(result.numSamples >= 1)) throw new TypeError('report(result) needs the {diff, numSamples, metrics} that train() returned');
-    const body = result.diff instanceof Uint8Array ? result.diff : writeSafetensors(result.diff);
+    const evaluation = assignment.task === 'evaluate';
+    let blobs = {}; // an evaluation reports metrics only: the Node refuses a diff there
+    if (evaluation) {
+      if (!reportableMetrics(result?.metrics) || !(result.numSamples >= 1)) throw new TypeError('an evaluation assignment reports the {metrics, numSamples} that evaluate() returned');
+    } else {
+      if (!result?.diff || !(result.numSamples >= 1)) throw new TypeError('report(result) needs the {diff, numSamples, metrics} that train() returned');
+      blobs = { diff: result.diff instanceof Uint8Array ? result.diff : writeSafetensors(result.diff) };
+    }
     try {
       const answer = await this.transport.call('report', {
         worker_id: assignment.workerId,
         request_key: assignment.requestKey,
         num_samples: result.numSamples,
         metrics: reportableMetrics(result.metrics),
-      }, { blobs: { diff: body } });
+      }, { blobs });
       this.assignment = null;
       return answer;
     } catch (error) {

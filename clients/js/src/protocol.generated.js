@@ -269,6 +269,38 @@ export const ERROR_CODES = freeze({
       "node"
     ]
   },
+  "evaluation_set_invalid": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "the evaluation set is not a safetensors file holding exactly `features` and `labels` with one row per example; `details.reason` says what is wrong",
+    "servers": [
+      "node"
+    ]
+  },
+  "evaluation_set_mismatch": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "the evaluation set does not fit the model's plan: `details.field` names `features` (shape or dtype) or `labels` (dtype, shape or a class outside the model's outputs)",
+    "servers": [
+      "node"
+    ]
+  },
+  "evaluation_set_too_large": {
+    "status": 413,
+    "exception": "RequestInvalid",
+    "meaning": "the evaluation set is over the Node's limit (`details.limit_bytes`)",
+    "servers": [
+      "node"
+    ]
+  },
+  "plan_not_evaluable": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "the model's plan has no forward graph, so the Node cannot score checkpoints",
+    "servers": [
+      "node"
+    ]
+  },
   "worker_unknown": {
     "status": 404,
     "exception": "WorkerUnknown",
@@ -400,7 +432,23 @@ export const ERROR_CODES = freeze({
   "metrics_invalid": {
     "status": 400,
     "exception": "ReportRefused",
-    "meaning": "`metrics` is not an object of at most 32 finite numbers",
+    "meaning": "`metrics` is not an object of at most 32 finite numbers (an evaluation report needs at least one)",
+    "servers": [
+      "node"
+    ]
+  },
+  "report_diff_missing": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "a training assignment's report without a `diff`",
+    "servers": [
+      "node"
+    ]
+  },
+  "report_diff_unexpected": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "an evaluation assignment's report with a `diff`: it reports metrics only",
     "servers": [
       "node"
     ]

@@ -83,8 +83,27 @@ export class PlanExecutor {
     labels: Labels,
     options?: { learningRate?: number; optimizerState?: TensorMap; globalParameters?: TensorMap },
   ): Promise<StepResult>;
+  /** Whether the plan has a forward graph (predict, evaluateLocally). */
+  readonly hasForwardGraph: boolean;
+  /** The forward graph's raw output (logits for classification) for a batch; throws
+   *  `plan_not_evaluable` when the plan has no forward graph. */
+  predict(parameters: TensorMap, features: Features): Promise<{ data: Float32Array; dims: number[] }>;
   release(): Promise<void>;
 }
+
+/** A checkpoint's score on labelled examples: what an evaluation assignment reports. */
+export interface EvaluationResult {
+  /** `accuracy` for classification, `loss` (the plan's loss): the Node's held-out definitions. */
+  metrics: { accuracy?: number; loss?: number };
+  /** Examples scored: the report's weight in the Node's federated average. */
+  numSamples: number;
+}
+
+export function evaluateLocally(
+  executor: PlanExecutor,
+  parameters: TensorMap,
+  options: { features: Features; labels: Labels },
+): Promise<EvaluationResult>;
 
 export interface BatchReport { epoch: number; update: number; batchSize: number; loss: number; metrics: Record<string, number> }
 
@@ -251,6 +270,8 @@ export interface Assignment {
   /** The cycle's checkpoint (null after resuming elsewhere: the checkpoint holds the start). */
   parameters: TensorMap | null;
   plan: Plan;
+  /** 'train', or 'evaluate': score the checkpoint with job.evaluate() and report metrics only. */
+  task: NonNullable<AcceptedAnswer['task']>;
 }
 /** A cycle-request's RejectedAnswer: why, and the seconds until asking again is worthwhile. */
 export interface Rejection {
@@ -263,6 +284,7 @@ export interface RequestFailure { status: 'error'; error: FedgridError }
 export interface ParticipationReport {
   cycle: ReportAnswer['cycle'];
   checkpoint: AcceptedAnswer['checkpoint'];
+  task: NonNullable<AcceptedAnswer['task']>;
   numSamples: ReportRequest['num_samples'];
   metrics: NonNullable<ReportRequest['metrics']>;
 }
@@ -303,18 +325,25 @@ export class Job {
     signal?: AbortSignal;
   }): Promise<Assignment | Rejection | RequestFailure>;
   train(options: TrainOptions): Promise<TrainingResult>;
+  /** Score the assignment's checkpoint on local data without training (an evaluation
+   *  assignment's work); report() the result. */
+  evaluate(options: { data: Features; labels: Labels }): Promise<EvaluationResult>;
   /** Request (long-polling `wait` s, default 25), train, report, cycle after cycle, until the model finishes.
    *  A rejection's `timeout` is waited out, or over WebSocket until the Node pushes `place-available`. */
   participate(options: Omit<TrainOptions, 'resumeFrom'> & {
     cycles?: number;
     wait?: NonNullable<CycleRequest['wait']>;
-    onReport?: (report: ParticipationReport, result: TrainingResult) => unknown;
+    onReport?: (report: ParticipationReport, result: TrainingResult | EvaluationResult) => unknown;
+    /** Examples an evaluation assignment is scored on (default: `data` / `labels`). */
+    evaluationData?: Features;
+    evaluationLabels?: Labels;
   }): Promise<ParticipationReport[]>;
   /** Resolves to the Node's ReportAnswer ({status: 'success', cycle}) once the report is stored;
    *  `duplicate: true` when a retry found its first attempt stored. */
   report(
     result: Pick<TrainingResult, 'diff' | 'numSamples'> & { metrics?: NonNullable<ReportRequest['metrics']> }
-      | { diff: ReportRequest['diff']; numSamples: ReportRequest['num_samples']; metrics?: NonNullable<ReportRequest['metrics']> },
+      | { diff: ReportRequest['diff']; numSamples: ReportRequest['num_samples']; metrics?: NonNullable<ReportRequest['metrics']> }
+      | EvaluationResult,
   ): Promise<ReportAnswer & { duplicate?: true }>;
 }
 

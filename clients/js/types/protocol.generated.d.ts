@@ -41,6 +41,10 @@ export type ErrorCode =
   | 'plan_invalid'
   | 'server_config_invalid'
   | 'client_config_invalid'
+  | 'evaluation_set_invalid'
+  | 'evaluation_set_mismatch'
+  | 'evaluation_set_too_large'
+  | 'plan_not_evaluable'
   | 'worker_unknown'
   | 'worker_process_mismatch'
   | 'speed_test_required'
@@ -58,6 +62,8 @@ export type ErrorCode =
   | 'diff_out_of_range'
   | 'num_samples_invalid'
   | 'metrics_invalid'
+  | 'report_diff_missing'
+  | 'report_diff_unexpected'
   | 'registration_secret_required'
   | 'registration_secret_invalid'
   | 'node_token_required'
@@ -108,6 +114,10 @@ export interface ErrorCodes {
   readonly plan_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
   readonly server_config_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
   readonly client_config_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
+  readonly evaluation_set_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
+  readonly evaluation_set_mismatch: ErrorCodeEntry<400, 'RequestInvalid'>;
+  readonly evaluation_set_too_large: ErrorCodeEntry<413, 'RequestInvalid'>;
+  readonly plan_not_evaluable: ErrorCodeEntry<400, 'RequestInvalid'>;
   readonly worker_unknown: ErrorCodeEntry<404, 'WorkerUnknown'>;
   readonly worker_process_mismatch: ErrorCodeEntry<403, 'WorkerUnknown'>;
   readonly speed_test_required: ErrorCodeEntry<400, 'RequestInvalid'>;
@@ -125,6 +135,8 @@ export interface ErrorCodes {
   readonly diff_out_of_range: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly num_samples_invalid: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly metrics_invalid: ErrorCodeEntry<400, 'ReportRefused'>;
+  readonly report_diff_missing: ErrorCodeEntry<400, 'ReportRefused'>;
+  readonly report_diff_unexpected: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly registration_secret_required: ErrorCodeEntry<401, 'AdminAuthError'>;
   readonly registration_secret_invalid: ErrorCodeEntry<403, 'AdminAuthError'>;
   readonly node_token_required: ErrorCodeEntry<401, 'AdminAuthError'>;
@@ -164,6 +176,8 @@ export interface AcceptedAnswer {
   timeout: number;
   /** ISO 8601 UTC, e.g. 2026-11-26T18:00:00.000000Z */
   report_by: string;
+  /** `evaluate`: run the plan's forward graph on local data without training and report metrics and num_samples only, no diff */
+  task?: 'train' | 'evaluate';
 }
 
 /** Wire payload: an answer of `checkpoints`, an answer of `cycles`, an answer of `processes`. */
@@ -262,6 +276,33 @@ export interface ErrorBody {
   details?: Record<string, unknown> | null;
 }
 
+/**
+ * Wire payload: an answer of `evaluation-set`.
+ * Servers may send more fields than these.
+ */
+export interface EvaluationSetAnswer {
+  status: 'success';
+  model: string;
+  version: string;
+  num_samples: number;
+  /** checkpoints the Node will now score, asynchronously */
+  checkpoints_to_score: number;
+}
+
+/**
+ * Give the Node a held-out test set for a hosted model (admin). Over HTTP: the body is the
+ * safetensors file, `name` and `version` in the query string.
+ * Wire payload: the request of `evaluation-set`.
+ */
+export interface EvaluationSetRequest {
+  /** Constraints: minLength 1; maxLength 255; pattern `^[^\x00-\x1f\x7f]*$`. */
+  name: string;
+  /** Constraints: minLength 1; maxLength 64; pattern `^[^\x00-\x1f\x7f]*$`. */
+  version?: string | null;
+  /** safetensors holding `features` (the plan's feature shape, one row per example) and `labels` (class indices, or targets shaped like the output) */
+  evaluation_set: Uint8Array;
+}
+
 /** Wire payload: the request of `get-model`. */
 export interface GetModelRequest {
   /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
@@ -325,6 +366,8 @@ export interface HostTrainingRequest {
   server_config?: Record<string, unknown> | null;
   /** PyGrid's SMPC protocols: accepted for compatibility, ignored */
   protocols?: Record<string, unknown> | null;
+  /** optional held-out test set (safetensors `features`, `labels`), as for the evaluation-set event */
+  evaluation_set?: Uint8Array | null;
 }
 
 /** Wire payload: the request of `checkpoints`, the request of `cycles`. */
@@ -394,10 +437,10 @@ export interface ReportRequest {
   worker_id: string;
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
-  /** start parameters − trained parameters, safetensors */
-  diff: Uint8Array;
+  /** start parameters − trained parameters, safetensors; required for a training assignment, refused for an evaluation assignment */
+  diff?: Uint8Array | null;
   /**
-   * the samples trained on: the report's weight in the average
+   * the samples trained on (evaluated on, for an evaluation assignment): the report's weight in the average
    * Constraints: minimum 1; maximum 2147483647.
    */
   num_samples: number;
@@ -429,6 +472,7 @@ export interface EventRequests {
   'cycle-request': CycleRequest;
   'cycles': ModelQuery;
   'delete-process': DeleteProcessRequest;
+  'evaluation-set': EvaluationSetRequest;
   'get-model': GetModelRequest;
   'get-plan': GetPlanRequest;
   'host-training': HostTrainingRequest;
@@ -448,6 +492,7 @@ export interface EventAnswers {
   'cycle-request': AcceptedAnswer | RejectedAnswer;
   'cycles': Answer;
   'delete-process': DeleteProcessAnswer;
+  'evaluation-set': EvaluationSetAnswer;
   'get-model': Uint8Array;
   'get-plan': Uint8Array;
   'host-training': HostTrainingAnswer;

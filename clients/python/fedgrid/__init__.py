@@ -35,7 +35,7 @@ from .errors import (
     Unavailable,
     WorkerUnknown,
 )
-from .jobs import Assignment, Client, Job
+from .jobs import Assignment, Client, EvaluationResult, Job
 
 __version__ = "0.1.0"
 
@@ -46,6 +46,7 @@ __all__ = [
     "AssignmentExpired",
     "AuthenticationError",
     "Client",
+    "EvaluationResult",
     "FedgridError",
     "Job",
     "NetworkUnreachable",

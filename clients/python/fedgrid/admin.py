@@ -79,6 +79,25 @@ class Admin:
             "server_config": server_config or {},
         }, blobs)
 
+    def upload_evaluation_set(self, name: str, features: Any, labels: Any,
+                              version: str | None = None) -> dict[str, Any]:
+        """Give the Node a held-out test set for ``name``: it scores every checkpoint (the hosted
+        one too) on it in the background, shown as ``test_metrics`` in :meth:`cycles`.
+
+        ``features`` in the plan's feature shape, one row per example; ``labels`` class indices
+        (or float targets shaped like the model's output). Sent as safetensors, never as JSON.
+        Refusals: ``evaluation_set_invalid``, ``evaluation_set_mismatch``,
+        ``evaluation_set_too_large``, ``plan_not_evaluable`` (all ``RequestInvalid``).
+        Returns ``{"status", "model", "version", "num_samples", "checkpoints_to_score"}``."""
+        features = np.asarray(features)
+        labels = np.asarray(labels)
+        data = tensors.encode({
+            "features": features.astype(np.float32) if features.dtype.kind != "f" else features,
+            "labels": labels.astype(np.int64) if labels.dtype.kind in "iub" else labels,
+        })
+        return self._call("evaluation-set", {"name": name, "version": version},
+                          {"evaluation_set": data})
+
     def processes(self) -> list[dict[str, Any]]:
         """Every hosted process: ``id``, ``model``, ``version``, ``status``, configs, current ``cycle``."""
         return self._call("processes")["processes"]
@@ -90,7 +109,8 @@ class Admin:
     def cycles(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
         """Per-cycle records: ``sequence``, ``status``, ``checkpoint``, times, ``accepted``,
         ``reported``, ``dropped``, ``rejected`` by reason, ``client_metrics``, ``num_samples``,
-        ``aggregation_seconds``. Needs a Node that serves ``GET /model-centric/cycles``."""
+        ``aggregation_seconds``, and the evaluation of the checkpoint the cycle produced:
+        ``test_metrics`` (held-out) and ``federated_metrics`` (from evaluating devices). Needs a Node that serves ``GET /model-centric/cycles``."""
         try:
             return self._call("cycles", {"name": name, "version": version})["cycles"]
         except FedgridError as exc:
@@ -127,6 +147,12 @@ class Admin:
         plans (an active one only with ``force``); its name and version may be hosted again.
         Download the checkpoints you want to keep first."""
         return self._call("delete-process", {"name": name, "version": version, "force": force})
+
+    def evaluations(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
+        """Every evaluated checkpoint, the hosted one too: ``{"number", "test_metrics"
+        (held-out score, or None), "federated_metrics" ({"metrics", "num_samples", "reports"},
+        or None)}``, by number."""
+        return self._call("cycles", {"name": name, "version": version}).get("checkpoints", [])
 
     def retrieve_model(self, name: str, version: str | None = None,
                        checkpoint: int | str = "latest") -> dict[str, np.ndarray]:

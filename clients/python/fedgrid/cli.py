@@ -1,5 +1,5 @@
-"""The ``fedgrid`` command line: host, status, checkpoints, download, train, simulate, and the
-process controls pause, resume, stop and delete.
+"""The ``fedgrid`` command line: host, status, cycles, checkpoints, watch, download, train,
+simulate, and the process controls pause, resume, stop and delete.
 
 Every command takes ``--url`` (env ``FEDGRID_URL``, default ``http://localhost:5000``); admin
 commands take ``--admin-token`` (env ``FEDGRID_ADMIN_TOKEN`` or ``GRID_ADMIN_TOKEN``). Failures
@@ -82,6 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("checkpoints", parents=[common, admin, model],
                         help="list a model's checkpoints")
+
+    watch = commands.add_parser("watch", parents=[common, admin, model],
+                                help="score each new checkpoint on a local test set, until the "
+                                     "model is finished")
+    watch.add_argument("--test", type=Path, required=True,
+                       help=".npz with arrays 'features' and 'labels' (or 'x' and 'y')")
+    watch.add_argument("--plan", type=Path, required=True,
+                       help="the model's plan file (.fgplan): its forward graph scores")
+    watch.add_argument("--interval", type=float, default=5.0,
+                       help="seconds between looks for a new checkpoint")
 
     download = commands.add_parser("download", parents=[common, admin, model],
                                    help="save a checkpoint as .safetensors")
@@ -218,17 +228,40 @@ def cmd_status(args: argparse.Namespace) -> None:
               f"checkpoint {latest[process['model'], process['version']]}")
 
 
+def _accuracy(evaluation: dict[str, Any] | None, federated: bool = False) -> str:
+    """An evaluation's accuracy for the table ("-" while there is none)."""
+    metrics = (evaluation or {}).get("metrics") if federated else evaluation
+    value = (metrics or {}).get("accuracy")
+    return "-" if value is None else f"{value:.4f}"
+
+
 def cmd_cycles(args: argparse.Namespace) -> None:
     with _admin(args) as admin:
         cycles = admin.cycles(args.name, args.version)
+        evaluations = admin.evaluations(args.name, args.version)
     if args.json:
         print(json.dumps(cycles, indent=2))
         return
+    # Evaluation columns once the model has any: `test acc` (the Node's held-out score) and
+    # `fed acc` (devices' federated evaluation), both of the checkpoint the cycle produced.
+    tested = any(entry.get("test_metrics") for entry in evaluations)
+    federated = any(entry.get("federated_metrics") for entry in evaluations)
+    hosted = next((entry for entry in evaluations if entry["number"] == 1), None)
+    if hosted is not None:
+        print("checkpoint 1 (hosted)"
+              + (f"  test acc {_accuracy(hosted.get('test_metrics'))}" if tested else "")
+              + (f"  fed acc {_accuracy(hosted.get('federated_metrics'), True)}"
+                 if federated else ""))
     for cycle in cycles:
         metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted((cycle.get("client_metrics") or {}).items()))
+        columns = ""
+        if tested:
+            columns += f"  test acc {_accuracy(cycle.get('test_metrics'))}"
+        if federated:
+            columns += f"  fed acc {_accuracy(cycle.get('federated_metrics'), True)}"
         print(f"cycle {cycle['sequence']:3d}  {cycle['status']:<9}  checkpoint {cycle['checkpoint']}"
               f"  reports {cycle.get('reported', 0)} of {cycle.get('accepted', 0)} accepted devices"
-              f"  dropped {cycle.get('dropped', 0)}  {metrics}".rstrip())
+              f"  dropped {cycle.get('dropped', 0)}{columns}  {metrics}".rstrip())
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> None:
@@ -237,6 +270,43 @@ def cmd_checkpoints(args: argparse.Namespace) -> None:
     print(f"{answer['model']} {answer['version']}: latest checkpoint {answer['latest']}")
     for checkpoint in answer["checkpoints"]:
         print(f"  {checkpoint['number']:4d}  {checkpoint['created_at']}")
+
+
+def cmd_watch(args: argparse.Namespace) -> None:
+    """The client-side alternative to the Node's held-out evaluation: poll the checkpoints and
+    score each new one here, one line each."""
+    import time
+
+    from fedgrid_plans.executor import PlanExecutor
+    from fedgrid_plans.scoring import forward_spec, score
+
+    from .data import as_arrays
+
+    executor = PlanExecutor(args.plan.read_bytes())
+    spec = forward_spec(executor.plan.manifest)
+    if spec is None:
+        raise SystemExit(f"fedgrid: {args.plan} has no forward graph, so it cannot score")
+    with np.load(args.test) as archive:
+        features, labels = as_arrays({key: archive[key] for key in archive.files})
+    scored = 0
+    with _admin(args) as admin:
+        while True:
+            # Read first whether the model is finished: a checkpoint written after this look is
+            # still listed below, so the last one is never missed.
+            finished = any(p["model"] == args.name and p["status"] == "finished"
+                           and args.version in (None, p["version"]) for p in admin.processes())
+            for entry in admin.checkpoints(args.name, args.version)["checkpoints"]:
+                number = entry["number"]
+                if number <= scored:
+                    continue
+                parameters = admin.retrieve_model(args.name, args.version, number)
+                result = score(executor, parameters, features, labels, spec)
+                shown = "  ".join(f"{k} {result[k]:.4f}" for k in ("accuracy", "loss") if k in result)
+                print(f"checkpoint {number}: {shown}  ({result['num_samples']} samples)", flush=True)
+                scored = number
+            if finished:
+                break
+            time.sleep(args.interval)
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -346,7 +416,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "host": cmd_host, "status": cmd_status, "cycles": cmd_cycles, "checkpoints": cmd_checkpoints,
-    "download": cmd_download, "train": cmd_train, "simulate": cmd_simulate,
+    "download": cmd_download, "train": cmd_train, "simulate": cmd_simulate, "watch": cmd_watch,
     "pause": cmd_pause, "resume": cmd_resume, "stop": cmd_stop, "delete": cmd_delete,
 }
 

@@ -7,6 +7,11 @@ Two styles over the same objects:
 - events, as in PySyft's and syft.js's clients: ``job.on("accepted", handler)``,
   ``job.on("rejected", ...)``, ``job.on("error", ...)``, then ``job.start()``.
 
+An assignment's ``task`` is ``"train"``, or ``"evaluate"`` when the Node schedules federated
+evaluation (``server_config.evaluation_every``): then ``assignment.evaluate(data)`` scores the
+cycle's checkpoint on local data without training and ``assignment.report(result)`` sends its
+metrics only, no diff.
+
 ``job.participate(data)`` loops until the model's training is finished. Each of its cycle requests
 long-polls (``wait``): the Node holds the answer until a place frees or the next cycle opens, and
 after a rejection the device sleeps the ``timeout`` the Node gives (pace steering) instead of
@@ -29,6 +34,7 @@ import numpy as np
 from fedgrid_plans import tensors
 from fedgrid_plans.executor import BatchReport, PlanExecutor, TrainingResult, train
 from fedgrid_plans.plan_file import Plan
+from fedgrid_plans.scoring import forward_spec, score
 from fedgrid_protocol.events import MAX_WAIT_SECONDS
 
 from .data import as_arrays
@@ -56,6 +62,7 @@ CLIENT_CONFIG_KEYS = {
     "shuffle": "shuffle",
 }
 TRAINING_PLAN_NAME = "training_plan"  # PyGrid's name for the plan devices run
+TRAIN, EVALUATE = "train", "evaluate"  # an assignment's task
 # Long-poll: the most a cycle-request may ask the Node to hold its answer (the protocol's cap), and
 # what participate() asks for by default. participate() never asks for more than half the client's
 # request timeout, so a held request cannot time out on the way.
@@ -267,8 +274,10 @@ class Job:
     # ----------------------------------------------------------------------------- loop
 
     def participate(self, data: Any, *, cycles: int | None = None,
-                    on_report: Callable[[Assignment, TrainingResult], Any] | None = None,
+                    on_report: Callable[[Assignment, TrainingResult | EvaluationResult], Any]
+                    | None = None,
                     max_network_failures: int = 5, wait: float | None = None,
+                    evaluation_data: Any = None,
                     **train_options: Any) -> list[dict[str, Any]]:
         """Keep this device in training until the model is finished or stopped by its researcher
         (or ``cycles`` reports); while it is paused, its ``process_paused`` rejections are waited out.
@@ -282,18 +291,26 @@ class Job:
         When the Node cannot be reached (after the transport's own retries) the device waits
         longer each time (2, 4, 8... up to 60 s) and gives up with ``NetworkUnreachable`` after
         ``max_network_failures`` failures in a row.
-        Returns one ``{"cycle", "checkpoint", "num_samples", "metrics"}`` per report made.
+        An evaluation assignment (federated evaluation) is scored on ``evaluation_data`` (default:
+        ``data``) and its metrics reported; it does not count toward ``cycles``.
+        Returns one ``{"cycle", "checkpoint", "task", "num_samples", "metrics"}`` per report made
+        (``task``: ``"train"`` or ``"evaluate"``).
         :meth:`stop` (from another thread) ends the loop at its next wait.
         """
         reports: list[dict[str, Any]] = []
         features, labels = as_arrays(data)
+        evaluation_set = (features, labels) if evaluation_data is None else as_arrays(evaluation_data)
         wait = self.default_wait() if wait is None else wait
         self._stopped.clear()
         failures = 0
-        while not self._stopped.is_set() and (cycles is None or len(reports) < cycles):
+        trained = 0
+        while not self._stopped.is_set() and (cycles is None or trained < cycles):
             try:
                 assignment = self.request(wait=wait)
-                result = assignment.train((features, labels), **train_options)
+                if assignment.task == EVALUATE:
+                    result = assignment.evaluate(evaluation_set)
+                else:
+                    result = assignment.train((features, labels), **train_options)
                 assignment.report(result)
             except TrainingFinished:
                 break
@@ -313,8 +330,10 @@ class Job:
                 self._stopped.wait(min(60.0, 2.0**failures))
                 continue
             failures = 0
+            trained += assignment.task != EVALUATE
             reports.append({"cycle": assignment.cycle, "checkpoint": assignment.checkpoint,
-                            "num_samples": result.num_samples, "metrics": result.metrics})
+                            "task": assignment.task, "num_samples": result.num_samples,
+                            "metrics": result.metrics})
             if on_report is not None:
                 on_report(assignment, result)
         return reports
@@ -335,14 +354,27 @@ class Job:
         return self._executors[plan_id]
 
 
+class EvaluationResult:
+    """What an evaluation assignment reports: the checkpoint's ``metrics`` on local data
+    (``accuracy`` for classification, ``loss``) and ``num_samples`` (examples scored)."""
+
+    def __init__(self, metrics: dict[str, float], num_samples: int) -> None:
+        self.metrics = metrics
+        self.num_samples = num_samples
+
+    def __repr__(self) -> str:
+        return f"<EvaluationResult {self.metrics} on {self.num_samples} samples>"
+
+
 class Assignment:
-    """A place in one cycle: download the checkpoint and plan, train, report once.
+    """A place in one cycle: download the checkpoint and plan, train (or evaluate), report once.
 
     Attributes from the Node's answer: ``cycle``, ``checkpoint`` (number), ``client_config``,
     ``deadline`` (ISO 8601, the cycle's), ``timeout`` (seconds left to report when accepted: the
     assignment's lease, never past the deadline; a later report, checkpoint or plan download is
     refused with ``assignment_expired``), ``report_by`` (ISO 8601, the lease's end, from Nodes
-    that send it), ``plans`` (name -> id), ``request_key``.
+    that send it), ``plans`` (name -> id), ``request_key``, ``task`` (``"train"``, or
+    ``"evaluate"``: score the checkpoint with :meth:`evaluate` and report metrics only).
     """
 
     def __init__(self, job: Job, answer: dict[str, Any]) -> None:
@@ -357,6 +389,7 @@ class Assignment:
         self.deadline: str | None = answer.get("deadline")
         self.timeout: float | None = answer.get("timeout")
         self.report_by: str | None = answer.get("report_by")
+        self.task: str = answer.get("task") or TRAIN  # Nodes before evaluation send none
         self.reported = False
         self._parameters: dict[str, np.ndarray] | None = None
 
@@ -433,7 +466,26 @@ class Assignment:
             bar.close()
         return result
 
-    def report(self, result: TrainingResult | None = None, *,
+    def evaluate(self, data: Any, *, plan: str | None = None) -> EvaluationResult:
+        """Score the cycle's checkpoint on local ``data`` with the plan's forward graph, without
+        training (an evaluation assignment's work; any assignment may call it).
+
+        ``data`` as for :meth:`train`. Metrics: ``accuracy`` for classification and ``loss``,
+        defined as the Node's held-out scores (``fedgrid_plans.scoring``)."""
+        features, labels = as_arrays(data)
+        executor = self.executor(plan)
+        spec = forward_spec(executor.plan.manifest)
+        if spec is None:
+            raise FedgridError("the model's plan has no forward graph, so it cannot evaluate",
+                               code="plan_not_evaluable")
+        if len(features) == 0 or len(features) != len(labels):
+            raise ValueError(f"need as many labels as features and at least one example (got "
+                             f"{len(features)} and {len(labels)})")
+        scored = score(executor, self.parameters(), features, labels, spec)
+        num_samples = int(scored.pop("num_samples"))
+        return EvaluationResult({k: float(v) for k, v in scored.items()}, num_samples)
+
+    def report(self, result: TrainingResult | EvaluationResult | None = None, *,
                diff: dict[str, np.ndarray] | bytes | None = None, num_samples: int | None = None,
                metrics: dict[str, float] | None = None) -> dict[str, Any]:
         """Send the diff (from ``result``, or ``diff``/``num_samples``/``metrics`` given directly).
@@ -446,13 +498,24 @@ class Assignment:
         the assignment's lease ran out, first).
         """
         if result is not None:
-            diff = result.diff if diff is None else diff
+            diff = getattr(result, "diff", None) if diff is None else diff
             num_samples = result.num_samples if num_samples is None else num_samples
             metrics = result.metrics if metrics is None else metrics
-        if diff is None or num_samples is None:
-            raise ValueError("report() needs a TrainingResult, or diff= and num_samples=")
-        body = diff if isinstance(diff, bytes | bytearray) else tensors.encode(
-            {name: np.asarray(value, dtype=np.float32) for name, value in diff.items()})
+        if self.task == EVALUATE:
+            # An evaluation reports metrics only; the Node refuses a diff here.
+            if diff is not None:
+                raise ValueError("this is an evaluation assignment: report the result of "
+                                 "assignment.evaluate(data), without a diff")
+            if num_samples is None or not _reportable(metrics):
+                raise ValueError("an evaluation assignment reports an EvaluationResult, or "
+                                 "metrics= and num_samples=")
+            blobs = {}
+        else:
+            if diff is None or num_samples is None:
+                raise ValueError("report() needs a TrainingResult, or diff= and num_samples=")
+            body = diff if isinstance(diff, bytes | bytearray) else tensors.encode(
+                {name: np.asarray(value, dtype=np.float32) for name, value in diff.items()})
+            blobs = {"diff": bytes(body)}
         fields = {
             "worker_id": self.job.worker_id,
             "request_key": self.request_key,
@@ -460,13 +523,13 @@ class Assignment:
             "metrics": _reportable(metrics),
         }
         try:
-            answer = self.job.transport.call("report", fields, blobs={"diff": bytes(body)})
+            answer = self.job.transport.call("report", fields, blobs=blobs)
         except NetworkUnreachable:
             # The answer may have been lost after the Node stored the report. Send it once more:
             # only this device holds the request key, so `report_duplicate` now means the first
             # attempt was stored (and it stands; the Node never overwrites a report).
             try:
-                answer = self.job.transport.call("report", fields, blobs={"diff": bytes(body)})
+                answer = self.job.transport.call("report", fields, blobs=blobs)
             except ReportRefused as refused:
                 if refused.code != "report_duplicate":
                     raise

@@ -49,6 +49,7 @@ HTTP_EVENTS: dict[str, tuple[str, str]] = {
     "resume-process": ("POST", "json"),
     "stop-process": ("POST", "json"),
     "delete-process": ("POST", "json"),
+    "evaluation-set": ("POST", "octet-stream"),
 }
 # Transient Node answers worth retrying: 503 carries `cycle_unavailable` (the next cycle is being
 # opened) with a Retry-After; 502/504 come from load balancers in front of Nodes.
@@ -154,8 +155,10 @@ class HttpTransport:
         elif style == "octet-stream":
             params = {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in fields.items()}
             headers["Content-Type"] = "application/octet-stream"
+            # The event's one binary field (a diff, an evaluation set) is the body; none for an
+            # evaluation's report.
             response = self._request(method, path, event, params=params, headers=headers,
-                                     data=blobs.get("diff", b""))
+                                     data=next(iter(blobs.values()), b""))
         else:  # multipart: JSON documents as text fields, bytes as files
             form = {k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in fields.items()}
             files = [

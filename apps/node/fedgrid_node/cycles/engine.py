@@ -25,6 +25,12 @@ report within its lease (leases.py) loses its place to another.
 
 CPU work (validating and folding diffs, the strategy step) runs on gevent's thread pool so the
 hub keeps serving other devices meanwhile.
+
+Evaluation: an assignment's `task` is `train` or `evaluate` (federated_evaluation.py). Evaluation
+assignments hold no training place, live only in the database (not in `OpenCycle`, not watched:
+their lease is checked when they report or ask again) and their metrics-only reports never reach
+the running sum. After a checkpoint is committed, `held_out` (held_out.py) scores it on the
+process's evaluation set in the background.
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
+from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
+from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import fold_off_hub, run_off_hub
 from .open_cycle import OpenCycle
@@ -57,7 +65,14 @@ from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
-from .statuses import AbandonReason, AssignmentStatus, CloseReason, CycleStatus, ProcessStatus
+from .statuses import (
+    AbandonReason,
+    AssignmentStatus,
+    AssignmentTask,
+    CloseReason,
+    CycleStatus,
+    ProcessStatus,
+)
 
 log = logging.getLogger("fedgrid.node.cycles")
 
@@ -113,6 +128,8 @@ class CycleEngine:
         self._figures = FigureWriter(db)
         # Per process: one-shot callbacks for the same moments (see `notify_once`).
         self._subscribers: dict[int, dict[Any, Callable[[], None]]] = {}
+        # Scores each new checkpoint on the process's evaluation set, never on the cycle's path.
+        self.held_out = HeldOutScorer(db)
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -124,8 +141,10 @@ class CycleEngine:
             ).all()
         for cycle_id in cycle_ids:
             self._restore(cycle_id)
+        self.held_out.start()
 
     def stop(self) -> None:
+        self.held_out.stop()
         for state in list(self._open.values()):
             if state.watcher is not None:
                 state.watcher.kill(block=False)
@@ -158,7 +177,7 @@ class CycleEngine:
             )
             assignments = session.execute(
                 select(Assignment.id, Assignment.status, Assignment.expires_at)
-                .where(Assignment.cycle_id == cycle_id)
+                .where(Assignment.cycle_id == cycle_id, Assignment.task == AssignmentTask.TRAIN)
             ).all()
             for assignment_id, status, expires_at in assignments:
                 state.accepted += 1
@@ -192,7 +211,8 @@ class CycleEngine:
         rows = session.execute(
             select(Assignment.assigned_at, Assignment.reported_at)
             .join(Cycle, Cycle.id == Assignment.cycle_id)
-            .where(Cycle.process_id == process_id, Assignment.reported_at.is_not(None))
+            .where(Cycle.process_id == process_id, Assignment.reported_at.is_not(None),
+                   Assignment.task == AssignmentTask.TRAIN)
             .order_by(Assignment.reported_at.desc())
             .limit(OBSERVATION_WINDOW)
         ).all()
@@ -440,6 +460,12 @@ class CycleEngine:
                         Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
                     )
                 )
+                if (existing is not None and existing.task == AssignmentTask.EVALUATE
+                        and existing.status == AssignmentStatus.ACCEPTED
+                        and existing.expires_at <= now):
+                    # An evaluation's lease is checked here, not by the watcher (it holds no
+                    # training place): the device may be decided afresh.
+                    existing.status = AssignmentStatus.EXPIRED
                 if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
                     # A retry after a lost answer: hand back the same place (one per worker/cycle).
                     return self._accepted_answer(session, process, state, existing, now)
@@ -454,7 +480,8 @@ class CycleEngine:
                         select(func.max(Cycle.sequence))
                         .join(Assignment, Assignment.cycle_id == Cycle.id)
                         .where(Cycle.process_id == process_id, Assignment.worker_id == worker_id,
-                               Cycle.sequence < state.sequence)
+                               Cycle.sequence < state.sequence,
+                               Assignment.task == AssignmentTask.TRAIN)
                     )
                     decision = decide(
                         config, counts, speeds,
@@ -466,6 +493,11 @@ class CycleEngine:
                     if decision.accepted:
                         return self._accept(session, process, config, state, worker_id, existing,
                                             now, attempt)
+                    if decision.reason == "cycle_full" and evaluation_place_left(
+                            session, config, state.cycle_id, state.sequence, now):
+                        # Every training place is taken: this device evaluates the checkpoint.
+                        return self._accept(session, process, config, state, worker_id, existing,
+                                            now, attempt, task=AssignmentTask.EVALUATE)
                     reason, timeout = decision.reason, decision.timeout
                 if reason in WAITABLE_REASONS and attempt.may_wait:
                     return _WAIT
@@ -525,17 +557,20 @@ class CycleEngine:
                        headers={"Retry-After": "1"})
 
     def _accept(self, session, process, config, state: OpenCycle, worker_id: str, existing, now,
-                attempt: _Attempt):
-        lease = self.lease_seconds(config, process.id)
-        expires = min(state.deadline, now + timedelta(seconds=lease))
+                attempt: _Attempt, task: AssignmentTask = AssignmentTask.TRAIN):
+        training = task == AssignmentTask.TRAIN
+        lease = timedelta(seconds=self.lease_seconds(config, process.id))
+        # An evaluation may outlive its cycle: the checkpoint it scores stays what it is.
+        expires = min(state.deadline, now + lease) if training else now + lease
         assignment = existing
         if assignment is None:
             assignment = Assignment(cycle_id=state.cycle_id, worker_id=worker_id)
             session.add(assignment)
-        else:
+        elif existing.task == AssignmentTask.TRAIN:
             state.expired -= 1  # the same row takes a fresh place; its expiry no longer counts
         assignment.request_key = secrets.token_urlsafe(32)
         assignment.status = AssignmentStatus.ACCEPTED
+        assignment.task = task
         assignment.assigned_at = now
         assignment.expires_at = expires
         save_figures(session, state)  # the figures ride along in the place's own commit
@@ -543,9 +578,10 @@ class CycleEngine:
         answer = self._accepted_answer(session, process, state, assignment, now)
         session.commit()  # the place is durable before it is counted or announced
         attempt.unsaved.pop(state.cycle_id, None)
-        state.accepted += 1
-        state.outstanding[assignment.id] = expires
-        state.wakeup.set()  # the watcher may need to wake for this lease
+        if training:  # an evaluation holds no training place: nothing for the watcher
+            state.accepted += 1
+            state.outstanding[assignment.id] = expires
+            state.wakeup.set()  # the watcher may need to wake for this lease
         return answer
 
     @staticmethod
@@ -572,9 +608,11 @@ class CycleEngine:
             "cycle": state.sequence,
             "checkpoint": state.checkpoint_number,
             "deadline": _iso(state.deadline),
-            # Seconds left to report: the end of the lease (never after the deadline).
+            # Seconds left to report: the end of the lease (never after the deadline, except for
+            # an evaluation, which may report after its cycle closed).
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
+            "task": assignment.task or AssignmentTask.TRAIN.value,
         }
 
     # ----------------------------------------------------------------------------- assignments
@@ -584,6 +622,11 @@ class CycleEngine:
         assignment = self._assignment_of(session, worker_id, request_key)
         if assignment.status == AssignmentStatus.EXPIRED:
             raise _expired()
+        if assignment.task == AssignmentTask.EVALUATE:
+            # Not bound to the cycle's close: the checkpoint it scores never changes.
+            if _evaluation_lease_over(assignment):
+                raise _expired()
+            return assignment
         if assignment.status == AssignmentStatus.DROPPED or assignment.cycle.status != CycleStatus.OPEN:
             raise _cycle_closed()
         return assignment
@@ -618,14 +661,24 @@ class CycleEngine:
         self,
         worker_id: str,
         request_key: str,
-        diff_bytes: bytes,
+        diff_bytes: bytes | None,
         num_samples: int,
         metrics: Mapping[str, float] | None,
     ) -> dict[str, Any]:
-        """Store a report durably, fold it into the cycle's sum, close the cycle at its goal."""
+        """Store a report durably, fold it into the cycle's sum, close the cycle at its goal.
+
+        An evaluation assignment's report (metrics only) is stored and nothing else."""
         with self.db.session() as session:
             assignment = self._assignment_of(session, worker_id, request_key)
             self._check_may_report(assignment)
+            if assignment.task == AssignmentTask.EVALUATE:
+                return self._report_evaluation(session, assignment, diff_bytes, num_samples,
+                                               metrics)
+            if diff_bytes is None:
+                raise ApiError("report_diff_missing",
+                               "a training assignment reports its diff (start − trained "
+                               "parameters, safetensors) as the body", 400,
+                               details={"field": "diff"})
             assignment_id, cycle_id = assignment.id, assignment.cycle_id
             process_id = assignment.cycle.process_id
             spec = self.spec(session, process_id)
@@ -679,6 +732,36 @@ class CycleEngine:
         if expires is not None and not state.paused and state.deadline > now >= expires:
             raise _expired()
 
+    @staticmethod
+    def _report_evaluation(session, assignment: Assignment, diff_bytes: bytes | None,
+                           num_samples: int, metrics: Mapping[str, float] | None) -> dict[str, Any]:
+        """Store an evaluation's metrics on its assignment: no diff, no fold, no goal."""
+        if diff_bytes is not None:
+            raise ApiError("report_diff_unexpected",
+                           "this is an evaluation assignment: report metrics and num_samples "
+                           "only, without a diff", 400, details={"field": "diff"})
+        if not metrics:
+            raise ApiError("metrics_invalid",
+                           "an evaluation report needs its metrics (e.g. accuracy, loss)", 400,
+                           details={"field": "metrics"})
+        if _evaluation_lease_over(assignment):
+            raise _expired()
+        sequence = assignment.cycle.sequence
+        # One conditional UPDATE: of two twin reports racing here, exactly one is stored.
+        stored = session.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment.id,
+                   Assignment.status == AssignmentStatus.ACCEPTED)
+            .values(status=AssignmentStatus.REPORTED, reported_at=utcnow(),
+                    num_samples=num_samples, metrics=dict(metrics))
+        ).rowcount
+        if stored != 1:
+            session.refresh(assignment)
+            CycleEngine._check_may_report(assignment)  # report_duplicate: the twin was stored
+            raise _cycle_closed()  # no longer accepted, for a reason the check above does not name
+        session.commit()
+        return {"status": "success", "cycle": sequence}
+
     # ----------------------------------------------------------------------------- closing
 
     def close_cycle(self, process_id: int, cycle_id: int, *, reason: CloseReason) -> None:
@@ -720,6 +803,7 @@ class CycleEngine:
                 return
             if summary["status"] == CycleStatus.COMPLETED:
                 self._cycle_durations[process_id].append((now - state.started_at).total_seconds())
+                self.held_out.schedule(process_id)  # scored in the background, never awaited
             # The next cycle becomes the open one before this one is marked closed, so nobody
             # who waited on this lock finds no open cycle in between.
             if next_cycle is not None:
@@ -760,7 +844,8 @@ class CycleEngine:
         cycle.status = CycleStatus.ABANDONED if abandoned_because else CycleStatus.COMPLETED
         dropped = session.execute(
             update(Assignment)
-            .where(Assignment.cycle_id == cycle.id, Assignment.status == AssignmentStatus.ACCEPTED)
+            .where(Assignment.cycle_id == cycle.id, Assignment.status == AssignmentStatus.ACCEPTED,
+                   Assignment.task == AssignmentTask.TRAIN)
             .values(status=AssignmentStatus.DROPPED)
         ).rowcount
         cycle.closed_at = now
@@ -826,6 +911,11 @@ def _cycle_closed() -> ApiError:
         "the cycle of this assignment has closed; request a place in the current cycle",
         409,
     )
+
+
+def _evaluation_lease_over(assignment: Assignment) -> bool:
+    return (assignment.status == AssignmentStatus.ACCEPTED and assignment.expires_at is not None
+            and utcnow() > assignment.expires_at)
 
 
 def _expired() -> ApiError:

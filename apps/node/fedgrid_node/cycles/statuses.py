@@ -17,7 +17,8 @@ One home for these rules, so the engine, the database and the API speak the same
                  open ──stop──▶ completed with min_diffs reports, else abandoned (reason "stopped")
     assignment:  accepted ──report stored──▶ reported
                  accepted ──lease ran out──▶ expired   (the place goes to another device)
-                 accepted ──cycle closed first──▶ dropped
+                 accepted ──cycle closed first──▶ dropped   (training assignments only: an
+                 evaluation assignment may still report its checkpoint's metrics after the close)
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ class AssignmentStatus(StrEnum):
     REPORTED = "reported"
     EXPIRED = "expired"  # did not report within its lease
     DROPPED = "dropped"  # never reported before its cycle closed
+
+
+class AssignmentTask(StrEnum):
+    TRAIN = "train"  # train on local data, report a diff
+    EVALUATE = "evaluate"  # run the checkpoint on local data, report metrics only
 
 
 class CloseReason(StrEnum):

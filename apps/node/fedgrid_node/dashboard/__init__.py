@@ -38,13 +38,14 @@ from sqlalchemy import distinct, func, select
 
 from fedgrid_protocol.errors import ApiError
 from fedgrid_protocol.events import MAX_ID
-from fedgrid_server.charts import line_chart
+from fedgrid_server.charts import Line, legend, multi_line_chart
 from fedgrid_server.dashboard import STATIC_DIR
 
 from .. import __version__
 from ..cycles.server_config import parse_server_config
 from ..cycles.statuses import AbandonReason, AssignmentStatus, CloseReason
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Process, utcnow
+from ..model_centric.events import checkpoint_evaluations
 from .loss_warnings import RULE as LOSS_RULE
 from .loss_warnings import loss_warnings
 
@@ -282,6 +283,7 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
         shown = closed[-HISTORY_ROWS:]
         devices = _distinct_devices(db_session, [by_sequence[f["sequence"]].id for f in shown])
         warnings = loss_warnings(closed)
+        evaluations = checkpoint_evaluations(db_session, process.id)
         checkpoints = db_session.execute(
             select(Checkpoint.number, Checkpoint.created_at)
             .join(Model, Model.id == Checkpoint.model_id)
@@ -311,10 +313,12 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
                 {**f, "closed_text": _time(by_sequence[f["sequence"]].closed_at),
                  "why_closed": why_closed(f),
                  "devices": devices.get(by_sequence[f["sequence"]].id, 0),
-                 "loss_warning": warnings.get(f["sequence"])}
+                 "loss_warning": warnings.get(f["sequence"]),
+                 **_evaluated_accuracy(evaluations.get(f.get("new_checkpoint")))}
                 for f in reversed(shown)
             ],
-            "charts": _charts(closed),
+            "charts": _charts(closed, evaluations),
+            "evaluated": bool(evaluations),
             "checkpoints": [
                 {"number": number, "created": _time(created)} for number, created in checkpoints
             ],
@@ -388,22 +392,70 @@ def fold_older_versions(processes: list[dict[str, Any]]) -> list[dict[str, Any]]
     return ordered
 
 
-def _charts(closed: list[dict[str, Any]]) -> list:
+def _evaluated_accuracy(evaluation: dict[str, Any] | None) -> dict[str, float | None]:
+    """The held-out and federated accuracy of the checkpoint a cycle produced, for its row."""
+    evaluation = evaluation or {}
+    return {
+        "test_accuracy": (evaluation.get("test_metrics") or {}).get("accuracy"),
+        "federated_accuracy": ((evaluation.get("federated_metrics") or {}).get("metrics")
+                               or {}).get("accuracy"),
+    }
+
+
+def _evaluation_series(closed: list[dict[str, Any]], evaluations: dict[int, dict],
+                       metric: str) -> dict[str, list[tuple[int, float]]]:
+    """The held-out ("test") and federated values of `metric`, at the cycle that produced each
+    checkpoint (0: the hosted checkpoint)."""
+    produced_by = {1: 0, **{f["new_checkpoint"]: f["sequence"] for f in closed
+                            if f.get("new_checkpoint") and f.get("status") == "completed"}}
+    series: dict[str, list[tuple[int, float]]] = {"test": [], "federated": []}
+    for number, evaluation in sorted(evaluations.items()):
+        if number not in produced_by:
+            continue
+        test = (evaluation.get("test_metrics") or {}).get(metric)
+        federated = ((evaluation.get("federated_metrics") or {}).get("metrics") or {}).get(metric)
+        if test is not None:
+            series["test"].append((produced_by[number], test))
+        if federated is not None:
+            series["federated"].append((produced_by[number], federated))
+    # As many points as the clients' line at most, the newest always shown.
+    for name, values in series.items():
+        stride = max(1, -(-len(values) // MAX_CHART_POINTS))
+        if stride > 1:
+            series[name] = values[::stride] + ([values[-1]] if (len(values) - 1) % stride else [])
+    return series
+
+
+def _charts(closed: list[dict[str, Any]], evaluations: dict[int, dict] | None = None) -> list:
+    evaluations = evaluations or {}
     names: list[str] = []
     for figures in closed:
         for name in (figures.get("client_metrics") or {}):
             if name not in names:
+                names.append(name)
+    for evaluation in evaluations.values():  # a metric only evaluations have gets a chart too
+        for name in ((evaluation.get("test_metrics") or {}).keys()
+                     | ((evaluation.get("federated_metrics") or {}).get("metrics") or {}).keys()):
+            if name in PREFERRED_METRICS and name not in names:
                 names.append(name)
     names.sort(key=lambda n: (PREFERRED_METRICS.index(n) if n in PREFERRED_METRICS else 99, n))
     stride = max(1, -(-len(closed) // MAX_CHART_POINTS))
     sampled = closed[::stride]
     if closed and sampled[-1] is not closed[-1]:
         sampled.append(closed[-1])
-    return [
-        line_chart(name, [(f["sequence"], (f.get("client_metrics") or {}).get(name))
-                          for f in sampled], y_caption=name)
-        for name in names[:6]
-    ]
+    charts = []
+    for name in names[:6]:
+        clients = Line("clients", [(f["sequence"], (f.get("client_metrics") or {}).get(name))
+                                   for f in sampled])
+        # Both evaluation lines or neither, so that each keeps its colour (test: the second
+        # series, federated: the third) as the page's key says.
+        series = _evaluation_series(closed, evaluations, name)
+        evaluated = ([Line(key, points) for key, points in series.items()]
+                     if any(series.values()) else [])
+        chart = multi_line_chart(name, [clients, *evaluated], y_caption=name)
+        charts.append({"title": name, "last": chart.last, "svg": chart.svg,
+                       "legend": legend(chart)})
+    return charts
 
 
 _HTML = {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}

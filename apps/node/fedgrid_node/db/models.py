@@ -97,6 +97,9 @@ class Checkpoint(Base):
     # The server strategy's memory after this checkpoint (momentum, moments), safetensors bytes.
     strategy_state: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The held-out score of these parameters on the process's evaluation set ({"accuracy",
+    # "loss", "num_samples", "evaluation_set"}); written after the checkpoint, off the cycle's path.
+    test_metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
     model: Mapped[Model] = relationship(back_populates="checkpoints")
 
@@ -160,6 +163,9 @@ class Assignment(Base):
     reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     num_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # An AssignmentTask: train (reports a diff) | evaluate (reports metrics of the cycle's
+    # checkpoint only; never counts toward the cycle's goal)
+    task: Mapped[str] = mapped_column(String(16), default="train", server_default="train")
 
     cycle: Mapped[Cycle] = relationship(back_populates="assignments")
     worker: Mapped[Worker] = relationship()
@@ -174,3 +180,21 @@ class ReportDiff(Base):
         ForeignKey("assignments.id", ondelete="CASCADE"), primary_key=True
     )
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EvaluationSet(Base):
+    """A process's held-out test set (safetensors `features` and `labels`): the Node scores every
+    checkpoint on it. A new upload replaces it (and the scores made with it)."""
+
+    __tablename__ = "evaluation_sets"
+    # Scores name the set they were made with by its id, so an id must never come back after a
+    # replacement (SQLite reuses the highest rowid once deleted unless told not to).
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[int] = mapped_column(
+        ForeignKey("processes.id", ondelete="CASCADE"), unique=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    num_samples: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -22,11 +22,14 @@ from fedgrid_protocol.validation import validate
 from ..auth.admin import check_admin_token
 from ..auth.device_tokens import verify_device_token
 from ..cycles.engine import CycleEngine
+from ..cycles.federated_evaluation import federated_scores
+from ..cycles.held_out import held_out_scores
 from ..cycles.process_control import ProcessControl
 from ..cycles.selection import Speeds
 from ..cycles.server_config import parse_server_config
 from ..db.database import Database
 from ..db.models import Checkpoint, Cycle, Model, Plan, Process, Worker
+from .evaluation import upload_evaluation_set
 from .hosting import host_training
 
 CHECKPOINT_CACHE_SIZE = 16
@@ -90,6 +93,7 @@ class ModelCentricEvents:
             "resume-process": self.resume_process,
             "stop-process": self.stop_process,
             "delete-process": self.delete_process,
+            "evaluation-set": self.evaluation_set,
         }
         self.events: dict[str, EventSpec] = {
             name: EventSpec(handlers[name], event) for name, event in EVENTS.items()
@@ -305,17 +309,31 @@ class ModelCentricEvents:
 
 
     def list_cycles(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
-        """Per-cycle metrics; the open cycle's figures are live from the engine."""
+        """Per-cycle metrics; the open cycle's figures are live from the engine.
+
+        Each cycle also shows the evaluation of the checkpoint it produced (`new_checkpoint`):
+        `test_metrics` (held-out, scored by the Node) and `federated_metrics` (reported by
+        evaluating devices); `checkpoints` lists both for every checkpoint, the hosted one too."""
         with self.db.session() as session:
             process = self.find_process(session, data.get("name"), data.get("version"))
             cycles = session.scalars(
                 select(Cycle).where(Cycle.process_id == process.id).order_by(Cycle.sequence)
             ).all()
+            evaluations = checkpoint_evaluations(session, process.id)
+            listed = []
+            for cycle in cycles:
+                figures = self.engine.cycle_metrics(cycle)
+                produced = evaluations.get(figures.get("new_checkpoint"), {})
+                figures["test_metrics"] = produced.get("test_metrics")
+                figures["federated_metrics"] = produced.get("federated_metrics")
+                listed.append(figures)
             return {
                 "model": process.name,
                 "version": process.version,
                 "status": process.status,
-                "cycles": [self.engine.cycle_metrics(cycle) for cycle in cycles],
+                "cycles": listed,
+                "checkpoints": [{"number": number, **evaluation}
+                                for number, evaluation in sorted(evaluations.items())],
             }
 
     # ----------------------------------------------------------------------------- control
@@ -348,3 +366,18 @@ class ModelCentricEvents:
         for key in [key for key in self._checkpoints if key[0] == model_id]:
             del self._checkpoints[key]
         return answer
+
+    # ----------------------------------------------------------------------------- evaluation
+
+    def evaluation_set(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return upload_evaluation_set(self, data)
+
+
+def checkpoint_evaluations(session, process_id: int) -> dict[int, dict[str, Any]]:
+    """Checkpoint number -> {"test_metrics", "federated_metrics"}, for evaluated checkpoints."""
+    held_out = held_out_scores(session, process_id)
+    federated = federated_scores(session, process_id)
+    return {
+        number: {"test_metrics": held_out.get(number), "federated_metrics": federated.get(number)}
+        for number in sorted(set(held_out) | set(federated))
+    }

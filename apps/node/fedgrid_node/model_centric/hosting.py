@@ -21,6 +21,7 @@ from ..cycles.engine import CycleEngine
 from ..cycles.server_config import ServerConfigError, check_client_config, check_server_config
 from ..db.database import Database
 from ..db.models import Checkpoint, Model, Plan, Process
+from .evaluation import store_evaluation_set
 
 MAX_NAME_LENGTH = 255
 MAX_VERSION_LENGTH = 64
@@ -121,11 +122,16 @@ def host_training(db: Database, engine: CycleEngine, data: dict[str, Any]) -> di
             engine.open_first_cycle(session, process, server_config)
             session.flush()
             process_id, model_id = process.id, process.model.id
+            if data.get("evaluation_set") is not None:
+                # Checked against the plans just added; a refusal rolls the hosting back.
+                store_evaluation_set(session, process_id, data["evaluation_set"])
             plan_ids = {plan.name: plan.id for plan in plan_rows if plan.kind == "client"}
     except IntegrityError:
         # Two hosts of the same name/version raced; the database's unique constraint decided.
         raise _process_exists(name, version) from None
     engine.track_hosted(process_id)
+    if data.get("evaluation_set") is not None:
+        engine.held_out.schedule(process_id)  # checkpoint 1's score, in the background
     return {
         "status": "success",
         "process_id": process_id,

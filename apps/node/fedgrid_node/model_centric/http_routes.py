@@ -1,8 +1,8 @@
 """HTTP transport for the model-centric events: translate requests to fields, answers to responses.
 
-Binary fields travel as raw bytes: the report's diff as an ``application/octet-stream`` body (the
-other fields in the query string) or as a multipart file; host-training's checkpoint and plans as
-multipart files. PyGrid's JSON forms with base64 strings are still accepted for compatibility.
+Binary fields travel as raw bytes: the report's diff or an evaluation set as an
+``application/octet-stream`` body (the other fields in the query string) or as a multipart file;
+host-training's checkpoint and plans as multipart files. PyGrid's JSON forms with base64 strings are still accepted for compatibility.
 """
 
 from __future__ import annotations
@@ -75,7 +75,9 @@ def request_fields(binary_fields: tuple[str, ...]) -> dict[str, Any]:
             else:
                 data[key] = upload.read()
     elif mimetype == "application/octet-stream" and binary_fields:
-        data[binary_fields[0]] = request.get_data(cache=False)
+        body = request.get_data(cache=False)
+        if body:  # an empty body sends no bytes: an evaluation's report has no diff
+            data[binary_fields[0]] = body
     if "metrics" in data and isinstance(data["metrics"], str):
         data["metrics"] = load_json(data["metrics"], "field 'metrics'")
     return data
@@ -119,6 +121,7 @@ ROUTES = {
     "resume-process": "POST",
     "stop-process": "POST",
     "delete-process": "POST",
+    "evaluation-set": "POST",
 }
 
 
