@@ -18,6 +18,7 @@ from fedgrid_node.db.models import Checkpoint, Worker
 from fedgrid_node.model_centric.evaluation import MAX_EVALUATION_SET_BYTES
 from fedgrid_node.model_centric.hosting import host_training
 from fedgrid_plans import tensors
+from fedgrid_server.charts import format_value
 from fedgrid_server.config import normalize_database_url
 from tests.support.api_client import HttpApi
 from tests.support.databases import database_backends, make_database_url
@@ -420,13 +421,12 @@ def test_the_dashboard_draws_test_accuracy_beside_the_clients_accuracy(http_api)
     figure = figure[:figure.index("</figure>")]
     test_line = re.search(r'data-series="test" points="([^"]*)"', figure).group(1)
     assert len(test_line.split(" ")) == 3  # the hosted checkpoint (cycle 0) and both cycles'
-    titles = re.findall(r"<title>test, ([^<]*)</title>", figure)
-    assert titles == [
-        f"hosted checkpoint: {scored[1]['test_metrics']['accuracy']:.6g}",
-        f"after cycle 1: {scored[2]['test_metrics']['accuracy']:.6g}",
-        f"after cycle 2: {scored[3]['test_metrics']['accuracy']:.6g}",
+    titles = re.findall(r"<title>test · cycle ([^<]*)</title>", figure)
+    assert titles == [  # cycle 0: the hosted checkpoint
+        f"{cycle}: {format_value(scored[number]['test_metrics']['accuracy'])}"
+        for cycle, number in ((0, 1), (1, 2), (2, 3))
     ]
-    assert len(re.findall(r'<circle class="dot"', figure)) == 2  # the clients' line unchanged
+    assert len(re.findall(r'<circle class="dot series-0"', figure)) == 2  # the clients' line
     # The recent cycles' table has the same held-out accuracy per cycle, newest first.
     table = section[section.index('<table class="history">'):]
     shown = re.findall(r'data-evaluation="test">([^<]*)</td>', table)
