@@ -6,7 +6,8 @@
 import { AssignmentExpired, FedgridError, ReportRefused, TrainingStoppedError, WorkerUnknown } from './errors.js';
 import { Emitter } from './events.js';
 import { PlanExecutor, trainLocally } from './executor.js';
-import { parseSafetensors, writeSafetensors } from './safetensors.js';
+import { encodeDiff } from './diff_encoding.js';
+import { parseSafetensors } from './safetensors.js';
 
 export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan devices run
 /** Seconds participate() lets the Node hold each cycle-request (long-poll) by default. */
@@ -313,7 +314,8 @@ export class Job extends Emitter {
   }
 
   /**
-   * Send a training result's diff (start - trained), numSamples and metrics.
+   * Send a training result's diff (start - trained), numSamples and metrics; the diff is encoded
+   * as the assignment's clientConfig.diff_encoding says (float32, float16 or int8).
    * Resolves to the Node's {status: 'success', cycle}, sent only once the report is stored.
    * Rejects with AssignmentExpired when the cycle closed or the assignment's lease ran out first
    * (cycle_closed, assignment_expired: request a new place), ReportRefused when the Node refused
@@ -324,7 +326,7 @@ export class Job extends Emitter {
     const assignment = this.assignment;
     if (!assignment) throw new FedgridError('report() needs an assignment: request(), train(), then report()', { code: 'no_assignment' });
     if (!result?.diff || !(result.numSamples >= 1)) throw new TypeError('report(result) needs the {diff, numSamples, metrics} that train() returned');
-    const body = result.diff instanceof Uint8Array ? result.diff : writeSafetensors(result.diff);
+    const body = result.diff instanceof Uint8Array ? result.diff : encodeDiff(result.diff, assignment.clientConfig?.diff_encoding);
     try {
       const answer = await this.transport.call('report', {
         worker_id: assignment.workerId,

@@ -49,6 +49,7 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
+from .diff_encoding import decode_accepted, encoding_of
 from .figures import FigureWriter, save_figures
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import fold_off_hub, run_off_hub
@@ -99,6 +100,7 @@ class CycleEngine:
         self._open: dict[int, OpenCycle] = {}  # process_id -> its open cycle
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
+        self._encodings: dict[int, str] = {}
         self._plan_ids: dict[int, dict[str, int]] = {}
         self._labels: dict[int, str] = {}
         # Per process: seconds from acceptance to report of recent reports (for leases), and the
@@ -168,8 +170,9 @@ class CycleEngine:
                 .execution_options(yield_per=1)
             )
             # Stored reports are folded again one at a time: memory stays O(model).
+            encoding = self.diff_encoding(session, cycle.process_id)
             for num_samples, metrics, data in reports:
-                state.running.fold(tensors.decode(data), num_samples)
+                state.running.fold(decode_accepted(data, encoding), num_samples)
                 state.fold_metrics(metrics, num_samples)
         if state.running.count:
             log.info("cycle %s of %s restored with %d stored reports", state.sequence,
@@ -293,6 +296,13 @@ class CycleEngine:
             decoded = tensors.decode(data)
             self._specs[process_id] = {n: (a.shape, a.dtype) for n, a in decoded.items()}
         return self._specs[process_id]
+
+    def diff_encoding(self, session, process_id: int) -> str:
+        """How the process's devices encode their diffs (client_config; fixed once hosted)."""
+        if process_id not in self._encodings:
+            process = session.get(Process, process_id)
+            self._encodings[process_id] = encoding_of(process.client_config)
+        return self._encodings[process_id]
 
     def plan_ids(self, session, process_id: int) -> dict[str, int]:
         """Client plan name -> id; fixed once hosted, so cached like the config."""
@@ -563,11 +573,12 @@ class CycleEngine:
             assignment_id, cycle_id = assignment.id, assignment.cycle_id
             process_id = assignment.cycle.process_id
             spec = self.spec(session, process_id)
+            encoding = self.diff_encoding(session, process_id)
             goal = self.config(session, process_id).max_diffs
         state = self._open.get(process_id)
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
-        diff = run_off_hub(check_diff, spec, diff_bytes, num_samples)
+        diff = run_off_hub(check_diff, spec, diff_bytes, num_samples, encoding)
         with state.lock:
             with self.db.session() as session:
                 # Re-read under the cycle lock: a twin request may have reported, the lease may
@@ -582,6 +593,7 @@ class CycleEngine:
                 assignment.num_samples = num_samples
                 assignment.metrics = metrics
                 assigned_at = assignment.assigned_at
+                # As received: an encoded diff stays as small as it came (decode_accepted reads it).
                 session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
             # Committed: the report is durable. Fold it now (a restart would fold it from disk).
             state.outstanding.pop(assignment_id, None)
