@@ -136,6 +136,28 @@ def test_an_encoded_report_is_decoded_and_folded(api, encoding):
                                    rtol=0, atol=5e-8)
 
 
+def test_the_hosted_averaging_plan_reads_stored_int8_reports_decoded(api):
+    name = unique_name()
+    plan, start_bytes = logistic_regression()
+    answer = api.call(
+        "host-training",
+        {"name": name, "version": "1", "client_config": {"diff_encoding": "int8"},
+         "server_config": {"max_diffs": 2, "strategy": "hosted_averaging_plan"}},
+        blobs={"model": start_bytes, "plans/training_plan": plan, "averaging_plan": plan},
+        admin=True)
+    assert answer.status == 200, answer.body
+    diffs = [random_diff(start_bytes, seed) for seed in (4, 5)]
+    for diff in diffs:
+        worker, body = request_place(api, name)
+        assert send(api, worker, body, encode_diff(diff, "int8")).status == 200
+    wait_for(lambda: api.call("checkpoints", {"name": name}, admin=True).body["latest"] == 2,
+             "checkpoint 2")
+    after = checkpoint(api, name, 2)
+    for key, value in tensors.decode(start_bytes).items():
+        unweighted = sum(dequantized(d, "int8")[key].astype(np.float64) for d in diffs) / 2
+        np.testing.assert_allclose(after[key], value - unweighted, rtol=1e-5, atol=1e-6)
+
+
 # --------------------------------------------------------------------------- refusals
 
 

@@ -82,11 +82,11 @@ function decoded(diff, encoding) {
   }));
 }
 
-for (const encoding of ['int8', 'float16']) {
-  test(`a device's ${encoding} report is accepted and folded: next = old - decoded diff`, async () => {
-    const name = `js-compressed-${encoding}`;
+for (const [encoding, transport] of [['int8', 'http'], ['int8', 'websocket'], ['float16', 'http']]) {
+  test(`a device's ${encoding} report over ${transport} is accepted and folded: next = old - decoded diff`, async () => {
+    const name = `js-compressed-${encoding}-${transport}`;
     await hostModel(node, { name, clientConfig: { batch_size: 4, epochs: 1, diff_encoding: encoding }, serverConfig: { max_diffs: 1, min_diffs: 1, max_workers: 1 } });
-    const client = new Client({ url: node.url });
+    const client = new Client({ url: transport === 'http' ? node.url : node.wsUrl });
     const job = client.newJob({ modelName: name });
     const assignment = await job.request();
     assert.equal(assignment.clientConfig.diff_encoding, encoding);
