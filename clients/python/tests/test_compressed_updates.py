@@ -90,3 +90,21 @@ def test_the_sdk_follows_the_models_encoding_and_the_node_refuses_another(
     for key, value in start.items():
         codes, scale = int8_quantize(result.diff[key])
         np.testing.assert_allclose(after[key], value - codes * scale, rtol=0, atol=1e-7)
+
+
+def test_fedgrid_simulate_takes_the_encoding(sdk_node, compiled_mlp, tmp_path, capsys):
+    from fedgrid.cli import main
+
+    plan, start = tmp_path / "mlp.fgplan", tmp_path / "start.safetensors"
+    plan.write_bytes(compiled_mlp.to_bytes())
+    start.write_bytes(tensors.encode(compiled_mlp.checkpoint()))
+    assert main(["simulate", "--url", sdk_node.url, "--admin-token", sdk_node.admin_token,
+                 "--model", str(plan), "--checkpoint", str(start), "--devices", "4",
+                 "--per-cycle", "2", "--cycles", "1", "--epochs", "1", "--processes", "0",
+                 "--diff-encoding", "float16"]) == 0
+    assert "reports 2" in capsys.readouterr().out
+    with Admin(sdk_node.url, sdk_node.admin_token) as admin:
+        encodings = [p["client_config"].get("diff_encoding") for p in admin.processes()]
+    assert "float16" in encodings
+    assert main(["simulate", "--diff-encoding", "int4"]) == 2  # argparse's usage error
+    assert "invalid choice: 'int4'" in capsys.readouterr().err
