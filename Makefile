@@ -71,6 +71,7 @@ bench: $(STAMP) postgres js system-deps
 	$(PY) apps/node/benchmarks/postgres_under_gevent.py
 	$(PY) clients/python/benchmarks/learning_quality.py
 	$(PY) clients/python/benchmarks/time_to_accuracy.py
+	$(PY) clients/python/benchmarks/compressed_updates.py
 	cd $(JS) && npm run bench
 
 clean:

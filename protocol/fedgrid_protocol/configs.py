@@ -38,6 +38,8 @@ from .validation import number_text as _number
 # How much more than the goal to accept, because some devices drop out (Bonawitz et al. 2019).
 DEFAULT_OVER_SELECTION = 1.3
 POOL_SELECTIONS = ("iterate", "random")
+# How devices encode the diff they report (docs/protocol.md, "Compressed updates").
+DIFF_ENCODINGS = ("float32", "float16", "int8")
 QUORUM_POLICIES = ("extend", "abandon")
 DEFAULT_STRATEGY = "fedavg"
 # Durations beyond this would overflow the Node's clock arithmetic (datetime ends at year 9999).
@@ -204,6 +206,13 @@ class ClientConfig(_Config):
         "the plan's", "the device's learning rate; give this or `lr`"))
     shuffle: Annotated[bool, Field(strict=True)] | None = Field(None, **_doc(
         "the plan's (true)", "shuffle the examples before each epoch"))
+    # Here, not in server_config: devices learn it from the cycle-request answer's client_config,
+    # and the Node reads the same key to refuse a report in any other encoding.
+    diff_encoding: Literal["float32", "float16", "int8"] = Field("float32", **_doc(
+        "`float32`",
+        "how devices encode the diff they report: `float16` halves and `int8` quarters the "
+        "upload; the Node refuses any other encoding with `diff_encoding_mismatch` (see "
+        "[protocol.md](protocol.md#compressed-updates))"))
 
     @field_validator("learning_rate")
     @classmethod

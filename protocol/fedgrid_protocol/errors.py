@@ -139,6 +139,12 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
     ErrorCode("diff_mismatch", 400, "ReportRefused",
               "the diff has other names, shapes or dtypes than the model"),
     ErrorCode("diff_not_finite", 400, "ReportRefused", "the diff holds NaN or infinity"),
+    ErrorCode("diff_encoding_mismatch", 400, "ReportRefused",
+              "the diff is not in the model's `client_config.diff_encoding` (`details.expected`, "
+              "`details.tensor`)"),
+    ErrorCode("diff_scale_invalid", 400, "ReportRefused",
+              "an int8 diff's scale is not a finite, non-negative float32 scalar "
+              "(`details.tensor` names it)"),
     ErrorCode("diff_out_of_range", 400, "ReportRefused",
               "`num_samples` × |diff value| exceeds 1e36; `details.tensor` names the tensor"),
     ErrorCode("num_samples_invalid", 400, "ReportRefused", "`num_samples` is not a positive integer"),

@@ -1,6 +1,7 @@
 // The fedgrid package: train a Fedgrid Node's hosted plan on local data, in Node.js or a browser.
 
 export { parseSafetensors, writeSafetensors } from './safetensors.js';
+export { encodeDiff } from './diff_encoding.js';
 export { Plan } from './plan.js';
 export { evaluateLocally, PlanExecutor, trainLocally } from './executor.js';
 export { configureRuntime, runtimeName } from './runtime.js';

@@ -7,9 +7,10 @@
 
 import { AssignmentExpired, FedgridError, ReportRefused, TrainingStoppedError, WorkerUnknown } from './errors.js';
 import { Emitter } from './events.js';
+import { encodeDiff } from './diff_encoding.js';
 import { evaluateLocally, PlanExecutor, trainLocally } from './executor.js';
 import { MAX_WAIT_SECONDS } from './protocol.generated.js';
-import { parseSafetensors, writeSafetensors } from './safetensors.js';
+import { parseSafetensors } from './safetensors.js';
 
 export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan devices run
 /** Seconds participate() lets the Node hold each cycle-request (long-poll) by default. */
@@ -339,7 +340,8 @@ export class Job extends Emitter {
   }
 
   /**
-   * Send a training result's diff (start - trained), numSamples and metrics; for an evaluation
+   * Send a training result's diff (start - trained), numSamples and metrics, the diff encoded as
+   * the assignment's clientConfig.diff_encoding says (float32, float16 or int8); for an evaluation
    * assignment, evaluate()'s metrics and numSamples only.
    * Resolves to the Node's {status: 'success', cycle}, sent only once the report is stored.
    * Rejects with AssignmentExpired when the cycle closed or the assignment's lease ran out first
@@ -356,7 +358,7 @@ export class Job extends Emitter {
       if (!reportableMetrics(result?.metrics) || !(result.numSamples >= 1)) throw new TypeError('an evaluation assignment reports the {metrics, numSamples} that evaluate() returned');
     } else {
       if (!result?.diff || !(result.numSamples >= 1)) throw new TypeError('report(result) needs the {diff, numSamples, metrics} that train() returned');
-      blobs = { diff: result.diff instanceof Uint8Array ? result.diff : writeSafetensors(result.diff) };
+      blobs = { diff: result.diff instanceof Uint8Array ? result.diff : encodeDiff(result.diff, assignment.clientConfig?.diff_encoding) };
     }
     try {
       const answer = await this.transport.call('report', {

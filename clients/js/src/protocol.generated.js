@@ -413,6 +413,22 @@ export const ERROR_CODES = freeze({
       "node"
     ]
   },
+  "diff_encoding_mismatch": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "the diff is not in the model's `client_config.diff_encoding` (`details.expected`, `details.tensor`)",
+    "servers": [
+      "node"
+    ]
+  },
+  "diff_scale_invalid": {
+    "status": 400,
+    "exception": "ReportRefused",
+    "meaning": "an int8 diff's scale is not a finite, non-negative float32 scalar (`details.tensor` names it)",
+    "servers": [
+      "node"
+    ]
+  },
   "diff_out_of_range": {
     "status": 400,
     "exception": "ReportRefused",

@@ -13,6 +13,7 @@ import { FormatError } from './errors.js';
 const ARRAY_TYPES = {
   F64: Float64Array,
   F32: Float32Array,
+  F16: Uint16Array, // the binary16 bits: JavaScript has no float16 array before Float16Array
   I64: BigInt64Array,
   I32: Int32Array,
   I16: Int16Array,
@@ -120,7 +121,8 @@ export function parseSafetensors(input) {
 
 /**
  * Write named tensors (in insertion order) and optional string metadata as safetensors bytes.
- * Each value is a typed array (1-D) or {data, shape[, dtype]}.
+ * Each value is a typed array (1-D) or {data, shape[, dtype]}; an F16 tensor is
+ * {dtype: 'F16', shape, data: Uint16Array of binary16 bits} (diff_encoding.js writes them).
  * @returns {Uint8Array}
  */
 export function writeSafetensors(tensors, metadata = undefined) {

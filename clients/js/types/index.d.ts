@@ -13,7 +13,7 @@ import type {
 export type * from './protocol.generated.js';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
-export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
+export type TypedArray = Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array | Uint16Array;
 
 /** One tensor: its safetensors dtype, shape and values (row-major). */
 export interface Tensor<T extends TypedArray = TypedArray> {
@@ -28,6 +28,13 @@ export function parseSafetensors(bytes: ArrayBuffer | ArrayBufferView): { tensor
 export function writeSafetensors(
   tensors: Record<string, TypedArray | { data: TypedArray; shape?: number[]; dtype?: SafetensorsDtype }>,
   metadata?: Record<string, string>,
+): Uint8Array;
+/** How a diff travels: the model's client_config.diff_encoding (docs/protocol.md, "Compressed updates"). */
+export type DiffEncoding = 'float32' | 'float16' | 'int8';
+/** A diff's safetensors bytes in `encoding` (float32 when undefined or null): F32, F16, or I8 codes with a float32 NAME.__scale__ each. */
+export function encodeDiff(
+  diff: Record<string, Float32Array | { data: Float32Array | ArrayLike<number>; shape?: number[] }>,
+  encoding?: DiffEncoding | null,
 ): Uint8Array;
 
 export interface ManifestEntry { name: string; role: string; dtype: string; shape: Array<number | 'batch'>; parameter?: string; metric?: string }

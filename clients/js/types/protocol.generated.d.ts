@@ -59,6 +59,8 @@ export type ErrorCode =
   | 'diff_malformed'
   | 'diff_mismatch'
   | 'diff_not_finite'
+  | 'diff_encoding_mismatch'
+  | 'diff_scale_invalid'
   | 'diff_out_of_range'
   | 'num_samples_invalid'
   | 'metrics_invalid'
@@ -132,6 +134,8 @@ export interface ErrorCodes {
   readonly diff_malformed: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly diff_mismatch: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly diff_not_finite: ErrorCodeEntry<400, 'ReportRefused'>;
+  readonly diff_encoding_mismatch: ErrorCodeEntry<400, 'ReportRefused'>;
+  readonly diff_scale_invalid: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly diff_out_of_range: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly num_samples_invalid: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly metrics_invalid: ErrorCodeEntry<400, 'ReportRefused'>;

@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--target-accuracy", type=float, default=None,
                      help="stop once the test accuracy reaches this")
     sim.add_argument("--strategy", default=None, help="server strategy name (default: fedavg)")
+    sim.add_argument("--diff-encoding", choices=("float32", "float16", "int8"), default=None,
+                     help="how the devices upload their diffs (default: float32)")
     sim.add_argument("--seed", type=int, default=0, help="seeds the split, the test hold-out, "
                      "the choice of devices and their shuffling")
 
@@ -365,7 +367,7 @@ def cmd_simulate(args: argparse.Namespace) -> None:
             alpha=args.alpha, shards_per_device=args.shards_per_device, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.lr, processes=args.processes,
             seed=args.seed, target_accuracy=args.target_accuracy, strategy=args.strategy,
-            on_cycle=console.cycle, on_progress=console.progress,
+            diff_encoding=args.diff_encoding, on_cycle=console.cycle, on_progress=console.progress,
         )
     except DataError as exc:
         raise usage_error(str(exc)) from None

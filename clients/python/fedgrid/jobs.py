@@ -39,6 +39,7 @@ from fedgrid_protocol.events import MAX_WAIT_SECONDS
 
 from .data import as_arrays
 from .data_checks import check_training_data
+from .diff_encoding import encode_diff
 from .errors import (
     AssignmentExpired,
     FedgridError,
@@ -488,7 +489,9 @@ class Assignment:
     def report(self, result: TrainingResult | EvaluationResult | None = None, *,
                diff: dict[str, np.ndarray] | bytes | None = None, num_samples: int | None = None,
                metrics: dict[str, float] | None = None) -> dict[str, Any]:
-        """Send the diff (from ``result``, or ``diff``/``num_samples``/``metrics`` given directly).
+        """Send the diff (from ``result``, or ``diff``/``num_samples``/``metrics`` given directly),
+        encoded as ``client_config.diff_encoding`` says (float32, float16 or int8; bytes are sent
+        as they are).
 
         Returns the Node's answer ``{"status": "success", "cycle"}``, sent only once the report is
         stored. If the answer is lost on the way back, the report is sent once more; a
@@ -513,8 +516,8 @@ class Assignment:
         else:
             if diff is None or num_samples is None:
                 raise ValueError("report() needs a TrainingResult, or diff= and num_samples=")
-            body = diff if isinstance(diff, bytes | bytearray) else tensors.encode(
-                {name: np.asarray(value, dtype=np.float32) for name, value in diff.items()})
+            body = diff if isinstance(diff, bytes | bytearray) else encode_diff(
+                diff, self.client_config.get("diff_encoding"))
             blobs = {"diff": bytes(body)}
         fields = {
             "worker_id": self.job.worker_id,

@@ -185,6 +185,7 @@ def simulate(
     target_accuracy: float | None = None,
     name: str | None = None,
     strategy: dict[str, Any] | str | None = None,
+    diff_encoding: str | None = None,
     on_cycle: Callable[[CycleRecord], Any] | None = None,
     on_progress: Callable[[Progress], Any] | None = None,
 ) -> SimulationResult:
@@ -210,7 +211,9 @@ def simulate(
     plan before hosting: a mismatch raises :class:`~fedgrid.data.DataError` with a ``code``.
 
     Each cycle ``per_cycle`` devices train ``epochs`` epochs in batches of ``batch_size`` and
-    report. Stops after ``cycles`` cycles, or once the test accuracy reaches ``target_accuracy``.
+    report, the diff encoded as ``diff_encoding`` (``"float32"``, the default, ``"float16"`` or
+    ``"int8"``). Stops after ``cycles`` cycles, or once the test accuracy reaches
+    ``target_accuracy``.
     ``on_cycle`` gets each :class:`CycleRecord` as it finishes, ``on_progress`` each
     :class:`Progress` (compiling, hosting, devices reporting within a cycle).
     """
@@ -243,6 +246,8 @@ def simulate(
         client_config = {"batch_size": batch_size, "epochs": epochs}
         if learning_rate is not None:
             client_config["lr"] = learning_rate
+        if diff_encoding is not None:
+            client_config["diff_encoding"] = diff_encoding
         server_config: dict[str, Any] = {
             # Exactly per_cycle devices per cycle, and the cycle closes when all of them reported.
             "max_diffs": per_cycle, "min_diffs": per_cycle, "max_workers": per_cycle,

@@ -9,8 +9,9 @@ from sqlalchemy import select
 
 from fedgrid_plans import tensors
 
-from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, ReportDiff
+from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff
 from .aggregation import RunningWeightedSum
+from .diff_encoding import decode_accepted, encoding_of
 from .off_hub import run_off_hub
 from .strategies import build_strategy
 
@@ -69,12 +70,14 @@ def _average_with_hosted_plan(session, process_id: int, cycle_id: int, strategy)
         .order_by(Assignment.reported_at, Assignment.id)
         .execution_options(yield_per=1)
     )
+    encoding = encoding_of(session.scalar(select(Process.client_config)
+                                          .where(Process.id == process_id)))
     averaging = strategy.averager(plan_file)
     average = None
     # Rows are read here on the hub (the connection is not thread-safe); each plan step, the
     # numpy work, runs in the pool.
     for count, (data,) in enumerate(rows):
-        item = tensors.decode(data)
+        item = decode_accepted(data, encoding)  # stored as received, maybe encoded
         average = (averaging.first(item) if count == 0
                    else run_off_hub(averaging.step, average, item, count))
     return average

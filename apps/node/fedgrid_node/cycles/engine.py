@@ -55,6 +55,7 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
+from .diff_encoding import decode_accepted, encoding_of
 from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
@@ -117,6 +118,7 @@ class CycleEngine:
         self._open: dict[int, OpenCycle] = {}  # process_id -> its open cycle
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
+        self._encodings: dict[int, str] = {}
         self._plan_ids: dict[int, dict[str, int]] = {}
         self._labels: dict[int, str] = {}
         # Per process: seconds from acceptance to report of recent reports (for leases), and the
@@ -194,8 +196,9 @@ class CycleEngine:
                 .execution_options(yield_per=1)
             )
             # Stored reports are folded again one at a time: memory stays O(model).
+            encoding = self.diff_encoding(session, cycle.process_id)
             for num_samples, metrics, data in reports:
-                state.running.fold(tensors.decode(data), num_samples)
+                state.running.fold(decode_accepted(data, encoding), num_samples)
                 state.fold_metrics(metrics, num_samples)
         if state.running.count:
             log.info("cycle %s of %s restored with %d stored reports", state.sequence,
@@ -343,6 +346,13 @@ class CycleEngine:
             decoded = tensors.decode(data)
             self._specs[process_id] = {n: (a.shape, a.dtype) for n, a in decoded.items()}
         return self._specs[process_id]
+
+    def diff_encoding(self, session, process_id: int) -> str:
+        """How the process's devices encode their diffs (client_config; fixed once hosted)."""
+        if process_id not in self._encodings:
+            process = session.get(Process, process_id)
+            self._encodings[process_id] = encoding_of(process.client_config)
+        return self._encodings[process_id]
 
     def plan_ids(self, session, process_id: int) -> dict[str, int]:
         """Client plan name -> id; fixed once hosted, so cached like the config."""
@@ -684,10 +694,11 @@ class CycleEngine:
             spec = self.spec(session, process_id)
             config = self.config(session, process_id)
             goal = config.max_diffs
+            encoding = self.diff_encoding(session, process_id)
         state = self._open.get(process_id)
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
-        diff = run_off_hub(check_diff, spec, diff_bytes, num_samples)
+        diff = run_off_hub(check_diff, spec, diff_bytes, num_samples, encoding)
         with state.lock:
             if state.closed:
                 raise _cycle_closed()
@@ -707,6 +718,7 @@ class CycleEngine:
                 assignment.num_samples = num_samples
                 assignment.metrics = metrics
                 assigned_at = assignment.assigned_at
+                # As received: an encoded diff stays as small as it came (decode_accepted reads it).
                 session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
             # Committed: the report is durable. Fold it now (a restart would fold it from disk).
             state.outstanding.pop(assignment_id, None)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from fedgrid_plans import tensors
 from fedgrid_protocol.errors import ApiError, invalid_request
 
+from ..cycles.diff_encoding import SCALE_SUFFIX
 from ..cycles.engine import CycleEngine
 from ..cycles.server_config import ServerConfigError, check_client_config, check_server_config
 from ..db.database import Database
@@ -39,6 +40,9 @@ def _check_checkpoint(data: Any) -> dict:
     for name, value in checkpoint.items():
         if value.dtype.kind != "f":
             raise ApiError("checkpoint_invalid", f"parameter {name!r} is not floating point")
+        if name.endswith(SCALE_SUFFIX):  # int8 diffs name each tensor's scale so
+            raise ApiError("checkpoint_invalid",
+                           f"parameter {name!r}: names ending in {SCALE_SUFFIX} are reserved")
     return checkpoint
 
 
