@@ -13,6 +13,8 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
 from .auth.admin import check_admin_token
+from .cycles.cycle_aggregate import privacy_status
+from .cycles.server_config import parse_server_config
 from .cycles.statuses import CycleStatus, ProcessStatus
 from .db.models import Cycle, Process
 
@@ -30,6 +32,8 @@ HELP = {
     "fedgrid_cycle_requests_rejected_total": ("counter", "Cycle requests rejected, by reason"),
     "fedgrid_client_metric": ("gauge", "num_samples-weighted client metric of the last completed cycle"),
     "fedgrid_aggregation_seconds": ("gauge", "Time to close the last completed cycle"),
+    "fedgrid_privacy_epsilon": ("gauge", "Differential privacy: epsilon spent by the completed cycles, at the process's delta"),
+    "fedgrid_privacy_clip": ("gauge", "Differential privacy: the L2 clip of the next cycle's updates"),
 }
 
 
@@ -83,6 +87,11 @@ def metrics():
                 samples["fedgrid_aggregation_seconds"].append(
                     (labels, last_completed.get("aggregation_seconds") or 0.0)
                 )
+            privacy = privacy_status(session, process.id, parse_server_config(process.server_config))
+            if privacy is not None:
+                samples["fedgrid_privacy_epsilon"].append(
+                    ({**labels, "delta": f"{privacy['delta']:.3g}"}, privacy["epsilon"]))
+                samples["fedgrid_privacy_clip"].append((labels, privacy["clip"]))
     lines = []
     for name, (kind, help_text) in HELP.items():
         lines.append(f"# HELP {name} {help_text}")

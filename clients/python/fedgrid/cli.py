@@ -213,9 +213,12 @@ def cmd_cycles(args: argparse.Namespace) -> None:
         return
     for cycle in cycles:
         metrics = " ".join(f"{k} {v:.4f}" for k, v in sorted((cycle.get("client_metrics") or {}).items()))
+        # Differentially private processes: ε spent after this cycle (closed cycles only).
+        privacy = cycle.get("privacy") or {}
+        epsilon = f"  ε {privacy['epsilon']:.3f}" if "epsilon" in privacy else ""
         print(f"cycle {cycle['sequence']:3d}  {cycle['status']:<9}  checkpoint {cycle['checkpoint']}"
               f"  reports {cycle.get('reported', 0)} of {cycle.get('accepted', 0)} accepted devices"
-              f"  dropped {cycle.get('dropped', 0)}  {metrics}".rstrip())
+              f"  dropped {cycle.get('dropped', 0)}{epsilon}  {metrics}".rstrip())
 
 
 def cmd_checkpoints(args: argparse.Namespace) -> None:

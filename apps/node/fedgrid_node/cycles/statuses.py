@@ -2,7 +2,7 @@
 
 One home for these rules, so the engine, the database and the API speak the same words:
 
-    process:     active ──num_cycles completed──▶ finished
+    process:     active ──num_cycles completed, or the privacy budget spent──▶ finished
     cycle:       open ──goal, or deadline with quorum──▶ completed
                  open ──deadline without quorum (policy "abandon"), or a non-finite aggregate──▶ abandoned
     assignment:  accepted ──report stored──▶ reported
@@ -18,6 +18,13 @@ from enum import StrEnum
 class ProcessStatus(StrEnum):
     ACTIVE = "active"  # hosted, cycles running
     FINISHED = "finished"  # num_cycles completed
+
+
+class FinishReason(StrEnum):
+    """Why a process finished: its last cycle's summary says (``finished_because``)."""
+
+    NUM_CYCLES = "num_cycles"
+    PRIVACY_BUDGET = "privacy_budget"  # one more cycle would exceed target_epsilon
 
 
 class CycleStatus(StrEnum):

@@ -41,6 +41,7 @@ from fedgrid_protocol.events import MAX_ID
 from fedgrid_server.dashboard import STATIC_DIR
 
 from .. import __version__
+from ..cycles.cycle_aggregate import privacy_status
 from ..cycles.server_config import parse_server_config
 from ..db.models import Checkpoint, Cycle, Model, Process, utcnow
 from .charts import line_chart
@@ -293,6 +294,8 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             "cycle_length": config.cycle_length,
             "num_cycles": config.num_cycles,
             "strategy": config.strategy["name"],
+            "aggregator": config.aggregator,
+            "privacy": privacy_status(db_session, process.id, config),
             "completed": sum(1 for f in closed if f.get("status") == "completed"),
             "current": current,
             "history": [
