@@ -12,11 +12,18 @@ import numpy as np
 import pytest
 
 from fedgrid_node.cycles.aggregation import RunningWeightedSum
-from fedgrid_node.cycles.aggregators import FoldRule, Mean, Median, TrimmedMean, l2_norm
-from fedgrid_node.cycles.aggregators import stored_reports
+from fedgrid_node.cycles.aggregators import (
+    FoldRule,
+    Mean,
+    Median,
+    TrimmedMean,
+    l2_norm,
+    stored_reports,
+)
 from fedgrid_node.cycles.aggregators.stored_reports import ReportSpool
 from fedgrid_plans import tensors
 from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff, unique_name
 
 from .test_cycle_engine import cycles_of, host, request_place
@@ -231,3 +238,37 @@ def test_bad_aggregation_settings_are_refused_by_name(api, server_config, field)
                       blobs={"model": checkpoint, "plans/training_plan": plan}, admin=True)
     assert answer.status == 400 and answer.error_code == "server_config_invalid", answer.body
     assert answer.body["error"]["details"]["field"] == field
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_restart_mid_cycle_keeps_the_reports_for_the_median(node_factory, backend):
+    """The coordinate-wise rules keep no running sum: after a kill -9 the restored cycle counts
+    its stored reports and the close still combines all of them."""
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    host(api, "median", max_diffs=5, cycle_length=600, aggregator="median")
+    diffs = [random_diff(logistic_regression()[1], seed) for seed in range(5)]
+
+    def send(api, diff):
+        worker, body = request_place(api, "median")
+        answer = api.call("report", {"worker_id": worker, "request_key": body["request_key"],
+                                     "num_samples": 4}, blobs={"diff": tensors.encode(diff)})
+        assert answer.status == 200, answer.body
+
+    for diff in diffs[:3]:
+        send(api, diff)
+    node.kill()
+    node = node.restart()
+    try:
+        api = HttpApi(node.url, node.admin_token)
+        assert cycles_of(api, "median")[0]["reported"] == 3
+        for diff in diffs[3:]:
+            send(api, diff)
+        start = tensors.decode(logistic_regression()[1])
+        after = tensors.decode(api.call("retrieve-model", {"name": "median", "checkpoint": 2},
+                                        admin=True).content)
+        for name in start:
+            expected = start[name] - np.median(np.stack([d[name] for d in diffs]), axis=0)
+            np.testing.assert_allclose(after[name], expected, rtol=1e-6, atol=1e-7)
+    finally:
+        node.stop()
