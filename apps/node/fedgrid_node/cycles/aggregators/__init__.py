@@ -33,11 +33,14 @@ def build_aggregator(config) -> Aggregator:
 def aggregation_problem(config) -> tuple[str, str] | None:
     """(field, message) when the aggregation settings do not go together; None when they do."""
     dp = config.differential_privacy
-    if config.strategy.get("name") == "hosted_averaging_plan" and (
-            config.aggregator != "mean" or config.norm_bound is not None or dp is not None):
-        return ("server_config.aggregator",
-                "server_config: the hosted averaging plan does its own averaging; it cannot be "
-                "combined with aggregator, norm_bound or differential_privacy")
+    if config.strategy.get("name") == "hosted_averaging_plan":
+        given = [key for key, value in (("aggregator", config.aggregator != "mean"),
+                                        ("norm_bound", config.norm_bound is not None),
+                                        ("differential_privacy", dp is not None)) if value]
+        if given:
+            return (f"server_config.{given[0]}",
+                    f"server_config.{given[0]} cannot be given with the hosted_averaging_plan "
+                    "strategy: the plan does its own averaging")
     if dp is None:
         return None
     if config.aggregator != "mean":

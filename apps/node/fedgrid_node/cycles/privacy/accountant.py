@@ -18,9 +18,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-import dp_accounting
-from dp_accounting import rdp
-
 Step = tuple[float, float]  # (noise multiplier, sampling rate)
 
 
@@ -35,6 +32,11 @@ def target_delta(config) -> float:
 
 def epsilon(steps: Iterable[Step], delta: float) -> float:
     """ε after composing ``steps`` (identical steps are composed at once)."""
+    # Imported on first use: the library (scipy, its mechanisms) takes ~0.7 s to import, which
+    # every Node start would pay though most processes are not differentially private.
+    import dp_accounting
+    from dp_accounting import rdp
+
     accountant = rdp.RdpAccountant()
     for (noise_multiplier, rate), count in Counter(steps).items():
         accountant.compose(
