@@ -49,14 +49,14 @@ class RunningWeightedSum:
         self.fold_part(diff, num_samples if coefficient is None else coefficient, 0, 1)
         self.finish_fold(num_samples)
 
-    def fold_part(self, diff: Mapping[str, np.ndarray], num_samples: float, part: int, parts: int) -> None:
-        """Fold the ``part``-th of ``parts`` disjoint slices of every tensor, times ``num_samples``
-        (the report's coefficient).
+    def fold_part(self, diff: Mapping[str, np.ndarray], coefficient: float, part: int, parts: int) -> None:
+        """Fold the ``part``-th of ``parts`` disjoint slices of every tensor, times ``coefficient``
+        (the report's weight, or less when it was clipped).
 
         Parts touch disjoint memory, so they may run at the same time on different threads;
         call `finish_fold` once after all parts of a report are done.
         """
-        weight = np.float32(num_samples)
+        weight = np.float32(coefficient)
         closes_group = self._in_group == GROUP_SIZE - 1
         scratch = self._scratch.get(part)
         if scratch is None:
