@@ -69,6 +69,7 @@ bench: $(STAMP) postgres js system-deps
 	$(PY) apps/node/benchmarks/ws_report_cost.py
 	$(PY) apps/node/benchmarks/cycle_request_rate.py
 	$(PY) apps/node/benchmarks/postgres_under_gevent.py
+	$(PY) apps/node/benchmarks/robust_close.py
 	$(PY) clients/python/benchmarks/learning_quality.py
 	$(PY) clients/python/benchmarks/time_to_accuracy.py
 	$(PY) clients/python/benchmarks/compressed_updates.py

@@ -42,6 +42,7 @@ POOL_SELECTIONS = ("iterate", "random")
 DIFF_ENCODINGS = ("float32", "float16", "int8")
 QUORUM_POLICIES = ("extend", "abandon")
 DEFAULT_STRATEGY = "fedavg"
+AGGREGATORS = ("mean", "median", "trimmed_mean")
 # Durations beyond this would overflow the Node's clock arithmetic (datetime ends at year 9999).
 MAX_SECONDS = 10 * 365 * 24 * 3600.0  # ten years
 
@@ -69,6 +70,7 @@ Integer = Annotated[int, BeforeValidator(_integral), Field(strict=True)]
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 Seconds = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0.05, le=MAX_SECONDS)]
 Strategy = Annotated[dict[str, Any], BeforeValidator(_strategy)]
+Fraction = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, lt=1)]
 
 
 def _doc(default: str, meaning: str, type_: str | None = None) -> dict[str, Any]:
@@ -83,6 +85,45 @@ class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     CONFIG_NAME: ClassVar[str] = ""  # "server_config" / "client_config": the prefix of every field path
+
+
+class DifferentialPrivacyConfig(_Config):
+    """``server_config.differential_privacy``: DP-FedAvg (McMahan et al. 2018) with optional
+    adaptive clipping (Andrew et al. 2021). The Node's checks (``population`` ≥ ``max_diffs``, a
+    first cycle within ``target_epsilon``, no robust aggregator beside it) live with the Node."""
+
+    CONFIG_NAME: ClassVar[str] = "server_config.differential_privacy"
+
+    noise_multiplier: Number = Field(..., gt=0, **_doc(
+        "required",
+        "z: the Gaussian noise's standard deviation as a multiple of the clip, on the sum of the "
+        "cycle's clipped updates (with adaptive clipping, the total of the update's and the "
+        "clipped count's noise, Andrew et al. 2021 Theorem 1)"))
+    population: Integer = Field(..., ge=1, **_doc(
+        "required",
+        "devices that may take part; the accountant's sampling rate is `max_diffs` ÷ "
+        "`population`"))
+    clip: Number = Field(1.0, gt=0, **_doc(
+        "1", "the L2 bound of each update (with adaptive clipping: its starting value)"))
+    target_unclipped_quantile: Fraction | None = Field(None, **_doc(
+        "none (fixed clip)",
+        "adaptive clipping: the fraction of updates the clip should leave unclipped "
+        "(Andrew et al. 2021 use 0.5)"))
+    clip_learning_rate: Number = Field(0.2, gt=0, **_doc(
+        "0.2", "adaptive clipping: η_C in `clip ← clip × exp(−η_C × (unclipped fraction − target))`"))
+    clipped_count_stddev: Number | None = Field(None, gt=0, **_doc(
+        "`max_diffs` ÷ 20",
+        "adaptive clipping: σ_b, the noise on the count of unclipped updates"))
+    delta: Fraction | None = Field(None, **_doc(
+        "population^−1.1", "the δ that ε is reported for (McMahan et al. 2018's choice)"))
+    target_epsilon: Number | None = Field(None, gt=0, **_doc(
+        "none (no budget)",
+        "the budget: the process finishes (`finished_because`: `privacy_budget`) instead of "
+        "opening a cycle that would take ε above it"))
+    clip_at: Literal["node"] = Field("node", **_doc(
+        "`node`",
+        "where updates are clipped: `node` sees every unclipped update (no secure aggregation); "
+        "reserved for `device` with secure aggregation"))
 
 
 class ServerConfig(_Config):
@@ -137,6 +178,20 @@ class ServerConfig(_Config):
         "only), to devices turned away because every training place is taken"))
     evaluation_devices: Integer = Field(1, ge=1, **_doc(
         "1", "evaluation assignments handed out per evaluating cycle"))
+    aggregator: Literal["mean", "median", "trimmed_mean"] = Field("mean", **_doc(
+        "`mean`",
+        "how the cycle's diffs are combined before the strategy's step: `mean` (streams; "
+        "`num_samples`-weighted unless `norm_bound` or `differential_privacy` is set), or the "
+        "unweighted coordinate-wise `median` / `trimmed_mean` (Yin et al. 2018; they keep the "
+        "cycle's reports until the close), see [Robust aggregation](#robust-aggregation)"))
+    trim_fraction: Annotated[float, Field(strict=True, allow_inf_nan=False, ge=0, lt=0.5)] = Field(
+        0.1, **_doc("0.1", "`trimmed_mean`: the fraction of values cut at each end, per coordinate"))
+    norm_bound: Number | None = Field(None, gt=0, **_doc(
+        "none",
+        "clip each update's L2 norm to this bound before aggregating (Sun et al. 2019); the "
+        "mean becomes unweighted"))
+    differential_privacy: DifferentialPrivacyConfig | None = Field(None, **_doc(
+        "off", "DP-FedAvg: see [Differential privacy](#differential-privacy)", "object"))
     authentication: dict[str, Any] | None = Field(None, **_doc(
         "open", "device tokens: see [api.md](api.md#device-authentication-server_configauthentication)",
         "object"))
@@ -264,6 +319,8 @@ def _bounds(metadata: list[Any]) -> str:
             words.append(f"> {_number(item.gt)}")
         elif isinstance(item, annotated_types.Le):
             words.append(f"≤ {_number(item.le)}")
+        elif isinstance(item, annotated_types.Lt):
+            words.append(f"< {_number(item.lt)}")
         elif isinstance(item, annotated_types.MinLen) and item.min_length == 1:
             words.append("(not empty)")
     return ", ".join(words)
@@ -281,10 +338,26 @@ def _unknown_key(config: str, key: str) -> tuple[str, str | None]:
     return (f"{config}.{key} is not a setting; the settings are: {', '.join(known)}", None)
 
 
+def _unknown_nested_key(config: str, loc: tuple) -> str:
+    """An unknown key inside an object setting (``differential_privacy``): name its settings."""
+    path = ".".join([config, *(str(part) for part in loc)])
+    field = CONFIG_MODELS[config].model_fields.get(str(loc[0]))
+    nested, _ = _base(field.annotation) if field is not None else (None, [])
+    if isinstance(nested, type) and issubclass(nested, BaseModel) and len(loc) == 2:
+        known = list(nested.model_fields)
+        close = closest(str(loc[-1]), known)
+        if close:
+            return f"{path} is not a setting; did you mean {close}?"
+        return f"{path} is not a setting; the settings are: {', '.join(known)}"
+    return f"{path} is not a setting"
+
+
 def _problems(config: str, exc: ValidationError) -> Iterator[tuple[str, str, str | None]]:
     for error in exc.errors(include_url=False):
         path = ".".join([config, *(str(part) for part in error["loc"])])
-        if error["type"] == "extra_forbidden":
+        if error["type"] == "extra_forbidden" and len(error["loc"]) > 1:
+            yield path, _unknown_nested_key(config, error["loc"]), None
+        elif error["type"] == "extra_forbidden":
             message, suggestion = _unknown_key(config, str(error["loc"][-1]))
             yield path, message, suggestion
         else:
@@ -383,3 +456,4 @@ def markdown_table(model: type[_Config]) -> str:
 if __name__ == "__main__":
     for config_name, config_model in CONFIG_MODELS.items():
         print(f"{config_name}:\n\n{markdown_table(config_model)}\n")
+    print(f"server_config.differential_privacy:\n\n{markdown_table(DifferentialPrivacyConfig)}\n")

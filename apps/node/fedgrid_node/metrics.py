@@ -13,8 +13,10 @@ from flask import Blueprint, Response, current_app, request
 from sqlalchemy import select
 
 from .auth.admin import check_admin_token
+from .cycles.cycle_aggregate import privacy_status
 from .cycles.federated_evaluation import federated_scores
 from .cycles.held_out import held_out_scores
+from .cycles.server_config import parse_server_config
 from .cycles.statuses import CycleStatus, ProcessStatus
 from .db.models import Cycle, Process
 
@@ -40,6 +42,8 @@ HELP = {
         "gauge", "num_samples-weighted metric of the newest checkpoint evaluated by devices"),
     "fedgrid_evaluated_checkpoint": (
         "gauge", "Number of the checkpoint the test (held-out) or federated gauges describe"),
+    "fedgrid_privacy_epsilon": ("gauge", "Differential privacy: epsilon spent by the completed cycles, at the process's delta"),
+    "fedgrid_privacy_clip": ("gauge", "Differential privacy: the L2 clip of the next cycle's updates"),
 }
 
 
@@ -95,6 +99,11 @@ def metrics():
                 )
             _evaluation_samples(samples, labels, held_out_scores(session, process.id),
                                 federated_scores(session, process.id))
+            privacy = privacy_status(session, process.id, parse_server_config(process.server_config))
+            if privacy is not None:
+                samples["fedgrid_privacy_epsilon"].append(
+                    ({**labels, "delta": f"{privacy['delta']:.3g}"}, privacy["epsilon"]))
+                samples["fedgrid_privacy_clip"].append((labels, privacy["clip"]))
     lines = []
     for name, (kind, help_text) in HELP.items():
         lines.append(f"# HELP {name} {help_text}")

@@ -261,6 +261,10 @@ def cmd_cycles(args: argparse.Namespace) -> None:
             columns += f"  test acc {_accuracy(cycle.get('test_metrics'))}"
         if federated:
             columns += f"  fed acc {_accuracy(cycle.get('federated_metrics'), True)}"
+        # Differentially private processes: ε spent after this cycle (closed cycles only).
+        privacy = cycle.get("privacy") or {}
+        if "epsilon" in privacy:
+            columns += f"  ε {privacy['epsilon']:.3f}"
         print(f"cycle {cycle['sequence']:3d}  {cycle['status']:<9}  checkpoint {cycle['checkpoint']}"
               f"  reports {cycle.get('reported', 0)} of {cycle.get('accepted', 0)} accepted devices"
               f"  dropped {cycle.get('dropped', 0)}{columns}  {metrics}".rstrip())

@@ -29,7 +29,11 @@ GROUP_SIZE = 16
 
 
 class RunningWeightedSum:
-    """sum_i n_i * diff_i and sum_i n_i over the reports folded so far."""
+    """sum_i c_i * diff_i and sum_i w_i over the reports folded so far.
+
+    w_i is the report's weight (its num_samples, or 1 for unweighted rules) and c_i its
+    coefficient: w_i, or less when the report was clipped (aggregators/norm_bound.py).
+    """
 
     def __init__(self, spec: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> None:
         self.sums = {name: np.zeros(shape, dtype=np.float64) for name, (shape, _) in spec.items()}
@@ -39,18 +43,20 @@ class RunningWeightedSum:
         self.count = 0
         self._scratch: dict[int, np.ndarray] = {}
 
-    def fold(self, diff: Mapping[str, np.ndarray], num_samples: int) -> None:
-        """Fold one report in (single-threaded)."""
-        self.fold_part(diff, num_samples, 0, 1)
+    def fold(self, diff: Mapping[str, np.ndarray], num_samples: int,
+             coefficient: float | None = None) -> None:
+        """Fold one report in (single-threaded); ``coefficient`` defaults to its weight."""
+        self.fold_part(diff, num_samples if coefficient is None else coefficient, 0, 1)
         self.finish_fold(num_samples)
 
-    def fold_part(self, diff: Mapping[str, np.ndarray], num_samples: int, part: int, parts: int) -> None:
-        """Fold the ``part``-th of ``parts`` disjoint slices of every tensor.
+    def fold_part(self, diff: Mapping[str, np.ndarray], coefficient: float, part: int, parts: int) -> None:
+        """Fold the ``part``-th of ``parts`` disjoint slices of every tensor, times ``coefficient``
+        (the report's weight, or less when it was clipped).
 
         Parts touch disjoint memory, so they may run at the same time on different threads;
         call `finish_fold` once after all parts of a report are done.
         """
-        weight = np.float32(num_samples)
+        weight = np.float32(coefficient)
         closes_group = self._in_group == GROUP_SIZE - 1
         scratch = self._scratch.get(part)
         if scratch is None:
@@ -76,6 +82,10 @@ class RunningWeightedSum:
         self.total_samples += num_samples
         self.count += 1
         self._in_group = (self._in_group + 1) % GROUP_SIZE
+
+    def totals(self) -> dict[str, np.ndarray]:
+        """sum_i c_i * diff_i (float64), for rules that divide by something else than the weight."""
+        return {name: total + self._group[name] for name, total in self.sums.items()}
 
     def average(self) -> dict[str, np.ndarray]:
         if self.total_samples <= 0:

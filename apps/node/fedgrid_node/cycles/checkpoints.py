@@ -17,8 +17,11 @@ from .strategies import build_strategy
 
 
 def write_next_checkpoint(session, process_id: int, cycle: Cycle, strategy_config: dict[str, Any],
-                          running: RunningWeightedSum) -> int | None:
+                          running: RunningWeightedSum,
+                          average: dict[str, np.ndarray] | None = None) -> int | None:
     """Apply the strategy to the cycle's average diff and add the next checkpoint to the session.
+
+    ``average`` is the aggregator's result (cycle_aggregate.py); without it, the running mean.
 
     Returns its number, or None (nothing written) when the strategy's step is not finite.
     """
@@ -31,7 +34,7 @@ def write_next_checkpoint(session, process_id: int, cycle: Cycle, strategy_confi
     strategy = build_strategy(strategy_config)
     if getattr(strategy, "uses_hosted_plan", False):
         average = _average_with_hosted_plan(session, process_id, cycle.id, strategy)
-    else:
+    elif average is None:
         average = running.average()
 
     def step() -> tuple[bytes, bytes | None] | None:

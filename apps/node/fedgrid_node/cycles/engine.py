@@ -55,12 +55,13 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
+from .cycle_aggregate import aggregate_cycle, budget_exhausted, fold_rule
 from .diff_encoding import decode_accepted, encoding_of
 from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
-from .off_hub import fold_off_hub, run_off_hub
+from .off_hub import run_off_hub
 from .open_cycle import OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
@@ -72,6 +73,7 @@ from .statuses import (
     AssignmentTask,
     CloseReason,
     CycleStatus,
+    FinishReason,
     ProcessStatus,
 )
 
@@ -161,6 +163,10 @@ class CycleEngine:
             cycle = session.get(Cycle, cycle_id)
             process = session.get(Process, cycle.process_id)
             self._load_history(session, cycle.process_id)
+            config = self.config(session, cycle.process_id)
+            rule = fold_rule(session, cycle.process_id, config)
+            # Coordinate-wise rules combine the stored reports at the close: no running sum.
+            spec = self.spec(session, cycle.process_id) if rule.aggregator.streams else {}
             state = OpenCycle(
                 cycle_id=cycle.id,
                 process_id=cycle.process_id,
@@ -171,8 +177,9 @@ class CycleEngine:
                 label=self.label(session, cycle.process_id),
                 started_at=cycle.started_at,
                 deadline=cycle.deadline,
-                cycle_length=self.config(session, cycle.process_id).cycle_length,
-                running=RunningWeightedSum(self.spec(session, cycle.process_id)),
+                cycle_length=config.cycle_length,
+                running=RunningWeightedSum(spec),
+                rule=rule,
                 requests=cycle.requests or 0,
                 rejected=Counter(cycle.rejected or {}),
                 paused=cycle.process.status == ProcessStatus.PAUSED,
@@ -198,8 +205,8 @@ class CycleEngine:
             # Stored reports are folded again one at a time: memory stays O(model).
             encoding = self.diff_encoding(session, cycle.process_id)
             for num_samples, metrics, data in reports:
-                state.running.fold(decode_accepted(data, encoding), num_samples)
-                state.fold_metrics(metrics, num_samples)
+                state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
+                                  off_hub=False)
         if state.running.count:
             log.info("cycle %s of %s restored with %d stored reports", state.sequence,
                      state.label, state.running.count)
@@ -723,8 +730,7 @@ class CycleEngine:
             # Committed: the report is durable. Fold it now (a restart would fold it from disk).
             state.outstanding.pop(assignment_id, None)
             self._report_times[process_id].append((now - assigned_at).total_seconds())
-            fold_off_hub(state.running, diff, num_samples)
-            state.fold_metrics(metrics, num_samples)
+            state.fold_report(diff, num_samples, metrics, off_hub=True)
             # Paused: the report counts, but the cycle closes only once resumed (its watcher).
             if state.running.count >= goal and not state.paused:
                 self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
@@ -837,9 +843,14 @@ class CycleEngine:
         started = time.perf_counter()
         checkpoint_number = cycle.checkpoint_number
         abandoned_because = None
+        privacy = None
         if quorum:
+            aggregate = aggregate_cycle(session, state, cycle, config,
+                                        self.spec(session, state.process_id),
+                                        self.diff_encoding(session, state.process_id))
             new_checkpoint = write_next_checkpoint(session, state.process_id, cycle,
-                                                   config.strategy, state.running)
+                                                   config.strategy, state.running,
+                                                   aggregate.average)
             if new_checkpoint is None:
                 abandoned_because = AbandonReason.AGGREGATE_NOT_FINITE
                 log.warning("cycle %s of %s: the aggregate is not finite; the cycle is "
@@ -847,6 +858,8 @@ class CycleEngine:
                             checkpoint_number)
             else:
                 checkpoint_number = new_checkpoint
+                # Only a released checkpoint spends privacy: the accountant counts this cycle.
+                privacy = aggregate.privacy
         else:
             abandoned_because = AbandonReason.NO_QUORUM
             log.info(
@@ -868,6 +881,7 @@ class CycleEngine:
             "dropped": dropped,
             "aggregation_seconds": round(time.perf_counter() - started, 6),
             "checkpoint": checkpoint_number,
+            **({"privacy": privacy} if privacy else {}),
         }
         # The diffs are folded into the checkpoint; keeping them would only grow the database.
         session.execute(
@@ -888,10 +902,18 @@ class CycleEngine:
             .select_from(Cycle)
             .where(Cycle.process_id == process_id, Cycle.status == CycleStatus.COMPLETED)
         )
+        finished_because = None
         if config.num_cycles is not None and completed >= config.num_cycles:
-            session.get(Process, process_id).status = ProcessStatus.FINISHED
+            finished_because = FinishReason.NUM_CYCLES
             log.info("%s finished its %d cycles", self.label(session, process_id),
                      config.num_cycles)
+        elif budget_exhausted(session, process_id, config):
+            finished_because = FinishReason.PRIVACY_BUDGET
+            log.info("%s finished: one more cycle would take ε above its target_epsilon %g",
+                     self.label(session, process_id), config.differential_privacy.target_epsilon)
+        if finished_because is not None:
+            session.get(Process, process_id).status = ProcessStatus.FINISHED
+            cycle.summary = {**(cycle.summary or {}), "finished_because": str(finished_because)}
             return None
         now = utcnow()
         next_cycle = Cycle(

@@ -41,10 +41,12 @@ def run_off_hub(fn: Callable, *args: Any) -> Any:
     return _unwrap(gevent.get_hub().threadpool.apply(_outcome, (fn, *args)))
 
 
-def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int) -> None:
+def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int,
+                 coefficient: float | None = None) -> None:
     """Fold one report on `FOLD_THREADS` pool threads (disjoint slices), the hub stays free."""
     pool = gevent.get_hub().threadpool
-    parts = [pool.spawn(_outcome, running.fold_part, diff, num_samples, part, FOLD_THREADS)
+    times = num_samples if coefficient is None else coefficient
+    parts = [pool.spawn(_outcome, running.fold_part, diff, times, part, FOLD_THREADS)
              for part in range(FOLD_THREADS)]
     for part in parts:
         _unwrap(part.get())

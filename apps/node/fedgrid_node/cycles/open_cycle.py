@@ -12,6 +12,8 @@ import gevent.event
 import gevent.lock
 
 from .aggregation import RunningWeightedSum
+from .aggregators import FoldRule, Mean
+from .off_hub import fold_off_hub, run_off_hub
 from .pace import CycleCounts
 
 
@@ -28,6 +30,10 @@ class OpenCycle:
     deadline: datetime
     cycle_length: float
     running: RunningWeightedSum
+    # How reports enter `running` (weights, clipping); coordinate-wise rules only count them.
+    rule: FoldRule = field(default_factory=lambda: FoldRule(Mean(weighted=True)))
+    num_samples: int = 0  # as the devices claimed them, whatever the rule's weights
+    unclipped: int = 0  # reports within the rule's clip (adaptive clipping's count; never shown)
     metric_sums: dict[str, float] = field(default_factory=dict)
     metric_weights: dict[str, int] = field(default_factory=dict)
     accepted: int = 0  # assignments handed out (a figure: expired ones included)
@@ -51,6 +57,24 @@ class OpenCycle:
     @property
     def places_taken(self) -> int:
         return self.running.count + len(self.outstanding)
+
+    def fold_report(self, diff: Mapping, num_samples: int, metrics: Mapping[str, float] | None,
+                    *, off_hub: bool) -> None:
+        """Fold an acknowledged report by the cycle's rule (on the thread pool when ``off_hub``)."""
+        clipping = self.rule.clip is not None
+        if off_hub and clipping:
+            weight, coefficient, within = run_off_hub(self.rule.prepare, diff, num_samples)
+        else:
+            weight, coefficient, within = self.rule.prepare(diff, num_samples)
+        if not self.rule.aggregator.streams:
+            self.running.finish_fold(weight)  # counted; the stored diffs are combined at the close
+        elif off_hub:
+            fold_off_hub(self.running, diff, weight, coefficient)
+        else:
+            self.running.fold(diff, weight, coefficient)
+        self.num_samples += num_samples
+        self.unclipped += int(within)
+        self.fold_metrics(metrics, num_samples)
 
     def fold_metrics(self, metrics: Mapping[str, float] | None, num_samples: int) -> None:
         for key, value in (metrics or {}).items():
@@ -89,7 +113,7 @@ class OpenCycle:
             "dropped": 0,
             "requests": self.requests,
             "rejected": dict(self.rejected),
-            "num_samples": self.running.total_samples,
+            "num_samples": self.num_samples,
             "client_metrics": self.weighted_metrics(),
             "aggregation_seconds": None,
         }

@@ -4,7 +4,8 @@ The keys, types, bounds and defaults are defined once, in `fedgrid_protocol.conf
 Node adds what only it can check (a strategy's options, the authentication settings), and reads
 the configs stored with hosted processes.
 
-- `check_server_config` / `check_client_config`: at hosting, strict; a refusal is a
+- `check_server_config` / `check_client_config`: at hosting, strict (with the aggregation and
+  privacy settings' cross-checks); a refusal is a
   `ServerConfigError` (`ConfigInvalid`) whose `api_error()` is the coded 400.
 - `parse_server_config`: a stored process's config. Never raises: a config hosted before today's
   rules (a misspelt key was ignored then) is read leniently, with a warning in the log.
@@ -29,6 +30,8 @@ from fedgrid_protocol.configs import (
 )
 
 from ..auth.device_tokens import AuthConfigError, check_auth_settings
+from .aggregators import aggregation_problem
+from .privacy.checks import privacy_problem
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,10 @@ def check_server_config(raw: Any) -> ServerConfig:
     except StrategyConfigError as exc:
         raise ConfigInvalid("server_config", "server_config.strategy",
                             f"server_config.strategy: {exc}") from None
+    problem = aggregation_problem(config) or privacy_problem(config)
+    if problem is not None:
+        field, message = problem
+        raise ConfigInvalid("server_config", field, message)
     try:
         check_auth_settings(config.authentication)
     except AuthConfigError as exc:

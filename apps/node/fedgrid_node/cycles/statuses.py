@@ -2,7 +2,7 @@
 
 One home for these rules, so the engine, the database and the API speak the same words:
 
-    process:     active ──num_cycles completed──▶ finished
+    process:     active ──num_cycles completed, or the privacy budget spent──▶ finished
                  active ──pause──▶ paused ──resume──▶ active   (pause and resume: admin events)
                  active or paused ──stop──▶ stopped   (the open cycle closes at once: aggregated
                                                        with min_diffs reports, else abandoned)
@@ -31,6 +31,13 @@ class ProcessStatus(StrEnum):
     FINISHED = "finished"  # num_cycles completed
     PAUSED = "paused"  # cycles frozen by the researcher; resumable
     STOPPED = "stopped"  # finished early by the researcher: no more cycles
+
+
+class FinishReason(StrEnum):
+    """Why a process finished: its last cycle's summary says (``finished_because``)."""
+
+    NUM_CYCLES = "num_cycles"
+    PRIVACY_BUDGET = "privacy_budget"  # one more cycle would exceed target_epsilon
 
 
 class CycleStatus(StrEnum):

@@ -42,6 +42,7 @@ from fedgrid_server.charts import Line, legend, multi_line_chart
 from fedgrid_server.dashboard import STATIC_DIR
 
 from .. import __version__
+from ..cycles.cycle_aggregate import privacy_status
 from ..cycles.server_config import parse_server_config
 from ..cycles.statuses import AbandonReason, AssignmentStatus, CloseReason
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Process, utcnow
@@ -305,6 +306,8 @@ def _processes(state, db_session) -> list[dict[str, Any]]:
             "cycle_length": config.cycle_length,
             "num_cycles": config.num_cycles,
             "strategy": config.strategy["name"],
+            "aggregator": config.aggregator,
+            "privacy": privacy_status(db_session, process.id, config),
             "completed": sum(1 for f in closed if f.get("status") == "completed"),
             "devices": _distinct_devices_of_process(db_session, process.id),
             "loss_warnings": sorted(warnings.items(), reverse=True),

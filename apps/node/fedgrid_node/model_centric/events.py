@@ -21,12 +21,14 @@ from fedgrid_protocol.validation import validate
 
 from ..auth.admin import check_admin_token
 from ..auth.device_tokens import verify_device_token
+from ..cycles.cycle_aggregate import privacy_status
 from ..cycles.engine import CycleEngine
 from ..cycles.federated_evaluation import federated_scores
 from ..cycles.held_out import held_out_scores
 from ..cycles.process_control import ProcessControl
 from ..cycles.selection import Speeds
 from ..cycles.server_config import parse_server_config
+from ..cycles.statuses import ProcessStatus
 from ..db.database import Database
 from ..db.models import Checkpoint, Cycle, Model, Plan, Process, Worker
 from .evaluation import upload_evaluation_set
@@ -289,6 +291,7 @@ class ModelCentricEvents:
                 cycle = session.scalars(
                     select(Cycle).where(Cycle.process_id == process.id).order_by(Cycle.sequence.desc())
                 ).first()
+                config = parse_server_config(process.server_config)
                 answer.append(
                     {
                         "id": process.id,
@@ -296,13 +299,17 @@ class ModelCentricEvents:
                         "version": process.version,
                         "status": process.status,
                         "client_config": process.client_config,
-                        "server_config": parse_server_config(process.server_config).public(),
+                        "server_config": config.public(),
                         "cycle": None if cycle is None else {
                             "sequence": cycle.sequence,
                             "status": cycle.status,
                             "checkpoint": cycle.checkpoint_number,
                             "deadline": cycle.deadline.isoformat() + "Z",
                         },
+                        # Why a finished process finished: its last cycle's summary records it.
+                        "finished_because": (cycle.summary or {}).get("finished_because")
+                        if cycle is not None and process.status == ProcessStatus.FINISHED else None,
+                        "privacy": privacy_status(session, process.id, config),
                     }
                 )
         return {"processes": answer}
