@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import { Client } from '../src/index.js';
+import { FINISHED_TIMEOUT } from '../src/job.js';
 import { hostModel, listCycles, startNode, vectorData } from './support/node.mjs';
 
 let node;
@@ -68,5 +69,7 @@ test('participate() ends cleanly when the researcher stops the model', { timeout
   assert.deepEqual(reports.map((r) => r.cycle), [1]);
   assert.deepEqual(stopped.cycle, { sequence: 2, status: 'abandoned', checkpoint: 2 });
   const answer = await job.request();
-  assert.deepEqual([answer.status, answer.reason, answer.timeout], ['rejected', 'training_stopped', null]);
+  // Final, like training_finished: the SDK fills in an hour, so a loop on `timeout` waits.
+  assert.deepEqual([answer.status, answer.reason, answer.timeout], ['rejected', 'training_stopped', FINISHED_TIMEOUT]);
+  assert.equal(job.finished, true);
 });
