@@ -84,3 +84,52 @@ def test_a_fleet_in_participate_closes_every_cycle_at_its_goal(node_factory, hos
     with Admin(node.url, node.admin_token) as admin:
         assert admin.checkpoints(name)["latest"] == NUM_CYCLES + 1
     assert "Traceback" not in node.log(), node.log()
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_places_held_by_dead_devices_go_to_the_fleet_when_their_leases_end(node_factory, host,
+                                                                          digits, backend):
+    """Three devices take places in cycle 1 and are never heard from again (killed after their
+    cycle-request). Their leases end and the long-polling fleet gets the places: cycle 1 still
+    closes at its goal, long before its deadline."""
+    node = node_factory(backend)
+    cycles_wanted, lease = 3, 3
+    # max_workers = max_diffs: the dead devices' places are really missing until handed on.
+    name = host(node=node, server_config={"max_diffs": MAX_DIFFS, "max_workers": MAX_DIFFS,
+                                          "cycle_length": 600, "num_cycles": cycles_wanted,
+                                          "assignment_lease": lease})
+    dead = Client(node.url)
+    for _ in range(3):
+        dead.new_job(name).request()  # an Assignment: accepted (a refusal raises)
+    dead.close()
+    features, labels = digits
+    shards = np.array_split(np.arange(len(features)), 8)
+    clients = [Client(node.url if i % 2 == 0 else node.ws_url) for i in range(8)]
+    jobs = [client.new_job(name) for client in clients]
+    failures: list[BaseException] = []
+
+    def device(index: int) -> None:
+        try:
+            jobs[index].participate((features[shards[index]], labels[shards[index]]))
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            failures.append(exc)
+
+    threads = [threading.Thread(target=device, args=(i,), daemon=True) for i in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=JOIN_SECONDS)
+        assert not any(thread.is_alive() for thread in threads), node.log()[-4000:]
+        assert not failures, failures[:3]
+    finally:
+        for job in jobs:
+            job.stop()
+        for client in clients:
+            client.close()
+    with Admin(node.url, node.admin_token) as admin:
+        cycles = admin.cycles(name)
+    assert [(c["status"], c["reason"], c["reported"]) for c in cycles] == \
+        [("completed", "goal", MAX_DIFFS)] * cycles_wanted
+    assert cycles[0]["expired"] == 3, cycles[0]  # the dead devices' places, handed on
+    assert "Traceback" not in node.log()
