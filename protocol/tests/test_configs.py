@@ -39,6 +39,7 @@ def test_server_defaults_are_defined_once_and_derive_max_workers():
         "pool_selection": "iterate", "do_not_reuse_workers_until_cycle": 0,
         "assignment_lease": None, "minimum_download_speed": None, "minimum_upload_speed": None,
         "maximum_ping": None, "strategy": {"name": "fedavg"}, "authentication": None,
+        "secure_aggregation": None,
     }
     assert validate_server_config({"max_diffs": 3}).max_workers == 4  # ceil(1.3 × 3)
     assert validate_server_config({"max_diffs": 10}).max_workers == 13

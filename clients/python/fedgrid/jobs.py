@@ -357,6 +357,8 @@ class Assignment:
         self.deadline: str | None = answer.get("deadline")
         self.timeout: float | None = answer.get("timeout")
         self.report_by: str | None = answer.get("report_by")
+        # Set when the cycle aggregates securely: report() then runs the SecAgg rounds.
+        self.secure_aggregation: dict[str, Any] | None = answer.get("secure_aggregation")
         self.reported = False
         self._parameters: dict[str, np.ndarray] | None = None
 
@@ -451,6 +453,13 @@ class Assignment:
             metrics = result.metrics if metrics is None else metrics
         if diff is None or num_samples is None:
             raise ValueError("report() needs a TrainingResult, or diff= and num_samples=")
+        if self.secure_aggregation is not None:
+            from .secagg import report_securely
+
+            plain = tensors.decode(bytes(diff)) if isinstance(diff, bytes | bytearray) else diff
+            answer = report_securely(self, plain)
+            self.reported = True
+            return answer
         body = diff if isinstance(diff, bytes | bytearray) else tensors.encode(
             {name: np.asarray(value, dtype=np.float32) for name, value in diff.items()})
         fields = {

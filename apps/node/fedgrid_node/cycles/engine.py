@@ -55,6 +55,7 @@ from .off_hub import fold_off_hub, run_off_hub
 from .open_cycle import OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
+from .secagg_cycle import SecureCycles, mark_survivors_reported
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
 from .statuses import AbandonReason, AssignmentStatus, CloseReason, CycleStatus, ProcessStatus
@@ -113,6 +114,7 @@ class CycleEngine:
         self._figures = FigureWriter(db)
         # Per process: one-shot callbacks for the same moments (see `notify_once`).
         self._subscribers: dict[int, dict[Any, Callable[[], None]]] = {}
+        self.secure = SecureCycles(self)  # the rounds of cycles that aggregate securely
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -126,6 +128,7 @@ class CycleEngine:
             self._restore(cycle_id)
 
     def stop(self) -> None:
+        self.secure.stop()
         for state in list(self._open.values()):
             if state.watcher is not None:
                 state.watcher.kill(block=False)
@@ -219,6 +222,7 @@ class CycleEngine:
         """Drop everything held for a deleted process: its id may be given out again."""
         state = self._open.pop(process_id, None)
         if state is not None:
+            self.secure.forget(state.cycle_id)
             state.closed = True
             state.outstanding.clear()
             state.wakeup.set()
@@ -528,6 +532,9 @@ class CycleEngine:
                 attempt: _Attempt):
         lease = self.lease_seconds(config, process.id)
         expires = min(state.deadline, now + timedelta(seconds=lease))
+        if config.secure_aggregation is not None:
+            expires = state.deadline  # a secure cohort, once fixed, keeps its places
+
         assignment = existing
         if assignment is None:
             assignment = Assignment(cycle_id=state.cycle_id, worker_id=worker_id)
@@ -546,6 +553,7 @@ class CycleEngine:
         state.accepted += 1
         state.outstanding[assignment.id] = expires
         state.wakeup.set()  # the watcher may need to wake for this lease
+        self.secure.places_taken(state, config, self.spec(session, process.id))
         return answer
 
     @staticmethod
@@ -575,7 +583,13 @@ class CycleEngine:
             # Seconds left to report: the end of the lease (never after the deadline).
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
+            **self._secure_settings(session, process.id),
         }
+
+    def _secure_settings(self, session, process_id: int) -> dict[str, Any]:
+        """A secure cycle's parameters, which tell a device not to `report` but to run rounds."""
+        settings = self.config(session, process_id).secure_aggregation
+        return {} if settings is None else {"secure_aggregation": settings.model_dump()}
 
     # ----------------------------------------------------------------------------- assignments
 
@@ -631,6 +645,10 @@ class CycleEngine:
             spec = self.spec(session, process_id)
             config = self.config(session, process_id)
             goal = config.max_diffs
+        if config.secure_aggregation is not None:
+            raise ApiError("secure_report_refused",
+                           "this cycle aggregates securely: send the update through the "
+                           "secagg events, never in the clear with report", 409)
         state = self._open.get(process_id)
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
@@ -678,6 +696,21 @@ class CycleEngine:
         expires = state.outstanding.get(assignment_id)
         if expires is not None and not state.paused and state.deadline > now >= expires:
             raise _expired()
+
+    def secure_sum_ready(self, state: OpenCycle, running: RunningWeightedSum,
+                         survivors: list[int]) -> None:
+        """A secure cycle's unmasked sum (secagg_cycle.py) replaces its running sum; the cycle
+        closes on it as if its reports had reached the goal."""
+        with state.lock:
+            if state.closed:
+                return
+            with self.db.session() as session:
+                mark_survivors_reported(session, survivors)
+            for assignment_id in survivors:
+                state.outstanding.pop(assignment_id, None)
+            state.running = running
+            if not state.paused:
+                self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
 
     # ----------------------------------------------------------------------------- closing
 
@@ -729,6 +762,7 @@ class CycleEngine:
             state.closed = True
             state.outstanding.clear()
             state.wakeup.set()
+            self.secure.forget(cycle_id)
             log.info(
                 "cycle %s of %s %s (%s): %d reports, checkpoint %d",
                 state.sequence, state.label, summary["status"], reason, state.running.count,

@@ -119,6 +119,11 @@ ROUTES = {
     "resume-process": "POST",
     "stop-process": "POST",
     "delete-process": "POST",
+    "secagg-round": "POST",
+    "secagg-advertise-keys": "POST",
+    "secagg-share-keys": "POST",
+    "secagg-masked-input": "POST",
+    "secagg-unmask": "POST",
 }
 
 
