@@ -160,3 +160,24 @@ def test_secure_aggregation_is_refused_with_too_small_a_cohort(api):
                                                           "secure_aggregation": True}},
                       blobs={"model": logistic_regression()[1]}, admin=True)
     assert (answer.status, answer.error_code) == (400, "server_config_invalid")
+
+
+def test_too_few_survivors_abort_the_rounds_and_no_checkpoint_is_made(api):
+    name = unique_name("secagg")
+    host(api, name, max_diffs=2, max_workers=3, min_diffs=2, cycle_length=300,
+         secure_aggregation={"round_timeout": 1.0})
+    devices = [Device(api.url, name, seed) for seed in range(1, 4)]
+    for device in devices:
+        device.round()
+        device.advertise()
+    for device in devices:
+        device.share(device.round())
+    devices[0].masked_input(devices[0].round())  # the other two drop: a sum of one is no secret
+    # (A Response is falsy for an error status: wait on its body.)
+    aborted = wait_for(lambda: (lambda r: r.json() if r.status_code == 409 else None)(
+        devices[0].session.post(f"{api.url}/model-centric/secagg-round",
+                                json={**devices[0].ids, "wait": 10}, timeout=60)),
+                       "the rounds to abort")
+    assert aborted["error"]["code"] == "secagg_aborted"
+    cycle = cycles_of(api, name)[0]
+    assert (cycle["status"], cycle["reported"]) == ("open", 0)

@@ -8,6 +8,7 @@ import base64
 import threading
 
 import numpy as np
+import pytest
 
 from fedgrid import Admin, Client
 from fedgrid_protocol.configs import SecureAggregation
@@ -41,7 +42,9 @@ def drop_after_sharing_keys(job) -> None:
             return
 
 
-def test_a_secure_cycle_with_two_dropouts_averages_the_survivors(sdk_node, host, digits):
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_a_secure_cycle_with_two_dropouts_averages_the_survivors(sdk_node, host, digits,
+                                                                transport):
     name = host(server_config={"max_diffs": HONEST + DROPPING - 1,
                                "max_workers": HONEST + DROPPING, "min_diffs": 2,
                                "cycle_length": 300, "num_cycles": 1,
@@ -51,7 +54,7 @@ def test_a_secure_cycle_with_two_dropouts_averages_the_survivors(sdk_node, host,
     failures: list[BaseException] = []
     with Admin(sdk_node.url, sdk_node.admin_token) as admin:
         start = admin.retrieve_model(name)
-    with Client(sdk_node.url) as client:
+    with Client(sdk_node.url if transport == "http" else sdk_node.ws_url) as client:
         jobs = [client.new_job(name) for _ in range(HONEST + DROPPING)]
 
         def honest(index: int) -> None:

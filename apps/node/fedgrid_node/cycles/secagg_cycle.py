@@ -272,9 +272,14 @@ class SecureCycles:
 
     def places_taken(self, state: OpenCycle, config: ServerConfig, spec: TensorSpec) -> None:
         """Called under the cycle's lock after a place was taken: the last one fixes the cohort."""
-        if (config.secure_aggregation is None or state.cycle_id in self._cycles
-                or state.places_taken < config.max_workers):
+        current = self._cycles.get(state.cycle_id)
+        # An aborted cohort makes way for a new one once its places are free again (their
+        # leases end at the deadline; an extended cycle then takes fresh devices).
+        if (config.secure_aggregation is None or state.places_taken < config.max_workers
+                or (current is not None and current.failure is None)):
             return
+        if current is not None:
+            current.stop()
         cohort = list(state.outstanding)  # acceptance order
         self._cycles[state.cycle_id] = SecureCycle(self.engine, state, config, spec, cohort)
         log.info("cycle %s of %s: secure cohort of %d fixed", state.sequence, state.label,
