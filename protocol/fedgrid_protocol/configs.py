@@ -112,8 +112,8 @@ class SecureAggregation(_Config):
         "0.5", "shares that rebuild a secret: a fraction (0, 1] of `num_shares` or a count; "
                "never below a strict majority"))
     round_timeout: Seconds = Field(30.0, **_doc(
-        "30", "seconds a round waits for devices that have not answered (the masked-input round "
-              "waits for training: until the cycle's deadline less this)"))
+        "30", "seconds a round waits for devices that have not answered; the first round "
+              "(advertise-keys) waits for training, until the cycle's deadline less three of these"))
 
     @model_validator(mode="after")
     def _coherent(self) -> SecureAggregation:
