@@ -7,6 +7,7 @@ import { AssignmentExpired, FedgridError, ReportRefused, TrainingStoppedError, W
 import { Emitter } from './events.js';
 import { PlanExecutor, trainLocally } from './executor.js';
 import { parseSafetensors, writeSafetensors } from './safetensors.js';
+import { reportSecurely } from './secagg.js';
 
 export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan devices run
 /** Seconds participate() lets the Node hold each cycle-request (long-poll) by default. */
@@ -149,6 +150,8 @@ export class Job extends Emitter {
       deadline: answer.deadline,
       timeout: answer.timeout,
       reportBy: answer.report_by, // the lease's end; absent from Nodes without leases
+      // Set when the cycle aggregates securely: report() then runs the SecAgg rounds (secagg.js).
+      secureAggregation: answer.secure_aggregation ?? null,
     };
     const model = await this.transport.download('get-model', { worker_id: this.workerId, request_key: base.requestKey, model_id: base.modelId });
     const executor = await this.executorFor(base);
@@ -329,6 +332,12 @@ export class Job extends Emitter {
     const assignment = this.assignment;
     if (!assignment) throw new FedgridError('report() needs an assignment: request(), train(), then report()', { code: 'no_assignment' });
     if (!result?.diff || !(result.numSamples >= 1)) throw new TypeError('report(result) needs the {diff, numSamples, metrics} that train() returned');
+    if (assignment.secureAggregation) {
+      const diff = result.diff instanceof Uint8Array ? parseSafetensors(result.diff).tensors : result.diff;
+      const answer = await reportSecurely(this.transport, assignment, diff);
+      this.assignment = null;
+      return answer;
+    }
     const body = result.diff instanceof Uint8Array ? result.diff : writeSafetensors(result.diff);
     try {
       const answer = await this.transport.call('report', {
