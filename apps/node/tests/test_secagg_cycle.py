@@ -18,6 +18,7 @@ from fedgrid_protocol.configs import SecureAggregation
 from fedgrid_protocol.secagg import SecAggDevice
 from fedgrid_protocol.secagg.quantize import step
 from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff, unique_name
 
 from .test_cycle_engine import cycles_of, host, report, wait_for
@@ -181,3 +182,24 @@ def test_too_few_survivors_abort_the_rounds_and_no_checkpoint_is_made(api):
     assert aborted["error"]["code"] == "secagg_aborted"
     cycle = cycles_of(api, name)[0]
     assert (cycle["status"], cycle["reported"]) == ("open", 0)
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_node_restart_aborts_the_rounds_it_held_in_memory(node_factory, backend):
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    name = unique_name("secagg")
+    host(api, name, max_diffs=2, max_workers=3, min_diffs=2, cycle_length=300,
+         secure_aggregation=True)
+    devices = [Device(node.url, name, seed) for seed in range(1, 4)]
+    for device in devices:
+        device.round()
+        device.advertise()
+    node.kill()
+    node = node.restart()
+    for device in devices:
+        answer = device.session.post(f"{node.url}/model-centric/secagg-round",
+                                     json={**device.ids, "wait": 0}, timeout=60)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (409, "secagg_aborted")
+    refused = devices[0].post("secagg-share-keys", {**devices[0].ids, "boxes": {}}, expect=409)
+    assert refused["error"]["code"] == "secagg_aborted"

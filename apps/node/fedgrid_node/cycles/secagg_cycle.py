@@ -300,27 +300,32 @@ class SecureCycles:
         for cycle_id in list(self._cycles):
             self.forget(cycle_id)
 
-    def _find(self, worker_id: str, request_key: str) -> tuple[int, int, OpenCycle | None]:
+    def _find(self, worker_id: str, request_key: str) -> tuple[int, int, OpenCycle | None, int]:
         with self.engine.db.session() as session:
             assignment = self.engine.find_assignment(session, worker_id, request_key)
             process_id = assignment.cycle.process_id
-            if self.engine.config(session, process_id).secure_aggregation is None:
+            config = self.engine.config(session, process_id)
+            if config.secure_aggregation is None:
                 raise ApiError("not_secure_cycle",
                                "this assignment's cycle does not aggregate securely; report "
                                "with `report`", 409)
             if assignment.status != AssignmentStatus.ACCEPTED:
                 raise _not_in_round()
             state = self.engine.open_cycle(process_id)
-            return assignment.id, assignment.cycle_id, state
+            return assignment.id, assignment.cycle_id, state, config.max_workers
 
     def round(self, worker_id: str, request_key: str, wait: float) -> dict[str, Any]:
-        assignment_id, cycle_id, state = self._find(worker_id, request_key)
+        assignment_id, cycle_id, state, places = self._find(worker_id, request_key)
         give_up = time.monotonic() + wait
         while True:
             secure = self._cycles.get(cycle_id)
             if secure is None:
                 if state is None or state.cycle_id != cycle_id or state.closed:
                     raise _aborted("the cycle closed before its secure rounds completed")
+                if state.places_taken >= places:
+                    # The last place fixes the cohort at once (places_taken): its rounds are gone,
+                    # so the Node restarted since. They lived in memory only.
+                    raise _aborted("the Node restarted during this cycle's secure rounds")
                 if time.monotonic() >= give_up:
                     return {"status": "success", "round": "cohort", "sent": False,
                             "timeout": max(0.0, round((state.deadline - utcnow()).total_seconds(), 3))}
@@ -335,9 +340,11 @@ class SecureCycles:
 
     def receive(self, worker_id: str, request_key: str, round_name: str,
                 fields: Mapping[str, Any]) -> dict[str, Any]:
-        assignment_id, cycle_id, _ = self._find(worker_id, request_key)
+        assignment_id, cycle_id, state, places = self._find(worker_id, request_key)
         secure = self._cycles.get(cycle_id)
         if secure is None:
+            if state is not None and state.cycle_id == cycle_id and state.places_taken >= places:
+                raise _aborted("the Node restarted during this cycle's secure rounds")
             raise _not_in_round()
         return secure.receive(assignment_id, round_name, fields)
 
