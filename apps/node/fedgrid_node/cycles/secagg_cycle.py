@@ -97,6 +97,7 @@ class SecureCycle:
         self.dropped: list[int] = []
         self.failure: str | None = None
         self.round_closes = self._round_deadline()
+        self._rescheduled = gevent.event.Event()  # round_closes moved: the timer re-reads it
         self.timer = gevent.spawn(self._time_rounds)
 
     # ----------------------------------------------------------------------------- rounds
@@ -131,7 +132,10 @@ class SecureCycle:
                 return
             wait = (self.round_closes - utcnow()).total_seconds()
             if wait > 0:
-                gevent.sleep(min(wait, 1.0))  # re-checks `closed` at least every second
+                # Woken early when a round closes because everyone answered; the cycle's close
+                # kills this timer (SecureCycles.forget).
+                self._rescheduled.clear()
+                self._rescheduled.wait(wait)
                 continue
             with self.lock:
                 if self.round_closes <= utcnow():
@@ -156,6 +160,7 @@ class SecureCycle:
         log.info("cycle %s of %s: secure round %s opened", self.state.sequence, self.state.label,
                  self.round_name)
         self.round_closes = self._round_deadline()
+        self._rescheduled.set()
         self._wake()
 
     def _finish(self) -> None:
@@ -181,6 +186,7 @@ class SecureCycle:
 
     def _fail(self, message: str) -> None:
         self.failure = message
+        self._rescheduled.set()
         log.warning("cycle %s of %s: secure aggregation aborted: %s", self.state.sequence,
                     self.state.label, message)
         self._wake()
