@@ -20,8 +20,18 @@ Modules, each one responsibility:
 docs/secure-aggregation.md specifies every byte so that another SDK can reproduce it.
 """
 
-from .aggregator import SecAggAborted, SecAggAggregator
-from .device import SecAggDevice
-from .params import SecAggParams
+from importlib import import_module
+from typing import Any
+
+# Imported on first use: `params` needs nothing beyond the standard library, so validating a
+# server_config (configs.py) works without the `secagg` extra (cryptography, numpy).
+_HOMES = {"SecAggAborted": "aggregator", "SecAggAggregator": "aggregator",
+          "SecAggDevice": "device", "SecAggParams": "params"}
 
 __all__ = ["SecAggAborted", "SecAggAggregator", "SecAggDevice", "SecAggParams"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
