@@ -228,3 +228,25 @@ def test_parameters_default_to_flowers_and_derive_log_degree_and_majority_thresh
     with pytest.raises(ValueError):
         SecAggParams(modulus=3 * 2**20)
     assert SecAggParams(num_shares=0.5).degree(11) == 6  # ceil(0.5 * 10) = 5, made even
+
+
+def test_shares_altered_on_the_way_abort_the_sum_instead_of_failing_inside_it():
+    params = SecAggParams(num_shares=1.0)
+    devices = {i: SecAggDevice(params) for i in range(1, 5)}
+    aggregator = SecAggAggregator(params, list(devices), LENGTH)
+    for i, device in devices.items():
+        aggregator.receive_keys(i, *device.advertise_keys())
+    roster, neighbours = aggregator.close_keys()
+    for i, device in devices.items():
+        aggregator.receive_shares(i, device.share_keys(i, roster, neighbours[i]))
+    boxes = aggregator.close_shares()
+    for i, device in devices.items():
+        aggregator.receive_masked_input(i, device.masked_input(np.zeros(LENGTH), boxes[i]))
+    survivors, dropped = aggregator.close_masked_inputs()
+    for i in survivors:
+        shares = devices[i].unmask(survivors, dropped)
+        if i == 1:  # one holder's shares are garbage
+            shares = {owner: bytes([0x01]) + bytes(65) for owner in shares}
+        aggregator.receive_unmask(i, shares)
+    with pytest.raises(SecAggAborted):
+        aggregator.finish()

@@ -170,7 +170,11 @@ class SecAggAggregator:
                 "secagg_aborted",
                 f"only {len(shares)} of device {owner}'s neighbours answered the unmask round; "
                 f"{self.threshold} are needed to take its masks off the sum")
-        return shamir.combine(shares, self.threshold)
+        try:
+            return shamir.combine(shares, self.threshold)
+        except ValueError:  # a share out of the field, or shares of different polynomials
+            raise SecAggAborted("secagg_aborted",
+                                f"the shares of device {owner}'s secret do not rebuild it") from None
 
     def _check_enough(self, count: int, what: str) -> None:
         minimum = max(2, self.threshold)

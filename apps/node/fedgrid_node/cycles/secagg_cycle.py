@@ -107,7 +107,7 @@ class SecureCycle:
         return ROUND_NAMES[self.aggregator.round]
 
     def _expected(self) -> set[int]:
-        """Who must still answer the current round before it may close early."""
+        """Who takes part in the current round: once all of them answered, it closes early."""
         a = self.aggregator
         return {a.ADVERTISE: set(a.cohort), a.SHARE: set(a.keys), a.MASKED_INPUT: a.shared,
                 a.UNMASK: a.masked}.get(a.round, set())
