@@ -126,6 +126,58 @@ class DifferentialPrivacyConfig(_Config):
         "reserved for `device` with secure aggregation"))
 
 
+def _secure_aggregation(value: Any) -> Any:
+    """``true`` means every default; ``false`` means off."""
+    if value is True:
+        return {}
+    if value is False:
+        return None
+    return value
+
+
+class SecureAggregation(_Config):
+    """``server_config.secure_aggregation``: the SecAgg+ parameters (docs/secure-aggregation.md).
+    Defaults follow Flower's SecAgg+."""
+
+    CONFIG_NAME: ClassVar[str] = "server_config.secure_aggregation"
+
+    clipping_range: Number = Field(8.0, gt=0, **_doc(
+        "8", "each coordinate of an update is clipped to [-c, c] before quantisation"))
+    quantization_range: Integer = Field(2**22, ge=2, **_doc(
+        "2^22", "integer levels per coordinate; a cohort holds at most "
+                "(modulus - 1) / (quantization_range - 1) devices"))
+    modulus: Integer = Field(2**32, **_doc(
+        "2^32", "masked sums live mod this power of two (2^8 to 2^32)"))
+    num_shares: Number | None = Field(None, gt=0, **_doc(
+        "2 ⌈log2 n⌉", "neighbours (and shareholders) per device: a fraction (0, 1] of the "
+                      "cohort or a count ≥ 2"))
+    reconstruction_threshold: Number = Field(0.5, gt=0, **_doc(
+        "0.5", "shares that rebuild a secret: a fraction (0, 1] of `num_shares` or a count; "
+               "never below a strict majority"))
+    round_timeout: Seconds = Field(30.0, **_doc(
+        "30", "seconds a round waits for devices that have not answered; the first round "
+              "(advertise-keys) waits for training, until the cycle's deadline less three of these"))
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SecureAggregation:
+        self.params()  # raises ValueError naming the problem
+        return self
+
+    def params(self):
+        """The protocol core's parameters (needs the `secagg` extra: cryptography)."""
+        from .secagg.params import SecAggParams
+
+        num_shares = self.num_shares
+        if num_shares is not None and num_shares > 1 and float(num_shares).is_integer():
+            num_shares = int(num_shares)
+        threshold = self.reconstruction_threshold
+        if threshold > 1 and float(threshold).is_integer():
+            threshold = int(threshold)
+        return SecAggParams(clipping_range=self.clipping_range,
+                            quantization_range=self.quantization_range, modulus=self.modulus,
+                            num_shares=num_shares, reconstruction_threshold=threshold)
+
+
 class ServerConfig(_Config):
     """``server_config``: how the Node runs the model's cycles. Every key is optional."""
 
@@ -195,6 +247,11 @@ class ServerConfig(_Config):
     authentication: dict[str, Any] | None = Field(None, **_doc(
         "open", "device tokens: see [api.md](api.md#device-authentication-server_configauthentication)",
         "object"))
+    secure_aggregation: Annotated[SecureAggregation | None, BeforeValidator(_secure_aggregation)] = Field(
+        None, **_doc(
+            "off", "`true` or an object of SecAgg+ parameters: the Node learns only the sum of "
+                   "each cycle's updates; see [secure-aggregation.md](secure-aggregation.md)",
+            "boolean or object"))
 
     @field_validator("min_diffs")
     @classmethod
@@ -219,6 +276,12 @@ class ServerConfig(_Config):
             # keeps only what the researcher wrote).
             object.__setattr__(self, "max_workers",
                                math.ceil(DEFAULT_OVER_SELECTION * self.max_diffs))
+        if self.secure_aggregation is not None:
+            # A secure cycle's cohort is its max_workers places.
+            limit = self.secure_aggregation.params().max_cohort()
+            if not 2 <= self.max_workers <= limit:
+                raise ValueError(f"secure_aggregation needs max_workers between 2 and {limit} "
+                                 f"(the cohort), not {self.max_workers}")
         return self
 
     @property
@@ -357,6 +420,9 @@ def _problems(config: str, exc: ValidationError) -> Iterator[tuple[str, str, str
         path = ".".join([config, *(str(part) for part in error["loc"])])
         if error["type"] == "extra_forbidden" and len(error["loc"]) > 1:
             yield path, _unknown_nested_key(config, error["loc"]), None
+
+
+            yield path, f"{path} is not a setting", None
         elif error["type"] == "extra_forbidden":
             message, suggestion = _unknown_key(config, str(error["loc"][-1]))
             yield path, message, suggestion

@@ -155,6 +155,21 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
               "a training assignment's report without a `diff`"),
     ErrorCode("report_diff_unexpected", 400, "ReportRefused",
               "an evaluation assignment's report with a `diff`: it reports metrics only"),
+    # Secure aggregation (docs/secure-aggregation.md).
+    ErrorCode("secure_report_refused", 409, "ReportRefused",
+              "the cycle aggregates securely: updates go through the `secagg-*` events, never in "
+              "the clear with `report`"),
+    ErrorCode("not_secure_cycle", 409, "RequestInvalid",
+              "a `secagg-*` event for an assignment whose cycle does not aggregate securely"),
+    ErrorCode("secagg_not_in_round", 409, "AssignmentExpired",
+              "the assignment takes no part in this secure round (it missed an earlier round, "
+              "or the round closed before its message came): drop this work"),
+    ErrorCode("secagg_message_invalid", 400, "RequestInvalid",
+              "a secure-aggregation message does not fit its round (a key's length, the "
+              "neighbours a share goes to, the masked input's length)"),
+    ErrorCode("secagg_aborted", 409, "AssignmentExpired",
+              "the cycle's secure aggregation cannot complete (too few devices left in a round, "
+              "or the Node restarted): drop this work"),
     # The Network.
     ErrorCode("registration_secret_required", 401, "AdminAuthError",
               "joining this Network needs its registration secret", NETWORK),

@@ -160,6 +160,40 @@ class ReportRequest(AssignmentRequest):
     )
 
 
+# Secure aggregation (docs/secure-aggregation.md). Devices are named by their index in the
+# cohort (1..n); JSON object keys are strings, so an index key is its decimal text.
+CohortIndex = Annotated[str, StringConstraints(min_length=1, max_length=5, pattern=r"^[1-9][0-9]*$")]
+MAX_NEIGHBOURS = 1024
+
+
+class SecAggRoundRequest(AssignmentRequest):
+    wait: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), BeforeValidator(_not_bool)] | None = Field(
+        None, description="seconds the Node may hold the request until the round changes")
+
+
+class SecAggAdvertiseKeysRequest(AssignmentRequest):
+    c_public: Blob = Field(description="X25519 public key (32 bytes) that share boxes are "
+                                       "agreed with")
+    s_public: Blob = Field(description="X25519 public key (32 bytes) that masks are agreed with")
+
+
+class SecAggShareKeysRequest(AssignmentRequest):
+    boxes: dict[CohortIndex, Blob] = Field(
+        max_length=MAX_NEIGHBOURS, description="neighbour index -> its AES-GCM share box")
+
+
+class SecAggMaskedInputRequest(AssignmentRequest):
+    masked_input: Blob = Field(description="the masked, quantised update: little-endian uint32 "
+                                           "words, the model's tensors by name, row-major")
+
+
+class SecAggUnmaskRequest(AssignmentRequest):
+    shares: dict[CohortIndex, Blob] = Field(
+        max_length=MAX_NEIGHBOURS,
+        description="neighbour index -> the Shamir share (66 bytes) of its self-mask seed "
+                    "(a survivor) or of its mask key (a device that dropped)")
+
+
 class ModelQuery(Payload):
     name: Name
     version: Version | None = None
@@ -230,6 +264,9 @@ class AcceptedAnswer(Answer):
     task: Literal["train", "evaluate"] = Field(
         "train", description="`evaluate`: run the plan's forward graph on local data without "
                              "training and report metrics and num_samples only, no diff")
+    secure_aggregation: dict[str, Any] | None = Field(
+        None, description="present when the cycle aggregates securely: its SecAgg+ parameters; "
+                          "the device runs the secagg rounds instead of `report`")
 
 
 class RejectedAnswer(Answer):
@@ -246,6 +283,35 @@ class RejectedAnswer(Answer):
 class ReportAnswer(Answer):
     status: Literal["success"]
     cycle: int
+
+
+SecAggRoundName = Literal["cohort", "advertise-keys", "share-keys", "masked-input", "unmask",
+                          "done"]
+
+
+class SecAggRoundAnswer(Answer):
+    """The secure round the cycle is in, and what this device needs for it (bytes: base64)."""
+
+    status: Literal["success"]
+    round: SecAggRoundName = Field(description="`cohort`: places are still being taken; "
+                                               "`done`: the sum is unmasked")
+    sent: bool = Field(description="this device already sent its message for this round")
+    timeout: float | None = Field(None, description="seconds until the round closes")
+    index: int | None = Field(None, description="this device's index in the cohort")
+    cohort: int | None = Field(None, description="devices in the cohort")
+    roster: dict[str, list[str]] | None = Field(
+        None, description="share-keys: index -> [c_public, s_public] of every device that "
+                          "advertised keys")
+    neighbours: list[int] | None = Field(None, description="share-keys: this device's neighbours")
+    boxes: dict[str, str] | None = Field(None, description="masked-input: sender index -> its "
+                                                           "share box for this device")
+    survivors: list[int] | None = Field(None, description="unmask: who sent a masked input")
+    dropped: list[int] | None = Field(None, description="unmask: who shared keys but sent none")
+
+
+class SecAggReceivedAnswer(Answer):
+    status: Literal["success"]
+    round: SecAggRoundName
 
 
 ProcessStatusName = Literal["active", "paused", "stopped", "finished"]
@@ -377,6 +443,28 @@ EVENTS: dict[str, Event] = {
               summary="Give a hosted model a held-out test set: the Node scores every "
                       "checkpoint with it (the body is the safetensors file)",
               errors=(400, 401, 403, 404, 413)),
+        Event(name="secagg-round", method="POST", request=SecAggRoundRequest,
+              answer=SecAggRoundAnswer,
+              summary="Secure aggregation: the cycle's round and what this device needs for it "
+                      "(long-poll with `wait`)",
+              errors=(400, 403, 404, 409)),
+        Event(name="secagg-advertise-keys", method="POST", request=SecAggAdvertiseKeysRequest,
+              answer=SecAggReceivedAnswer, binary_fields=("c_public", "s_public"),
+              summary="Secure aggregation round 1: the device's two X25519 public keys",
+              errors=(400, 403, 404, 409)),
+        Event(name="secagg-share-keys", method="POST", request=SecAggShareKeysRequest,
+              answer=SecAggReceivedAnswer, binary_fields=("boxes",),
+              summary="Secure aggregation round 2: one share box per neighbour",
+              errors=(400, 403, 404, 409)),
+        Event(name="secagg-masked-input", method="POST", request=SecAggMaskedInputRequest,
+              answer=SecAggReceivedAnswer, binary_fields=("masked_input",),
+              summary="Secure aggregation round 3: the masked update (the body; the other fields "
+                      "in the query string)",
+              errors=(400, 403, 404, 409, 413)),
+        Event(name="secagg-unmask", method="POST", request=SecAggUnmaskRequest,
+              answer=SecAggReceivedAnswer, binary_fields=("shares",),
+              summary="Secure aggregation round 4: the shares that take the masks off the sum",
+              errors=(400, 403, 404, 409)),
     )
 }
 

@@ -40,8 +40,8 @@ def test_server_defaults_are_defined_once_and_derive_max_workers():
         "pool_selection": "iterate", "do_not_reuse_workers_until_cycle": 0,
         "assignment_lease": None, "minimum_download_speed": None, "minimum_upload_speed": None,
         "maximum_ping": None, "strategy": {"name": "fedavg"}, "evaluation_every": None,
-        "evaluation_devices": 1,         "aggregator": "mean", "trim_fraction": 0.1, "norm_bound": None, "differential_privacy": None,
-        "authentication": None,
+        "evaluation_devices": 1, "aggregator": "mean", "trim_fraction": 0.1, "norm_bound": None,
+        "differential_privacy": None, "authentication": None, "secure_aggregation": None,
     }
     assert validate_server_config({"max_diffs": 3}).max_workers == 4  # ceil(1.3 × 3)
     assert validate_server_config({"max_diffs": 10}).max_workers == 13

@@ -163,8 +163,8 @@ def test_the_listing_shows_every_default_and_the_configs_as_normalised(api):
         "pool_selection": "iterate", "do_not_reuse_workers_until_cycle": 0,
         "assignment_lease": None, "minimum_download_speed": None, "minimum_upload_speed": None,
         "maximum_ping": None, "strategy": {"name": "fedavgm"}, "evaluation_every": None,
-        "evaluation_devices": 1,         "aggregator": "mean", "trim_fraction": 0.1, "norm_bound": None, "differential_privacy": None,
-        "authentication": None,
+        "evaluation_devices": 1, "aggregator": "mean", "trim_fraction": 0.1, "norm_bound": None,
+        "differential_privacy": None, "authentication": None, "secure_aggregation": None,
     }
     assert process["client_config"] == {"batch_size": 8, "lr": 0.1, "name": name,
                                          "version": "1.0"}

@@ -11,6 +11,7 @@ import { encodeDiff } from './diff_encoding.js';
 import { evaluateLocally, PlanExecutor, trainLocally } from './executor.js';
 import { MAX_WAIT_SECONDS } from './protocol.generated.js';
 import { parseSafetensors } from './safetensors.js';
+import { reportSecurely } from './secagg.js';
 
 export const TRAINING_PLAN_NAME = 'training_plan'; // PyGrid's name for the plan devices run
 /** Seconds participate() lets the Node hold each cycle-request (long-poll) by default. */
@@ -152,6 +153,8 @@ export class Job extends Emitter {
       timeout: answer.timeout,
       reportBy: answer.report_by, // the lease's end; absent from Nodes without leases
       task: answer.task ?? 'train', // 'evaluate': score the checkpoint, report metrics only
+      // Set when the cycle aggregates securely: report() then runs the SecAgg rounds (secagg.js).
+      secureAggregation: answer.secure_aggregation ?? null,
     };
     const model = await this.transport.download('get-model', { worker_id: this.workerId, request_key: base.requestKey, model_id: base.modelId });
     const executor = await this.executorFor(base);
@@ -358,6 +361,12 @@ export class Job extends Emitter {
       if (!reportableMetrics(result?.metrics) || !(result.numSamples >= 1)) throw new TypeError('an evaluation assignment reports the {metrics, numSamples} that evaluate() returned');
     } else {
       if (!result?.diff || !(result.numSamples >= 1)) throw new TypeError('report(result) needs the {diff, numSamples, metrics} that train() returned');
+      if (assignment.secureAggregation) {
+        const diff = result.diff instanceof Uint8Array ? parseSafetensors(result.diff).tensors : result.diff;
+        const answer = await reportSecurely(this.transport, assignment, diff);
+        this.assignment = null;
+        return answer;
+      }
       blobs = { diff: result.diff instanceof Uint8Array ? result.diff : encodeDiff(result.diff, assignment.clientConfig?.diff_encoding) };
     }
     try {

@@ -469,6 +469,46 @@ export const ERROR_CODES = freeze({
       "node"
     ]
   },
+  "secure_report_refused": {
+    "status": 409,
+    "exception": "ReportRefused",
+    "meaning": "the cycle aggregates securely: updates go through the `secagg-*` events, never in the clear with `report`",
+    "servers": [
+      "node"
+    ]
+  },
+  "not_secure_cycle": {
+    "status": 409,
+    "exception": "RequestInvalid",
+    "meaning": "a `secagg-*` event for an assignment whose cycle does not aggregate securely",
+    "servers": [
+      "node"
+    ]
+  },
+  "secagg_not_in_round": {
+    "status": 409,
+    "exception": "AssignmentExpired",
+    "meaning": "the assignment takes no part in this secure round (it missed an earlier round, or the round closed before its message came): drop this work",
+    "servers": [
+      "node"
+    ]
+  },
+  "secagg_message_invalid": {
+    "status": 400,
+    "exception": "RequestInvalid",
+    "meaning": "a secure-aggregation message does not fit its round (a key's length, the neighbours a share goes to, the masked input's length)",
+    "servers": [
+      "node"
+    ]
+  },
+  "secagg_aborted": {
+    "status": 409,
+    "exception": "AssignmentExpired",
+    "meaning": "the cycle's secure aggregation cannot complete (too few devices left in a round, or the Node restarted): drop this work",
+    "servers": [
+      "node"
+    ]
+  },
   "registration_secret_required": {
     "status": 401,
     "exception": "AdminAuthError",

@@ -21,6 +21,7 @@ const HTTP_EVENTS = {
   checkpoints: ['GET', 'query'],
   processes: ['GET', 'query'],
   cycles: ['GET', 'query'],
+  'secagg-masked-input': ['POST', 'octet-stream'],
 };
 
 /** http(s)://host[:port][/prefix] for any http(s) or ws(s) URL (a trailing /ws is dropped). */
@@ -122,7 +123,7 @@ export class HttpTransport {
     if (style === 'json') {
       answer = await this.request(path, { method, signal, headers: { ...headers, 'Content-Type': 'application/json' }, body: JSON.stringify(data) }, event);
     } else if (style === 'octet-stream') {
-      answer = await this.request(path + query(data), { method, signal, headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: blobs.diff }, event);
+      answer = await this.request(path + query(data), { method, signal, headers: { ...headers, 'Content-Type': 'application/octet-stream' }, body: Object.values(blobs)[0] }, event); // the one body
     } else {
       answer = await this.request(path + query(data), { method, signal, headers }, event);
     }

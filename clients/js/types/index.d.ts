@@ -274,6 +274,9 @@ export interface Assignment {
   timeout: AcceptedAnswer['timeout'];
   /** ISO 8601 UTC: when the lease ends (Nodes without leases send none). */
   reportBy?: AcceptedAnswer['report_by'];
+  /** The SecAgg+ parameters when the cycle aggregates securely (report() then runs the rounds
+   *  and the diff never leaves the device unmasked; see docs/secure-aggregation.md), else null. */
+  secureAggregation: AcceptedAnswer['secure_aggregation'];
   /** The cycle's checkpoint (null after resuming elsewhere: the checkpoint holds the start). */
   parameters: TensorMap | null;
   plan: Plan;
@@ -346,12 +349,13 @@ export class Job {
     evaluationLabels?: Labels;
   }): Promise<ParticipationReport[]>;
   /** Resolves to the Node's ReportAnswer ({status: 'success', cycle}) once the report is stored;
-   *  `duplicate: true` when a retry found its first attempt stored. */
+   *  `duplicate: true` when a retry found its first attempt stored; `secure: true` once a secure
+   *  cycle's rounds have this device's unmask shares. */
   report(
     result: Pick<TrainingResult, 'diff' | 'numSamples'> & { metrics?: NonNullable<ReportRequest['metrics']> }
       | { diff: ReportRequest['diff']; numSamples: ReportRequest['num_samples']; metrics?: NonNullable<ReportRequest['metrics']> }
       | EvaluationResult,
-  ): Promise<ReportAnswer & { duplicate?: true }>;
+  ): Promise<ReportAnswer & { duplicate?: true; secure?: true }>;
 }
 
 export function saveTrainingCheckpoint(key: string, checkpoint: TrainingCheckpoint): Promise<unknown>;

@@ -66,6 +66,11 @@ export type ErrorCode =
   | 'metrics_invalid'
   | 'report_diff_missing'
   | 'report_diff_unexpected'
+  | 'secure_report_refused'
+  | 'not_secure_cycle'
+  | 'secagg_not_in_round'
+  | 'secagg_message_invalid'
+  | 'secagg_aborted'
   | 'registration_secret_required'
   | 'registration_secret_invalid'
   | 'node_token_required'
@@ -141,6 +146,11 @@ export interface ErrorCodes {
   readonly metrics_invalid: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly report_diff_missing: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly report_diff_unexpected: ErrorCodeEntry<400, 'ReportRefused'>;
+  readonly secure_report_refused: ErrorCodeEntry<409, 'ReportRefused'>;
+  readonly not_secure_cycle: ErrorCodeEntry<409, 'RequestInvalid'>;
+  readonly secagg_not_in_round: ErrorCodeEntry<409, 'AssignmentExpired'>;
+  readonly secagg_message_invalid: ErrorCodeEntry<400, 'RequestInvalid'>;
+  readonly secagg_aborted: ErrorCodeEntry<409, 'AssignmentExpired'>;
   readonly registration_secret_required: ErrorCodeEntry<401, 'AdminAuthError'>;
   readonly registration_secret_invalid: ErrorCodeEntry<403, 'AdminAuthError'>;
   readonly node_token_required: ErrorCodeEntry<401, 'AdminAuthError'>;
@@ -182,6 +192,8 @@ export interface AcceptedAnswer {
   report_by: string;
   /** `evaluate`: run the plan's forward graph on local data without training and report metrics and num_samples only, no diff */
   task?: 'train' | 'evaluate';
+  /** present when the cycle aggregates securely: its SecAgg+ parameters; the device runs the secagg rounds instead of `report` */
+  secure_aggregation?: Record<string, unknown> | null;
 }
 
 /** Wire payload: an answer of `checkpoints`, an answer of `cycles`, an answer of `processes`. */
@@ -468,6 +480,105 @@ export interface RetrieveModelRequest {
   checkpoint?: number | 'latest' | null;
 }
 
+/** Wire payload: the request of `secagg-advertise-keys`. */
+export interface SecAggAdvertiseKeysRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /** X25519 public key (32 bytes) that share boxes are agreed with */
+  c_public: Uint8Array;
+  /** X25519 public key (32 bytes) that masks are agreed with */
+  s_public: Uint8Array;
+}
+
+/** Wire payload: the request of `secagg-masked-input`. */
+export interface SecAggMaskedInputRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /** the masked, quantised update: little-endian uint32 words, the model's tensors by name, row-major */
+  masked_input: Uint8Array;
+}
+
+/**
+ * Wire payload: an answer of `secagg-advertise-keys`, an answer of `secagg-masked-input`, an answer of `secagg-share-keys`, an answer of `secagg-unmask`.
+ * Servers may send more fields than these.
+ */
+export interface SecAggReceivedAnswer {
+  status: 'success';
+  round: 'cohort' | 'advertise-keys' | 'share-keys' | 'masked-input' | 'unmask' | 'done';
+}
+
+/**
+ * The secure round the cycle is in, and what this device needs for it (bytes: base64).
+ * Wire payload: an answer of `secagg-round`.
+ * Servers may send more fields than these.
+ */
+export interface SecAggRoundAnswer {
+  status: 'success';
+  /** `cohort`: places are still being taken; `done`: the sum is unmasked */
+  round: 'cohort' | 'advertise-keys' | 'share-keys' | 'masked-input' | 'unmask' | 'done';
+  /** this device already sent its message for this round */
+  sent: boolean;
+  /** seconds until the round closes */
+  timeout?: number | null;
+  /** this device's index in the cohort */
+  index?: number | null;
+  /** devices in the cohort */
+  cohort?: number | null;
+  /** share-keys: index -> [c_public, s_public] of every device that advertised keys */
+  roster?: Record<string, string[]> | null;
+  /** share-keys: this device's neighbours */
+  neighbours?: number[] | null;
+  /** masked-input: sender index -> its share box for this device */
+  boxes?: Record<string, string> | null;
+  /** unmask: who sent a masked input */
+  survivors?: number[] | null;
+  /** unmask: who shared keys but sent none */
+  dropped?: number[] | null;
+}
+
+/** Wire payload: the request of `secagg-round`. */
+export interface SecAggRoundRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /**
+   * seconds the Node may hold the request until the round changes
+   * Constraints: minimum 0; maximum 30.
+   */
+  wait?: number | null;
+}
+
+/** Wire payload: the request of `secagg-share-keys`. */
+export interface SecAggShareKeysRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /**
+   * neighbour index -> its AES-GCM share box
+   * Constraints: maxProperties 1024; keys: minLength 1, maxLength 5; keys match `^[1-9][0-9]*$`.
+   */
+  boxes: Record<string, Uint8Array>;
+}
+
+/** Wire payload: the request of `secagg-unmask`. */
+export interface SecAggUnmaskRequest {
+  /** Constraints: minLength 1; maxLength 64; pattern `^[0-9A-Za-z_-]+$`. */
+  worker_id: string;
+  /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
+  request_key: string;
+  /**
+   * neighbour index -> the Shamir share (66 bytes) of its self-mask seed (a survivor) or of its mask key (a device that dropped)
+   * Constraints: maxProperties 1024; keys: minLength 1, maxLength 5; keys match `^[1-9][0-9]*$`.
+   */
+  shares: Record<string, Uint8Array>;
+}
+
 /** Each event's request, by event name: the wire's fields, snake_case. Blobs
  *  (`format: binary`) travel as files, a binary body or WebSocket frame blobs. */
 export interface EventRequests {
@@ -485,6 +596,11 @@ export interface EventRequests {
   'report': ReportRequest;
   'resume-process': ProcessControlRequest;
   'retrieve-model': RetrieveModelRequest;
+  'secagg-advertise-keys': SecAggAdvertiseKeysRequest;
+  'secagg-masked-input': SecAggMaskedInputRequest;
+  'secagg-round': SecAggRoundRequest;
+  'secagg-share-keys': SecAggShareKeysRequest;
+  'secagg-unmask': SecAggUnmaskRequest;
   'stop-process': ProcessControlRequest;
 }
 
@@ -505,5 +621,10 @@ export interface EventAnswers {
   'report': ReportAnswer;
   'resume-process': ProcessControlAnswer;
   'retrieve-model': Uint8Array;
+  'secagg-advertise-keys': SecAggReceivedAnswer;
+  'secagg-masked-input': SecAggReceivedAnswer;
+  'secagg-round': SecAggRoundAnswer;
+  'secagg-share-keys': SecAggReceivedAnswer;
+  'secagg-unmask': SecAggReceivedAnswer;
   'stop-process': ProcessControlAnswer;
 }

@@ -391,6 +391,8 @@ class Assignment:
         self.timeout: float | None = answer.get("timeout")
         self.report_by: str | None = answer.get("report_by")
         self.task: str = answer.get("task") or TRAIN  # Nodes before evaluation send none
+        # Set when the cycle aggregates securely: report() then runs the SecAgg rounds.
+        self.secure_aggregation: dict[str, Any] | None = answer.get("secure_aggregation")
         self.reported = False
         self._parameters: dict[str, np.ndarray] | None = None
 
@@ -516,6 +518,14 @@ class Assignment:
         else:
             if diff is None or num_samples is None:
                 raise ValueError("report() needs a TrainingResult, or diff= and num_samples=")
+            if self.secure_aggregation is not None:
+                from .secagg import report_securely
+
+                plain = (tensors.decode(bytes(diff)) if isinstance(diff, bytes | bytearray)
+                         else diff)
+                answer = report_securely(self, plain)
+                self.reported = True
+                return answer
             body = diff if isinstance(diff, bytes | bytearray) else encode_diff(
                 diff, self.client_config.get("diff_encoding"))
             blobs = {"diff": bytes(body)}

@@ -50,6 +50,11 @@ HTTP_EVENTS: dict[str, tuple[str, str]] = {
     "stop-process": ("POST", "json"),
     "delete-process": ("POST", "json"),
     "evaluation-set": ("POST", "octet-stream"),
+    "secagg-round": ("POST", "json"),
+    "secagg-advertise-keys": ("POST", "json"),
+    "secagg-share-keys": ("POST", "json"),
+    "secagg-masked-input": ("POST", "octet-stream"),
+    "secagg-unmask": ("POST", "json"),
 }
 # Transient Node answers worth retrying: 503 carries `cycle_unavailable` (the next cycle is being
 # opened) with a Retry-After; 502/504 come from load balancers in front of Nodes.
@@ -158,7 +163,7 @@ class HttpTransport:
             # The event's one binary field (a diff, an evaluation set) is the body; none for an
             # evaluation's report.
             response = self._request(method, path, event, params=params, headers=headers,
-                                     data=next(iter(blobs.values()), b""))
+                                     data=next(iter(blobs.values()), b""))  # the one body
         else:  # multipart: JSON documents as text fields, bytes as files
             form = {k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in fields.items()}
             files = [

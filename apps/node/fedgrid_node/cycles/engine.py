@@ -65,6 +65,7 @@ from .off_hub import run_off_hub
 from .open_cycle import OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
+from .secagg_cycle import SecureCycles, mark_survivors_reported
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
 from .statuses import (
@@ -134,6 +135,7 @@ class CycleEngine:
         self._subscribers: dict[int, dict[Any, Callable[[], None]]] = {}
         # Scores each new checkpoint on the process's evaluation set, never on the cycle's path.
         self.held_out = HeldOutScorer(db)
+        self.secure = SecureCycles(self)  # the rounds of cycles that aggregate securely
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -149,6 +151,7 @@ class CycleEngine:
 
     def stop(self) -> None:
         self.held_out.stop()
+        self.secure.stop()
         for state in list(self._open.values()):
             if state.watcher is not None:
                 state.watcher.kill(block=False)
@@ -249,6 +252,7 @@ class CycleEngine:
         """Drop everything held for a deleted process: its id may be given out again."""
         state = self._open.pop(process_id, None)
         if state is not None:
+            self.secure.forget(state.cycle_id)
             state.closed = True
             state.outstanding.clear()
             state.wakeup.set()
@@ -579,6 +583,8 @@ class CycleEngine:
         lease = timedelta(seconds=self.lease_seconds(config, process.id))
         # An evaluation may outlive its cycle: the checkpoint it scores stays what it is.
         expires = min(state.deadline, now + lease) if training else now + lease
+        if training and config.secure_aggregation is not None:
+            expires = state.deadline  # a secure cohort, once fixed, keeps its places
         assignment = existing
         if assignment is None:
             assignment = Assignment(cycle_id=state.cycle_id, worker_id=worker_id)
@@ -599,6 +605,7 @@ class CycleEngine:
             state.accepted += 1
             state.outstanding[assignment.id] = expires
             state.wakeup.set()  # the watcher may need to wake for this lease
+            self.secure.places_taken(state, config, self.spec(session, process.id))
         return answer
 
     @staticmethod
@@ -630,7 +637,13 @@ class CycleEngine:
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
             "task": assignment.task or AssignmentTask.TRAIN.value,
+            **self._secure_settings(session, process.id),
         }
+
+    def _secure_settings(self, session, process_id: int) -> dict[str, Any]:
+        """A secure cycle's parameters, which tell a device not to `report` but to run rounds."""
+        settings = self.config(session, process_id).secure_aggregation
+        return {} if settings is None else {"secure_aggregation": settings.model_dump()}
 
     # ----------------------------------------------------------------------------- assignments
 
@@ -702,6 +715,10 @@ class CycleEngine:
             config = self.config(session, process_id)
             goal = config.max_diffs
             encoding = self.diff_encoding(session, process_id)
+        if config.secure_aggregation is not None:
+            raise ApiError("secure_report_refused",
+                           "this cycle aggregates securely: send the update through the "
+                           "secagg events, never in the clear with report", 409)
         state = self._open.get(process_id)
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
@@ -780,6 +797,21 @@ class CycleEngine:
         session.commit()
         return {"status": "success", "cycle": sequence}
 
+    def secure_sum_ready(self, state: OpenCycle, running: RunningWeightedSum,
+                         survivors: list[int]) -> None:
+        """A secure cycle's unmasked sum (secagg_cycle.py) replaces its running sum; the cycle
+        closes on it as if its reports had reached the goal."""
+        with state.lock:
+            if state.closed:
+                return
+            with self.db.session() as session:
+                mark_survivors_reported(session, survivors)
+            for assignment_id in survivors:
+                state.outstanding.pop(assignment_id, None)
+            state.running = running
+            if not state.paused:
+                self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
+
     # ----------------------------------------------------------------------------- closing
 
     def close_cycle(self, process_id: int, cycle_id: int, *, reason: CloseReason) -> None:
@@ -831,6 +863,7 @@ class CycleEngine:
             state.closed = True
             state.outstanding.clear()
             state.wakeup.set()
+            self.secure.forget(cycle_id)
             log.info(
                 "cycle %s of %s %s (%s): %d reports, checkpoint %d",
                 state.sequence, state.label, summary["status"], reason, state.running.count,

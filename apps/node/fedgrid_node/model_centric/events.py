@@ -96,6 +96,9 @@ class ModelCentricEvents:
             "stop-process": self.stop_process,
             "delete-process": self.delete_process,
             "evaluation-set": self.evaluation_set,
+            "secagg-round": self.secagg_round,
+            **{f"secagg-{name}": self._secagg_message(name)
+               for name in ("advertise-keys", "share-keys", "masked-input", "unmask")},
         }
         self.events: dict[str, EventSpec] = {
             name: EventSpec(handlers[name], event) for name, event in EVENTS.items()
@@ -244,6 +247,17 @@ class ModelCentricEvents:
     def report(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
         return self.engine.report(data["worker_id"], data["request_key"], data["diff"],
                                   data["num_samples"], data["metrics"])
+
+    def secagg_round(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        return self.engine.secure.round(data["worker_id"], data["request_key"],
+                                        data["wait"] or 0.0)
+
+    def _secagg_message(self, round_name: str):
+        def handle(data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+            return self.engine.secure.receive(data["worker_id"], data["request_key"], round_name,
+                                              data)
+
+        return handle
 
     def retrieve_model(self, data: dict[str, Any], context: EventContext) -> BinaryAnswer:
         with self.db.session() as session:

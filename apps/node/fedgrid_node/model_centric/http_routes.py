@@ -122,6 +122,11 @@ ROUTES = {
     "stop-process": "POST",
     "delete-process": "POST",
     "evaluation-set": "POST",
+    "secagg-round": "POST",
+    "secagg-advertise-keys": "POST",
+    "secagg-share-keys": "POST",
+    "secagg-masked-input": "POST",
+    "secagg-unmask": "POST",
 }
 
 

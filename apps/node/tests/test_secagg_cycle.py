@@ -1,0 +1,205 @@
+"""A secure cycle on a real Node (SQLite and PostgreSQL): devices run the SecAgg+ rounds over
+HTTP, one drops after sharing keys, the checkpoint is the survivors' mean update within the
+quantisation error, plain reports are refused, and the database never holds an update."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import requests
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
+
+from fedgrid_node.db.models import Assignment, Cycle, Process, ReportDiff
+from fedgrid_plans import tensors
+from fedgrid_protocol.configs import SecureAggregation
+from fedgrid_protocol.secagg import SecAggDevice
+from fedgrid_protocol.secagg.quantize import step
+from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends
+from tests.support.models import logistic_regression, random_diff, unique_name
+
+from .test_cycle_engine import cycles_of, host, report, wait_for
+
+COHORT = 6
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def flat(diff: dict[str, np.ndarray]) -> np.ndarray:
+    return np.concatenate([diff[name].reshape(-1) for name in sorted(diff)])
+
+
+class Device:
+    """A device driving the protocol core over the wire, as an SDK would."""
+
+    def __init__(self, url: str, name: str, seed: int) -> None:
+        self.url = url
+        self.session = requests.Session()
+        self.worker_id = self.post("authenticate", {"model_name": name})["worker_id"]
+        self.accepted = self.post("cycle-request", {"worker_id": self.worker_id, "model": name,
+                                                    "version": "1"})
+        assert self.accepted["status"] == "accepted", self.accepted
+        params = SecureAggregation(**self.accepted["secure_aggregation"]).params()
+        self.core = SecAggDevice(params, rng=np.random.default_rng(seed))
+        self.diff = random_diff(logistic_regression()[1], seed)
+        self.ids = {"worker_id": self.worker_id, "request_key": self.accepted["request_key"]}
+
+    def post(self, event: str, body: dict | None = None, *, expect: int = 200, **kwargs):
+        response = self.session.post(f"{self.url}/model-centric/{event}", json=body, timeout=60,
+                                     **kwargs)
+        assert response.status_code == expect, response.text
+        return response.json()
+
+    def round(self, wait: float = 0) -> dict:
+        return self.post("secagg-round", {**self.ids, "wait": wait})
+
+    def advertise(self) -> None:
+        c_public, s_public = self.core.advertise_keys()
+        self.post("secagg-advertise-keys", {**self.ids, "c_public": b64(c_public),
+                                            "s_public": b64(s_public)})
+
+    def share(self, view: dict) -> None:
+        roster = {int(i): (base64.b64decode(c), base64.b64decode(s))
+                  for i, (c, s) in view["roster"].items()}
+        boxes = self.core.share_keys(view["index"], roster, view["neighbours"])
+        self.post("secagg-share-keys", {**self.ids,
+                                        "boxes": {str(v): b64(box) for v, box in boxes.items()}})
+
+    def masked_input(self, view: dict) -> None:
+        boxes = {int(v): base64.b64decode(box) for v, box in view["boxes"].items()}
+        data = self.core.masked_input(flat(self.diff), boxes)
+        self.post("secagg-masked-input", None, params=self.ids, data=data,
+                  headers={"Content-Type": "application/octet-stream"})
+
+    def unmask(self, view: dict) -> None:
+        shares = self.core.unmask(view["survivors"], view["dropped"])
+        self.post("secagg-unmask", {**self.ids,
+                                    "shares": {str(v): b64(s) for v, s in shares.items()}})
+
+
+def database_url(node) -> str:
+    return node.env.get("DATABASE_URL") or f"sqlite:///{node.data_dir / 'node.db'}"
+
+
+@pytest.fixture
+def api(shared_node):
+    client = HttpApi(shared_node.url, shared_node.admin_token)
+    yield client
+    client.close()
+
+
+def test_a_secure_cycle_with_a_dropout_yields_the_survivors_mean_and_stores_no_update(
+        api, shared_node):
+    name = unique_name("secagg")
+    host(api, name, max_diffs=COHORT - 1, max_workers=COHORT, min_diffs=2, cycle_length=300,
+         secure_aggregation={"round_timeout": 1.5})
+    devices = [Device(api.url, name, seed) for seed in range(1, COHORT + 1)]
+    late = api.call("cycle-request", {"worker_id": api.call("authenticate", {"model_name": name})
+                                      .body["worker_id"], "model": name, "version": "1"}).body
+    assert (late["status"], late["reason"]) == ("rejected", "cycle_full")  # the cohort is fixed
+    # An update in the clear is refused, whoever sends it.
+    refused = report(api, devices[0].worker_id, devices[0].accepted, seed=1)
+    assert (refused.status, refused.error_code) == (409, "secure_report_refused")
+
+    for device in devices:
+        view = device.round()
+        assert (view["round"], view["sent"], view["cohort"]) == ("advertise-keys", False, COHORT)
+        device.advertise()
+    for device in devices:
+        view = device.round()
+        # 2 ceil(log2 6) = 6 neighbours wanted, 5 exist: the graph is complete at this size.
+        assert view["round"] == "share-keys" and len(view["neighbours"]) == COHORT - 1
+        device.share(view)
+    survivors, gone = devices[:-1], devices[-1]  # the last one drops after sharing its keys
+    for device in survivors:
+        device.masked_input(device.round())
+    # The round closes at its timeout without the dropped device: wait on the Node's answer.
+    view = wait_for(lambda: (lambda v: v if v["round"] == "unmask" else None)(
+        survivors[0].round(wait=10)), "the unmask round")
+    assert view["dropped"] == [COHORT] and view["survivors"] == list(range(1, COHORT))
+    gone.post("secagg-round", {**gone.ids, "wait": 0}, expect=409)
+    for device in survivors:
+        device.unmask(device.round())
+
+    cycle = wait_for(lambda: (lambda c: c if c["status"] == "completed" else None)(
+        cycles_of(api, name)[0]), "the secure cycle to complete")
+    assert (cycle["reported"], cycle["new_checkpoint"]) == (COHORT - 1, 2)
+    start = tensors.decode(logistic_regression()[1])
+    after = tensors.decode(api.call("retrieve-model", {"name": name, "checkpoint": 2},
+                                    admin=True).content)
+    mean = {n: np.mean([d.diff[n].astype(np.float64) for d in survivors], axis=0) for n in start}
+    tolerance = step(SecureAggregation().params()) + 1e-6  # one rounding step, float32 storage
+    for tensor in start:
+        assert np.abs(after[tensor] - (start[tensor] - mean[tensor])).max() <= tolerance
+    # The dropped device's update is in no checkpoint: with it the step would differ.
+    with_dropped = np.mean([flat(d.diff) for d in devices], axis=0)
+    assert np.abs(flat({n: start[n] - after[n] for n in start}) - with_dropped).max() > tolerance
+
+    engine = create_engine(database_url(shared_node).replace("postgresql://",
+                                                             "postgresql+pg8000://"))
+    try:
+        with Session(engine) as session:
+            process_id = session.scalar(select(Process.id).where(Process.name == name))
+            assignments = select(Assignment.id).join(Cycle).where(Cycle.process_id == process_id)
+            assert session.scalar(select(func.count()).select_from(ReportDiff).where(
+                ReportDiff.assignment_id.in_(assignments))) == 0
+            statuses = session.scalars(select(Assignment.status).join(Cycle)
+                                       .where(Cycle.process_id == process_id)).all()
+            assert sorted(map(str, statuses)).count("reported") == COHORT - 1
+    finally:
+        engine.dispose()
+
+
+def test_secure_aggregation_is_refused_with_too_small_a_cohort(api):
+    answer = api.call("host-training", {"name": unique_name(), "version": "1",
+                                        "server_config": {"max_diffs": 1, "max_workers": 1,
+                                                          "secure_aggregation": True}},
+                      blobs={"model": logistic_regression()[1]}, admin=True)
+    assert (answer.status, answer.error_code) == (400, "server_config_invalid")
+
+
+def test_too_few_survivors_abort_the_rounds_and_no_checkpoint_is_made(api):
+    name = unique_name("secagg")
+    host(api, name, max_diffs=2, max_workers=3, min_diffs=2, cycle_length=300,
+         secure_aggregation={"round_timeout": 1.0})
+    devices = [Device(api.url, name, seed) for seed in range(1, 4)]
+    for device in devices:
+        device.round()
+        device.advertise()
+    for device in devices:
+        device.share(device.round())
+    devices[0].masked_input(devices[0].round())  # the other two drop: a sum of one is no secret
+    # (A Response is falsy for an error status: wait on its body.)
+    aborted = wait_for(lambda: (lambda r: r.json() if r.status_code == 409 else None)(
+        devices[0].session.post(f"{api.url}/model-centric/secagg-round",
+                                json={**devices[0].ids, "wait": 10}, timeout=60)),
+                       "the rounds to abort")
+    assert aborted["error"]["code"] == "secagg_aborted"
+    cycle = cycles_of(api, name)[0]
+    assert (cycle["status"], cycle["reported"]) == ("open", 0)
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_node_restart_aborts_the_rounds_it_held_in_memory(node_factory, backend):
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    name = unique_name("secagg")
+    host(api, name, max_diffs=2, max_workers=3, min_diffs=2, cycle_length=300,
+         secure_aggregation=True)
+    devices = [Device(node.url, name, seed) for seed in range(1, 4)]
+    for device in devices:
+        device.round()
+        device.advertise()
+    node.kill()
+    node = node.restart()
+    for device in devices:
+        answer = device.session.post(f"{node.url}/model-centric/secagg-round",
+                                     json={**device.ids, "wait": 0}, timeout=60)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (409, "secagg_aborted")
+    refused = devices[0].post("secagg-share-keys", {**devices[0].ids, "boxes": {}}, expect=409)
+    assert refused["error"]["code"] == "secagg_aborted"
