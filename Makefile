@@ -70,6 +70,7 @@ bench: $(STAMP) postgres js system-deps
 	$(PY) apps/node/benchmarks/cycle_request_rate.py
 	$(PY) apps/node/benchmarks/postgres_under_gevent.py
 	$(PY) apps/node/benchmarks/robust_close.py
+	$(PY) apps/node/benchmarks/secagg_cost.py
 	$(PY) clients/python/benchmarks/learning_quality.py
 	$(PY) clients/python/benchmarks/time_to_accuracy.py
 	$(PY) clients/python/benchmarks/compressed_updates.py
