@@ -3,18 +3,16 @@
 // yields the plain mean of the survivors' updates within the quantisation error.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
 import { Client, parseSafetensors } from '../src/index.js';
 import { degreeAndThreshold, mask } from '../src/secagg.js';
-import { PYTHON, hostModel, listCycles, retrieveModel, startNode, vectorData } from './support/node.mjs';
+import { hostModel, listCycles, retrieveModel, startNode, vectorData } from './support/node.mjs';
+import { runPythonDevice } from './support/python_device.mjs';
 
-const DEVICE_SCRIPT = fileURLToPath(new URL('./support/python_secagg_device.py', import.meta.url));
 const STEP = 16 / (2 ** 22 - 1); // one quantisation step with the default parameters
 
 let node;
@@ -35,16 +33,6 @@ test('neighbours and threshold are derived as the Python core derives them', () 
   assert.equal(degreeAndThreshold({ num_shares: 0.5, reconstruction_threshold: 0.5 }, 11).k, 6);
 });
 
-function runPython(...args) {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const child = spawn(PYTHON, [DEVICE_SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.on('data', (chunk) => { output += chunk; });
-    child.stderr.on('data', (chunk) => { output += chunk; });
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`python device (${args[2]}) exited with ${code}:\n${output}`))));
-  });
-}
-
 test('a secure cycle of JS and Python devices, one dropping, averages the survivors', { timeout: 120_000 }, async () => {
   const name = 'js-secagg-mixed';
   await hostModel(node, { name, clientConfig: { batch_size: 4, epochs: 1 }, serverConfig: { max_diffs: 3, max_workers: 4, min_diffs: 2, cycle_length: 300, num_cycles: 1, secure_aggregation: { round_timeout: 2 } } });
@@ -64,8 +52,8 @@ test('a secure cycle of JS and Python devices, one dropping, averages the surviv
   };
   const [jsDiffs] = await Promise.all([
     Promise.all([jsDevice(node.url), jsDevice(node.wsUrl)]), // HTTP and WebSocket
-    runPython(node.url, name, 'honest', pythonDiff),
-    runPython(node.url, name, 'drop'),
+    runPythonDevice(node.url, name, 'honest', pythonDiff),
+    runPythonDevice(node.url, name, 'drop'),
   ]);
   let cycle;
   for (let i = 0; i < 300 && cycle?.status !== 'completed'; i += 1) {
