@@ -140,4 +140,10 @@ def database_failure(exc) -> str:
     detail = original.args[0] if original.args else original
     if isinstance(detail, dict) and "M" in detail:  # pg8000: the server's error fields
         detail = detail["M"]
+    elif getattr(getattr(original, "diag", None), "message_primary", None):  # psycopg
+        detail = original.diag.message_primary
+    elif "FATAL:" in str(detail):
+        # psycopg refused at connect: "connection failed: connection to server at ... failed:
+        # FATAL:  password authentication failed ..."; the reason is the server's part.
+        detail = str(detail).rsplit("FATAL:", 1)[1]
     return " ".join(str(detail).split())

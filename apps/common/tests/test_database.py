@@ -87,16 +87,42 @@ def test_sqlite_pragmas_and_pools(tmp_path):
             assert isinstance(db.engine.pool, NullPool) is (cls is Unpooled)
             with db.session() as session:
                 pragmas = [session.scalar(text(f"PRAGMA {name}")) for name in
-                           ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")]
-            assert pragmas == ["wal", 2, 1, 30000]
+                           ("journal_mode", "synchronous", "foreign_keys", "busy_timeout",
+                            "page_size")]
+            assert pragmas == ["wal", 2, 1, 30000, 65536]
         finally:
             db.dispose()
 
 
+def test_an_existing_sqlite_file_keeps_its_page_size(tmp_path):
+    """64 KiB pages apply to new files only: a database made before keeps its 4 KiB pages."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    made_before = sqlite3.connect(path)
+    made_before.execute("PRAGMA journal_mode=WAL")
+    made_before.execute("CREATE TABLE t (x INTEGER)")
+    made_before.close()
+
+    class App(Database):
+        migrations_dir = tmp_path
+
+    db = App(f"sqlite:///{path}")
+    try:
+        with db.session() as session:
+            assert session.scalar(text("PRAGMA page_size")) == 4096
+            session.execute(text("INSERT INTO t VALUES (1)"))
+        with db.session() as session:
+            assert session.scalar(text("SELECT x FROM t")) == 1
+    finally:
+        db.dispose()
+
+
 def test_database_urls(tmp_path):
-    assert normalize_database_url("postgresql://u:p@h/db") == "postgresql+pg8000://u:p@h/db"
-    assert normalize_database_url("postgres://u:p@h/db") == "postgresql+pg8000://u:p@h/db"
-    assert normalize_database_url("postgresql+psycopg://h/db") == "postgresql+psycopg://h/db"
+    assert normalize_database_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    assert normalize_database_url("postgres://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
+    # A driver named in the URL is kept: pg8000 stays available.
+    assert normalize_database_url("postgresql+pg8000://h/db") == "postgresql+pg8000://h/db"
 
     class AppConfig(ServiceConfig):
         database_file = "app.db"
@@ -105,5 +131,5 @@ def test_database_urls(tmp_path):
     assert config.resolved_database_url() == f"sqlite:///{(tmp_path / 'data' / 'app.db').resolve()}"
     assert (tmp_path / "data").is_dir()
     assert AppConfig(database_url="postgres://h/db").resolved_database_url() == (
-        "postgresql+pg8000://h/db")
+        "postgresql+psycopg://h/db")
     assert len(ServiceConfig().secret_key) == 64 and ServiceConfig().secret_key != config.secret_key

@@ -13,6 +13,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import argparse  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
@@ -26,9 +27,15 @@ SLEEP = 0.5
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--driver", default=None,
+                        help="psycopg or pg8000; default: the one a plain postgresql:// URL gets")
+    args = parser.parse_args()
     url = normalize_database_url(
         os.environ.get("FEDGRID_TEST_POSTGRES_URL", "postgresql://fedgrid:fedgrid@127.0.0.1:5432/postgres")
     )
+    if args.driver:
+        url = "postgresql+" + args.driver + "://" + url.split("://", 1)[1]
     engine = create_engine(url, pool_size=CONCURRENT, max_overflow=0)
     with engine.connect() as connection:  # warm the pool's first connection
         connection.execute(text("SELECT 1"))

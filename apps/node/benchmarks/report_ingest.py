@@ -1,19 +1,30 @@
-"""Report ingest end to end over HTTP, durability on, and the Node's memory as reports pile up.
+"""Report ingest end to end over HTTP, durability on, against a bare transport in the same run.
 
-Starts a real Node (SQLite, synchronous=FULL: every acknowledged report is on disk), hosts a
-~1 MiB model whose goal is never reached, then sends REPORTS reports of a ~1 MiB diff from
-CLIENTS concurrent devices. Prints reports/s and MB/s, and the Node's resident memory growth
-in model sizes (the target: 1,000 reports grow it by no more than a few model sizes, because
-diffs are folded into a running sum and stored, never held).
+The baseline is a bare gevent pywsgi + Flask server (a subprocess, no database) that reads the
+same ~1 MiB report bodies and answers 200: what the HTTP stack alone allows on this machine. Then
+a real Node on SQLite (synchronous=FULL: every acknowledged report is on disk) and, when
+FEDGRID_TEST_POSTGRES_URL is set, on PostgreSQL (a throw-away database) hosts a ~1 MiB model
+whose goal is never reached, and REPORTS reports of a ~1 MiB diff arrive from each number of
+concurrent devices in CLIENTS. A third line of reference: how many such diffs per second the
+disk takes as fsync'd appends to a plain file, the ceiling of any durable ingest here. For each: reports/s, p50/p99 latency, the ratio to the bare rate
+at the same concurrency, and the Node's resident memory before and after (diffs are folded into
+a running sum and stored, never held: it must stay flat in the number of reports).
 
-    .venv/bin/python apps/node/benchmarks/report_ingest.py [--reports 1000] [--clients 4]
+    .venv/bin/python apps/node/benchmarks/report_ingest.py [--reports 160] [--clients 1,16,64]
+        [--backends sqlite,postgresql] [--pg-driver psycopg|pg8000]
+
+The machine is shared: absolute figures are noisy, the ratios to the same run's baseline are
+what to compare.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +38,68 @@ from fedgrid_plans.compiler import compile_plan
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
-from tests.support.node_process import start_node  # noqa: E402
+from tests.support.databases import database_backends, make_database_url  # noqa: E402
+from tests.support.node_process import free_port, start_node  # noqa: E402
+
+# The bare transport: the Node's own server stack (gevent pywsgi with TCP_NODELAY, Flask), no
+# database, no protocol checks.
+BARE_SERVER = textwrap.dedent("""
+    from gevent import monkey
+    monkey.patch_all()
+    import sys
+    from flask import Flask, jsonify, request
+    from fedgrid_server.server import HardenedWSGIServer
+    app = Flask("bare")
+
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok")
+
+    @app.post("/model-centric/report")
+    def report():
+        body = request.get_data(cache=False)
+        return jsonify(status="success", size=len(body))
+
+    HardenedWSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+""")
+
+
+class BareServer:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(self.port)])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(self.url + "/health", timeout=1).raise_for_status()
+                return
+            except requests.RequestException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def disk_ceiling(diff: bytes, count: int, batch: int = 16) -> float:
+    """Diffs per second this disk takes as fsync'd appends to a plain file, `batch` per fsync:
+    what any durable ingest of such reports can reach at best here (the bare server writes
+    nothing)."""
+    with tempfile.TemporaryDirectory() as directory:
+        fd = os.open(Path(directory) / "diffs", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            started = time.perf_counter()
+            for index in range(count):
+                os.write(fd, diff)
+                if index % batch == batch - 1:
+                    os.fsync(fd)
+            os.fsync(fd)
+            return count / (time.perf_counter() - started)
+        finally:
+            os.close(fd)
 
 
 def rss_bytes(pid: int) -> int:
@@ -37,67 +109,143 @@ def rss_bytes(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(url: str, places: list[tuple[str, str]], diff: bytes, clients: int) -> dict:
+    """Send one report per place from `clients` threads; reports/s and latency percentiles."""
+    latencies: list[float] = []
+    sessions: dict[int, requests.Session] = {}
+
+    def send(place: tuple[str, str]) -> None:
+        import threading
+
+        session = sessions.setdefault(threading.get_ident(), requests.Session())
+        worker, key = place
+        started = time.perf_counter()
+        response = session.post(f"{url}/model-centric/report",
+                                params={"worker_id": worker, "request_key": key, "num_samples": 10},
+                                data=diff, headers={"Content-Type": "application/octet-stream"},
+                                timeout=120)
+        response.raise_for_status()
+        latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(send, places))
+    seconds = time.perf_counter() - started
+    for session in sessions.values():
+        session.close()
+    latencies.sort()
+    return {"rate": len(places) / seconds, "p50": latencies[len(latencies) // 2],
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]}
+
+
+def line(label: str, clients: int, result: dict, bare: dict | None) -> str:
+    ratio = f", ratio {result['rate'] / bare['rate']:.2f} of bare" if bare else ""
+    return (f"  {label:<12} {clients:>3} devices: {result['rate']:7.1f} reports/s, "
+            f"p50 {result['p50'] * 1000:6.0f} ms, p99 {result['p99'] * 1000:6.0f} ms{ratio}")
+
+
+def measure_node(label: str, database_url: str | None, clients_list: list[int], reports: int,
+                 checkpoint, compiled, diff: bytes, bare: dict[int, dict]) -> None:
+    with tempfile.TemporaryDirectory() as data_dir:
+        node = start_node(data_dir=Path(data_dir), database_url=database_url)
+        admin = {"Authorization": f"Bearer {node.admin_token}"}
+        total = reports * len(clients_list) + 20
+        try:
+            hosted = requests.post(
+                f"{node.url}/model-centric/host-training",
+                data={"name": "ingest", "version": "1",
+                      "server_config": (f'{{"max_diffs": {total + 1}, "max_workers": {total + 1},'
+                                        f' "cycle_length": 3600}}')},
+                files={"model": tensors.encode(checkpoint),
+                       "plans[training_plan]": compiled.to_bytes()},
+                headers=admin, timeout=60)
+            hosted.raise_for_status()
+            with requests.Session() as session:
+                places = []
+                for _ in range(total):
+                    worker = session.post(f"{node.url}/model-centric/authenticate",
+                                          json={"model_name": "ingest"},
+                                          timeout=30).json()["worker_id"]
+                    answer = session.post(f"{node.url}/model-centric/cycle-request",
+                                          json={"worker_id": worker, "model": "ingest"},
+                                          timeout=30).json()
+                    places.append((worker, answer["request_key"]))
+            drive(node.url, places[:20], diff, 4)  # warm-up: connections, caches, pools
+            rss_before = rss_bytes(node.process.pid)
+            for index, clients in enumerate(clients_list):
+                batch = places[20 + index * reports: 20 + (index + 1) * reports]
+                cpu_before = cpu_seconds(node.process.pid)
+                result = drive(node.url, batch, diff, clients)
+                cpu_ms = (cpu_seconds(node.process.pid) - cpu_before) / len(batch) * 1000
+                print(line(label, clients, result, bare.get(clients))
+                      + f", Node CPU {cpu_ms:.1f} ms/report", flush=True)
+            rss_after = rss_bytes(node.process.pid)
+            sent = reports * len(clients_list)
+            model_bytes = sum(v.nbytes for v in checkpoint.values())
+            print(f"  {label:<12} Node RSS {rss_before / 2**20:.0f} MiB -> {rss_after / 2**20:.0f} "
+                  f"MiB over {sent} reports ({(rss_after - rss_before) / model_bytes:+.1f} model "
+                  f"sizes)", flush=True)
+        finally:
+            node.stop()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--reports", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=4)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=160, help="reports per concurrency level")
+    parser.add_argument("--clients", default="1,16,64", help="concurrency levels, comma separated")
+    parser.add_argument("--backends", default=",".join(database_backends()))
+    parser.add_argument("--pg-driver", default=None,
+                        help="the PostgreSQL driver the Node uses (psycopg, pg8000); default: "
+                             "the one a plain postgresql:// URL gets")
     args = parser.parse_args()
+    clients_list = [int(c) for c in args.clients.split(",")]
 
     torch.manual_seed(0)
     compiled = compile_plan(torch.nn.Linear(1024, 256), loss="cross_entropy",
                             example_batch=(np.zeros((2, 1024), np.float32), np.zeros(2, np.int64)))
     checkpoint = compiled.checkpoint()
-    model_bytes = sum(v.nbytes for v in checkpoint.values())
     rng = np.random.default_rng(0)
     diff = tensors.encode({n: (rng.standard_normal(v.shape) * 1e-3).astype(np.float32)
                            for n, v in checkpoint.items()})
+    print(f"diff: {len(diff) / 2**20:.2f} MiB; {args.reports} reports per level; "
+          f"cpus: {os.cpu_count()}", flush=True)
 
-    with tempfile.TemporaryDirectory() as data_dir:
-        node = start_node(data_dir=Path(data_dir))
-        admin = {"Authorization": f"Bearer {node.admin_token}"}
-        try:
-            hosted = requests.post(
-                f"{node.url}/model-centric/host-training",
-                data={"name": "ingest", "version": "1",
-                      "server_config": f'{{"max_diffs": {args.reports + 1}, "cycle_length": 3600}}'},
-                files={"model": tensors.encode(checkpoint), "plans[training_plan]": compiled.to_bytes()},
-                headers=admin, timeout=60)
-            hosted.raise_for_status()
-            session = requests.Session()
-            places = []
-            for _ in range(args.reports):
-                worker = session.post(f"{node.url}/model-centric/authenticate",
-                                      json={"model_name": "ingest"}, timeout=30).json()["worker_id"]
-                answer = session.post(f"{node.url}/model-centric/cycle-request",
-                                      json={"worker_id": worker, "model": "ingest"}, timeout=30).json()
-                places.append((worker, answer["request_key"]))
+    server = BareServer()
+    bare: dict[int, dict] = {}
+    try:
+        drive(server.url, [("w", "k")] * 20, diff, 4)
+        for clients in clients_list:
+            bare[clients] = drive(server.url, [("w", "k")] * args.reports, diff, clients)
+            print(line("bare", clients, bare[clients], None), flush=True)
+    finally:
+        server.stop()
 
-            def send(place):
-                worker, key = place
-                with requests.post(f"{node.url}/model-centric/report",
-                                   params={"worker_id": worker, "request_key": key, "num_samples": 10},
-                                   data=diff, headers={"Content-Type": "application/octet-stream"},
-                                   timeout=60) as response:
-                    response.raise_for_status()
-
-            warmup = min(20, args.reports // 10)
-            for place in places[:warmup]:
-                send(place)
-            rss_before = rss_bytes(node.process.pid)
-            start = time.perf_counter()
-            with ThreadPoolExecutor(args.clients) as pool:
-                list(pool.map(send, places[warmup:]))
-            seconds = time.perf_counter() - start
-            rss_after = rss_bytes(node.process.pid)
-            sent = args.reports - warmup
-            print(f"model / diff size: {model_bytes / 2**20:.2f} MiB, {len(diff) / 2**20:.2f} MiB")
-            print(f"reports: {sent} from {args.clients} concurrent clients, durability on (SQLite FULL)")
-            print(f"ingest: {sent / seconds:.1f} reports/s, {sent * len(diff) / seconds / 1e6:.1f} MB/s")
-            print(f"Node RSS: {rss_before / 2**20:.1f} MiB -> {rss_after / 2**20:.1f} MiB, "
-                  f"growth {(rss_after - rss_before) / model_bytes:+.2f} model sizes "
-                  f"over {sent} reports (target: a few)")
-        finally:
-            node.stop()
+    print(f"  {'disk':<12} fsync'd appends of the diff, 16 per fsync: "
+          f"{disk_ceiling(diff, args.reports):7.1f} diffs/s (durable ingest's ceiling here)",
+          flush=True)
+    for backend in args.backends.split(","):
+        if backend == "sqlite":
+            measure_node("sqlite", None, clients_list, args.reports, checkpoint, compiled, diff,
+                         bare)
+        else:
+            database = make_database_url("postgresql", Path(tempfile.mkdtemp()))
+            url = database.url
+            if args.pg_driver:
+                url = url.replace("postgresql://", f"postgresql+{args.pg_driver}://", 1)
+            try:
+                measure_node(f"pg {args.pg_driver or ''}".strip(), url, clients_list,
+                             args.reports, checkpoint, compiled, diff, bare)
+            finally:
+                try:
+                    database.drop()
+                except Exception as exc:  # the figures are printed; say what is left behind
+                    print(f"could not drop the throw-away database {database.name}: {exc}")
 
 
 if __name__ == "__main__":

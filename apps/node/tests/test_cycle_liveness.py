@@ -313,6 +313,9 @@ def test_a_device_whose_lease_ran_out_may_ask_again(api):
     wait_for(lambda: cycles_of(api, name)[0]["expired"] == 1, "the lease to run out")
     again = ask(api, name, worker)
     assert again["status"] == "accepted" and again["request_key"] != first["request_key"]
+    # The first key died with its lease: only the new one reports for the place.
+    stale = report(api, worker, first, seed=1)
+    assert (stale.status, stale.error_code) == (403, "request_key_invalid")
     assert report(api, worker, again, seed=1).status == 200
     figures = cycles_of(api, name)[0]
     assert (figures["expired"], figures["reported"], figures["accepted"]) == (0, 1, 2)

@@ -28,19 +28,21 @@ def _start(database_url: str | None, data_dir, port: int | None = None) -> subpr
     )
 
 
-def _wrong_password_url() -> tuple[str, str]:
+def _wrong_password_url(driver: str = "psycopg") -> tuple[str, str]:
     parts = urlsplit(os.environ["FEDGRID_TEST_POSTGRES_URL"])
     netloc = f"{parts.username}:not-the-password-x7@{parts.hostname}:{parts.port or 5432}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", "")), (
-        f"fedgrid-node: cannot use the database postgresql+pg8000://{parts.username}:***@"
+    scheme = "postgresql" if driver == "psycopg" else f"postgresql+{driver}"
+    return urlunsplit((scheme, netloc, parts.path, "", "")), (
+        f"fedgrid-node: cannot use the database postgresql+{driver}://{parts.username}:***@"
         f"{parts.hostname}:{parts.port or 5432}{parts.path}: password authentication failed "
         f'for user "{parts.username}"')
 
 
-@pytest.mark.parametrize("backend", database_backends())
+@pytest.mark.parametrize("backend", [*database_backends(), *(
+    ["postgresql+pg8000"] if "postgresql" in database_backends() else [])])
 def test_an_unusable_database_is_one_line_without_the_password(backend, tmp_path):
-    if backend == "postgresql":
-        url, expected = _wrong_password_url()
+    if backend.startswith("postgresql"):
+        url, expected = _wrong_password_url(backend.partition("+")[2] or "psycopg")
     else:  # a SQLite file in a directory that does not exist
         url = f"sqlite:///{tmp_path}/missing-dir/node.db"
         expected = (f"fedgrid-node: cannot use the database sqlite:///{tmp_path}/missing-dir/"
