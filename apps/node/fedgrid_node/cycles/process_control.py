@@ -25,7 +25,7 @@ answers `process_state_conflict` (409) where the process's status does not allow
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -65,75 +65,60 @@ class ProcessControl:
     # ----------------------------------------------------------------------------- controls
 
     def pause(self, process_id: int) -> dict[str, Any]:
-        while True:
-            state = self.engine.open_cycle(process_id)
-            with state.lock if state is not None else nullcontext():
-                if state is not None and state.closed:
-                    continue  # it closed into the next cycle while we waited: act on that one
-                with self.db.session() as session:
-                    process = self._locked(session, process_id)
-                    if process.status == ProcessStatus.PAUSED:
-                        return self._answer(process, changed=False)
-                    self._check(process, PAUSABLE, "pause")
-                    process.status = ProcessStatus.PAUSED
-                    answer = self._answer(process, changed=True)
-                if state is not None:
-                    state.paused = True
-                    state.wakeup.set()  # the watcher stops its clock
-                break
+        with self._holding_open_cycle(process_id) as state:
+            with self.db.session() as session:
+                process = self._locked(session, process_id)
+                if process.status == ProcessStatus.PAUSED:
+                    return self._answer(process, changed=False)
+                self._check(process, PAUSABLE, "pause")
+                process.status = ProcessStatus.PAUSED
+                answer = self._answer(process, changed=True)
+            if state is not None:
+                state.paused = True
+                state.wakeup.set()  # the watcher stops its clock
         log.info("process %s paused", process_id)
         self.engine.notify(process_id)  # held long-polls are answered process_paused
         return answer
 
     def resume(self, process_id: int) -> dict[str, Any]:
-        while True:
-            state = self.engine.open_cycle(process_id)
-            with state.lock if state is not None else nullcontext():
-                if state is not None and state.closed:
-                    continue
-                with self.db.session() as session:
-                    process = self._locked(session, process_id)
-                    if process.status == ProcessStatus.ACTIVE:
-                        return self._answer(process, changed=False)
-                    self._check(process, RESUMABLE, "resume")
-                    process.status = ProcessStatus.ACTIVE
-                    fresh = None
-                    if state is not None:
-                        fresh = self._fresh_clock(session, process_id, state)
-                    answer = self._answer(process, changed=True)
+        with self._holding_open_cycle(process_id) as state:
+            with self.db.session() as session:
+                process = self._locked(session, process_id)
+                if process.status == ProcessStatus.ACTIVE:
+                    return self._answer(process, changed=False)
+                self._check(process, RESUMABLE, "resume")
+                process.status = ProcessStatus.ACTIVE
+                fresh = None
                 if state is not None:
-                    deadline, expires = fresh
-                    state.deadline = deadline
-                    for assignment_id in state.outstanding:
-                        state.outstanding[assignment_id] = expires
-                    state.paused = False
-                    state.wakeup.set()  # the watcher runs the clock again (closes at a goal)
-                break
+                    fresh = self._fresh_clock(session, process_id, state)
+                answer = self._answer(process, changed=True)
+            if state is not None:
+                deadline, expires = fresh
+                state.deadline = deadline
+                for assignment_id in state.outstanding:
+                    state.outstanding[assignment_id] = expires
+                state.paused = False
+                state.wakeup.set()  # the watcher runs the clock again (closes at a goal)
         log.info("process %s resumed", process_id)
         self.engine.notify(process_id)  # places are open again
         return answer
 
     def stop(self, process_id: int) -> dict[str, Any]:
         """Close the open cycle now (aggregated with a quorum, else abandoned); no cycle follows."""
-        while True:
-            state = self.engine.open_cycle(process_id)
-            with state.lock if state is not None else nullcontext():
-                if state is not None and state.closed:
-                    continue
-                with self.db.session() as session:
-                    process = self._locked(session, process_id)
-                    if process.status == ProcessStatus.STOPPED:
-                        return self._answer(process, changed=False)
-                    self._check(process, STOPPABLE, "stop")
-                    if state is None:
-                        # No cycle in memory (only between a hosting's commit and its tracking):
-                        # nothing was reported to aggregate.
-                        process.status = ProcessStatus.STOPPED
-                        self._abandon_open_rows(session, process_id)
-                if state is not None:
-                    # Sets the status in the close's own transaction; re-enters the lock we hold.
-                    self.engine.close_cycle(process_id, state.cycle_id, reason=CloseReason.STOPPED)
-                break
+        with self._holding_open_cycle(process_id) as state:
+            with self.db.session() as session:
+                process = self._locked(session, process_id)
+                if process.status == ProcessStatus.STOPPED:
+                    return self._answer(process, changed=False)
+                self._check(process, STOPPABLE, "stop")
+                if state is None:
+                    # No cycle in memory (only between a hosting's commit and its tracking):
+                    # nothing was reported to aggregate.
+                    process.status = ProcessStatus.STOPPED
+                    self._abandon_open_rows(session, process_id)
+            if state is not None:
+                # Sets the status in the close's own transaction; re-enters the lock we hold.
+                self.engine.close_cycle(process_id, state.cycle_id, reason=CloseReason.STOPPED)
         with self.db.session() as session:
             process = session.get(Process, process_id)
             closed = None
@@ -149,28 +134,38 @@ class ProcessControl:
 
     def delete(self, process_id: int, *, force: bool = False) -> dict[str, Any]:
         """Remove the process and everything it owns in one transaction."""
-        while True:
-            state = self.engine.open_cycle(process_id)
-            with state.lock if state is not None else nullcontext():
-                if state is not None and state.closed:
-                    continue
-                with self.db.session() as session:
-                    process = self._locked(session, process_id)
-                    if not force:
-                        self._check(process, DELETABLE, "delete",
-                                    hint="stop it first, or delete with force")
-                    answer = {"status": "success", "model": process.name,
-                              "version": process.version, "deleted": True}
-                    self._delete_rows(session, process_id)
-                # Committed: now memory lets go (a report or request waiting on this lock finds
-                # the cycle closed, then no process).
-                self.engine.forget(process_id)
-                break
+        with self._holding_open_cycle(process_id):  # no report or request acts on it meanwhile
+            with self.db.session() as session:
+                process = self._locked(session, process_id)
+                if not force:
+                    self._check(process, DELETABLE, "delete",
+                                hint="stop it first, or delete with force")
+                answer = {"status": "success", "model": process.name,
+                          "version": process.version, "deleted": True}
+                self._delete_rows(session, process_id)
+            # Committed: now memory lets go (a report or request waiting on this lock finds
+            # the cycle closed, then no process).
+            self.engine.forget(process_id)
         log.info("process %s (%s %s) deleted", process_id, answer["model"], answer["version"])
         self.engine.notify(process_id)  # held long-polls are answered process_unknown
         return answer
 
     # ----------------------------------------------------------------------------- helpers
+
+    @contextmanager
+    def _holding_open_cycle(self, process_id: int):
+        """The process's open cycle with its lock held (None when it has none in memory): a
+        control that waited for the lock while the cycle closed into the next one acts on that
+        one instead, as the engine's own requests do."""
+        while True:
+            state = self.engine.open_cycle(process_id)
+            if state is None:
+                yield None
+                return
+            with state.lock:
+                if not state.closed:
+                    yield state
+                    return
 
     @staticmethod
     def _locked(session, process_id: int) -> Process:
