@@ -1,0 +1,72 @@
+"""A Node restarted with many reports stored for its open cycle folds them back one at a time:
+its peak memory during the restore is of the order of one report, not of all of them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fedgrid_plans import tensors
+from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends
+from tests.support.models import unique_name
+
+REPORTS = 40
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM: the most resident memory the process has had."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def wide_plan() -> tuple[bytes, bytes]:
+    """A 1024 -> 1024 linear model: a 4 MiB checkpoint."""
+    import torch
+
+    from fedgrid_plans.compiler import compile_plan
+
+    torch.manual_seed(0)
+    compiled = compile_plan(torch.nn.Linear(1024, 1024), loss="cross_entropy",
+                            example_batch=(np.zeros((2, 1024), np.float32), np.zeros(2, np.int64)))
+    return compiled.to_bytes(), tensors.encode(compiled.checkpoint())
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_the_restore_folds_stored_reports_one_at_a_time(node_factory, backend):
+    node = node_factory(backend)
+    plan, checkpoint = wide_plan()
+    api = HttpApi(node.url, node.admin_token)
+    name = unique_name("restore")
+    hosted = api.call("host-training", {"name": name, "version": "1",
+                                        "client_config": {"batch_size": 2},
+                                        "server_config": {"max_diffs": REPORTS + 1,
+                                                          "cycle_length": 3600}},
+                      admin=True, blobs={"model": checkpoint, "plans/training_plan": plan})
+    assert hosted.status == 200, hosted.body
+    diff = tensors.encode({n: np.full(v.shape, 1e-3, v.dtype)
+                           for n, v in tensors.decode(checkpoint).items()})
+    for _ in range(REPORTS):
+        worker = api.call("authenticate", {"model_name": name}).body["worker_id"]
+        place = api.call("cycle-request", {"worker_id": worker, "model": name}).body
+        assert api.call("report", {"worker_id": worker, "request_key": place["request_key"],
+                                   "num_samples": 1}, blobs={"diff": diff}).status == 200
+    api.close()
+    node.stop()
+    restarted = node.restart()
+    api = HttpApi(restarted.url, restarted.admin_token)
+    cycle = api.call("cycles", {"name": name}, admin=True).body["cycles"][0]
+    assert cycle["reported"] == REPORTS  # all folded back
+    stored = REPORTS * len(diff)
+    # Against a fresh Node's peak on the same backend: the restore may add a few reports' worth
+    # (the running sum, one decoded report, the driver's row), never all of them.
+    fresh = node_factory(backend)
+    baseline, peak = peak_rss(fresh.process.pid), peak_rss(restarted.process.pid)
+    assert peak < baseline + stored / 4, (
+        f"peak {peak / 2**20:.0f} MiB, a fresh Node's {baseline / 2**20:.0f} MiB, "
+        f"{stored / 2**20:.0f} MiB of reports stored")
+    api.close()
+    restarted.stop()
