@@ -1,5 +1,6 @@
-"""A Node restarted with many reports stored for its open cycle folds them back one at a time:
-its peak memory during the restore is of the order of one report, not of all of them."""
+"""Stored reports are read back one at a time: a Node restarted with many reports stored for its
+open cycle, and a hosted averaging plan run over a cycle's reports at its close, peak at about one
+report's memory more than a fresh Node, not all of them."""
 
 from __future__ import annotations
 
@@ -35,6 +36,28 @@ def wide_plan() -> tuple[bytes, bytes]:
     return compiled.to_bytes(), tensors.encode(compiled.checkpoint())
 
 
+def report_all(api: HttpApi, name: str, checkpoint: bytes, count: int) -> bytes:
+    """`count` devices each report the same diff; returns it."""
+    diff = tensors.encode({n: np.full(v.shape, 1e-3, v.dtype)
+                           for n, v in tensors.decode(checkpoint).items()})
+    for _ in range(count):
+        worker = api.call("authenticate", {"model_name": name}).body["worker_id"]
+        place = api.call("cycle-request", {"worker_id": worker, "model": name}).body
+        assert api.call("report", {"worker_id": worker, "request_key": place["request_key"],
+                                   "num_samples": 1}, blobs={"diff": diff}).status == 200
+    return diff
+
+
+def assert_peak_near_a_fresh_nodes(node_factory, backend, pid: int, stored: int) -> None:
+    """Against a fresh Node's peak on the same backend: reading the reports back may add a few
+    reports' worth (the running sum, one decoded report, the driver's row), never all of them."""
+    fresh = node_factory(backend)
+    baseline, peak = peak_rss(fresh.process.pid), peak_rss(pid)
+    assert peak < baseline + stored / 4, (
+        f"peak {peak / 2**20:.0f} MiB, a fresh Node's {baseline / 2**20:.0f} MiB, "
+        f"{stored / 2**20:.0f} MiB of reports stored")
+
+
 @pytest.mark.parametrize("backend", database_backends())
 def test_the_restore_folds_stored_reports_one_at_a_time(node_factory, backend):
     node = node_factory(backend)
@@ -47,26 +70,36 @@ def test_the_restore_folds_stored_reports_one_at_a_time(node_factory, backend):
                                                           "cycle_length": 3600}},
                       admin=True, blobs={"model": checkpoint, "plans/training_plan": plan})
     assert hosted.status == 200, hosted.body
-    diff = tensors.encode({n: np.full(v.shape, 1e-3, v.dtype)
-                           for n, v in tensors.decode(checkpoint).items()})
-    for _ in range(REPORTS):
-        worker = api.call("authenticate", {"model_name": name}).body["worker_id"]
-        place = api.call("cycle-request", {"worker_id": worker, "model": name}).body
-        assert api.call("report", {"worker_id": worker, "request_key": place["request_key"],
-                                   "num_samples": 1}, blobs={"diff": diff}).status == 200
+    diff = report_all(api, name, checkpoint, REPORTS)
     api.close()
     node.stop()
     restarted = node.restart()
     api = HttpApi(restarted.url, restarted.admin_token)
     cycle = api.call("cycles", {"name": name}, admin=True).body["cycles"][0]
     assert cycle["reported"] == REPORTS  # all folded back
-    stored = REPORTS * len(diff)
-    # Against a fresh Node's peak on the same backend: the restore may add a few reports' worth
-    # (the running sum, one decoded report, the driver's row), never all of them.
-    fresh = node_factory(backend)
-    baseline, peak = peak_rss(fresh.process.pid), peak_rss(restarted.process.pid)
-    assert peak < baseline + stored / 4, (
-        f"peak {peak / 2**20:.0f} MiB, a fresh Node's {baseline / 2**20:.0f} MiB, "
-        f"{stored / 2**20:.0f} MiB of reports stored")
+    assert_peak_near_a_fresh_nodes(node_factory, backend, restarted.process.pid,
+                                   REPORTS * len(diff))
     api.close()
     restarted.stop()
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_the_hosted_averaging_plan_reads_the_reports_one_at_a_time(node_factory, backend):
+    node = node_factory(backend)
+    plan, checkpoint = wide_plan()
+    api = HttpApi(node.url, node.admin_token)
+    name = unique_name("averaging")
+    hosted = api.call("host-training", {"name": name, "version": "1",
+                                        "client_config": {"batch_size": 2},
+                                        "server_config": {"max_diffs": REPORTS, "cycle_length": 3600,
+                                                          "strategy": "hosted_averaging_plan"}},
+                      admin=True, blobs={"model": checkpoint, "plans/training_plan": plan,
+                                         "averaging_plan": plan})
+    assert hosted.status == 200, hosted.body
+    diff = report_all(api, name, checkpoint, REPORTS - 1)
+    before = peak_rss(node.process.pid)  # with every upload handled: only the close is left
+    report_all(api, name, checkpoint, 1)  # the last report closes the cycle
+    assert api.call("cycles", {"name": name}, admin=True).body["cycles"][0]["status"] == "completed"
+    api.close()
+    grown, stored = peak_rss(node.process.pid) - before, REPORTS * len(diff)
+    assert grown < stored / 4, f"the close took the peak {grown / 2**20:.0f} MiB higher"

@@ -66,21 +66,25 @@ def _average_with_hosted_plan(session, process_id: int, cycle_id: int, strategy)
     plan_file = session.scalar(
         select(Plan.data).where(Plan.process_id == process_id, Plan.kind == "averaging")
     )
-    rows = session.execute(
-        select(ReportDiff.data)
+    # Each diff by its own query: one query over all of them was buffered whole by the drivers
+    # (test_restore_memory.py).
+    assignment_ids = session.scalars(
+        select(ReportDiff.assignment_id)
         .join(Assignment, Assignment.id == ReportDiff.assignment_id)
         .where(Assignment.cycle_id == cycle_id)
         .order_by(Assignment.reported_at, Assignment.id)
-        .execution_options(yield_per=1)
-    )
+    ).all()
     encoding = encoding_of(session.scalar(select(Process.client_config)
                                           .where(Process.id == process_id)))
     averaging = strategy.averager(plan_file)
     average = None
     # Rows are read here on the hub (the connection is not thread-safe); each plan step, the
     # numpy work, runs in the pool.
-    for count, (data,) in enumerate(rows):
+    for count, assignment_id in enumerate(assignment_ids):
+        data = session.scalar(
+            select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
         item = decode_accepted(data, encoding)  # stored as received, maybe encoded
+        del data
         average = (averaging.first(item) if count == 0
                    else run_off_hub(averaging.step, average, item, count))
     return average
