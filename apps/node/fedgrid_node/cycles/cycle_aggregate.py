@@ -128,7 +128,10 @@ def _private_mean(session, state: OpenCycle, cycle: Cycle, config) -> CycleAggre
         "clip": clip,
         "noise_stddev": stddev,
         "next_clip": following,
-        "epsilon": run_off_hub(epsilon, steps, delta),
+        # On the hub, not the thread pool: the query above may have flushed the close's writes,
+        # and with SQLite's write lock held a yield lets another greenlet's write block the
+        # whole hub in SQLite's busy wait (30 s stalls were seen). The accountant takes ms.
+        "epsilon": epsilon(steps, delta),
         "delta": delta,
     })
 
@@ -140,7 +143,9 @@ def budget_exhausted(session, process_id: int, config) -> bool:
     if dp is None or dp.target_epsilon is None:
         return False
     steps = [*privacy_steps(session, process_id), (dp.noise_multiplier, sampling_rate(config))]
-    return run_off_hub(epsilon, steps, target_delta(config)) > dp.target_epsilon
+    # On the hub: the session holds SQLite's write lock here (the closing cycle's summary was
+    # flushed by the query above); see _private_mean.
+    return epsilon(steps, target_delta(config)) > dp.target_epsilon
 
 
 def privacy_status(session, process_id: int, config) -> dict[str, Any] | None:
