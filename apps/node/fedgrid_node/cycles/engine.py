@@ -835,10 +835,6 @@ class CycleEngine:
                 cycle = session.get(Cycle, cycle_id, with_for_update=True)
                 now = utcnow()
                 quorum = state.running.count >= config.min_diffs
-                if reason == CloseReason.STOPPED:
-                    # In the close's own transaction, so no next cycle opens (_open_next_cycle)
-                    # and a crash leaves either both or neither.
-                    session.get(Process, process_id).status = ProcessStatus.STOPPED
                 if reason == CloseReason.DEADLINE and not quorum and config.quorum_policy == "extend":
                     cycle.deadline = extended_to = now + timedelta(
                         seconds=config.extend_seconds or config.cycle_length
@@ -878,6 +874,9 @@ class CycleEngine:
 
     def _close(self, session, state: OpenCycle, cycle: Cycle, config: ServerConfig,
                reason: CloseReason, quorum: bool, now: datetime) -> tuple[int | None, dict]:
+        # The rule here: all work handed to the thread pool (aggregation, the strategy step)
+        # comes before the first write. SQLite waits for its lock in C, blocking the hub, so a
+        # yield with the write lock held can freeze the Node for busy_timeout.
         started = time.perf_counter()
         checkpoint_number = cycle.checkpoint_number
         abandoned_because = None
@@ -929,10 +928,18 @@ class CycleEngine:
                 )
             )
         )
-        next_cycle = self._open_next_cycle(session, state.process_id, cycle, config, checkpoint_number)
+        next_cycle = self._open_next_cycle(session, state.process_id, cycle, config, checkpoint_number,
+                                           stopping=reason == CloseReason.STOPPED)
         return next_cycle, {"status": cycle.status, "checkpoint": checkpoint_number}
 
-    def _open_next_cycle(self, session, process_id, cycle, config, checkpoint_number) -> int | None:
+    def _open_next_cycle(self, session, process_id, cycle, config, checkpoint_number, *,
+                         stopping: bool = False) -> int | None:
+        if stopping:
+            # In the close's own transaction, so a crash leaves both or neither; and only now,
+            # after the close's work in the thread pool: a write before it would hold SQLite's
+            # lock across those yields (test_close_yields.py).
+            session.get(Process, process_id).status = ProcessStatus.STOPPED
+            return None
         if session.get(Process, process_id).status == ProcessStatus.STOPPED:
             return None
         completed = session.scalar(
