@@ -113,6 +113,13 @@ class _Attempt:
     def seconds_left(self) -> float:
         return max(0.0, self.give_up - time.monotonic())
 
+    def count_in(self, state: OpenCycle) -> None:
+        """Count the request in `state`'s figures, once however often it is tried."""
+        if not self.counted:
+            self.counted = True
+            state.requests += 1
+            self.unsaved[state.cycle_id] = state
+
 
 class CycleEngine:
     def __init__(self, db: Database, *, rng: random.Random | None = None) -> None:
@@ -476,10 +483,7 @@ class CycleEngine:
                 process = session.get(Process, process_id)
                 config = self.config(session, process_id)
                 now = utcnow()
-                if not attempt.counted:
-                    attempt.counted = True
-                    state.requests += 1
-                    attempt.unsaved[state.cycle_id] = state
+                attempt.count_in(state)
                 counts = state.counts(now, self.typical_cycle_seconds(process_id))
                 existing = session.scalar(
                     select(Assignment).where(
@@ -540,9 +544,7 @@ class CycleEngine:
         close. A long-poll waits for the next cycle; others come back in about a second."""
         if attempt.may_wait:
             return _WAIT
-        if not attempt.counted:
-            attempt.counted = True
-            state.requests += 1
+        attempt.count_in(state)
         state.rejected["cycle_full"] += 1
         attempt.unsaved[state.cycle_id] = state
         return {"status": "rejected", "reason": "cycle_full", "timeout": jittered(1.0, self.rng),
