@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,8 +41,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 class Registry:
-    def __init__(self, db: Database, *, heartbeat_interval: float, offline_after: float) -> None:
+    def __init__(self, db: Database, *, heartbeat_interval: float, offline_after: float,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
+        # The Network's clock stamps heartbeats and judges them (tests move it instead of sleeping).
+        self.clock = clock
         self.heartbeat_interval = heartbeat_interval
         self.offline_after = offline_after
         # Devices routed to each Node since its last heartbeat: without this, every device asking
@@ -54,7 +58,7 @@ class Registry:
     def join(self, joining: JoinRequest) -> dict:
         """A validated join (`fedgrid_protocol.network.JoinRequest`)."""
         node_id = joining.node_id
-        now = utcnow()
+        now = self.clock()
         try:
             return self._join(node_id, joining.address, joining.node_token, joining.version, now)
         except IntegrityError:
@@ -114,7 +118,7 @@ class Registry:
         processes = processes_to_store(beat.processes)
         with self.db.session() as session:
             node = self._authenticated_node(session, beat.node_id, node_token)
-            node.last_heartbeat = utcnow()
+            node.last_heartbeat = self.clock()
             node.left_at = None
             node.health = beat.health
             node.devices = beat.devices
@@ -128,7 +132,7 @@ class Registry:
     def leave(self, node_id: str, node_token: str | None) -> dict:
         with self.db.session() as session:
             node = self._authenticated_node(session, node_id, node_token)
-            node.left_at = utcnow()
+            node.left_at = self.clock()
         return {"status": "left", "node_id": node.id}
 
     def remove(self, node_id: str) -> dict:
@@ -179,7 +183,7 @@ class Registry:
         }
 
     def list_nodes(self) -> list[dict]:
-        now = utcnow()
+        now = self.clock()
         with self.db.session() as session:
             nodes = session.scalars(
                 select(NodeRecord).options(selectinload(NodeRecord.processes)).order_by(NodeRecord.id)
@@ -187,7 +191,7 @@ class Registry:
             return [self._describe(node, now) for node in nodes]
 
     def get_node(self, node_id: str) -> dict:
-        now = utcnow()
+        now = self.clock()
         with self.db.session() as session:
             node = session.get(NodeRecord, node_id, options=[selectinload(NodeRecord.processes)])
             if node is None:
@@ -208,7 +212,7 @@ class Registry:
 
     def search_model(self, name: str, version: str | None = None,
                      node_id: str | None = None) -> dict:
-        now = utcnow()
+        now = self.clock()
         with self.db.session() as session:
             rows = self._hosting(session, name, version, node_id)
             nodes = [
@@ -223,7 +227,7 @@ class Registry:
         Never merged by name: two Nodes hosting "mnist" version 1 are two models with their own
         checkpoints, and each entry says where it lives (`node_id`, `address`).
         """
-        now = utcnow()
+        now = self.clock()
         with self.db.session() as session:
             rows = session.execute(
                 select(HostedProcess, NodeRecord)
@@ -253,7 +257,7 @@ class Registry:
         models), the pick follows the rule below (docs/operations.md, "Routing"), `picked_by`
         says so, and `candidates` lists every online (Node, version) in that rule's order.
         """
-        now = utcnow()
+        now = self.clock()
         with self.db.session() as session:
             rows = self._hosting(session, name, version, node_id)
             candidates = [
@@ -305,7 +309,7 @@ class Registry:
         }
 
     def counts(self) -> dict[str, int]:
-        now = utcnow()
+        now = self.clock()
         with self.db.session() as session:
             nodes = session.scalars(select(NodeRecord)).all()
             statuses = Counter(self.node_status(node, now) for node in nodes)
