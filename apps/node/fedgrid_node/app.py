@@ -15,6 +15,7 @@ from .auth.admin import load_or_create_admin_token
 from .browser import blueprint as browser_blueprint
 from .config import NodeConfig
 from .cors import init_cors
+from .cycles.cluster import Cluster, default_replica_id
 from .cycles.engine import CycleEngine
 from .dashboard import init_app as init_dashboard
 from .db.database import Database
@@ -63,6 +64,9 @@ def create_app(config: NodeConfig) -> Flask:
     db = Database(config.resolved_database_url())
     db.upgrade()
     engine = CycleEngine(db)
+    if config.cluster:
+        engine.cluster = Cluster(engine, config.resolved_database_url(),
+                                 config.replica_id or default_replica_id())
     engine.start()
     events = ModelCentricEvents(db, engine, config.admin_token)
     app.extensions["fedgrid"] = NodeState(config=config, db=db, engine=engine, events=events)

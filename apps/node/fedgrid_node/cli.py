@@ -25,8 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--address", default=env.get("ADDRESS"),
                         help="public URL of this Node, as the Network and devices reach it (env ADDRESS)")
     server_cli.add_database_arguments(parser)  # --start_local_db, --database-url
+    parser.add_argument("--cluster", action="store_true",
+                        default=env.get("FEDGRID_CLUSTER", "").lower() in ("1", "true", "yes"),
+                        help="run as one of several replicas sharing one PostgreSQL database and "
+                        "serving the same models as one fleet (env FEDGRID_CLUSTER=1); the "
+                        "replicas share --id, --address and --admin-token")
+    parser.add_argument("--replica-id", default=env.get("FEDGRID_REPLICA_ID"),
+                        help="this replica's name in logs and in the Network (env "
+                        "FEDGRID_REPLICA_ID; default <hostname>-<pid>)")
     parser.add_argument("--num_replicas", type=int, default=None,
-                        help="accepted for PyGrid compatibility; a Node runs as one process per database")
+                        help="accepted for PyGrid compatibility; replicas are separate processes "
+                        "started with --cluster")
     parser.add_argument("--data-dir", default=env.get("FEDGRID_DATA_DIR"),
                         help="directory for the SQLite file and the admin token (default var/<id>)")
     parser.add_argument("--admin-token", default=env.get("GRID_ADMIN_TOKEN"),
@@ -55,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
         # cut as idle before its first ping.
         raise SystemExit("--ws-ping-interval must be above 0 and below --idle-timeout "
                          f"({args.idle_timeout:g} s)")
+    database_url = server_cli.database_url(args)
+    if args.cluster:
+        check_cluster_settings(database_url, args.admin_token)
     from fedgrid_server.server import serve
 
     from .app import create_app
@@ -68,10 +80,12 @@ def main(argv: list[str] | None = None) -> None:
         address=args.address,
         network_url=args.network,
         network_secret=args.network_secret,
-        database_url=server_cli.database_url(args),
+        database_url=database_url,
         data_dir=Path(args.data_dir or Path("var") / args.id),
         admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
+        cluster=args.cluster,
+        replica_id=args.replica_id,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         ws_ping_interval=args.ws_ping_interval,
         cors_origins=parse_origins(args.cors_origins),
@@ -89,6 +103,17 @@ def main(argv: list[str] | None = None) -> None:
 
     serve(app, config.host, config.port, name="Node", on_stop=on_stop,
           idle_timeout=args.idle_timeout, header_timeout=args.header_timeout)
+
+
+def check_cluster_settings(database_url: str | None, admin_token: str | None) -> None:
+    """Replicas share their state through PostgreSQL and must agree on the admin token (each
+    would otherwise generate its own into its own data directory)."""
+    if not (database_url or "").startswith("postgresql"):
+        raise SystemExit("fedgrid-node: --cluster needs PostgreSQL: replicas share one database "
+                         "(--database-url postgresql://user:password@host/database)")
+    if not admin_token:
+        raise SystemExit("fedgrid-node: --cluster needs the admin token given to every replica "
+                         "(--admin-token or GRID_ADMIN_TOKEN)")
 
 
 if __name__ == "__main__":

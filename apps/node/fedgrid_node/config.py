@@ -31,6 +31,9 @@ class NodeConfig(ServiceConfig):
     # Shared secret the Network asks of Nodes joining it (NETWORK_SECRET).
     network_secret: str | None = None
     num_replicas: int | None = None
+    # One of several replicas sharing the PostgreSQL database (cycles/cluster.py).
+    cluster: bool = False
+    replica_id: str | None = None
     # Origins whose pages may call the API from a browser ("*" any; () none); see cors.py.
     cors_origins: tuple[str, ...] = ("*",)
     # Request bodies (and WebSocket messages) above this size are refused with `body_too_large`.

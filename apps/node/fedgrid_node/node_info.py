@@ -32,6 +32,8 @@ def status():
     state = current_app.extensions["fedgrid"]
     with state.db.session() as session:
         processes = session.scalar(select(func.count()).select_from(Process))
+    cluster = state.engine.cluster
+    replica = None if cluster is None else {"id": cluster.replica_id, "leader": cluster.leading}
     return jsonify(
         {
             "kind": "node",
@@ -40,6 +42,8 @@ def status():
             "address": state.config.address,
             "network": state.config.network_url,
             "processes": processes,
+            # One of several replicas (--cluster): which, and whether it runs the cycles' timers.
+            "replica": replica,
             "uptime_seconds": round(time.time() - _started, 3),
         }
     )

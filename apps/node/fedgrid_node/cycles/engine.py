@@ -31,6 +31,11 @@ assignments hold no training place, live only in the database (not in `OpenCycle
 their lease is checked when they report or ask again) and their metrics-only reports never reach
 the running sum. After a checkpoint is committed, `held_out` (held_out.py) scores it on the
 process's evaluation set in the background.
+
+Replicas (``--cluster``, PostgreSQL): several Node processes share one database and serve the same
+models; the open cycle's figures are re-read under its row lock before every change, and only the
+leader runs watchers. How, and why it stays exact, is in cluster.py. A single Node (``cluster`` is
+None) never takes those paths.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from ..db.database import Database
 from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff, utcnow
 from .aggregation import RunningWeightedSum
 from .checkpoints import write_next_checkpoint
+from .cluster import POLL_SECONDS, Cluster
 from .cycle_aggregate import aggregate_cycle, budget_exhausted, fold_rule
 from .diff_encoding import decode_accepted, encoding_of
 from .federated_evaluation import evaluation_place_left
@@ -88,6 +94,9 @@ WAITABLE_REASONS = frozenset({"cycle_full", "already_reported", "worker_cooling_
 PAUSED_RETRY_SECONDS = 30.0
 CYCLE_DURATION_WINDOW = 10  # recent completed cycles that pace steering looks at
 WATCHER_RETRY_SECONDS = 1.0  # after a failed close (database unreachable), try again this soon
+# Replicas: a held long-poll decides again at least this often, in case a wake-up from another
+# replica was lost (a notification is an optimisation; the database is the truth).
+CLUSTER_LONG_POLL_RECHECK_SECONDS = 5.0
 
 _WAIT = object()  # `_try_place` answers: hold the long-poll until something changes
 _RETRY = object()  # the cycle closed while we waited for its lock: look again at once
@@ -143,6 +152,14 @@ class CycleEngine:
         # Scores each new checkpoint on the process's evaluation set, never on the cycle's path.
         self.held_out = HeldOutScorer(db)
         self.secure = SecureCycles(self)  # the rounds of cycles that aggregate securely
+        # Set (before `start`) when this Node is one of several replicas on PostgreSQL.
+        self.cluster: Cluster | None = None
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process runs the watchers: always, unless it is a replica that is not
+        the leader."""
+        return self.cluster is None or self.cluster.leading
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -154,9 +171,14 @@ class CycleEngine:
             ).all()
         for cycle_id in cycle_ids:
             self._restore(cycle_id)
-        self.held_out.start()
+        if self.cluster is None:
+            self.held_out.start()
+        else:
+            self.cluster.start()  # the leader (maybe this replica) starts the watchers
 
     def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
         self.held_out.stop()
         self.secure.stop()
         for state in list(self._open.values()):
@@ -216,18 +238,28 @@ class CycleEngine:
             # SQLite driver even with yield_per: +93 MiB at the restore of 40 reports of 4 MiB,
             # test_restore_memory.py.)
             encoding = self.diff_encoding(session, cycle.process_id)
+            if self.cluster is not None:
+                # A replica's copy: the leader's watcher folds the stored reports (`_refresh`).
+                state.stored = {assignment_id for assignment_id, _, _ in reports}
+                state.unfolded = len(reports)
+                reports = []
             for assignment_id, num_samples, metrics in reports:
                 data = session.scalar(
                     select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
                 state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
-                                  off_hub=False)
+                                  off_hub=False, assignment_id=assignment_id)
                 del data
         if state.running.count:
             log.info("cycle %s of %s restored with %d stored reports", state.sequence,
                      state.label, state.running.count)
+        existing = self._open.get(state.process_id)
+        if (self.cluster is not None and existing is not None and not existing.closed
+                and existing.cycle_id == cycle_id):
+            return existing  # another greenlet loaded the same cycle meanwhile
         self._open[state.process_id] = state
-        # The watcher closes a restored cycle that had reached its goal before a crash at once.
-        state.watcher = gevent.spawn(self._watch, state)
+        if self.leading:
+            # The watcher closes a restored cycle that had reached its goal before a crash at once.
+            state.watcher = gevent.spawn(self._watch, state)
         return state
 
     def _load_history(self, session, process_id: int) -> None:
@@ -258,6 +290,8 @@ class CycleEngine:
 
     def open_cycle(self, process_id: int) -> OpenCycle | None:
         """The process's open cycle in memory (process_control.py acts on it under its lock)."""
+        if self.cluster is not None:
+            return self._current(process_id)
         return self._open.get(process_id)
 
     def forget(self, process_id: int) -> None:
@@ -277,7 +311,19 @@ class CycleEngine:
 
     def _notify(self, process_id: int) -> None:
         """A place may have opened (new cycle, expired lease, training finished): wake long-polls
-        and tell the subscribers (WebSocket pushes), each once."""
+        and subscribers here and, for replicas, on every other replica too."""
+        self._wake(process_id)
+        if self.cluster is not None:
+            try:
+                with self.db.session() as session:
+                    Cluster.announce(session, "places", process_id)
+            except Exception as exc:  # a lost wake-up costs the others a recheck, nothing more
+                log.warning("could not tell the other replicas about process %s: %s",
+                            process_id, exc)
+
+    def _wake(self, process_id: int) -> None:
+        """Wake this process's held long-polls and tell the subscribers (WebSocket pushes), each
+        once."""
         changed = self._changes.pop(process_id, None)
         if changed is not None:
             changed.set()
@@ -292,16 +338,18 @@ class CycleEngine:
 
     def _watch(self, state: OpenCycle) -> None:
         """Sleep until the cycle's next deadline or lease expiry, act, repeat until it closes."""
-        while not state.closed:
+        while not state.closed and self._watching(state):
             try:
+                if self.cluster is not None and not self._refresh(state):
+                    return  # closed by another replica: the next cycle has its own watcher
                 if state.paused:
                     # Time stands still while paused: resume (or stop, or delete) wakes us.
                     state.wakeup.clear()
-                    state.wakeup.wait()
+                    state.wakeup.wait(None if self.cluster is None else POLL_SECONDS)
                     continue
                 goal = self._config_of(state.process_id).max_diffs
                 now = utcnow()
-                if state.running.count >= goal:
+                if state.reported >= goal:
                     self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
                 elif now >= state.deadline:
                     self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.DEADLINE)
@@ -309,10 +357,19 @@ class CycleEngine:
                     self._expire_leases(state)
                 else:
                     state.wakeup.clear()
-                    state.wakeup.wait((state.next_wake() - now).total_seconds())
+                    seconds = (state.next_wake() - now).total_seconds()
+                    if self.cluster is not None:
+                        seconds = min(seconds, POLL_SECONDS)  # places taken on other replicas
+                    state.wakeup.wait(seconds)
             except Exception:  # a watcher has nobody to report to but the log; it must go on
                 log.exception("the watcher of cycle %s failed; retrying", state.cycle_id)
                 gevent.sleep(WATCHER_RETRY_SECONDS)
+
+    def _watching(self, state: OpenCycle) -> bool:
+        """Replicas: only the leader's watchers run; one that lost the lead (or was replaced)
+        ends."""
+        return self.cluster is None or (self.cluster.leading
+                                        and state.watcher is gevent.getcurrent())
 
     def _expire_leases(self, state: OpenCycle) -> None:
         with state.lock:
@@ -323,6 +380,12 @@ class CycleEngine:
             if not due:
                 return
             with self.db.session() as session:
+                if self.cluster is not None:
+                    if not self._sync(session, state) or state.paused:
+                        return  # closed or paused on another replica: the watcher re-reads it
+                    due = [aid for aid, expires in state.outstanding.items() if expires <= now]
+                    if not due:
+                        return
                 session.execute(
                     update(Assignment)
                     .where(Assignment.id.in_(due), Assignment.status == AssignmentStatus.ACCEPTED)
@@ -334,6 +397,163 @@ class CycleEngine:
         log.info("cycle %s of %s: %d assignment(s) did not report within their lease; places "
                  "freed", state.sequence, state.label, len(due))
         self._notify(state.process_id)
+
+    # ----------------------------------------------------------------------------- replicas
+
+    def _sync(self, session, state: OpenCycle, *, lock: bool = True) -> bool:
+        """Replicas: re-read the open cycle's figures from the database into `state`, taking
+        the cycle's row lock (held until `session` commits) unless ``lock`` is False. False when
+        the cycle is no longer open (closed or deleted on another replica)."""
+        query = (select(Cycle.status, Cycle.deadline, Cycle.requests, Cycle.rejected,
+                        Process.status)
+                 .join(Process, Process.id == Cycle.process_id)
+                 .where(Cycle.id == state.cycle_id))
+        if lock:
+            query = query.with_for_update(of=Cycle)
+        row = session.execute(query).one_or_none()
+        if row is None or row[0] != CycleStatus.OPEN:
+            return False
+        _, state.deadline, requests, rejected, process_status = row
+        state.requests = requests or 0
+        state.rejected = Counter(rejected or {})
+        state.paused = process_status == ProcessStatus.PAUSED
+        assignments = session.execute(
+            select(Assignment.id, Assignment.status, Assignment.expires_at)
+            .where(Assignment.cycle_id == state.cycle_id, Assignment.task == AssignmentTask.TRAIN)
+        ).all()
+        state.outstanding = {aid: expires or state.deadline
+                             for aid, status, expires in assignments
+                             if status == AssignmentStatus.ACCEPTED}
+        state.expired = sum(1 for _, status, _ in assignments
+                            if status == AssignmentStatus.EXPIRED)
+        state.accepted = max(state.accepted, len(assignments))
+        state.stored = {aid for aid, status, _ in assignments
+                        if status == AssignmentStatus.REPORTED}
+        state.unfolded = len(state.stored - state.folded)
+        return True
+
+    def _catch_up(self, session, state: OpenCycle) -> None:
+        """Fold the stored reports `state` has not folded yet (stored by other replicas, or
+        before this replica led), in the order they were acknowledged."""
+        missing = state.stored - state.folded
+        if not missing:
+            return
+        encoding = self.diff_encoding(session, state.process_id)
+        reports = session.execute(
+            select(Assignment.id, Assignment.num_samples, Assignment.metrics)
+            .where(Assignment.id.in_(sorted(missing)))
+            .order_by(Assignment.reported_at, Assignment.id)
+        ).all()
+        for assignment_id, num_samples, metrics in reports:
+            data = session.scalar(
+                select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
+            if data is None:
+                continue
+            state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
+                              off_hub=True, assignment_id=assignment_id)
+            del data
+        state.unfolded = len(state.stored - state.folded)
+
+    def _refresh(self, state: OpenCycle) -> bool:
+        """The leader's watcher: re-read its cycle and fold what other replicas stored. False
+        when the cycle was closed elsewhere (the current one is loaded instead)."""
+        with state.lock:
+            if state.closed:
+                return False
+            with self.db.session() as session:
+                if self._sync(session, state, lock=False):
+                    self._catch_up(session, state)
+                    return True
+        self._moved(state)
+        return False
+
+    def _ready_to_close(self, session, state: OpenCycle, reason: CloseReason) -> bool:
+        """Replicas, under the cycle's lock, before a close: re-read the cycle under its row lock,
+        then fold every stored report, so the close aggregates all that were acknowledged and
+        nothing twice. False when there is nothing to close (any more)."""
+        if not self._sync(session, state):
+            gevent.spawn(self._moved, state)  # after this lock is released
+            return False
+        if state.paused and reason != CloseReason.STOPPED:
+            return False
+        if reason == CloseReason.DEADLINE and utcnow() < state.deadline:
+            return False  # a resume elsewhere gave it a fresh deadline
+        self._catch_up(session, state)
+        return True
+
+    def _moved(self, state: OpenCycle) -> None:
+        """Replicas: `state`'s cycle is no longer open in the database; load the current one."""
+        with state.lock:
+            state.closed = True
+            state.outstanding.clear()
+            state.wakeup.set()
+        if self._open.get(state.process_id) is state:
+            del self._open[state.process_id]
+        self._current(state.process_id)
+        self._wake(state.process_id)
+
+    def _current(self, process_id: int) -> OpenCycle | None:
+        """Replicas: this replica's copy of the process's open cycle, loaded if it has none or
+        an outdated one; None when the process has no open cycle."""
+        with self.db.session() as session:
+            cycle_id = session.scalar(select(Cycle.id).where(Cycle.process_id == process_id,
+                                                            Cycle.status == CycleStatus.OPEN))
+        state = self._open.get(process_id)
+        if state is not None and not state.closed and state.cycle_id == cycle_id:
+            return state
+        if state is not None and self._open.get(process_id) is state:
+            del self._open[process_id]
+            state.closed = True
+            state.wakeup.set()
+        if cycle_id is None:
+            return None
+        return self._restore(cycle_id)
+
+    def become_leader(self) -> None:
+        """Replicas: this replica now runs the watchers (cluster.py)."""
+        self.reconcile()
+        self.held_out.start()
+
+    def step_down(self) -> None:
+        """Replicas: another replica may lead now; this one's watchers end."""
+        for state in list(self._open.values()):
+            state.watcher = None
+            state.wakeup.set()
+        self.held_out.stop()
+
+    def reconcile(self) -> None:
+        """The leader, every second or so: a watcher for every open cycle in the database, those
+        hosted or opened on other replicas included."""
+        with self.db.session() as session:
+            open_cycles = session.execute(
+                select(Cycle.id, Cycle.process_id).where(Cycle.status == CycleStatus.OPEN)
+            ).all()
+        for cycle_id, process_id in open_cycles:
+            self._adopt(process_id, cycle_id)
+
+    def _adopt(self, process_id: int, cycle_id: int | None = None) -> None:
+        state = self._open.get(process_id)
+        if state is None or state.closed or (cycle_id is not None and state.cycle_id != cycle_id):
+            state = self._current(process_id)
+        if state is not None and self.leading and (state.watcher is None or state.watcher.dead):
+            state.watcher = gevent.spawn(self._watch, state)
+
+    def announced(self, kind: str, process_id: int) -> None:
+        """Replicas: another replica (or this one) announced a change to `process_id`."""
+        state = self._open.get(process_id)
+        if state is not None:
+            state.wakeup.set()  # the leader's watcher folds a report, or re-reads its cycle
+        if kind != "report":
+            self._wake(process_id)  # places may have opened: held long-polls decide again
+        if self.leading and (state is None or state.watcher is None):
+            gevent.spawn(self._adopt, process_id)  # hosted, or reopened, on another replica
+
+    def wake_all(self) -> None:
+        """Replicas: after a gap in notifications, everyone waiting decides again."""
+        for process_id in list(self._changes) + list(self._subscribers):
+            self._wake(process_id)
+        for state in list(self._open.values()):
+            state.wakeup.set()
 
     # ----------------------------------------------------------------------------- lookups
 
@@ -430,7 +650,8 @@ class CycleEngine:
         return cycle
 
     def track_hosted(self, process_id: int) -> None:
-        """After the hosting transaction committed: start watching its first cycle."""
+        """After the hosting transaction committed: start watching its first cycle (replicas:
+        the leader starts it when told, see `announced`)."""
         with self.db.session() as session:
             cycle_id = session.scalar(
                 select(Cycle.id).where(Cycle.process_id == process_id,
@@ -464,7 +685,10 @@ class CycleEngine:
                 continue
             if answer is not _WAIT:
                 break
-            changed.wait(attempt.seconds_left())
+            seconds = attempt.seconds_left()
+            if self.cluster is not None:
+                seconds = min(seconds, CLUSTER_LONG_POLL_RECHECK_SECONDS)
+            changed.wait(seconds)
         if attempt.unsaved:
             # Outside the cycle's lock, so that concurrent requests share one commit.
             self._figures.save(list(attempt.unsaved.values()))
@@ -477,66 +701,88 @@ class CycleEngine:
         with state.lock:
             if state.closed:
                 return _RETRY
+            if self.cluster is not None:
+                return self._try_place_replicated(worker_id, process_id, speeds, attempt, state)
             if _past_deadline(state, self._config_of(process_id), utcnow()):
                 return self._over(state, attempt)
             with self.db.session() as session:
-                process = session.get(Process, process_id)
-                config = self.config(session, process_id)
-                now = utcnow()
-                attempt.count_in(state)
-                counts = state.counts(now, self.typical_cycle_seconds(process_id))
-                existing = session.scalar(
-                    select(Assignment).where(
-                        Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
-                    )
-                )
-                if (existing is not None and existing.task == AssignmentTask.EVALUATE
-                        and existing.status == AssignmentStatus.ACCEPTED
-                        and existing.expires_at <= now):
-                    # An evaluation's lease is checked here, not by the watcher (it holds no
-                    # training place): the device may be decided afresh.
-                    existing.status = AssignmentStatus.EXPIRED
-                if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
-                    # A retry after a lost answer: hand back the same place (one per worker/cycle).
-                    return self._accepted_answer(session, process, state, existing, now)
-                if state.paused:  # (a place already held is handed back above: it may report)
-                    return self._paused_answer(process, config, state, attempt)
-                if existing is not None and existing.status != AssignmentStatus.EXPIRED:
-                    reason = "already_reported"
-                    timeout = jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
+                return self._place(session, worker_id, process_id, speeds, attempt, state)
+
+    def _try_place_replicated(self, worker_id: str, process_id: int, speeds: Speeds,
+                              attempt: _Attempt, state: OpenCycle):
+        """`_try_place` for replicas: on the figures re-read under the cycle's row lock, and with
+        the figures written in the same transaction (another replica may count the next one)."""
+        with self.db.session() as session:
+            if self._sync(session, state):
+                if _past_deadline(state, self._config_of(process_id), utcnow()):
+                    answer = self._over(state, attempt)
                 else:
-                    # Never assigned here, or its lease ran out (a device that restarted): decide.
-                    last_sequence = session.scalar(
-                        select(func.max(Cycle.sequence))
-                        .join(Assignment, Assignment.cycle_id == Cycle.id)
-                        .where(Cycle.process_id == process_id, Assignment.worker_id == worker_id,
-                               Cycle.sequence < state.sequence,
-                               Assignment.task == AssignmentTask.TRAIN)
-                    )
-                    decision = decide(
-                        config, counts, speeds,
-                        cycles_since_last_assignment=(
-                            None if last_sequence is None else state.sequence - last_sequence
-                        ),
-                        rng=self.rng,
-                    )
-                    if decision.accepted:
-                        return self._accept(session, process, config, state, worker_id, existing,
-                                            now, attempt)
-                    if decision.reason == "cycle_full" and evaluation_place_left(
-                            session, config, state.cycle_id, state.sequence, now):
-                        # Every training place is taken: this device evaluates the checkpoint.
-                        return self._accept(session, process, config, state, worker_id, existing,
-                                            now, attempt, task=AssignmentTask.EVALUATE)
-                    reason, timeout = decision.reason, decision.timeout
-                if reason in WAITABLE_REASONS and attempt.may_wait:
-                    return _WAIT
-                if reason in WAITABLE_REASONS and attempt.on_place is not None:
-                    key, callback = attempt.on_place
-                    self._subscribers.setdefault(process_id, {})[key] = callback
-                state.rejected[reason] += 1
-                attempt.unsaved[state.cycle_id] = state
-                return self._rejected_answer(process, reason, timeout)
+                    answer = self._place(session, worker_id, process_id, speeds, attempt, state)
+                if attempt.unsaved.pop(state.cycle_id, None) is not None:
+                    save_figures(session, state)
+                return answer
+        self._moved(state)
+        return _RETRY
+
+    def _place(self, session, worker_id: str, process_id: int, speeds: Speeds, attempt: _Attempt,
+               state: OpenCycle):
+        process = session.get(Process, process_id)
+        config = self.config(session, process_id)
+        now = utcnow()
+        attempt.count_in(state)
+        counts = state.counts(now, self.typical_cycle_seconds(process_id))
+        existing = session.scalar(
+            select(Assignment).where(
+                Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
+            )
+        )
+        if (existing is not None and existing.task == AssignmentTask.EVALUATE
+                and existing.status == AssignmentStatus.ACCEPTED
+                and existing.expires_at <= now):
+            # An evaluation's lease is checked here, not by the watcher (it holds no
+            # training place): the device may be decided afresh.
+            existing.status = AssignmentStatus.EXPIRED
+        if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
+            # A retry after a lost answer: hand back the same place (one per worker/cycle).
+            return self._accepted_answer(session, process, state, existing, now)
+        if state.paused:  # (a place already held is handed back above: it may report)
+            return self._paused_answer(process, config, state, attempt)
+        if existing is not None and existing.status != AssignmentStatus.EXPIRED:
+            reason = "already_reported"
+            timeout = jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
+        else:
+            # Never assigned here, or its lease ran out (a device that restarted): decide.
+            last_sequence = session.scalar(
+                select(func.max(Cycle.sequence))
+                .join(Assignment, Assignment.cycle_id == Cycle.id)
+                .where(Cycle.process_id == process_id, Assignment.worker_id == worker_id,
+                       Cycle.sequence < state.sequence,
+                       Assignment.task == AssignmentTask.TRAIN)
+            )
+            decision = decide(
+                config, counts, speeds,
+                cycles_since_last_assignment=(
+                    None if last_sequence is None else state.sequence - last_sequence
+                ),
+                rng=self.rng,
+            )
+            if decision.accepted:
+                return self._accept(session, process, config, state, worker_id, existing,
+                                    now, attempt)
+            if decision.reason == "cycle_full" and evaluation_place_left(
+                    session, config, state.cycle_id, state.sequence, now):
+                # Every training place is taken: this device evaluates the checkpoint.
+                return self._accept(session, process, config, state, worker_id, existing,
+                                    now, attempt, task=AssignmentTask.EVALUATE)
+            reason, timeout = decision.reason, decision.timeout
+        if reason in WAITABLE_REASONS and attempt.may_wait:
+            return _WAIT
+        if reason in WAITABLE_REASONS and attempt.on_place is not None:
+            key, callback = attempt.on_place
+            self._subscribers.setdefault(process_id, {})[key] = callback
+        state.rejected[reason] += 1
+        attempt.unsaved[state.cycle_id] = state
+        return self._rejected_answer(process, reason, timeout)
 
     def _over(self, state: OpenCycle, attempt: _Attempt):
         """The cycle's deadline passed and its watcher, perhaps queued behind us on the lock,
@@ -567,6 +813,8 @@ class CycleEngine:
     def _no_open_cycle(self, process_id: int, attempt: _Attempt):
         # No open cycle: all cycles are done, the process was stopped or deleted, or the first
         # cycle is being opened.
+        if self.cluster is not None and self._current(process_id) is not None:
+            return _RETRY  # hosted, or its next cycle opened, on another replica
         with self.db.session() as session:
             process = session.get(Process, process_id)
             if process is None:
@@ -727,6 +975,8 @@ class CycleEngine:
                            "this cycle aggregates securely: send the update through the "
                            "secagg events, never in the clear with report", 409)
         state = self._open.get(process_id)
+        if self.cluster is not None and (state is None or state.cycle_id != cycle_id):
+            state = self._current(process_id)  # this replica's copy is of an older cycle
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
         diff = run_off_hub(check_diff, spec, diff_bytes, num_samples, encoding)
@@ -736,8 +986,16 @@ class CycleEngine:
             # Before any database work: past the deadline, reports queued on this lock must not
             # hold up the watcher's close behind them.
             now = utcnow()
-            self._check_on_time(state, config, assignment_id, now)
+            if self.cluster is None:
+                self._check_on_time(state, config, assignment_id, now)
             with self.db.session() as session:
+                if self.cluster is not None:
+                    # The figures of every replica, under the cycle's row lock.
+                    if not self._sync(session, state):
+                        raise _cycle_closed()
+                    if state.reported >= goal and not state.paused:
+                        raise _cycle_closed()  # the goal is in; the leader is closing it
+                    self._check_on_time(state, config, assignment_id, now)
                 # Re-read under the cycle lock: a twin request may have reported, the lease may
                 # have run out or the cycle closed while the diff was being checked.
                 assignment = session.get(Assignment, assignment_id, with_for_update=True)
@@ -751,12 +1009,19 @@ class CycleEngine:
                 assigned_at = assignment.assigned_at
                 # As received: an encoded diff stays as small as it came (decode_accepted reads it).
                 session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
+                if self.cluster is not None:
+                    Cluster.announce(session, "report", process_id)  # the leader folds it
             # Committed: the report is durable. Fold it now (a restart would fold it from disk).
             state.outstanding.pop(assignment_id, None)
             self._report_times[process_id].append((now - assigned_at).total_seconds())
-            state.fold_report(diff, num_samples, metrics, off_hub=True)
+            state.stored.add(assignment_id)
+            if self.cluster is not None and state.watcher is None:
+                state.unfolded += 1  # stored; the leader folds it (cluster.py)
+                return {"status": "success", "cycle": state.sequence}
+            state.fold_report(diff, num_samples, metrics, off_hub=True,
+                              assignment_id=assignment_id)
             # Paused: the report counts, but the cycle closes only once resumed (its watcher).
-            if state.running.count >= goal and not state.paused:
+            if state.reported >= goal and not state.paused:
                 self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
         return {"status": "success", "cycle": state.sequence}
 
@@ -834,6 +1099,8 @@ class CycleEngine:
             extended_to = None
             with self.db.session() as session:
                 config = self.config(session, process_id)
+                if self.cluster is not None and not self._ready_to_close(session, state, reason):
+                    return
                 cycle = session.get(Cycle, cycle_id, with_for_update=True)
                 now = utcnow()
                 quorum = state.running.count >= config.min_diffs
@@ -983,7 +1250,7 @@ def _past_deadline(state: OpenCycle, config: ServerConfig, now: datetime) -> boo
     clock stands still (resume gives it a fresh deadline)."""
     if now < state.deadline or state.paused:
         return False
-    return not (config.quorum_policy == "extend" and state.running.count < config.min_diffs)
+    return not (config.quorum_policy == "extend" and state.reported < config.min_diffs)
 
 
 def _cycle_closed() -> ApiError:

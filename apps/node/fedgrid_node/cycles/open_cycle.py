@@ -53,14 +53,27 @@ class OpenCycle:
     # Wakes the cycle's watcher early: a new lease, an extension, the goal or the close.
     wakeup: gevent.event.Event = field(default_factory=gevent.event.Event)
     watcher: gevent.Greenlet | None = None
+    # Replicas on PostgreSQL (cluster.py): the assignments whose reports are in `running`, and
+    # how many stored reports are not (taken by another replica, not folded here yet). A single
+    # Node folds every report it stores, so `unfolded` stays 0 there.
+    folded: set[int] = field(default_factory=set)
+    unfolded: int = 0
+    stored: set[int] = field(default_factory=set)  # assignments whose reports are stored
+
+    @property
+    def reported(self) -> int:
+        """Reports stored for this cycle, folded here or not."""
+        return self.running.count + self.unfolded
 
     @property
     def places_taken(self) -> int:
-        return self.running.count + len(self.outstanding)
+        return self.reported + len(self.outstanding)
 
     def fold_report(self, diff: Mapping, num_samples: int, metrics: Mapping[str, float] | None,
-                    *, off_hub: bool) -> None:
+                    *, off_hub: bool, assignment_id: int | None = None) -> None:
         """Fold an acknowledged report by the cycle's rule (on the thread pool when ``off_hub``)."""
+        if assignment_id is not None:
+            self.folded.add(assignment_id)
         clipping = self.rule.clip is not None
         if off_hub and clipping:
             weight, coefficient, within = run_off_hub(self.rule.prepare, diff, num_samples)
@@ -96,7 +109,7 @@ class OpenCycle:
             requests=self.requests,
             elapsed_seconds=(now - self.started_at).total_seconds(),
             remaining_seconds=max(0.0, (self.deadline - now).total_seconds()),
-            reported=self.running.count,
+            reported=self.reported,
             cycle_length=self.cycle_length,
             typical_cycle_seconds=typical_cycle_seconds,
             next_lease_expiry_seconds=(
@@ -108,7 +121,7 @@ class OpenCycle:
         """The live figures the cycles listing and the metrics show for an open cycle."""
         return {
             "accepted": self.accepted,
-            "reported": self.running.count,
+            "reported": self.reported,
             "expired": self.expired,
             "dropped": 0,
             "requests": self.requests,

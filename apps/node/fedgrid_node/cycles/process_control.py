@@ -46,7 +46,7 @@ from ..db.models import (
     utcnow,
 )
 from .engine import CycleEngine
-from .statuses import AssignmentStatus, CloseReason, CycleStatus, ProcessStatus
+from .statuses import AssignmentStatus, AssignmentTask, CloseReason, CycleStatus, ProcessStatus
 
 log = logging.getLogger("fedgrid.node.cycles")
 
@@ -192,13 +192,14 @@ class ProcessControl:
         deadline = now + timedelta(seconds=config.cycle_length)
         expires = min(deadline, now + timedelta(seconds=self.engine.lease_seconds(config, process_id)))
         session.execute(update(Cycle).where(Cycle.id == state.cycle_id).values(deadline=deadline))
-        if state.outstanding:
-            session.execute(
-                update(Assignment)
-                .where(Assignment.id.in_(list(state.outstanding)),
-                       Assignment.status == AssignmentStatus.ACCEPTED)
-                .values(expires_at=expires)
-            )
+        # Every training assignment still out (on replicas, `state` may not know all of them).
+        session.execute(
+            update(Assignment)
+            .where(Assignment.cycle_id == state.cycle_id,
+                   Assignment.status == AssignmentStatus.ACCEPTED,
+                   Assignment.task == AssignmentTask.TRAIN)
+            .values(expires_at=expires)
+        )
         return deadline, expires
 
     @staticmethod

@@ -76,6 +76,11 @@ def host_training(db: Database, engine: CycleEngine, data: dict[str, Any]) -> di
         server_config = check_server_config(data.get("server_config"))
     except ServerConfigError as exc:
         raise exc.api_error() from None
+    if engine.cluster is not None and server_config.secure_aggregation is not None:
+        # A secure cycle's rounds live in one process's memory (secagg_cycle.py).
+        raise ApiError("server_config_invalid",
+                       "secure_aggregation is not available on replicas (--cluster): host it on "
+                       "a single Node", 400, details={"field": "server_config.secure_aggregation"})
     # PyGrid put name and version inside client_config; accept them at either place.
     name = data.get("name") or client_settings.name
     version = data.get("version") or client_settings.version

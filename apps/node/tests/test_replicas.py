@@ -1,0 +1,171 @@
+"""Several Node replicas (--cluster) on one PostgreSQL database serve one model as one fleet.
+
+Real processes on loopback ports and a real PostgreSQL: places and the goal are shared, reports
+taken by any replica are aggregated exactly once, and `kill -9` of the leader (the replica that
+runs the cycles' timers) loses no acknowledged report; another replica takes over and closes the
+cycle on time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+
+import numpy as np
+import pytest
+import requests
+
+from fedgrid_plans import tensors
+from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends, make_database_url
+from tests.support.models import logistic_regression, random_diff, unique_name
+from tests.support.node_process import start_node
+
+from .test_cycle_engine import cycles_of, host, report, request_place, wait_for
+
+POSTGRES = [backend for backend in database_backends() if backend == "postgresql"]
+
+
+@pytest.fixture
+def replicas(tmp_path_factory):
+    """Start replicas of one deployment (one database, one admin token)."""
+    started = []
+    database = make_database_url("postgresql", tmp_path_factory.mktemp("db"))
+
+    def start(count, *extra):
+        for _ in range(count):
+            node = start_node(data_dir=tmp_path_factory.mktemp("replica"),
+                              database_url=database.url,
+                              extra_args=["--cluster", "--id", "deployment", *extra])
+            started.append(node)
+        return started[-count:]
+
+    yield start
+    for node in started:
+        node.stop()
+    database.drop()
+
+
+def leader_of(nodes):
+    leaders = []
+    for node in nodes:
+        try:
+            if requests.get(f"{node.url}/status", timeout=5).json()["replica"]["leader"]:
+                leaders.append(node)
+        except requests.RequestException:
+            continue  # killed
+    return leaders[0] if len(leaders) == 1 else None
+
+
+def expected_average(reports):
+    """FedAvg of (seed, num_samples) reports: checkpoint 1 minus the weighted mean diff."""
+    start = logistic_regression()[1]
+    decoded = tensors.decode(start)
+    total = sum(n for _, n in reports)
+    result = {}
+    for name, value in decoded.items():
+        mean = sum(tensors.decode(tensors.encode(random_diff(start, seed)))[name].astype(np.float64) * n
+                   for seed, n in reports) / total
+        result[name] = (value - mean).astype(value.dtype)
+    return result
+
+
+def checkpoint(api, name, number):
+    answer = api.call("retrieve-model", {"name": name, "checkpoint": number}, admin=True)
+    assert answer.status == 200, answer.body
+    return tensors.decode(answer.content)
+
+
+def assert_close(actual, expected):
+    assert sorted(actual) == sorted(expected)
+    for name in expected:
+        np.testing.assert_allclose(actual[name], expected[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_three_replicas_share_places_goal_and_one_running_sum(replicas, backend):
+    nodes = replicas(3)
+    apis = [HttpApi(node.url, node.admin_token) for node in nodes]
+    wait_for(lambda: leader_of(nodes), "a leader")
+    name = unique_name("fleet")
+    host(apis[1], name, max_diffs=6, max_workers=6, cycle_length=600, strategy={"name": "fedavg"})
+    # Places taken through every replica count against the same cycle: six, then it is full.
+    places = [request_place(apis[i % 3], name) for i in range(6)]
+    assert all(body["status"] == "accepted" and body["cycle"] == 1 for _, body in places)
+    turned_away = [request_place(apis[i], name)[1] for i in range(3)]
+    assert [body.get("reason") for body in turned_away] == ["cycle_full"] * 3, turned_away
+    # Reports go to every replica; the sixth reaches the goal wherever it lands.
+    reports = []
+    for index, (worker, body) in enumerate(places):
+        answer = report(apis[(index + 1) % 3], worker, body, seed=index, num_samples=5 + index)
+        assert answer.status == 200, answer.body
+        reports.append((index, 5 + index))
+        # A report is one report: sent again to another replica, it is a duplicate.
+        again = report(apis[index % 3], worker, body, seed=index)
+        assert (again.status, again.error_code) == (409, "report_duplicate")
+    closed = wait_for(lambda: [c for c in cycles_of(apis[0], name) if c["status"] == "completed"],
+                      "cycle 1 to close at its goal")
+    assert closed[0]["reported"] == 6 and closed[0]["reason"] == "goal"
+    assert_close(checkpoint(apis[2], name, 2), expected_average(reports))
+    # Every replica hands out places in cycle 2 now.
+    for api in apis:
+        assert request_place(api, name)[1]["cycle"] == 2
+    for node in nodes:
+        assert "Traceback" not in node.log()
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_kill_9_of_the_leader_loses_no_report_and_the_cycle_closes_on_time(replicas, backend):
+    nodes = replicas(3)
+    leader = wait_for(lambda: leader_of(nodes), "a leader")
+    followers = [node for node in nodes if node is not leader]
+    apis = {node.port: HttpApi(node.url, node.admin_token) for node in nodes}
+    name = unique_name("takeover")
+    # A deadline the takeover must meet: the cycle closes with what was reported (quorum 2).
+    host(apis[leader.port], name, max_diffs=10, min_diffs=2, cycle_length=12,
+         strategy={"name": "fedavg"})
+    places = [request_place(apis[node.port], name) for node in (leader, *followers, leader)]
+    assert all(body["status"] == "accepted" for _, body in places)
+    acknowledged = []
+    for index, node in enumerate((leader, followers[0])):
+        worker, body = places[index]
+        answer = report(apis[node.port], worker, body, seed=10 + index, num_samples=3 + index)
+        assert answer.status == 200, answer.body
+        acknowledged.append((10 + index, 3 + index))
+    deadline = datetime.fromisoformat(places[0][1]["deadline"].rstrip("Z"))
+    leader.kill()
+    survivor = apis[followers[0].port]
+    # A survivor takes the lead and keeps serving: a report after the kill is taken too.
+    worker, body = places[2]
+    answer = report(apis[followers[1].port], worker, body, seed=12, num_samples=5)
+    assert answer.status == 200, answer.body
+    acknowledged.append((12, 5))
+    wait_for(lambda: leader_of(followers), "a surviving replica to take the lead")
+    # Reports acknowledged before the kill are stored: resending one is a duplicate.
+    again = report(survivor, *places[0], seed=10)
+    assert (again.status, again.error_code) == (409, "report_duplicate")
+    closed = wait_for(lambda: [c for c in cycles_of(survivor, name) if c["status"] == "completed"],
+                      "cycle 1 to close at its deadline")[0]
+    assert closed["reported"] == 3 and closed["reason"] == "deadline"
+    closed_at = datetime.fromisoformat(closed["closed_at"].rstrip("Z"))
+    assert (closed_at - deadline).total_seconds() < 3.0, (closed_at, deadline)
+    assert_close(checkpoint(survivor, name, 2), expected_average(acknowledged))
+    # The fourth place's device reports too late: its cycle is closed.
+    late = report(survivor, *places[3], seed=13)
+    assert late.error_code == "cycle_closed"
+    for node in followers:
+        assert "Traceback" not in node.log()
+
+
+def test_cluster_refuses_sqlite_and_a_missing_admin_token(tmp_path):
+    for args, words in (
+        (["--cluster", "--admin-token=x"], "--cluster needs PostgreSQL"),
+        (["--cluster", "--database-url", "postgresql://u:p@127.0.0.1:1/x"],
+         "--cluster needs the admin token"),
+    ):
+        started = subprocess.run([sys.executable, "-m", "fedgrid_node", "--data-dir", str(tmp_path),
+                                  *args], capture_output=True, text=True, timeout=60,
+                                 env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
+        assert started.returncode != 0
+        assert words in started.stderr and "Traceback" not in started.stderr, started.stderr
