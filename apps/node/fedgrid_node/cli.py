@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         cors_origins=parse_origins(args.cors_origins),
     )
     server_cli.apply_secret_key(config)
+    if config.cluster and not os.environ.get("SECRET_KEY"):
+        # A dashboard login on one replica must hold on the others behind the load balancer:
+        # replicas share the admin token, so they derive the same cookie-signing key from it.
+        config.secret_key = hmac.new(config.admin_token.encode(), b"fedgrid dashboard sessions",
+                                     hashlib.sha256).hexdigest()
     app = server_cli.create_app_or_exit("fedgrid-node", create_app, config)
     state = app.extensions["fedgrid"]
 

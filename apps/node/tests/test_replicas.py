@@ -111,6 +111,15 @@ def test_three_replicas_share_places_goal_and_one_running_sum(replicas, backend)
     # Every replica hands out places in cycle 2 now.
     for api in apis:
         assert request_place(api, name)[1]["cycle"] == 2
+    # A dashboard login on one replica holds on the others (the balancer may switch replicas).
+    browser = requests.Session()
+    logged_in = browser.post(nodes[0].url + "/dashboard/login",
+                             data={"token": nodes[0].admin_token}, timeout=10)
+    assert logged_in.status_code == 200 and name in logged_in.text
+    for node in nodes[1:]:
+        elsewhere = browser.cookies.get_dict()
+        page = requests.get(node.url + "/", cookies=elsewhere, timeout=10)
+        assert page.status_code == 200 and name in page.text
     for node in nodes:
         assert "Traceback" not in node.log()
 
