@@ -169,16 +169,18 @@ def test_a_non_finite_aggregate_never_becomes_a_checkpoint(api):
 # ----------------------------------------------------------------------------- long-poll
 
 
-def held_until_reported(api, name, worker_id, *, requests, place, seed=1):
+def held_until_reported(api, name, worker_id, *, requests, place, seed=1, reporter=None):
     """``worker_id`` long-polls (wait=30) on a connection of its own; once cycle 1 counts
     ``requests`` cycle-requests (so the long-poll is being held), ``place`` (a worker and its
-    accepted answer) reports. Returns the long-poll's answer."""
+    accepted answer) reports, through ``reporter`` (default ``api``: another replica, say).
+    Returns the long-poll's answer."""
+    reporter = reporter or api
     own = HttpApi(api.url, api.admin_token)
     try:
         join = in_thread(ask, own, name, worker_id, wait=30)
-        wait_for(lambda: cycles_of(api, name)[0]["requests"] == requests,
+        wait_for(lambda: cycles_of(reporter, name)[0]["requests"] == requests,
                  "the long-poll to be held")
-        assert report(api, *place, seed=seed).status == 200
+        assert report(reporter, *place, seed=seed).status == 200
         return join()
     finally:
         own.close()

@@ -23,6 +23,7 @@ from tests.support.models import logistic_regression, random_diff, unique_name
 from tests.support.node_process import start_node
 
 from .test_cycle_engine import cycles_of, host, report, request_place, wait_for
+from .test_cycle_liveness import authenticate, held_until_reported
 
 POSTGRES = [backend for backend in database_backends() if backend == "postgresql"]
 
@@ -178,3 +179,46 @@ def test_cluster_refuses_sqlite_and_a_missing_admin_token(tmp_path):
                                  env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ":".join(sys.path)})
         assert started.returncode != 0
         assert words in started.stderr and "Traceback" not in started.stderr, started.stderr
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_a_long_poll_held_by_one_replica_is_answered_when_another_closes_the_cycle(replicas,
+                                                                                   backend):
+    first, second = replicas(2)
+    apis = [HttpApi(node.url, node.admin_token) for node in (first, second)]
+    name = unique_name("longpoll")
+    host(apis[0], name, max_diffs=1, max_workers=1, cycle_length=600)
+    place = request_place(apis[0], name)
+    # Held on the second replica (the cycle is full); its figures, read on the first, count it.
+    answer = held_until_reported(apis[1], name, authenticate(apis[1], name), requests=2,
+                                 place=place, reporter=apis[0])
+    assert answer["status"] == "accepted" and answer["cycle"] == 2
+
+
+@pytest.mark.parametrize("backend", POSTGRES)
+def test_pause_and_stop_on_a_follower_govern_the_whole_fleet(replicas, backend):
+    nodes = replicas(2)
+    leader = wait_for(lambda: leader_of(nodes), "a leader")
+    follower = next(node for node in nodes if node is not leader)
+    on_leader = HttpApi(leader.url, leader.admin_token)
+    on_follower = HttpApi(follower.url, follower.admin_token)
+    name = unique_name("control")
+    host(on_leader, name, max_diffs=3, min_diffs=1, cycle_length=600)
+    places = [request_place(api, name) for api in (on_leader, on_follower)]
+    assert report(on_leader, *places[0], seed=21, num_samples=4).status == 200
+    paused = on_follower.call("pause-process", {"name": name, "version": "1"}, admin=True)
+    assert paused.status == 200, paused.body
+    # The leader sees the pause: nobody new gets a place there.
+    assert request_place(on_leader, name)[1]["reason"] == "process_paused"
+    # A device already holding a place may still report, through either replica.
+    assert report(on_follower, *places[1], seed=22, num_samples=6).status == 200
+    stopped = on_follower.call("stop-process", {"name": name, "version": "1"}, admin=True)
+    assert stopped.status == 200, stopped.body
+    closed = cycles_of(on_leader, name)[0]
+    assert closed["status"] == "completed" and closed["reported"] == 2
+    assert closed["num_samples"] == 10
+    # The follower closed it with the report the leader had folded and the one it had stored.
+    assert_close(checkpoint(on_leader, name, 2), expected_average([(21, 4), (22, 6)]))
+    assert request_place(on_leader, name)[1]["reason"] == "training_stopped"
+    for node in nodes:
+        assert "Traceback" not in node.log()

@@ -68,7 +68,7 @@ from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import run_off_hub
-from .open_cycle import OpenCycle
+from .open_cycle import MetricTally, OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
 from .secagg_cycle import SecureCycles, mark_survivors_reported
@@ -432,6 +432,30 @@ class CycleEngine:
         state.unfolded = len(state.stored - state.folded)
         return True
 
+    def _reread_figures(self, state: OpenCycle) -> dict[str, Any]:
+        """Replicas: the open cycle's figures as every replica made them, for the cycles listing
+        and the dashboards (a copy is otherwise as of this replica's last change to it)."""
+        with state.lock:
+            if state.closed:
+                return {}
+            with self.db.session() as session:
+                if not self._sync(session, state, lock=False):
+                    return {}
+                reported = session.execute(
+                    select(Assignment.num_samples, Assignment.metrics)
+                    .where(Assignment.cycle_id == state.cycle_id,
+                           Assignment.task == AssignmentTask.TRAIN,
+                           Assignment.status == AssignmentStatus.REPORTED)
+                ).all()
+        # Counted from the stored reports, not from this copy's folds (which may lag).
+        tally = MetricTally()
+        for num_samples, metrics in reported:
+            tally.add(metrics, num_samples or 0)
+        figures = state.figures()
+        figures.update(num_samples=sum(n or 0 for n, _ in reported),
+                       client_metrics=tally.means())
+        return figures
+
     def _catch_up(self, session, state: OpenCycle) -> None:
         """Fold the stored reports `state` has not folded yet (stored by other replicas, or
         before this replica led), in the order they were acknowledged."""
@@ -626,6 +650,8 @@ class CycleEngine:
         state = self._open.get(cycle.process_id)
         if cycle.status == CycleStatus.OPEN and state is not None and state.cycle_id == cycle.id:
             metrics.update(state.figures())
+            if self.cluster is not None:
+                metrics.update(self._reread_figures(state))
         else:
             summary = dict(cycle.summary or {})
             summary.pop("checkpoint", None)

@@ -18,6 +18,22 @@ from .pace import CycleCounts
 
 
 @dataclass
+class MetricTally:
+    """Client-reported metrics, each averaged weighted by the reports' sample counts."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+
+    def add(self, metrics: Mapping[str, float] | None, num_samples: int) -> None:
+        for key, value in (metrics or {}).items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value) * num_samples
+            self.weights[key] = self.weights.get(key, 0) + num_samples
+
+    def means(self) -> dict[str, float]:
+        return {key: self.sums[key] / self.weights[key] for key in self.sums if self.weights[key]}
+
+
+@dataclass
 class OpenCycle:
     cycle_id: int
     process_id: int
@@ -34,8 +50,7 @@ class OpenCycle:
     rule: FoldRule = field(default_factory=lambda: FoldRule(Mean(weighted=True)))
     num_samples: int = 0  # as the devices claimed them, whatever the rule's weights
     unclipped: int = 0  # reports within the rule's clip (adaptive clipping's count; never shown)
-    metric_sums: dict[str, float] = field(default_factory=dict)
-    metric_weights: dict[str, int] = field(default_factory=dict)
+    metrics: MetricTally = field(default_factory=MetricTally)
     accepted: int = 0  # assignments handed out (a figure: expired ones included)
     expired: int = 0  # assignments whose lease ran out
     requests: int = 0
@@ -90,12 +105,10 @@ class OpenCycle:
         self.fold_metrics(metrics, num_samples)
 
     def fold_metrics(self, metrics: Mapping[str, float] | None, num_samples: int) -> None:
-        for key, value in (metrics or {}).items():
-            self.metric_sums[key] = self.metric_sums.get(key, 0.0) + float(value) * num_samples
-            self.metric_weights[key] = self.metric_weights.get(key, 0) + num_samples
+        self.metrics.add(metrics, num_samples)
 
     def weighted_metrics(self) -> dict[str, float]:
-        return {k: self.metric_sums[k] / self.metric_weights[k] for k in self.metric_sums}
+        return self.metrics.means()
 
     def next_wake(self) -> datetime:
         """When the watcher must act next: the deadline, or the first lease to run out."""
