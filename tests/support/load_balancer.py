@@ -28,7 +28,8 @@ import requests
 
 from fedgrid_server.testing import free_port, wait_for
 
-__all__ = ["DEPLOYED_CONFIG", "INSTALL_HINT", "LoadBalancer", "loopback_config"]
+__all__ = ["DEPLOYED_CONFIG", "INSTALL_HINT", "LoadBalancer", "duration_seconds", "loopback_config",
+           "parse_config"]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYED_CONFIG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
@@ -37,6 +38,29 @@ INSTALL_HINT = "run scripts/install-system-deps.sh (as root) to install Debian's
 DNS_OPTIONS = ("resolvers", "init-addr", "resolve-prefer")
 # Container ports in the deployed file, by the section that binds them.
 BIND_SECTIONS = {"frontend fedgrid": "port", "frontend stats": "stats_port"}
+
+
+def parse_config(text: str) -> dict[str, list[list[str]]]:
+    """The directives of each section (``"defaults"``, ``"backend nodes"``, ...) as word lists,
+    comments left out."""
+    sections: dict[str, list[list[str]]] = {}
+    current: list[list[str]] = []
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if not line[0].isspace():
+            current = sections.setdefault(" ".join(words[:2]), [])
+        else:
+            current.append(words)
+    return sections
+
+
+def duration_seconds(value: str) -> float:
+    """An HAProxy time (``500ms``, ``2s``, ``1h``; milliseconds without a unit) in seconds."""
+    units = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    number = value.rstrip("abcdefghijklmnopqrstuvwxyz")
+    return float(number) * units.get(value[len(number):], 1e-3)
 
 
 def loopback_config(text: str, *, port: int, stats_port: int, upstreams: list[str]) -> str:
@@ -83,11 +107,11 @@ class LoadBalancer:
     context manager. ``url`` is what devices would be given; ``stats_url`` its stats page."""
 
     def __init__(self, upstreams: list[str], *, config: Path = DEPLOYED_CONFIG,
-                 work_dir: Path | None = None) -> None:
+                 work_dir: Path | None = None, port: int | None = None) -> None:
         executable = shutil.which("haproxy") or "/usr/sbin/haproxy"
         assert Path(executable).exists(), f"haproxy is not installed; {INSTALL_HINT}"
         self.upstreams = list(upstreams)
-        self.port, self.stats_port = free_port(), free_port()
+        self.port, self.stats_port = port or free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stats_url = f"http://127.0.0.1:{self.stats_port}/stats"
         self._own_dir = work_dir is None
