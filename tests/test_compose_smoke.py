@@ -37,6 +37,7 @@ import requests
 
 from fedgrid_network.testing import free_port, wait_for
 from fedgrid_plans import tensors
+from fedgrid_protocol.errors import ERROR_CODES
 from fedgrid_protocol.events import MAX_WAIT_SECONDS
 from tests.support.databases import database_backends, make_database_url
 from tests.support.load_balancer import (
@@ -184,6 +185,16 @@ def test_the_replicated_node_scales_behind_the_balancer_at_one_address():
     assert template[3] == f"{REPLICATED}:{replicated['expose'][0]}"
     assert {"check", "init-addr", "none", "resolvers", "docker"} <= set(template[4:])
     assert ["nameserver", "dns", "127.0.0.11:53"] in config["resolvers docker"]
+
+    # What HAProxy answers itself is JSON with a code of the protocol's table, as the Nodes answer.
+    answers = {int(status): json.loads(body) for status, body in re.findall(
+        r"^\s*http-error status (\d+) content-type application/json string '([^']*)'",
+        (ROOT / "deploy/haproxy/haproxy.cfg").read_text(), re.MULTILINE)}
+    assert set(answers) == {400, 408, 500, 501, 502, 503, 504}
+    for status, body in answers.items():
+        code = body["error"]["code"]
+        assert body["error"]["status"] == status and body["error"]["message"]
+        assert ERROR_CODES[code].status == status or code == "http_error", (status, code)
 
 
 def test_haproxy_accepts_the_deployed_configuration_and_its_loopback_copy(tmp_path):

@@ -142,11 +142,14 @@ def test_after_kill_9_of_one_node_every_request_is_served_by_the_other(replicas,
         assert [served_by(balancer.url, session) for _ in range(20)] == ["replica-b"] * 20
     assert requests.get(f"{balancer.url}/balancer-health", timeout=10).status_code == 200
 
-    # With no Node left, the balancer answers at once (503) instead of holding devices.
+    # With no Node left, the balancer answers at once, in the Nodes' error format, instead of
+    # holding devices.
     survivor.kill()
     balancer.wait_status(survivor.url, "DOWN", timeout=5)
-    assert requests.get(f"{balancer.url}/status", timeout=10).status_code == 503
-    assert requests.get(f"{balancer.url}/balancer-health", timeout=10).status_code == 503
+    for path in ("/status", "/balancer-health"):
+        refused = requests.get(f"{balancer.url}{path}", timeout=10)
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
+        assert refused.json()["error"]["code"] == "replica_unavailable"
     assert "Server nodes/node1 is DOWN" in balancer.log()
 
 
@@ -175,6 +178,7 @@ def test_only_requests_that_never_reached_a_node_or_gets_are_sent_again(stubs, t
     dropped = len(dropping.requests("POST"))
     assert dropped >= 1  # round robin sent some of them there
     assert sorted(p.status_code for p in posts) == [200] * (6 - dropped) + [502] * dropped
+    assert {p.json()["error"]["code"] for p in posts if p.status_code == 502} == {"replica_failed"}
     # Every GET was answered: the ones the dropping upstream swallowed were sent to the other.
     assert dropping.requests("GET") and all(g.status_code == 200 for g in gets)
     assert {g.json()["upstream"] for g in gets} == {"answering"}
