@@ -1,7 +1,7 @@
 """The deployment's HAProxy (deploy/haproxy/haproxy.cfg, run on loopback by
 tests/support/load_balancer.py) in front of two real Node processes.
 
-Transport only: the two Nodes are independent (a SQLite database each), so what is checked is what
+Transport only: the two Nodes are independent (a database each, SQLite or PostgreSQL), so what is checked is what
 the balancer carries and how it shares and fails over, not the replicas' shared engine. Through the
 balancer: JSON routes and their errors, requests alternating between the Nodes, a WebSocket session
 (which stays on its Node), bodies up to the Node's 64 MiB limit and the Node's own 413 above it, and
@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.support.api_client import HttpApi, WsApi
+from tests.support.databases import database_backends
 from tests.support.load_balancer import LoadBalancer
 from tests.support.models import logistic_regression, unique_name
 from tests.support.stub_upstream import StubUpstream
@@ -26,9 +27,10 @@ MIB = 1024 * 1024
 NODE_LIMIT = 64 * MIB  # the Node's default --max-body-mb
 
 
-@pytest.fixture
-def replicas(node_factory):
-    return [node_factory(extra_args=["--id", name]) for name in ("replica-a", "replica-b")]
+@pytest.fixture(params=database_backends())
+def replicas(request, node_factory):
+    return [node_factory(request.param, extra_args=["--id", name])
+            for name in ("replica-a", "replica-b")]
 
 
 @pytest.fixture
