@@ -16,6 +16,7 @@ import time
 
 import pytest
 import requests
+import websocket
 
 from tests.support.api_client import HttpApi, WsApi
 from tests.support.databases import database_backends
@@ -153,6 +154,39 @@ def test_after_kill_9_of_one_node_every_request_is_served_by_the_other(replicas,
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
         assert refused.json()["error"]["code"] == "replica_unavailable"
     assert "Server nodes/node1 is DOWN" in balancer.log()
+
+
+def test_a_websocket_on_a_killed_node_ends_and_a_new_one_reaches_the_other(replicas, balancer):
+    def exchange(device: WsApi) -> str:
+        answer = device.call("authenticate", {"model_name": "not-hosted", "model_version": "1"})
+        return answer.error_code
+
+    # Two sockets opened one after the other: the second goes to the Node without a connection.
+    devices = [WsApi(balancer.ws_url, "") for _ in range(2)]
+    try:
+        assert [exchange(device) for device in devices] == ["process_unknown"] * 2
+        killed = replicas[0]
+        killed.kill()
+        # The socket on the killed Node ends (the balancer closes the device's side of the
+        # tunnel); the other one goes on working.
+        outcomes = []
+        for device in devices:
+            try:
+                outcomes.append(exchange(device))
+            except (websocket.WebSocketException, OSError):
+                outcomes.append("ended")
+        assert sorted(outcomes) == ["ended", "process_unknown"]
+        # The device reconnects through the same URL and reaches the survivor.
+        balancer.wait_status(killed.url, "DOWN")
+        again = WsApi(balancer.ws_url, "")
+        devices.append(again)
+        assert exchange(again) == "process_unknown"
+    finally:
+        for device in devices:
+            try:
+                device.close()
+            except (websocket.WebSocketException, OSError):
+                pass  # the one whose Node was killed
 
 
 @pytest.fixture
