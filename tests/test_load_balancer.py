@@ -1,12 +1,13 @@
 """The deployment's HAProxy (deploy/haproxy/haproxy.cfg, run on loopback by
 tests/support/load_balancer.py) in front of two real Node processes.
 
-Transport only: the two Nodes are independent (a database each, SQLite or PostgreSQL), so what is checked is what
-the balancer carries and how it shares and fails over, not the replicas' shared engine. Through the
-balancer: JSON routes and their errors, requests alternating between the Nodes, a WebSocket session
-(which stays on its Node), bodies up to the Node's 64 MiB limit and the Node's own 413 above it, and
-`kill -9` of one Node: no request fails, and about a second later the health check has taken it
-out. A last test, against stub upstreams, pins down which requests HAProxy may send twice.
+Transport only: the two Nodes are independent (a database each, SQLite or PostgreSQL), so what is
+checked is what the balancer carries and how it shares and fails over, not the replicas' shared
+engine. Through the balancer: JSON routes and their errors, requests alternating between the Nodes,
+a WebSocket session (which stays on its Node), bodies up to the Node's 64 MiB limit and the Node's
+own 413 above it, and `kill -9` of one Node: no request fails, about a second later the health
+check has taken it out, its WebSockets end and new ones reach the other Node. A last test, against
+stub upstreams, pins down which requests HAProxy may send twice.
 """
 
 from __future__ import annotations
@@ -135,9 +136,8 @@ def test_after_kill_9_of_one_node_every_request_is_served_by_the_other(replicas,
         upload = requests.post(f"{balancer.url}/model-centric/speed-test", data=b"x" * 1000,
                                timeout=10)
         assert upload.json()["received"] == 1000
-        assert len(served) < 200, "the dead Node was not marked DOWN"
-    # Marked down within about a second (two failed checks, 500 ms apart).
-    assert time.monotonic() - killed_at < 3
+        # Marked down within about a second (two failed checks, 500 ms apart).
+        assert time.monotonic() - killed_at < 3, "the dead Node was not marked DOWN in 3 s"
     assert set(served) <= {"replica-b"}
     assert balancer.server_states()[balancer.server_for(survivor.url)]["status"] == "UP"
 
