@@ -23,7 +23,8 @@ $(STAMP): protocol/pyproject.toml apps/common/pyproject.toml plans/pyproject.tom
 postgres:
 	bash scripts/postgres.sh
 
-# Debian packages the tests need (chromium for browser tests, docker-compose to validate the file).
+# Debian packages the tests need (chromium for browser tests, docker-compose to validate the file,
+# haproxy for the load-balancer tests).
 system-deps:
 	bash scripts/install-system-deps.sh
 

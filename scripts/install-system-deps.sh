@@ -3,12 +3,15 @@
 #   chromium        headless browser for the dashboard and browser-SDK tests (with
 #                   fonts-liberation, its recommended fonts, so screenshots have real text)
 #   docker-compose  (v1) validates docker-compose.yml offline with `docker-compose config -q`
+#   haproxy         the load balancer of the replicated deployment (deploy/haproxy/haproxy.cfg),
+#                   which the tests run on loopback in front of real Nodes
 # Runs as root (CI images and the dev containers); as another user it only reports what is missing.
 set -euo pipefail
 
 declare -A needs=(
     [chromium]=/usr/bin/chromium
     [docker-compose]=/usr/bin/docker-compose
+    [haproxy]=/usr/sbin/haproxy
 )
 missing=()
 for package in "${!needs[@]}"; do

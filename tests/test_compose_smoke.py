@@ -1,12 +1,19 @@
 """docker-compose.yml, checked without Docker.
 
 1. Debian's docker-compose (v1) validates the file offline (`docker-compose config -q`).
-2. The "compose smoke": read the file, and start every Fedgrid service's own command with its own
+2. The load balancer's configuration (deploy/haproxy/haproxy.cfg, mounted into `node-balancer`):
+   Debian's haproxy checks it (`haproxy -c`), and the settings the replicated Node depends on are
+   there (WebSocket tunnel timeout, long-poll timeouts, health checks on /health, no retry of a
+   request that reached a replica, replicas found through Docker's DNS).
+3. The "compose smoke": read the file, and start every Fedgrid service's own command with its own
    environment on this machine: hostnames (`postgres`, `network`, `alice`, ...) become 127.0.0.1,
    ports become free ports, named volumes become temporary directories, and each service gets a
    fresh database of its own on the local PostgreSQL (FEDGRID_TEST_POSTGRES_URL) in place of the
-   `postgres` and `databases` services. Then: all four Nodes registered with the Network, `route`
-   finds the Node hosting a model, and a device routed through the Network completes a cycle.
+   `postgres` and `databases` services. The `haproxy` image is played by Debian's haproxy running
+   the mounted configuration (tests/support/load_balancer.py), in front of one replica of `node`
+   (compose's default scale). Then: all five Nodes registered with the Network (the replicated one
+   with the balancer's address), `route` finds the Node hosting a model, a device routed through
+   the Network completes a cycle, and the balancer's own health check passes.
 
 The one deliberate change to the file's settings: heartbeats every second instead of ten, so the
 test does not wait for the Network to hear about the hosted model.
@@ -30,18 +37,30 @@ import requests
 
 from fedgrid_network.testing import free_port, wait_for
 from fedgrid_plans import tensors
+from fedgrid_protocol.errors import ERROR_CODES
+from fedgrid_protocol.events import MAX_WAIT_SECONDS
 from tests.support.databases import database_backends, make_database_url
+from tests.support.load_balancer import (
+    LoadBalancer,
+    duration_seconds,
+    loopback_config,
+    parse_config,
+)
 from tests.support.models import logistic_regression
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 NODES = ("alice", "bob", "charlie", "dan")
-INSTALL_HINT = "run scripts/install-system-deps.sh (as root) to install docker-compose"
+REPLICATED = "node"  # the service scaled with `--scale node=N`, behind BALANCER
+BALANCER = "node-balancer"
+INSTALL_HINT = "run scripts/install-system-deps.sh (as root) to install docker-compose and haproxy"
 # What an operator would put in .env; the Nodes' admin tokens are set so the test can host.
 TEST_ENV = {
     "FEDGRID_NETWORK_SECRET": "smoke-network-secret",
     "NETWORK_ADMIN_TOKEN": "smoke-network-admin",
     **{f"{node.upper()}_ADMIN_TOKEN": f"smoke-admin-{node}" for node in NODES},
+    "REPLICATED_ADMIN_TOKEN": "smoke-admin-replicated",
+    "REPLICATED_SECRET_KEY": "smoke-secret-key-replicated",
 }
 INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -103,13 +122,15 @@ def test_compose_file_is_valid_for_compose_v1_and_v2():
     compose = load_compose()
     assert "version" not in compose  # Compose v2 warns about it; the spec dropped it
     services = compose["services"]
-    assert {"postgres", "network", *NODES} <= set(services)
+    assert {"postgres", "network", *NODES, REPLICATED, BALANCER} <= set(services)
     postgres = services["postgres"]
     assert postgres["healthcheck"] and any(":/var/lib/postgresql/data" in v for v in postgres["volumes"])
     urls = {name: interpolate(services[name]["environment"]["DATABASE_URL"], TEST_ENV)
-            for name in ("network", *NODES)}
-    assert len({urlsplit(url).path for url in urls.values()}) == 5  # a database each
+            for name in ("network", *NODES, REPLICATED)}
+    assert len({urlsplit(url).path for url in urls.values()}) == 6  # a database each
     assert all(urlsplit(url).hostname == "postgres" for url in urls.values())
+    created = interpolate(services["databases"]["environment"]["FEDGRID_DATABASES"], TEST_ENV)
+    assert {urlsplit(url).path.lstrip("/") for url in urls.values()} == set(created.split())
     for node in NODES:
         environment = services[node]["environment"]
         assert environment["NODE_ID"] == node and environment["NETWORK"] == "http://network:7000"
@@ -117,6 +138,79 @@ def test_compose_file_is_valid_for_compose_v1_and_v2():
     installs = [line for line in (ROOT / "apps/node/Dockerfile").read_text().splitlines()
                 if "pip install" in line]
     assert installs and not any("[" in line or "torch" in line for line in installs)
+
+
+def test_the_replicated_node_scales_behind_the_balancer_at_one_address():
+    services = {name: interpolate(service, TEST_ENV)
+                for name, service in load_compose()["services"].items()}
+    replicated, balancer = services[REPLICATED], services[BALANCER]
+    # `--scale node=N` needs a service without a fixed container name or host port.
+    assert "container_name" not in replicated and "ports" not in replicated
+    assert replicated["command"] == ["fedgrid-node"] and replicated["environment"]["FEDGRID_CLUSTER"] == "1"
+    assert replicated["healthcheck"] == services["alice"]["healthcheck"]
+    assert replicated["restart"] == balancer["restart"] == "unless-stopped"
+    # Every replica gives the Network the balancer's published address.
+    published = {int(mapping.split(":")[0]): int(mapping.split(":")[1]) for mapping in balancer["ports"]}
+    address = urlsplit(replicated["environment"]["ADDRESS"])
+    assert address.hostname == "localhost" and address.port in published
+    assert str(balancer["image"]).startswith("haproxy:")
+    mounted = {volume.split(":")[1]: volume for volume in balancer["volumes"]}
+    assert mounted["/usr/local/etc/haproxy/haproxy.cfg"] == (
+        "./deploy/haproxy/haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg:ro")
+
+    config = parse_config((ROOT / "deploy/haproxy/haproxy.cfg").read_text())
+    defaults, backend = config["defaults"], config["backend nodes"]
+    timeouts = {words[1]: duration_seconds(words[2]) for words in defaults if words[0] == "timeout"}
+    assert ["mode", "http"] in defaults  # HTTP mode: Upgrade to WebSocket is carried
+    assert timeouts["tunnel"] >= 3600  # an upgraded WebSocket may stay quiet between cycles
+    # A long-poll is answered within MAX_WAIT_SECONDS: the balancer must wait longer than that.
+    assert timeouts["server"] >= 4 * MAX_WAIT_SECONDS and timeouts["client"] >= timeouts["server"]
+    assert timeouts["http-keep-alive"] < 60  # below the Node's idle timeout: the balancer closes first
+    assert ["option", "forwardfor"] in config["frontend fedgrid"]
+    assert ["bind", f":{published[address.port]}"] in config["frontend fedgrid"]
+    # Health: GET /health every 500 ms, two failures take a replica out.
+    assert ["option", "httpchk"] in backend
+    send = next(words for words in backend if words[:2] == ["http-check", "send"])
+    assert send[2:6] == ["meth", "GET", "uri", "/health"]
+    assert ["http-check", "expect", "status", "200"] in backend
+    server_defaults = next(words for words in backend if words[0] == "default-server")
+    options = dict(zip(server_defaults[1::2], server_defaults[2::2], strict=True))
+    assert duration_seconds(options["inter"]) * int(options["fall"]) <= 1
+    # Retries: connection failures for every request, an empty answer only for GET/HEAD.
+    assert ["retry-on", "conn-failure", "empty-response"] in backend
+    assert ["http-request", "disable-l7-retry", "unless", "METH_GET"] in backend
+    assert ["option", "redispatch", "1"] in backend
+    # Replicas: up to 10 `node` containers found through Docker's DNS, none needed at start.
+    template = next(words for words in backend if words[0] == "server-template")
+    assert template[3] == f"{REPLICATED}:{replicated['expose'][0]}"
+    assert {"check", "init-addr", "none", "resolvers", "docker"} <= set(template[4:])
+    assert ["nameserver", "dns", "127.0.0.11:53"] in config["resolvers docker"]
+
+    # What HAProxy answers itself is JSON with a code of the protocol's table, as the Nodes answer.
+    answers = {int(status): json.loads(body) for status, body in re.findall(
+        r"^\s*http-error status (\d+) content-type application/json string '([^']*)'",
+        (ROOT / "deploy/haproxy/haproxy.cfg").read_text(), re.MULTILINE)}
+    assert set(answers) == {400, 408, 500, 501, 502, 503, 504}
+    for status, body in answers.items():
+        code = body["error"]["code"]
+        assert body["error"]["status"] == status and body["error"]["message"]
+        assert ERROR_CODES[code].status == status or code == "http_error", (status, code)
+
+
+def test_haproxy_accepts_the_deployed_configuration_and_its_loopback_copy(tmp_path):
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    assert Path(haproxy).exists(), f"haproxy is not installed; {INSTALL_HINT}"
+    deployed = ROOT / "deploy/haproxy/haproxy.cfg"
+    copy = tmp_path / "haproxy.cfg"
+    copy.write_text(loopback_config(deployed.read_text(), port=free_port(), stats_port=free_port(),
+                                    upstreams=["http://127.0.0.1:5001", "http://127.0.0.1:5002"]))
+    for path in (deployed, copy):
+        # The deployed file names Docker's resolver and `node` without resolving either here
+        # (init-addr none): the check needs no DNS.
+        checked = subprocess.run([haproxy, "-c", "-f", str(path)], capture_output=True, text=True,
+                                 timeout=30)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "WARNING" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
 
 
 class LocalDeployment:
@@ -128,17 +222,23 @@ class LocalDeployment:
         }
         self.tmp_path = tmp_path
         # The PostgreSQL images (the server and the one-shot `databases`) are played by the local
-        # PostgreSQL server; everything else is one of our commands.
-        self.fedgrid = [name for name, s in self.services.items()
-                        if not str(s.get("image", "")).startswith("postgres")]
-        self.ports = {name: free_port() for name in self.fedgrid}
+        # PostgreSQL server, the HAProxy image by Debian's haproxy with the mounted configuration;
+        # everything else is one of our commands.
+        images = {name: str(s.get("image", "")) for name, s in self.services.items()}
+        self.balancers = [name for name, image in images.items() if image.startswith("haproxy:")]
+        self.fedgrid = [name for name, image in images.items()
+                        if not image.startswith(("postgres", "haproxy:"))]
+        self.ports = {name: free_port() for name in (*self.fedgrid, *self.balancers)}
         self.container_ports: dict[str, int] = {}
         self.published: dict[int, str] = {}
-        for name in self.fedgrid:
+        for name in self.ports:
             for mapping in self.services[name].get("ports", []):
                 host_port, container_port = str(mapping).rsplit(":", 2)[-2:]
                 self.container_ports[name] = int(container_port)
                 self.published[int(host_port)] = name
+            for container_port in self.services[name].get("expose", []):  # unpublished
+                self.container_ports[name] = int(container_port)
+        self.load_balancers: dict[str, LoadBalancer] = {}
         self.databases: dict[str, object] = {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.urls = {name: f"http://127.0.0.1:{port}" for name, port in self.ports.items()}
@@ -199,8 +299,33 @@ class LocalDeployment:
                 cwd=self.tmp_path,
             )
             log.close()
+        for name in self.balancers:
+            self.load_balancers[name] = self.start_balancer(name)
+
+    def start_balancer(self, name: str) -> LoadBalancer:
+        """The mounted configuration, balancing over the local replica of the service its
+        `server-template` names (compose's default scale, one)."""
+        mounted = {volume.split(":")[1]: volume.split(":")[0]
+                   for volume in self.services[name]["volumes"]}
+        config = ROOT / mounted["/usr/local/etc/haproxy/haproxy.cfg"]
+        template = next(words for words in parse_config(config.read_text())["backend nodes"]
+                        if words[0] == "server-template")
+        service, port = template[3].split(":")
+        assert int(port) == self.container_ports[service], template
+        return LoadBalancer([self.urls[service]], config=config, work_dir=self.tmp_path / name,
+                            port=self.ports[name])
+
+    def healthcheck(self, name: str) -> subprocess.CompletedProcess:
+        """The service's compose healthcheck command, run here against its local port."""
+        test = self.services[name]["healthcheck"]["test"]
+        assert test[0] == "CMD", test
+        command = [part.replace(f"127.0.0.1/{self.container_ports[name]}",
+                                f"127.0.0.1/{self.ports[name]}") for part in test[1:]]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
 
     def log(self, name: str) -> str:
+        if name in self.load_balancers:
+            return self.load_balancers[name].log()
         return (self.tmp_path / f"{name}.log").read_text(errors="replace")
 
     def wait_healthy(self) -> None:
@@ -213,8 +338,12 @@ class LocalDeployment:
                 except requests.RequestException:
                     return False
             wait_for(healthy, timeout=90, what=f"{name} to be healthy")
+        for balancer in self.load_balancers.values():
+            balancer.wait_ready()
 
     def stop(self) -> None:
+        for balancer in self.load_balancers.values():
+            balancer.stop()
         # Nodes first (they say goodbye to the Network), then the Network: stopping it first would
         # make it wait for the Nodes' idle keep-alive connections.
         for group in ([p for n, p in self.processes.items() if n != "network"],
@@ -249,15 +378,24 @@ def test_compose_smoke_nodes_register_route_and_a_routed_device_completes_a_cycl
     network = deployment.urls["network"]
     assert requests.get(f"{network}/status", timeout=10).json()["kind"] == "network"
 
+    replicated_id = deployment.services[REPLICATED]["environment"]["NODE_ID"]
+
     def registered():
         nodes = requests.get(f"{network}/nodes", timeout=10).json()["nodes"]
         online = {n["node_id"]: n for n in nodes if n["status"] == "online"}
-        return online if set(online) == set(NODES) else None
+        return online if set(online) == {*NODES, replicated_id} else None
 
-    nodes = wait_for(registered, timeout=60, what="alice, bob, charlie and dan to register")
+    nodes = wait_for(registered, timeout=60, what="the five Nodes to register")
     for node in NODES:
         # Each Node told the Network the address from its ADDRESS (the published port).
         assert nodes[node]["address"] == deployment.urls[node]
+    # The replicated Node's address is the balancer's, and the balancer reaches it.
+    balancer = deployment.urls[BALANCER]
+    assert nodes[replicated_id]["address"] == balancer
+    status = requests.get(f"{balancer}/status", timeout=10).json()
+    assert status["node_id"] == replicated_id and status["address"] == balancer
+    checked = deployment.healthcheck(BALANCER)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
     # A researcher hosts the tiny model on charlie, with the admin token compose gave charlie.
     charlie = deployment.urls["charlie"]

@@ -182,6 +182,17 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
     ErrorCode("node_id_taken", 409, "RequestInvalid", "another Node holds that id", NETWORK),
     ErrorCode("model_not_found", 404, "ProcessUnknown",
               "no online Node hosts that model (and version)", NETWORK),
+    # The load balancer in front of a replicated Node (deploy/haproxy/haproxy.cfg): answered at
+    # the Node's address when no replica answered.
+    ErrorCode("replica_unavailable", 503, "Unavailable",
+              "no replica of the Node passes the load balancer's health check: retry shortly"),
+    ErrorCode("replica_failed", 502, "Unavailable",
+              "the replica handling the request closed its connection without answering (it "
+              "died): the request may have been acted on; a repeated report is refused "
+              "`report_duplicate` if the first one was counted"),
+    ErrorCode("replica_timeout", 504, "Unavailable",
+              "the replica handling the request did not answer within the load balancer's "
+              "timeout (120 s)"),
     # Anything else.
     ErrorCode("internal_error", 500, "Unavailable",
               "a bug: the server's log has the traceback, the client gets none", BOTH),

@@ -1,5 +1,6 @@
 """Request bodies without a Content-Length (``Transfer-Encoding: chunked``) over the body limit
-are refused with 413 ``body_too_large``, as bodies with a Content-Length are.
+are refused with 413 ``body_too_large``, as bodies with a Content-Length are; a body of exactly the
+limit is accepted either way.
 
 gevent's server sets ``wsgi.input_terminated``, so werkzeug reads a chunked body through a
 `LimitedStream` capped at ``MAX_CONTENT_LENGTH``; but that stream simply *stops* at the cap (its
@@ -47,9 +48,14 @@ class BoundedRequest(Request):
             raise RuntimeError("this request was created with shallow=True: no reading its body")
         limit = self.max_content_length
         environ = self.environ
-        if (limit is not None and self.content_length is None
-                and environ.get("wsgi.input_terminated")):
-            return _MaxStream(environ["wsgi.input"], limit)
+        if limit is not None and environ.get("wsgi.input_terminated"):
+            if self.content_length is None:
+                return _MaxStream(environ["wsgi.input"], limit)
+            if self.content_length > limit:
+                raise RequestEntityTooLarge()
+            # Werkzeug would cap the stream at `limit` with `is_max`, which refuses the read that
+            # finds the end of a body of exactly `limit` bytes; the declared length is the cap.
+            return LimitedStream(environ["wsgi.input"], self.content_length)
         return get_input_stream(environ, max_content_length=limit)
 
 

@@ -565,6 +565,30 @@ export const ERROR_CODES = freeze({
       "network"
     ]
   },
+  "replica_unavailable": {
+    "status": 503,
+    "exception": "Unavailable",
+    "meaning": "no replica of the Node passes the load balancer's health check: retry shortly",
+    "servers": [
+      "node"
+    ]
+  },
+  "replica_failed": {
+    "status": 502,
+    "exception": "Unavailable",
+    "meaning": "the replica handling the request closed its connection without answering (it died): the request may have been acted on; a repeated report is refused `report_duplicate` if the first one was counted",
+    "servers": [
+      "node"
+    ]
+  },
+  "replica_timeout": {
+    "status": 504,
+    "exception": "Unavailable",
+    "meaning": "the replica handling the request did not answer within the load balancer's timeout (120 s)",
+    "servers": [
+      "node"
+    ]
+  },
   "internal_error": {
     "status": 500,
     "exception": "Unavailable",

@@ -78,6 +78,9 @@ export type ErrorCode =
   | 'node_unknown'
   | 'node_id_taken'
   | 'model_not_found'
+  | 'replica_unavailable'
+  | 'replica_failed'
+  | 'replica_timeout'
   | 'internal_error';
 
 /** Codes the SDKs make up themselves (never answered by a server). */
@@ -158,6 +161,9 @@ export interface ErrorCodes {
   readonly node_unknown: ErrorCodeEntry<404, 'RequestInvalid'>;
   readonly node_id_taken: ErrorCodeEntry<409, 'RequestInvalid'>;
   readonly model_not_found: ErrorCodeEntry<404, 'ProcessUnknown'>;
+  readonly replica_unavailable: ErrorCodeEntry<503, 'Unavailable'>;
+  readonly replica_failed: ErrorCodeEntry<502, 'Unavailable'>;
+  readonly replica_timeout: ErrorCodeEntry<504, 'Unavailable'>;
   readonly internal_error: ErrorCodeEntry<500, 'Unavailable'>;
 }
 
