@@ -39,6 +39,7 @@ class NodeState:
 
 
 def create_app(config: NodeConfig) -> Flask:
+    config.check_cluster()  # before anything is created: a cluster on SQLite does not start
     app = Flask("fedgrid_node")
     app.config.update(
         SECRET_KEY=config.secret_key,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 from fedgrid_server import cli as server_cli
@@ -26,7 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="public URL of this Node, as the Network and devices reach it (env ADDRESS)")
     server_cli.add_database_arguments(parser)  # --start_local_db, --database-url
     parser.add_argument("--num_replicas", type=int, default=None,
-                        help="accepted for PyGrid compatibility; a Node runs as one process per database")
+                        help="accepted for PyGrid compatibility; start replicas with --cluster")
+    parser.add_argument("--cluster", action="store_true",
+                        default=env.get("FEDGRID_CLUSTER", "") not in ("", "0"),
+                        help="run as one replica of this Node: replicas share --id, ADDRESS and "
+                        "one PostgreSQL database (env FEDGRID_CLUSTER=1)")
+    parser.add_argument("--replica-id", default=env.get("FEDGRID_REPLICA_ID"),
+                        help="this replica's name in the Network (with --cluster; env "
+                        "FEDGRID_REPLICA_ID, default <hostname>-<pid>)")
     parser.add_argument("--data-dir", default=env.get("FEDGRID_DATA_DIR"),
                         help="directory for the SQLite file and the admin token (default var/<id>)")
     parser.add_argument("--admin-token", default=env.get("GRID_ADMIN_TOKEN"),
@@ -55,11 +63,16 @@ def main(argv: list[str] | None = None) -> None:
         # cut as idle before its first ping.
         raise SystemExit("--ws-ping-interval must be above 0 and below --idle-timeout "
                          f"({args.idle_timeout:g} s)")
+    from fedgrid_protocol.network import REPLICA_ID_PATTERN
     from fedgrid_server.server import serve
 
     from .app import create_app
-    from .config import NodeConfig
+    from .config import ClusterConfigError, NodeConfig, default_replica_id
     from .cors import parse_origins
+
+    if args.replica_id is not None and not re.fullmatch(REPLICA_ID_PATTERN, args.replica_id):
+        raise SystemExit("fedgrid-node: --replica-id must be 1-128 letters, digits, '.', '_' or "
+                         "'-', starting with a letter or digit")
 
     config = NodeConfig(
         node_id=args.id,
@@ -72,12 +85,17 @@ def main(argv: list[str] | None = None) -> None:
         data_dir=Path(args.data_dir or Path("var") / args.id),
         admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
+        cluster=args.cluster,
+        replica_id=(args.replica_id or default_replica_id()) if args.cluster else None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         ws_ping_interval=args.ws_ping_interval,
         cors_origins=parse_origins(args.cors_origins),
     )
     server_cli.apply_secret_key(config)
-    app = server_cli.create_app_or_exit("fedgrid-node", create_app, config)
+    try:
+        app = server_cli.create_app_or_exit("fedgrid-node", create_app, config)
+    except ClusterConfigError as exc:
+        raise SystemExit(f"fedgrid-node: {exc}") from None
     state = app.extensions["fedgrid"]
 
     def on_stop():
