@@ -289,8 +289,12 @@ class NetworkMembership:
             except MembershipRefused as exc:
                 code, message = exc.args
                 self.status.joined = False
+                # A replica's token stops working when a sibling replica joined afresh (the Network
+                # forgot this Node) and stored the new one: the join below reads it.
+                expected = code == "node_unknown" or (self.replica is not None
+                                                      and code == "node_token_invalid")
                 self._failed(f"heartbeat refused ({code}): {message}; joining again",
-                             error=code != "node_unknown")
+                             error=not expected)
                 if code != "node_unknown":
                     gevent.sleep(self.interval)  # e.g. our id was re-registered: do not spin
                 return

@@ -32,6 +32,17 @@ def replicas(network) -> dict:
     return answer.json().get("replicas") if answer.status_code == 200 else None
 
 
+def stored_tokens(database_url: str) -> list:
+    """The node tokens the replicas keep in their shared database."""
+    engine = create_engine(normalize_database_url(database_url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text(
+                "SELECT node_id, node_token FROM network_membership_tokens")).all()
+    finally:
+        engine.dispose()
+
+
 @pytest.mark.parametrize("backend", [b for b in database_backends() if b == "postgresql"])
 def test_three_replicas_started_at_once_are_one_node(backend, tmp_path):
     database = make_database_url(backend, tmp_path)
@@ -55,13 +66,7 @@ def test_three_replicas_started_at_once_are_one_node(backend, tmp_path):
         assert sorted(m["replica"] for m in members) == sorted(
             f"{host}-{node.process.pid}" for node in nodes)
         # One token, in the shared database; no replica was refused on the way.
-        engine = create_engine(normalize_database_url(database.url))
-        try:
-            with engine.connect() as connection:
-                stored = connection.execute(text(
-                    "SELECT node_id, node_token FROM network_membership_tokens")).all()
-        finally:
-            engine.dispose()
+        stored = stored_tokens(database.url)
         assert [row.node_id for row in stored] == ["alice"]
         for node in nodes:
             assert "refused" not in node.log() and "Traceback" not in node.log(), node.log()
@@ -101,3 +106,35 @@ def test_cluster_refuses_an_embedded_sqlite_database(tmp_path):
     assert finished.stderr.splitlines() == [
         "fedgrid-node: --cluster needs PostgreSQL: replicas share one database"]
     assert not (tmp_path / "node.db").exists()
+
+
+@pytest.mark.parametrize("backend", [b for b in database_backends() if b == "postgresql"])
+def test_replicas_join_again_with_one_new_token_when_the_network_forgot_them(backend, tmp_path):
+    database = make_database_url(backend, tmp_path)
+    network = start_network(data_dir=tmp_path / "network", heartbeat_interval=0.3,
+                            offline_after=3)
+    nodes = []
+    try:
+        nodes = [start_node(data_dir=tmp_path / f"replica-{i}", database_url=database.url,
+                            extra_args=cluster_args(network), wait=False) for i in range(2)]
+        for node in nodes:
+            wait_healthy(node)
+        wait_for(lambda: (replicas(network) or {}).get("online") == 2, what="2 replicas online")
+        before = stored_tokens(database.url)
+        # The Network loses its registry (its database is deleted) and comes back on its port.
+        network.stop()
+        (tmp_path / "network" / "network.db").unlink()
+        network = start_network(data_dir=tmp_path / "network", port=network.port,
+                                heartbeat_interval=0.3, offline_after=3)
+        # One replica's heartbeat hears node_unknown and joins afresh (a new token, stored); the
+        # other's old token is refused, and it joins again with the stored one.
+        wait_for(lambda: (replicas(network) or {}).get("online") == 2, what="2 replicas again")
+        after = stored_tokens(database.url)
+        assert len(after) == 1 and after != before
+        for node in nodes:
+            assert " ERROR " not in node.log(), node.log()
+    finally:
+        for node in nodes:
+            node.stop()
+        network.stop()
+        database.drop()
