@@ -65,6 +65,10 @@ def test_three_replicas_started_at_once_are_one_node(backend, tmp_path):
         members = replicas(network)["members"]
         assert sorted(m["replica"] for m in members) == sorted(
             f"{host}-{node.process.pid}" for node in nodes)
+        # Each replica's dashboard names it.
+        for node in nodes:
+            page = requests.get(f"{node.url}/", timeout=10).text
+            assert f'<span id="network-replica">{host}-{node.process.pid}</span>' in page
         # One token, in the shared database; no replica was refused on the way.
         stored = stored_tokens(database.url)
         assert [row.node_id for row in stored] == ["alice"]
