@@ -38,6 +38,8 @@ MAX_ADDRESS = 512
 MAX_SOFTWARE_VERSION = 64
 DEADLINE_YEARS = (2000, 9999)
 NODE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# A replica id: a Node process's name within its deployment (default <hostname>-<pid>).
+REPLICA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 # An address is one token: no whitespace (Unicode's too) and no control characters.
 NO_SPACE_OR_CONTROL = r"^[^\s\x00-\x1f\x7f-\x9f]*$"
 
@@ -81,6 +83,13 @@ NodeId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=64, pattern=NODE_ID_PATTERN),
     Field(description="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+]
+ReplicaId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=128, pattern=REPLICA_ID_PATTERN),
+    Field(description="one process of a replicated Node (`--cluster`): 1-128 letters, digits, "
+                      "'.', '_' or '-', starting with a letter or digit; absent for a Node that "
+                      "runs as one process"),
 ]
 Address = Annotated[
     str,
@@ -132,6 +141,7 @@ class JoinRequest(NetworkPayload):
     node_token: Token | None = Field(None, description="the token the first join answered; "
                                                        "required to join again under this id")
     version: SoftwareVersion | None = Field(None, description="the Node's software version")
+    replica: ReplicaId | None = None
 
 
 class HostedProcessReport(NetworkPayload):
@@ -162,6 +172,7 @@ class HeartbeatRequest(NetworkPayload):
     health: Literal["ok", "degraded"] = Field(
         "ok", description="degraded: the Node's own database does not answer"
     )
+    replica: ReplicaId | None = None
 
 
 class NodeRef(NetworkPayload):
@@ -171,7 +182,10 @@ class NodeRef(NetworkPayload):
 
 
 class LeaveRequest(NodeRef):
-    """`POST /leave` (bearer: the node token)."""
+    """`POST /leave` (bearer: the node token): the replica named leaves; without one, the whole
+    Node."""
+
+    replica: ReplicaId | None = None
 
 
 class ModelQuery(NetworkPayload):

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from fedgrid_server.testing import ServerProcess, free_port, launch, server_env, wait_healthy
 
-__all__ = ["ADMIN_TOKEN", "RunningNode", "free_port", "start_node"]
+__all__ = ["ADMIN_TOKEN", "RunningNode", "free_port", "start_node", "wait_healthy"]
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -39,16 +39,19 @@ class RunningNode(ServerProcess):
 
 
 def start_node(*, data_dir: Path, database_url: str | None = None, extra_args=(),
-               admin_token: str = ADMIN_TOKEN) -> RunningNode:
+               admin_token: str = ADMIN_TOKEN, wait: bool = True) -> RunningNode:
+    """A Node process; `wait=False` returns before it is healthy (start several at once, then
+    `wait_healthy` each)."""
     env = server_env(os.environ, drop=("GRID_ADMIN_TOKEN",), database_url=database_url)
     args = ["--host", "127.0.0.1", "--data-dir", str(data_dir), *extra_args]
     if admin_token:
         # --flag=value: a generated token may start with "-", which argparse would take for a flag.
         args += [f"--admin-token={admin_token}"]
-    return _launch(args, env, data_dir, free_port(), admin_token)
+    return _launch(args, env, data_dir, free_port(), admin_token, wait)
 
 
-def _launch(args, env, data_dir: Path, port: int, admin_token: str) -> RunningNode:
+def _launch(args, env, data_dir: Path, port: int, admin_token: str,
+            wait: bool = True) -> RunningNode:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"node-{port}.log"
     process = launch("fedgrid_node", ["--port", str(port), *args], env=env, log_path=log_path)
@@ -56,5 +59,6 @@ def _launch(args, env, data_dir: Path, port: int, admin_token: str) -> RunningNo
         url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path,
         admin_token=admin_token, data_dir=data_dir, args=list(args), env=env,
     )
-    wait_healthy(node)
+    if wait:
+        wait_healthy(node)
     return node

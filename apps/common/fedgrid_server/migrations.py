@@ -8,7 +8,10 @@ run by hand takes the URL from ``alembic -x url=...``.
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData, create_engine, text
+
+# The PostgreSQL advisory lock key that serialises schema upgrades (any constant of our own).
+MIGRATION_LOCK = 0x66656467726964  # "fedgrid"
 
 
 def run_migrations(target_metadata: MetaData) -> None:
@@ -24,5 +27,11 @@ def run_migrations(target_metadata: MetaData) -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas of a Node (--cluster) start at once against one database: one at a time
+                # reads the schema's revision and upgrades it, the others then find it current.
+                # The lock ends with the transaction.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK})
             context.run_migrations()
         connection.commit()

@@ -133,3 +133,53 @@ def test_database_urls(tmp_path):
     assert AppConfig(database_url="postgres://h/db").resolved_database_url() == (
         "postgresql+psycopg://h/db")
     assert len(ServiceConfig().secret_key) == 64 and ServiceConfig().secret_key != config.secret_key
+
+
+
+# One replica's start, up to its schema upgrade: ready once imported and connected, it upgrades
+# when the test says go, so that all of them reach the upgrade together.
+UPGRADE_AT_GO = """
+import sys, time
+from pathlib import Path
+from fedgrid_node.db.database import Database
+url, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+db = Database(url)
+db.engine.connect().close()
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+db.upgrade()
+"""
+
+
+@pytest.mark.parametrize("backend", [b for b in database_backends() if b == "postgresql"])
+def test_replicas_starting_at_once_upgrade_one_postgresql_schema_one_at_a_time(backend, tmp_path):
+    """Replicas of a Node (--cluster) start together on one empty database: without the
+    upgrade's lock, two of them created the same tables and one died of a duplicate key."""
+    import subprocess
+    import sys
+    import time
+
+    test_db = make_database_url(backend, tmp_path)
+    url = normalize_database_url(test_db.url)
+    go = tmp_path / "go"
+    try:
+        starts = [subprocess.Popen([sys.executable, "-c", UPGRADE_AT_GO, url,
+                                    str(tmp_path / f"ready-{i}"), str(go)],
+                                   stderr=subprocess.PIPE, text=True) for i in range(4)]
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready-{i}").exists() for i in range(4)):
+            assert time.monotonic() < deadline and all(p.poll() is None for p in starts)
+            time.sleep(0.01)
+        go.touch()
+        errors = [p.communicate(timeout=120)[1] for p in starts]
+        assert [p.returncode for p in starts] == [0, 0, 0, 0], "\n".join(errors)
+        db = Database(url)
+        try:
+            with db.session() as session:
+                versions = session.scalars(text("SELECT version_num FROM alembic_version")).all()
+        finally:
+            db.dispose()
+        assert len(versions) == 1
+    finally:
+        test_db.drop()

@@ -56,21 +56,24 @@ def openapi_document(version: str) -> dict[str, Any]:
             "responses": _responses(JSON_OK, 400, 401, 403, 409),
         }},
         "/heartbeat": {"post": {
-            "summary": "A Node's heartbeat: hosted processes, devices, load, health",
+            "summary": "A Node's (or one of its replicas') heartbeat: hosted processes, devices, "
+                       "load, health",
             "security": [{"nodeToken": []}],
             "requestBody": json_body(HeartbeatRequest),
             "responses": _responses(JSON_OK, 400, 401, 403, 404),
         }},
         "/leave": {"post": {
-            "summary": "A Node going down says so; it is offline until it joins again",
+            "summary": "A Node (or, with `replica`, one replica) going down says so; it is offline "
+                       "until it joins again",
             "security": [{"nodeToken": []}],
             "requestBody": json_body(LeaveRequest),
             "responses": _responses(JSON_OK, 400, 401, 403, 404),
         }},
-        "/nodes": {"get": {"summary": "Every registered Node with status and hosted processes",
+        "/nodes": {"get": {"summary": "Every registered Node with status, replicas online/total and "
+                                      "hosted processes",
                            "responses": _responses(JSON_OK)}},
         "/nodes/{node_id}": {
-            "get": {"summary": "One Node", "parameters": node_path,
+            "get": {"summary": "One Node, with each of its replicas", "parameters": node_path,
                     "responses": _responses(JSON_OK, 400, 404)},
             "delete": {"summary": "Remove a Node from the registry (admin)", "parameters": node_path,
                        "security": [{"adminToken": []}],

@@ -125,7 +125,8 @@ def heartbeat():
 def leave():
     data = _json_body()
     token = _node_token()
-    return jsonify(_state().registry.leave(validate(LeaveRequest, data).node_id, token))
+    leaving = validate(LeaveRequest, data)
+    return jsonify(_state().registry.leave(leaving.node_id, token, leaving.replica))
 
 
 # ------------------------------------------------------------------------------- directory

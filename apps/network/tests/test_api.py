@@ -47,10 +47,12 @@ def network(request, tmp_path, clock):
     database.drop()
 
 
-def join(client, node_id, address=None, token=None, secret=SECRET):
+def join(client, node_id, address=None, token=None, secret=SECRET, replica=None):
     body = {"node_id": node_id, "address": address or f"http://{node_id}:5000"}
     if token:
         body["node_token"] = token
+    if replica is not None:
+        body["replica"] = replica
     return client.post("/join", json=body, headers={"Authorization": f"Bearer {secret}"})
 
 
@@ -374,3 +376,101 @@ def test_dashboard_counts_routes_and_heartbeats_per_minute(network):
         assert f'id="chart-{chart}"' in html
     assert 'data-series="digits v3 @ alice"' in html and 'data-series="refused"' in html
     assert ">minutes ago<" in html and ">per minute<" in html
+
+
+def leave(client, node_id, token, replica=None):
+    body = {"node_id": node_id} if replica is None else {"node_id": node_id, "replica": replica}
+    return client.post("/leave", json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_replicas_of_one_node_are_one_entry_online_while_any_of_them_beats(network, clock):
+    # Two replicas of alice (--cluster): the first join's token is shared through their database,
+    # so the second joins with it. bob runs as one process, as before replicas existed.
+    token = join(network, "alice", replica="a").get_json()["node_token"]
+    again = join(network, "alice", token=token, replica="b")
+    assert again.status_code == 200 and again.get_json()["node_token"] == token
+    bob = join(network, "bob").get_json()["node_token"]
+    # Replicas count devices in the database they share: each reports the whole Node's 2.
+    for replica in ("a", "b"):
+        assert beat(network, "alice", token, [process()], load=2, replica=replica).status_code == 200
+    beat(network, "bob", bob, [process()], load=3)
+
+    nodes = {n["node_id"]: n for n in network.get("/nodes").get_json()["nodes"]}
+    assert set(nodes) == {"alice", "bob"}
+    assert nodes["alice"]["replicas"] == {"online": 2, "total": 2}
+    assert (nodes["alice"]["devices"], nodes["alice"]["load"]) == (2, 2.0)
+    assert nodes["bob"]["replicas"] == {"online": 1, "total": 1}
+    assert [(m["name"], m["node_id"]) for m in network.get("/models").get_json()["models"]] == [
+        ("mnist", "alice"), ("mnist", "bob")]
+    assert [n["node_id"] for n in network.get("/search-model?model=mnist").get_json()["nodes"]] \
+        == ["alice", "bob"]
+    # Routing weighs alice at 2, not 2 per replica: she is less loaded than bob's 3.
+    routed = network.get("/route?model=mnist").get_json()
+    assert routed["node_id"] == "alice" and [c["node_id"] for c in routed["candidates"]] == [
+        "alice", "bob"]
+    html = network.get("/").get_data(as_text=True)
+    assert "data-replicas>2/2<" in html and "data-replicas>1/1<" in html
+
+    # Replica a stops beating (kill -9): alice stays online on b alone.
+    clock.advance(0.4)
+    beat(network, "alice", token, [process()], load=1, replica="b")
+    beat(network, "bob", bob, [process()], load=3)
+    clock.advance(0.4)  # a has been silent 0.8 s, over offline_after (0.6 s)
+    alice = network.get("/nodes/alice").get_json()
+    assert alice["status"] == "online" and alice["load"] == 1.0
+    assert alice["replicas"]["online"] == 1 and alice["replicas"]["total"] == 2
+    assert {m["replica"]: m["status"] for m in alice["replicas"]["members"]} == {
+        "a": "offline", "b": "online"}
+    assert network.get("/route?model=mnist&node=alice").status_code == 200
+
+    # a comes back; then b says goodbye: only b leaves.
+    beat(network, "alice", token, [process()], load=1, replica="a")
+    left = leave(network, "alice", token, replica="b")
+    assert left.get_json() == {"status": "left", "node_id": "alice", "replica": "b"}
+    alice = network.get("/nodes/alice").get_json()
+    assert alice["status"] == "online" and alice["left"] is False
+    assert alice["replicas"]["online"] == 1 and alice["replicas"]["total"] == 1
+    assert [m["replica"] for m in alice["replicas"]["members"]] == ["a"]
+    # The last replica's goodbye takes the Node offline at once, as a single process's does.
+    leave(network, "alice", token, replica="a")
+    alice = network.get("/nodes/alice").get_json()
+    assert alice["status"] == "offline" and alice["left"] is True
+    assert alice["replicas"] == {"online": 0, "total": 0, "members": []}
+    assert network.get("/route?model=mnist").get_json()["node_id"] == "bob"
+    # A replica's next heartbeat brings the Node back; the one that left is forgotten.
+    beat(network, "alice", token, [process()], replica="a")
+    beat(network, "alice", token, [process()], replica="c")
+    assert network.get("/nodes/alice").get_json()["replicas"]["online"] == 2
+
+    # A Node without replica ids: one replica, and a goodbye that takes the whole Node out.
+    leave(network, "bob", bob)
+    assert network.get("/nodes/bob").get_json()["status"] == "offline"
+    assert network.get("/nodes/bob").get_json()["left"] is True
+    # A goodbye without a replica id from a replicated Node is the whole Node's too.
+    leave(network, "alice", token)
+    assert network.get("/nodes/alice").get_json()["status"] == "offline"
+
+
+def test_a_replica_needs_the_node_token_and_silent_ones_are_forgotten(network, clock):
+    token = join(network, "alice", replica="a").get_json()["node_token"]
+    # A replica that does not have the shared token is another deployment claiming the id.
+    taken = join(network, "alice", replica="b")
+    assert taken.status_code == 409 and taken.get_json()["error"]["code"] == "node_id_taken"
+    assert leave(network, "alice", "guess", replica="a").status_code == 403
+    refused(beat(network, "alice", token, replica="-a"), "replica")
+    refused(leave(network, "alice", token, replica="a" * 129), "replica")
+    # A replica that is degraded (its database does not answer) keeps the Node degraded only
+    # while no healthy replica beats.
+    beat(network, "alice", token, [process()], replica="a", health="degraded")
+    assert network.get("/nodes/alice").get_json()["status"] == "degraded"
+    beat(network, "alice", token, [process()], replica="b")
+    assert network.get("/nodes/alice").get_json()["status"] == "online"
+    # A replica silent for an hour (crashed; its successor has another id) is forgotten at the
+    # Node's next heartbeat.
+    clock.advance(3601)
+    replicas = network.get("/nodes/alice").get_json()["replicas"]
+    assert (replicas["online"], replicas["total"]) == (0, 2)
+    beat(network, "alice", token, [process()], replica="c")
+    replicas = network.get("/nodes/alice").get_json()["replicas"]
+    assert (replicas["online"], replicas["total"]) == (1, 1)
+    assert [m["replica"] for m in replicas["members"]] == ["c"]

@@ -13,9 +13,9 @@ from fedgrid_server.errors import register_error_handlers
 
 from .auth.admin import load_or_create_admin_token
 from .browser import blueprint as browser_blueprint
-from .config import NodeConfig
+from .config import NodeConfig, default_replica_id
 from .cors import init_cors
-from .cycles.cluster import Cluster, default_replica_id
+from .cycles.cluster import Cluster
 from .cycles.engine import CycleEngine
 from .dashboard import init_app as init_dashboard
 from .db.database import Database
@@ -40,6 +40,7 @@ class NodeState:
 
 
 def create_app(config: NodeConfig) -> Flask:
+    config.check_cluster()  # before anything is created: a cluster on SQLite does not start
     app = Flask("fedgrid_node")
     app.config.update(
         SECRET_KEY=config.secret_key,

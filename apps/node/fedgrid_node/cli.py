@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import hmac
 import os
+import re
 from pathlib import Path
 
 from fedgrid_server import cli as server_cli
@@ -69,11 +70,16 @@ def main(argv: list[str] | None = None) -> None:
     database_url = server_cli.database_url(args)
     if args.cluster:
         check_cluster_settings(database_url, args.admin_token)
+    from fedgrid_protocol.network import REPLICA_ID_PATTERN
     from fedgrid_server.server import serve
 
     from .app import create_app
-    from .config import NodeConfig
+    from .config import ClusterConfigError, NodeConfig, default_replica_id
     from .cors import parse_origins
+
+    if args.replica_id is not None and not re.fullmatch(REPLICA_ID_PATTERN, args.replica_id):
+        raise SystemExit("fedgrid-node: --replica-id must be 1-128 letters, digits, '.', '_' or "
+                         "'-', starting with a letter or digit")
 
     config = NodeConfig(
         node_id=args.id,
@@ -87,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         admin_token=args.admin_token or None,
         num_replicas=args.num_replicas,
         cluster=args.cluster,
-        replica_id=args.replica_id,
+        replica_id=(args.replica_id or default_replica_id()) if args.cluster else None,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         ws_ping_interval=args.ws_ping_interval,
         cors_origins=parse_origins(args.cors_origins),
@@ -98,7 +104,10 @@ def main(argv: list[str] | None = None) -> None:
         # replicas share the admin token, so they derive the same cookie-signing key from it.
         config.secret_key = hmac.new(config.admin_token.encode(), b"fedgrid dashboard sessions",
                                      hashlib.sha256).hexdigest()
-    app = server_cli.create_app_or_exit("fedgrid-node", create_app, config)
+    try:
+        app = server_cli.create_app_or_exit("fedgrid-node", create_app, config)
+    except ClusterConfigError as exc:
+        raise SystemExit(f"fedgrid-node: {exc}") from None
     state = app.extensions["fedgrid"]
 
     def on_stop():

@@ -2,9 +2,12 @@
 
 A Node started with ``--network <url>`` (and ``--id``, ``ADDRESS``) joins that Network with the
 registration secret shared by the operator (``--network-secret`` / ``NETWORK_SECRET``). The first
-join answers a *node token*, which this module keeps in the data directory (mode 0600) and sends
-with every heartbeat and every later join: the Network refuses another process that tries to
-register or heartbeat under this Node's id without it.
+join answers a *node token*, which this module keeps (membership_tokens.py: in the data directory,
+or for the replicas of a ``--cluster`` Node in their shared database) and sends with every
+heartbeat and every later join: the Network refuses another process that tries to register or
+heartbeat under this Node's id without it. A replica names itself (``replica``) in its join,
+heartbeats and leave, so the Network counts the replicas of one Node apart and a replica that
+stops takes out only itself.
 
 The Network may start after the Node (docker-compose starts everything at once), so joining is
 retried with exponential backoff and jitter, forever: a Node serves its devices whether or not the
@@ -19,7 +22,6 @@ Everything here runs in one greenlet; under gevent's monkey-patching the HTTP ca
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -32,15 +34,16 @@ from typing import Any
 import gevent
 import requests
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import __version__
 from .cycles.statuses import AssignmentStatus, CycleStatus, ProcessStatus
 from .db.database import Database
 from .db.models import Assignment, Checkpoint, Cycle, Model, Process, utcnow
+from .membership_tokens import FileTokens, SharedTokens
 
 log = logging.getLogger("fedgrid.node.network")
 
-TOKEN_FILE = "network-membership.json"
 FIRST_RETRY_SECONDS = 0.5
 MAX_RETRY_SECONDS = 30.0
 REQUEST_TIMEOUT = 10.0
@@ -58,6 +61,7 @@ class MembershipStatus:
     network_url: str
     node_id: str
     address: str
+    replica: str | None = None
     joined: bool = False
     last_heartbeat_at: datetime | None = None
     heartbeat_interval: float | None = None
@@ -148,40 +152,30 @@ class NetworkMembership:
         secret: str | None,
         db: Database,
         data_dir: Path,
+        replica: str | None = None,
     ) -> None:
         self.network_url = network_url.rstrip("/")
         self.node_id = node_id
         self.address = address.rstrip("/")
         self.secret = secret
         self.db = db
-        self.token_path = Path(data_dir) / TOKEN_FILE
+        # A replica of a --cluster Node: its name, and the token in the shared database.
+        self.replica = replica
+        self.tokens = (SharedTokens(db, self.network_url, node_id) if replica is not None
+                       else FileTokens(data_dir, self.network_url, node_id))
         self.status = MembershipStatus(network_url=self.network_url, node_id=node_id,
-                                       address=self.address)
+                                       address=self.address, replica=replica)
         self.interval = 10.0
-        self._token: str | None = self._load_token()
+        # The token of the last accepted join (heartbeats and the leave send it).
+        self._token: str | None = None
         self._http = requests.Session()
         self._greenlet: gevent.Greenlet | None = None
 
-    # ----------------------------------------------------------------------------- token file
-
-    def _load_token(self) -> str | None:
-        try:
-            saved = json.loads(self.token_path.read_text())
-        except (OSError, ValueError):
-            return None
-        if saved.get("network") == self.network_url and saved.get("node_id") == self.node_id:
-            return saved.get("node_token")
-        return None
-
-    def _save_token(self, token: str) -> None:
-        self.token_path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.token_path.with_suffix(".tmp")
-        temporary.touch(mode=0o600)
-        os.chmod(temporary, 0o600)
-        temporary.write_text(json.dumps(
-            {"network": self.network_url, "node_id": self.node_id, "node_token": token}
-        ))
-        os.replace(temporary, self.token_path)
+    def _named(self, body: dict) -> dict:
+        """`body` with this replica's name, when it is one."""
+        if self.replica is not None:
+            body["replica"] = self.replica
+        return body
 
     # ----------------------------------------------------------------------------- life cycle
 
@@ -195,7 +189,8 @@ class NetworkMembership:
             self._greenlet = None
         if leave and self.status.joined and self._token:
             try:
-                self._post("/leave", {"node_id": self.node_id}, bearer=self._token, timeout=2)
+                self._post("/leave", self._named({"node_id": self.node_id}), bearer=self._token,
+                           timeout=2)
                 log.info("left the Network %s", self.network_url)
             except (requests.RequestException, MembershipRefused) as exc:
                 log.warning("could not tell the Network %s that this Node stops: %s",
@@ -227,23 +222,29 @@ class NetworkMembership:
         return answer
 
     def join(self) -> dict:
-        """One join attempt; raises on failure. Keeps the node token the Network hands out."""
-        body = {"node_id": self.node_id, "address": self.address, "version": __version__}
-        if self._token:
-            body["node_token"] = self._token
-        answer = self._post("/join", body, bearer=self.secret)
-        token = answer["node_token"]
-        if token != self._token:
-            self._save_token(token)
-            self._token = token
+        """One join attempt; raises on failure. Keeps the node token the Network hands out.
+
+        The token is read afresh at every join: another replica may have joined (and stored a new
+        token, e.g. after the Network forgot this Node) since this one last did."""
+        body = self._named({"node_id": self.node_id, "address": self.address,
+                            "version": __version__})
+        with self.tokens.joining() as slot:
+            if slot.stored:
+                body["node_token"] = slot.stored
+            answer = self._post("/join", body, bearer=self.secret)
+            token = answer["node_token"]
+            slot.keep(token)
+        self._token = token
         self.interval = min(max(float(answer.get("heartbeat_interval", 10)), MIN_INTERVAL),
                             MAX_INTERVAL)
         self.status.joined = True
         self.status.heartbeat_interval = self.interval
         self.status.last_error = None
         self.status.failures = 0
-        log.info("joined the Network %s as %r (address %s, heartbeat every %g s)",
-                 self.network_url, self.node_id, self.address, self.interval)
+        log.info("joined the Network %s as %r%s (address %s, heartbeat every %g s)",
+                 self.network_url, self.node_id,
+                 f" replica {self.replica!r}" if self.replica is not None else "",
+                 self.address, self.interval)
         return answer
 
     def heartbeat(self) -> dict:
@@ -253,7 +254,7 @@ class NetworkMembership:
             log.warning("heartbeat without processes: the database is unreachable (%s)", exc)
             body = {"health": "degraded"}
         body["node_id"] = self.node_id
-        answer = self._post("/heartbeat", body, bearer=self._token)
+        answer = self._post("/heartbeat", self._named(body), bearer=self._token)
         self.status.last_heartbeat_at = utcnow()
         self.status.last_error = None
         self.status.failures = 0
@@ -273,6 +274,10 @@ class NetworkMembership:
             except (requests.RequestException, KeyError, ValueError) as exc:
                 self._failed(f"the Network {self.network_url} is not reachable yet: {exc}")
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
+            except SQLAlchemyError as exc:
+                # A replica reads and stores the token in its database: wait for it as well.
+                self._failed(f"cannot keep the node token in the database: {exc}")
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
             gevent.sleep(delay * random.uniform(0.8, 1.2))
 
     def _heartbeat_until_forgotten(self) -> None:
@@ -284,8 +289,12 @@ class NetworkMembership:
             except MembershipRefused as exc:
                 code, message = exc.args
                 self.status.joined = False
+                # A replica's token stops working when a sibling replica joined afresh (the Network
+                # forgot this Node) and stored the new one: the join below reads it.
+                expected = code == "node_unknown" or (self.replica is not None
+                                                      and code == "node_token_invalid")
                 self._failed(f"heartbeat refused ({code}): {message}; joining again",
-                             error=code != "node_unknown")
+                             error=not expected)
                 if code != "node_unknown":
                     gevent.sleep(self.interval)  # e.g. our id was re-registered: do not spin
                 return
@@ -319,6 +328,7 @@ def start_membership(app) -> NetworkMembership | None:
         secret=secret,
         db=state.db,
         data_dir=config.data_dir,
+        replica=config.replica_id if config.cluster else None,
     )
     app.extensions["fedgrid_membership"] = membership
     membership.start()

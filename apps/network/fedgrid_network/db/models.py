@@ -1,4 +1,5 @@
-"""The Network's tables: one registry of Nodes and what each hosts (from its last heartbeat)."""
+"""The Network's tables: one registry of Nodes, their processes (replicas) and what each Node
+hosts (from its last heartbeat)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ class Base(DeclarativeBase):
 
 
 class NodeRecord(Base):
-    """A registered Node. Its credential is the SHA-256 of the token it got when it first joined."""
+    """A registered Node: one deployment, whatever its number of processes (replicas). Its
+    credential is the SHA-256 of the token it got when it first joined."""
 
     __tablename__ = "nodes"
 
@@ -27,19 +29,37 @@ class NodeRecord(Base):
     token_hash: Mapped[str] = mapped_column(String(64))
     software_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     joined_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # Set by the Network when a heartbeat (or the join) arrives: no trust in the Node's clock.
-    last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    # Set when the Node said goodbye (graceful shutdown); cleared by its next join.
-    left_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    # What the Node says about itself: "ok", or "degraded" (e.g. its database is unreachable).
-    health: Mapped[str] = mapped_column(String(16), default="ok")
-    # Devices holding an assignment in an open cycle (training now), and the Node's load figure.
-    devices: Mapped[int] = mapped_column(Integer, default=0)
-    load: Mapped[float] = mapped_column(Float, default=0.0)
 
     processes: Mapped[list[HostedProcess]] = relationship(
         back_populates="node", cascade="all, delete-orphan", order_by="HostedProcess.name"
     )
+    replicas: Mapped[list[NodeReplica]] = relationship(
+        back_populates="node", cascade="all, delete-orphan", order_by="NodeReplica.replica"
+    )
+
+
+class NodeReplica(Base):
+    """One process of a Node, as its heartbeats describe it. A Node run as one process (no
+    replica id in its calls) has one replica named "" (empty)."""
+
+    __tablename__ = "node_replicas"
+
+    node_id: Mapped[str] = mapped_column(
+        ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True
+    )
+    replica: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # Set by the Network when a heartbeat (or the join) arrives: no trust in the Node's clock.
+    last_heartbeat: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set when the replica said goodbye (graceful shutdown); cleared by its next join or heartbeat.
+    left_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # What the replica says: "ok", or "degraded" (e.g. its database is unreachable).
+    health: Mapped[str] = mapped_column(String(16), default="ok")
+    # Devices holding an assignment in an open cycle (training now), and the load figure, as
+    # this replica's last heartbeat counted them.
+    devices: Mapped[int] = mapped_column(Integer, default=0)
+    load: Mapped[float] = mapped_column(Float, default=0.0)
+
+    node: Mapped[NodeRecord] = relationship(back_populates="replicas")
 
 
 class HostedProcess(Base):

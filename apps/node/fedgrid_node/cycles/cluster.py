@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 from typing import TYPE_CHECKING
 
 import gevent
@@ -57,10 +55,6 @@ RECONNECT_SECONDS = 1.0
 # idle + interval × count seconds, then its lock is free.
 KEEPALIVE = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
              "keepalives_count": 3}
-
-
-def default_replica_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def connection_arguments(database_url: str) -> dict:

@@ -244,6 +244,7 @@ def _membership() -> dict[str, Any] | None:
         "url": status.network_url,
         "joined": status.joined,
         "address": status.address,
+        "replica": status.replica,  # one of several replicas of this Node (--cluster)
         "last_heartbeat": (f"{_duration((utcnow() - last).total_seconds())} ago" if last else None),
         "error": status.last_error,
     }

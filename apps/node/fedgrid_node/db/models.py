@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -198,3 +199,16 @@ class EvaluationSet(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     num_samples: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class NetworkMembershipToken(Base):
+    """The node token a Network answered to this Node's first join, kept where every replica of
+    a `--cluster` Node finds it (they share this database, not a data directory). A Node run as
+    one process keeps it in its data directory instead (network_membership.py)."""
+
+    __tablename__ = "network_membership_tokens"
+
+    network_url: Mapped[str] = mapped_column(String(512), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_token: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
