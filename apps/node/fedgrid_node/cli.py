@@ -125,8 +125,7 @@ def check_cluster_settings(database_url: str | None, admin_token: str | None) ->
     """Replicas share their state through PostgreSQL and must agree on the admin token (each
     would otherwise generate its own into its own data directory)."""
     if not (database_url or "").startswith("postgresql"):
-        raise SystemExit("fedgrid-node: --cluster needs PostgreSQL: replicas share one database "
-                         "(--database-url postgresql://user:password@host/database)")
+        raise SystemExit("fedgrid-node: --cluster needs PostgreSQL: replicas share one database")
     if not admin_token:
         raise SystemExit("fedgrid-node: --cluster needs the admin token given to every replica "
                          "(--admin-token or GRID_ADMIN_TOKEN)")
