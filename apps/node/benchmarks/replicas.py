@@ -114,9 +114,13 @@ class Fleet:
     database_url: str
     leader: int = 0
     control: psycopg.Connection = field(init=False)
+    # This benchmark's own backends (the control connection's, the lock probes'): not the
+    # replicas' cost.
+    ours: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.control = psycopg.connect(self.database_url, autocommit=True)
+        self.ours.add(self.control.info.backend_pid)
 
     @property
     def urls(self) -> list[str]:
@@ -125,8 +129,8 @@ class Fleet:
     def backends(self) -> list[int]:
         """The PostgreSQL backends serving this database (the replicas' pools and listeners)."""
         return [pid for (pid,) in self.control.execute(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            if pid not in self.ours]
 
     def open_cycle(self, name: str) -> int:
         return self.control.execute(
@@ -137,7 +141,7 @@ class Fleet:
         return {"at": time.perf_counter(),
                 "replicas": [cpu_seconds(node.process.pid) for node in self.nodes],
                 "backends": process_cpu(self.backends()),
-                "postgres": process_cpu(postgres_pids()),
+                "postgres": process_cpu(set(postgres_pids()) - self.ours),
                 "client": sum(os.times()[:2])}
 
     @staticmethod
@@ -213,35 +217,39 @@ class RowLockProbe:
     """How much of the time a cycle's row lock is held: a thread tries it with NOWAIT every
     `interval` seconds on a connection of its own and counts the tries that find it taken."""
 
-    def __init__(self, database_url: str, cycle_id: int, interval: float = 0.005) -> None:
-        self.database_url, self.cycle_id, self.interval = database_url, cycle_id, interval
+    def __init__(self, fleet: Fleet, cycle_id: int, interval: float = 0.005) -> None:
+        self.fleet, self.cycle_id, self.interval = fleet, cycle_id, interval
         self.tries = self.busy = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run)
+        self._connection: psycopg.Connection | None = None
 
     def __enter__(self) -> RowLockProbe:
+        self._connection = psycopg.connect(self.fleet.database_url)
+        self.fleet.ours.add(self._connection.info.backend_pid)
         self._thread.start()
         return self
 
     def __exit__(self, *_) -> None:
         self._stop.set()
         self._thread.join()
+        self._connection.close()
 
     @property
     def share(self) -> float:
         return self.busy / self.tries if self.tries else 0.0
 
     def _run(self) -> None:
-        with psycopg.connect(self.database_url) as connection:
-            while not self._stop.wait(self.interval):
-                try:
-                    connection.execute("SELECT 1 FROM cycles WHERE id = %s FOR UPDATE NOWAIT",
-                                       (self.cycle_id,))
-                except psycopg.errors.LockNotAvailable:
-                    self.busy += 1
-                finally:
-                    connection.rollback()  # hold it no longer than the one query
-                self.tries += 1
+        connection = self._connection
+        while not self._stop.wait(self.interval):
+            try:
+                connection.execute("SELECT 1 FROM cycles WHERE id = %s FOR UPDATE NOWAIT",
+                                   (self.cycle_id,))
+            except psycopg.errors.LockNotAvailable:
+                self.busy += 1
+            finally:
+                connection.rollback()  # hold it no longer than the one query
+            self.tries += 1
 
 
 # ----------------------------------------------------------------------------- one fleet
@@ -254,7 +262,7 @@ def per(spent_seconds: float, count: int) -> float:
 def report_phase(fleet: Fleet, urls: list[str], places, diff: bytes, clients: int,
                  cycle_id: int) -> dict:
     before = fleet.snapshot()
-    with RowLockProbe(fleet.database_url, cycle_id) as probe:
+    with RowLockProbe(fleet, cycle_id) as probe:
         result = drive(urls, places, diff, clients)
         result["lock_share"] = probe.share
     result["fold_lag"] = fleet.wait_folded()
@@ -400,7 +408,7 @@ def cycle_requests(fleet: Fleet, args) -> dict:
     cycle_id = fleet.open_cycle("full")
     rate(args.cr_clients, args.cr_clients * 20, rejected)  # warm-up
     before = fleet.snapshot()
-    with RowLockProbe(fleet.database_url, cycle_id) as probe:
+    with RowLockProbe(fleet, cycle_id) as probe:
         closed = rate(args.cr_clients, args.requests, rejected)
         closed_lock = probe.share
     closed_cpu = Fleet.spent(before, fleet.snapshot())
@@ -414,7 +422,7 @@ def cycle_requests(fleet: Fleet, args) -> dict:
     loops = {}
     for offered in args.offered:
         before = fleet.snapshot()
-        with RowLockProbe(fleet.database_url, cycle_id) as probe:
+        with RowLockProbe(fleet, cycle_id) as probe:
             loop = open_loop(offered, args.seconds, rejected)
             loop["lock"] = probe.share
         loop["cpu"] = Fleet.spent(before, fleet.snapshot())
