@@ -69,6 +69,7 @@ bench: $(STAMP) postgres js system-deps
 	$(PY) apps/node/benchmarks/report_ingest.py
 	$(PY) apps/node/benchmarks/ws_report_cost.py
 	$(PY) apps/node/benchmarks/cycle_request_rate.py
+	$(PY) apps/node/benchmarks/replicas.py
 	$(PY) apps/node/benchmarks/deadline_under_load.py
 	$(PY) apps/node/benchmarks/postgres_under_gevent.py
 	$(PY) apps/node/benchmarks/robust_close.py

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,33 +116,83 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def drive(url: str, places: list[tuple[str, str]], diff: bytes, clients: int) -> dict:
-    """Send one report per place from `clients` threads; reports/s and latency percentiles."""
+def drive(urls: str | list[str], places: list[tuple[str, str]], diff: bytes,
+          clients: int) -> dict:
+    """Send one report per place from `clients` threads, the i-th place's to urls[i % len(urls)]
+    (one Node, or replicas round-robin); reports/s and latency percentiles."""
+    urls = [urls] if isinstance(urls, str) else urls
     latencies: list[float] = []
     sessions: dict[int, requests.Session] = {}
 
-    def send(place: tuple[str, str]) -> None:
-        import threading
-
+    def send(index: int) -> None:
         session = sessions.setdefault(threading.get_ident(), requests.Session())
-        worker, key = place
+        worker, key = places[index]
+        url = urls[index % len(urls)]
         started = time.perf_counter()
         response = session.post(f"{url}/model-centric/report",
                                 params={"worker_id": worker, "request_key": key, "num_samples": 10},
                                 data=diff, headers={"Content-Type": "application/octet-stream"},
                                 timeout=120)
-        response.raise_for_status()
+        if response.status_code != 200:  # say what the Node answered, not only the status
+            raise RuntimeError(f"report to {url} answered {response.status_code}: "
+                               f"{response.text[:500]}")
         latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(send, places))
+        list(pool.map(send, range(len(places))))
     seconds = time.perf_counter() - started
     for session in sessions.values():
         session.close()
     latencies.sort()
-    return {"rate": len(places) / seconds, "p50": latencies[len(latencies) // 2],
+    return {"rate": len(places) / seconds, "seconds": seconds,
+            "p50": latencies[len(latencies) // 2],
             "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]}
+
+
+def one_mib_model():
+    """The ingest model (a 1024×256 linear layer: ~1 MiB of float32), its compiled plan, its
+    checkpoint and a ~1 MiB diff of it: the same every run."""
+    torch.manual_seed(0)
+    compiled = compile_plan(torch.nn.Linear(1024, 256), loss="cross_entropy",
+                            example_batch=(np.zeros((2, 1024), np.float32), np.zeros(2, np.int64)))
+    checkpoint = compiled.checkpoint()
+    rng = np.random.default_rng(0)
+    diff = tensors.encode({n: (rng.standard_normal(v.shape) * 1e-3).astype(np.float32)
+                           for n, v in checkpoint.items()})
+    return compiled, checkpoint, diff
+
+
+def host_unreached(url: str, admin_token: str, name: str, places: int, checkpoint,
+                   compiled) -> None:
+    """Host `name` with room for `places` reports and an hour-long cycle: its goal is not reached
+    during a run, so every report is stored and folded and none waits on a close."""
+    hosted = requests.post(
+        f"{url}/model-centric/host-training",
+        data={"name": name, "version": "1",
+              "server_config": (f'{{"max_diffs": {places + 1}, "max_workers": {places + 1},'
+                                f' "cycle_length": 3600}}')},
+        files={"model": tensors.encode(checkpoint), "plans[training_plan]": compiled.to_bytes()},
+        headers={"Authorization": f"Bearer {admin_token}"}, timeout=60)
+    hosted.raise_for_status()
+
+
+def take_places(urls: str | list[str], name: str, count: int) -> list[tuple[str, str]]:
+    """`count` devices authenticate and take a place in `name`'s open cycle, the i-th through
+    urls[i % len(urls)]; their (worker_id, request_key)."""
+    urls = [urls] if isinstance(urls, str) else urls
+    places = []
+    with requests.Session() as session:
+        for index in range(count):
+            url = urls[index % len(urls)]
+            worker = session.post(f"{url}/model-centric/authenticate", json={"model_name": name},
+                                  timeout=30).json()["worker_id"]
+            answer = session.post(f"{url}/model-centric/cycle-request",
+                                  json={"worker_id": worker, "model": name}, timeout=30).json()
+            if answer.get("status") != "accepted":
+                raise RuntimeError(f"cycle-request to {url} answered {answer}")
+            places.append((worker, answer["request_key"]))
+    return places
 
 
 def line(label: str, clients: int, result: dict, bare: dict | None) -> str:
@@ -154,28 +205,10 @@ def measure_node(label: str, database_url: str | None, clients_list: list[int], 
                  checkpoint, compiled, diff: bytes, bare: dict[int, dict]) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         node = start_node(data_dir=Path(data_dir), database_url=database_url)
-        admin = {"Authorization": f"Bearer {node.admin_token}"}
         total = reports * len(clients_list) + 20
         try:
-            hosted = requests.post(
-                f"{node.url}/model-centric/host-training",
-                data={"name": "ingest", "version": "1",
-                      "server_config": (f'{{"max_diffs": {total + 1}, "max_workers": {total + 1},'
-                                        f' "cycle_length": 3600}}')},
-                files={"model": tensors.encode(checkpoint),
-                       "plans[training_plan]": compiled.to_bytes()},
-                headers=admin, timeout=60)
-            hosted.raise_for_status()
-            with requests.Session() as session:
-                places = []
-                for _ in range(total):
-                    worker = session.post(f"{node.url}/model-centric/authenticate",
-                                          json={"model_name": "ingest"},
-                                          timeout=30).json()["worker_id"]
-                    answer = session.post(f"{node.url}/model-centric/cycle-request",
-                                          json={"worker_id": worker, "model": "ingest"},
-                                          timeout=30).json()
-                    places.append((worker, answer["request_key"]))
+            host_unreached(node.url, node.admin_token, "ingest", total, checkpoint, compiled)
+            places = take_places(node.url, "ingest", total)
             drive(node.url, places[:20], diff, 4)  # warm-up: connections, caches, pools
             rss_before = rss_bytes(node.process.pid)
             for index, clients in enumerate(clients_list):
@@ -206,13 +239,7 @@ def main() -> None:
     args = parser.parse_args()
     clients_list = [int(c) for c in args.clients.split(",")]
 
-    torch.manual_seed(0)
-    compiled = compile_plan(torch.nn.Linear(1024, 256), loss="cross_entropy",
-                            example_batch=(np.zeros((2, 1024), np.float32), np.zeros(2, np.int64)))
-    checkpoint = compiled.checkpoint()
-    rng = np.random.default_rng(0)
-    diff = tensors.encode({n: (rng.standard_normal(v.shape) * 1e-3).astype(np.float32)
-                           for n, v in checkpoint.items()})
+    compiled, checkpoint, diff = one_mib_model()
     print(f"diff: {len(diff) / 2**20:.2f} MiB; {args.reports} reports per level; "
           f"cpus: {os.cpu_count()}", flush=True)
 
