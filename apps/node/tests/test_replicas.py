@@ -15,8 +15,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 import requests
+import sqlalchemy
 
 from fedgrid_plans import tensors
+from fedgrid_server.config import normalize_database_url
 from tests.support.api_client import HttpApi
 from tests.support.databases import database_backends, make_database_url
 from tests.support.models import logistic_regression, random_diff, unique_name
@@ -42,6 +44,7 @@ def replicas(tmp_path_factory):
             started.append(node)
         return started[-count:]
 
+    start.database = database
     yield start
     for node in started:
         node.stop()
@@ -57,6 +60,15 @@ def leader_of(nodes):
         except requests.RequestException:
             continue  # killed
     return leaders[0] if len(leaders) == 1 else None
+
+
+def stored_diffs(database):
+    engine = sqlalchemy.create_engine(normalize_database_url(database.url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text("SELECT count(*) FROM report_diffs")).scalar()
+    finally:
+        engine.dispose()
 
 
 def expected_average(reports):
@@ -164,6 +176,11 @@ def test_kill_9_of_the_leader_loses_no_report_and_the_cycle_closes_on_time(repli
     # The fourth place's device reports too late: its cycle is closed.
     late = report(survivor, *places[3], seed=13)
     assert late.error_code == "cycle_closed"
+    # A replica stages a diff before the decision: the refused one was taken back, and the
+    # closed cycle's diffs are gone with it. A resend of an acknowledged report stages nothing.
+    again = report(survivor, *places[0], seed=10)
+    assert again.error_code == "report_duplicate"
+    assert stored_diffs(replicas.database) == 0
     for node in followers:
         assert "Traceback" not in node.log()
 

@@ -13,6 +13,7 @@ from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, Rep
 from .aggregation import RunningWeightedSum
 from .diff_encoding import decode_accepted, encoding_of
 from .off_hub import run_off_hub
+from .statuses import AssignmentStatus
 from .strategies import build_strategy
 
 
@@ -71,7 +72,9 @@ def _average_with_hosted_plan(session, process_id: int, cycle_id: int, strategy)
     assignment_ids = session.scalars(
         select(ReportDiff.assignment_id)
         .join(Assignment, Assignment.id == ReportDiff.assignment_id)
-        .where(Assignment.cycle_id == cycle_id)
+        # Acknowledged reports only (a replica stages a diff before it is acknowledged).
+        .where(Assignment.cycle_id == cycle_id,
+               Assignment.status == AssignmentStatus.REPORTED)
         .order_by(Assignment.reported_at, Assignment.id)
     ).all()
     encoding = encoding_of(session.scalar(select(Process.client_config)

@@ -29,7 +29,7 @@ from .open_cycle import OpenCycle
 from .privacy.accountant import epsilon, sampling_rate, steps_of, target_delta
 from .privacy.adaptive_clipping import default_count_stddev, next_clip
 from .privacy.dp_fedavg import noised_mean, update_noise_multiplier
-from .statuses import CycleStatus
+from .statuses import AssignmentStatus, CycleStatus
 
 
 @dataclass
@@ -87,7 +87,9 @@ def _combine_stored(session, state: OpenCycle, cycle_id: int, spec,
     assignment_ids = session.scalars(
         select(ReportDiff.assignment_id)
         .join(Assignment, Assignment.id == ReportDiff.assignment_id)
-        .where(Assignment.cycle_id == cycle_id)
+        # Acknowledged reports only (a replica stages a diff before it is acknowledged).
+        .where(Assignment.cycle_id == cycle_id,
+               Assignment.status == AssignmentStatus.REPORTED)
         .order_by(Assignment.reported_at, Assignment.id)
     ).all()
     with ReportSpool(spec, len(assignment_ids), clip=state.rule.clip,

@@ -51,7 +51,8 @@ from typing import Any
 
 import gevent
 import gevent.event
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import LargeBinary, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from fedgrid_plans import tensors
 from fedgrid_protocol.errors import ApiError
@@ -229,7 +230,9 @@ class CycleEngine:
             reports = session.execute(
                 select(Assignment.id, Assignment.num_samples, Assignment.metrics)
                 .join(ReportDiff, ReportDiff.assignment_id == Assignment.id)
-                .where(Assignment.cycle_id == cycle_id)
+                # Acknowledged reports only (a replica stages a diff before it is acknowledged).
+                .where(Assignment.cycle_id == cycle_id,
+                       Assignment.status == AssignmentStatus.REPORTED)
                 # The order they were acknowledged in, so the float64 sum is rebuilt exactly.
                 .order_by(Assignment.reported_at, Assignment.id)
             ).all()
@@ -994,7 +997,6 @@ class CycleEngine:
             process_id = assignment.cycle.process_id
             spec = self.spec(session, process_id)
             config = self.config(session, process_id)
-            goal = config.max_diffs
             encoding = self.diff_encoding(session, process_id)
         if config.secure_aggregation is not None:
             raise ApiError("secure_report_refused",
@@ -1006,50 +1008,117 @@ class CycleEngine:
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
         diff = run_off_hub(check_diff, spec, diff_bytes, num_samples, encoding)
+        if self.cluster is not None:
+            return self._report_replicated(state, config, assignment_id, diff, diff_bytes,
+                                           num_samples, metrics)
         with state.lock:
             if state.closed:
                 raise _cycle_closed()
             # Before any database work: past the deadline, reports queued on this lock must not
             # hold up the watcher's close behind them.
             now = utcnow()
-            if self.cluster is None:
-                self._check_on_time(state, config, assignment_id, now)
+            self._check_on_time(state, config, assignment_id, now)
             with self.db.session() as session:
-                if self.cluster is not None:
+                assigned_at = self._mark_reported(session, assignment_id, now, num_samples,
+                                                  metrics)
+                # As received: an encoded diff stays as small as it came (decode_accepted reads it).
+                session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
+            # Committed: the report is durable. Fold it now (a restart would fold it from disk).
+            self._reported(state, config, assignment_id, now, assigned_at, diff, num_samples,
+                           metrics)
+        return {"status": "success", "cycle": state.sequence}
+
+    def _report_replicated(self, state: OpenCycle, config: ServerConfig, assignment_id: int,
+                           diff, diff_bytes: bytes, num_samples: int,
+                           metrics: Mapping[str, float] | None) -> dict[str, Any]:
+        """`report` for replicas. The diff is staged first, in a transaction of its own, so the
+        cycle's row lock covers only the decision (figures, status, notification), not the write
+        of a megabyte (it held the lock ~30 ms per report: apps/node/benchmarks/replicas.py). A
+        staged diff counts only once its assignment is marked reported under the lock; a refused
+        report takes it back, and one left by a crash in between is deleted with the cycle's
+        other diffs at its close (every read of stored reports asks for reported assignments)."""
+        self._stage_diff(assignment_id, diff_bytes)
+        committed = False
+        try:
+            with state.lock:
+                if state.closed:
+                    raise _cycle_closed()
+                now = utcnow()
+                with self.db.session() as session:
                     # The figures of every replica, under the cycle's row lock.
                     if not self._sync(session, state):
                         raise _cycle_closed()
-                    if state.reported >= goal and not state.paused:
+                    if state.reported >= config.max_diffs and not state.paused:
                         raise _cycle_closed()  # the goal is in; the leader is closing it
                     self._check_on_time(state, config, assignment_id, now)
-                # Re-read under the cycle lock: a twin request may have reported, the lease may
-                # have run out or the cycle closed while the diff was being checked.
-                assignment = session.get(Assignment, assignment_id, with_for_update=True)
-                if assignment is None:  # its process was deleted meanwhile
-                    raise ApiError("process_unknown", "this model is no longer hosted", 404)
-                self._check_may_report(assignment)
-                assignment.status = AssignmentStatus.REPORTED
-                assignment.reported_at = now
-                assignment.num_samples = num_samples
-                assignment.metrics = metrics
-                assigned_at = assignment.assigned_at
-                # As received: an encoded diff stays as small as it came (decode_accepted reads it).
-                session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
-                if self.cluster is not None:
-                    Cluster.announce(session, "report", process_id)  # the leader folds it
-            # Committed: the report is durable. Fold it now (a restart would fold it from disk).
-            state.outstanding.pop(assignment_id, None)
-            self._report_times[process_id].append((now - assigned_at).total_seconds())
-            state.stored.add(assignment_id)
-            if self.cluster is not None and state.watcher is None:
-                state.unfolded += 1  # stored; the leader folds it (cluster.py)
-                return {"status": "success", "cycle": state.sequence}
-            state.fold_report(diff, num_samples, metrics, off_hub=True,
-                              assignment_id=assignment_id)
-            # Paused: the report counts, but the cycle closes only once resumed (its watcher).
-            if state.reported >= goal and not state.paused:
-                self.close_cycle(process_id, cycle_id, reason=CloseReason.GOAL)
+                    assigned_at = self._mark_reported(session, assignment_id, now, num_samples,
+                                                      metrics)
+                    Cluster.announce(session, "report", state.process_id)  # the leader folds it
+                committed = True
+                self._reported(state, config, assignment_id, now, assigned_at, diff, num_samples,
+                               metrics)
+        except ApiError as refusal:
+            if not committed and refusal.code != "report_duplicate":
+                self._unstage_diff(assignment_id)
+            raise
         return {"status": "success", "cycle": state.sequence}
+
+    def _stage_diff(self, assignment_id: int, diff_bytes: bytes) -> None:
+        """Replicas: store the diff of an assignment still accepted (a resend after a crash
+        replaces its own earlier staging; an acknowledged report's diff is never touched)."""
+        still_accepted = (select(Assignment.id)
+                          .where(Assignment.id == assignment_id,
+                                 Assignment.status == AssignmentStatus.ACCEPTED)
+                          .exists())
+        staged = pg_insert(ReportDiff).from_select(
+            ["assignment_id", "data"],
+            select(literal(assignment_id), literal(bytes(diff_bytes), LargeBinary))
+            .where(still_accepted))
+        staged = staged.on_conflict_do_update(index_elements=[ReportDiff.assignment_id],
+                                              set_={"data": staged.excluded.data},
+                                              where=still_accepted)
+        with self.db.session() as session:
+            session.execute(staged)
+
+    def _unstage_diff(self, assignment_id: int) -> None:
+        with self.db.session() as session:
+            session.execute(delete(ReportDiff).where(
+                ReportDiff.assignment_id == assignment_id,
+                ReportDiff.assignment_id.in_(select(Assignment.id).where(
+                    Assignment.status != AssignmentStatus.REPORTED))))
+
+    def _mark_reported(self, session, assignment_id: int, now: datetime, num_samples: int,
+                       metrics: Mapping[str, float] | None) -> datetime:
+        """Under the cycle's lock: the assignment reports now, if it still may. Returns when it
+        was assigned."""
+        # Re-read under the cycle lock: a twin request may have reported, the lease may have run
+        # out or the cycle closed while the diff was being checked.
+        assignment = session.get(Assignment, assignment_id, with_for_update=True)
+        if assignment is None:  # its process was deleted meanwhile
+            raise ApiError("process_unknown", "this model is no longer hosted", 404)
+        self._check_may_report(assignment)
+        assignment.status = AssignmentStatus.REPORTED
+        assignment.reported_at = now
+        assignment.num_samples = num_samples
+        assignment.metrics = metrics
+        return assignment.assigned_at
+
+    def _reported(self, state: OpenCycle, config: ServerConfig, assignment_id: int,
+                  now: datetime, assigned_at: datetime, diff, num_samples: int,
+                  metrics: Mapping[str, float] | None) -> None:
+        """After the report's commit, under the cycle's lock: memory follows; the report is
+        folded (a restart would fold it from disk) and closes the cycle at its goal, unless this
+        replica does not lead (the leader folds what the others stored: cluster.py)."""
+        state.outstanding.pop(assignment_id, None)
+        self._report_times[state.process_id].append((now - assigned_at).total_seconds())
+        state.stored.add(assignment_id)
+        if self.cluster is not None and state.watcher is None:
+            state.unfolded += 1
+            return
+        state.fold_report(diff, num_samples, metrics, off_hub=True, assignment_id=assignment_id)
+        # Paused: the report counts, but the cycle closes only once resumed (its watcher).
+        if state.reported >= config.max_diffs and not state.paused:
+            self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
 
     @staticmethod
     def _check_on_time(state: OpenCycle, config: ServerConfig, assignment_id: int,
