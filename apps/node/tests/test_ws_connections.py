@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
+import sqlalchemy
 import websocket
 
+from fedgrid_server.config import normalize_database_url
 from fedgrid_server.testing import wait_for
+from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends
+from tests.support.models import unique_name
+
+from .test_cycle_engine import host, request_place
 
 
 def descriptors(pid: int) -> int:
@@ -108,3 +117,61 @@ def test_a_ping_interval_at_or_past_the_idle_timeout_is_refused(tmp_path):
     assert result.returncode != 0
     assert "--ws-ping-interval must be above 0 and below --idle-timeout" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def postgres_sockets_with_unread_requests() -> int:
+    """Server-side PostgreSQL sockets (port 5432) holding bytes their backend has not read."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(":", 1)[1], 16)
+                rx_queue = int(fields[4].split(":")[1], 16)
+                if local_port == 5432 and rx_queue > 0:
+                    count += 1
+    return count
+
+
+@pytest.mark.parametrize("backend", [b for b in database_backends() if b == "postgresql"])
+def test_a_socket_that_vanishes_while_its_events_wait_on_the_database_breaks_nothing(
+        node_factory, backend):
+    """A socket closes while its events wait on PostgreSQL: their work ends normally. (They
+    were killed there, in the middle of a database round trip: one killed in the pool's
+    pre-ping left its connection mid-query and logged a traceback.) The events are held at the
+    database by stopping (SIGSTOP) the backends of the Node's pooled connections; the socket is
+    closed once their requests wait unread, and the backends resume once the Node let it go."""
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    name = unique_name("vanishing")
+    host(api, name, max_diffs=1000, max_workers=1000, cycle_length=600)
+    engine = sqlalchemy.create_engine(normalize_database_url(node.env["DATABASE_URL"]))
+    try:
+        with engine.connect() as observer:
+            backends = observer.execute(sqlalchemy.text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state = 'idle'")).scalars().all()
+        assert backends, "the Node holds pooled connections"
+        ws = websocket.create_connection(node.ws_url, timeout=10)
+        for pid in backends:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for index in range(len(backends)):
+                ws.send(json.dumps({"type": "model-centric/authenticate",
+                                    "request_id": f"a{index}", "data": {"model_name": name}}))
+            wait_for(lambda: postgres_sockets_with_unread_requests() >= 1, timeout=30,
+                     what="the events' requests to wait at PostgreSQL")
+            holding = descriptors(node.process.pid)
+            ws.sock.close()  # gone without a close frame
+            wait_for(lambda: descriptors(node.process.pid) < holding, timeout=30,
+                     what="the Node to let the socket go")
+        finally:
+            for pid in backends:
+                os.kill(pid, signal.SIGCONT)
+    finally:
+        engine.dispose()
+    # The Node still answers, from every pooled connection, and logged no traceback.
+    for _ in range(20):
+        assert request_place(api, name)[1]["status"] == "accepted"
+    assert "Traceback" not in node.log()

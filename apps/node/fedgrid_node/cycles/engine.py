@@ -693,7 +693,8 @@ class CycleEngine:
 
     def request_cycle(self, worker_id: str, process_id: int, speeds: Speeds, *,
                       wait: float = 0.0,
-                      on_place: tuple[Any, Callable[[], None]] | None = None) -> dict[str, Any]:
+                      on_place: tuple[Any, Callable[[], None]] | None = None,
+                      gone: gevent.event.Event | None = None) -> dict[str, Any]:
         """Accept the worker into the open cycle, or say when to come back (`timeout`, seconds).
 
         With `wait` > 0 (a long-poll), a rejection that ends by itself (`WAITABLE_REASONS`, or
@@ -704,6 +705,9 @@ class CycleEngine:
         `callback` (which must not block) is called once, the next time a place may open. It is
         registered under the cycle's lock with the rejection, so no opening falls in between.
         One subscription per key and process; `unsubscribe(key)` drops them.
+
+        `gone` (WebSocket): set when the caller left; a held long-poll ends at once, unanswered
+        (its answer would go nowhere), instead of taking a place nobody would use.
         """
         attempt = _Attempt(wait, on_place)
         while True:
@@ -717,7 +721,13 @@ class CycleEngine:
             seconds = attempt.seconds_left()
             if self.cluster is not None:
                 seconds = min(seconds, CLUSTER_LONG_POLL_RECHECK_SECONDS)
-            changed.wait(seconds)
+            if gone is None:
+                changed.wait(seconds)
+                continue
+            gevent.wait([changed, gone], timeout=seconds, count=1)
+            if gone.is_set():
+                answer = {"status": "rejected", "reason": "cycle_full", "timeout": 1.0}
+                break
         if attempt.unsaved:
             # Outside the cycle's lock, so that concurrent requests share one commit.
             self._figures.save(list(attempt.unsaved.values()))

@@ -97,6 +97,7 @@ class SecureCycle:
         self.dropped: list[int] = []
         self.failure: str | None = None
         self.round_closes = self._round_deadline()
+        self.stopped = False  # the cycle closed or was forgotten: the timer ends (stop)
         self._rescheduled = gevent.event.Event()  # round_closes moved: the timer re-reads it
         self.timer = gevent.spawn(self._time_rounds)
 
@@ -126,7 +127,8 @@ class SecureCycle:
         return now + timeout
 
     def _time_rounds(self) -> None:
-        while self.failure is None and self.aggregator.round != SecAggAggregator.DONE:
+        while (self.failure is None and self.aggregator.round != SecAggAggregator.DONE
+               and not self.stopped):
             if self.state.closed:
                 self._fail("the cycle closed before its secure rounds completed")
                 return
@@ -200,8 +202,10 @@ class SecureCycle:
             self._close_round()
 
     def stop(self) -> None:
-        if gevent.getcurrent() is not self.timer:  # (the timer may be the one closing the cycle)
-            self.timer.kill(block=False)
+        # The timer is told, never killed: killed in the middle of a database round trip (the
+        # last round's close writes), it would leave its pooled connection mid-query.
+        self.stopped = True
+        self._rescheduled.set()
         self._wake()
 
     # ----------------------------------------------------------------------------- devices

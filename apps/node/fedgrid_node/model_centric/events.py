@@ -54,6 +54,8 @@ class EventContext:
     # with `notify`) is turned away; `push_key` identifies the socket's subscription.
     push: Callable[[str, str], None] | None = None
     push_key: Any = None
+    # WebSocket only: set once the caller's socket is gone; a held cycle-request stops waiting.
+    gone: Any = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ class ModelCentricEvents:
             name, version = process.name, process.version
             on_place = (context.push_key, lambda: context.push(name, version))
         return self.engine.request_cycle(worker_id, process_id, speeds, wait=data["wait"] or 0.0,
-                                         on_place=on_place)
+                                         on_place=on_place, gone=context.gone)
 
     def _assignment_context(self, session, data: dict[str, Any]):
         worker = self.find_worker(session, data["worker_id"])

@@ -138,7 +138,11 @@ def websocket(ws) -> None:
 
     # A device turned away on this socket (its cycle-request asked with `notify`) hears the
     # moment a place may be open, even while it sleeps its `timeout` between long-polls.
-    context = EventContext(authorization=authorization, push_key=ws,
+    # Set when the socket is gone: its held cycle-requests stop waiting. Events are never
+    # killed: one killed in the middle of a database round trip (the pool's pre-ping, say) left
+    # its connection mid-query; they finish, and their answers go nowhere.
+    gone = gevent.event.Event()
+    context = EventContext(authorization=authorization, push_key=ws, gone=gone,
                            push=lambda model, version: gevent.spawn(push_place_available,
                                                                     model, version))
 
@@ -159,8 +163,7 @@ def websocket(ws) -> None:
         pass
     finally:
         events.engine.unsubscribe(ws)
-        in_flight.kill(block=False)
-        held.kill(block=False)
+        gone.set()
         # A message cut off by the close is freed now, not when the garbage collector gets to
         # the socket's reference cycle (the socket and its reader thread refer to each other).
         ws.incoming_message = None
