@@ -546,7 +546,8 @@ class CycleEngine:
         for state in list(self._open.values()):
             state.watcher = None
             state.wakeup.set()
-        self.held_out.stop()
+        # (A held-out scoring under way finishes: killed mid-query, it would leave its database
+        # connection broken. The next leader scores what is left unscored.)
 
     def reconcile(self) -> None:
         """The leader, every second or so: a watcher for every open cycle in the database, those
