@@ -103,10 +103,15 @@ def test_three_replicas_share_places_goal_and_one_running_sum(replicas, backend)
     wait_for(lambda: leader_of(nodes), "a leader")
     name = unique_name("fleet")
     host(apis[1], name, max_diffs=6, max_workers=6, cycle_length=600, strategy={"name": "fedavg"})
+    # A replica that has not served the model yet lists its open cycle with its figures.
+    assert cycles_of(apis[0], name)[0]["accepted"] == 0
     # Places taken through every replica count against the same cycle: six, then it is full.
     places = [request_place(apis[i % 3], name) for i in range(6)]
     assert all(body["status"] == "accepted" and body["cycle"] == 1 for _, body in places)
     turned_away = [request_place(apis[i], name)[1] for i in range(3)]
+    # Every replica's listing counts what all of them did.
+    assert all(cycles_of(api, name)[0]["accepted"] == 6 and cycles_of(api, name)[0]["requests"] == 9
+               for api in apis)
     assert [body.get("reason") for body in turned_away] == ["cycle_full"] * 3, turned_away
     # Reports go to every replica; the sixth reaches the goal wherever it lands.
     reports = []

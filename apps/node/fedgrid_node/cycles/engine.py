@@ -652,6 +652,9 @@ class CycleEngine:
             "closed_at": _iso(cycle.closed_at) if cycle.closed_at else None,
         }
         state = self._open.get(cycle.process_id)
+        if (self.cluster is not None and cycle.status == CycleStatus.OPEN
+                and (state is None or state.cycle_id != cycle.id)):
+            state = self._current(cycle.process_id)  # opened, or hosted, by another replica
         if cycle.status == CycleStatus.OPEN and state is not None and state.cycle_id == cycle.id:
             metrics.update(state.figures())
             if self.cluster is not None:
