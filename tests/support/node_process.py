@@ -62,3 +62,18 @@ def _launch(args, env, data_dir: Path, port: int, admin_token: str,
     if wait:
         wait_healthy(node)
     return node
+
+
+def leader_of(nodes) -> RunningNode | None:
+    """The one replica (--cluster) that says it leads, or None while there is not exactly one;
+    replicas that do not answer (killed) are passed over."""
+    import requests
+
+    leaders = []
+    for node in nodes:
+        try:
+            if requests.get(f"{node.url}/status", timeout=5).json()["replica"]["leader"]:
+                leaders.append(node)
+        except requests.RequestException:
+            continue
+    return leaders[0] if len(leaders) == 1 else None

@@ -22,7 +22,7 @@ from fedgrid_server.config import normalize_database_url
 from tests.support.api_client import HttpApi
 from tests.support.databases import database_backends, make_database_url
 from tests.support.models import logistic_regression, random_diff, unique_name
-from tests.support.node_process import start_node
+from tests.support.node_process import leader_of, start_node
 
 from .test_cycle_engine import cycles_of, host, report, request_place, wait_for
 from .test_cycle_liveness import authenticate, held_until_reported
@@ -49,17 +49,6 @@ def replicas(tmp_path_factory):
     for node in started:
         node.stop()
     database.drop()
-
-
-def leader_of(nodes):
-    leaders = []
-    for node in nodes:
-        try:
-            if requests.get(f"{node.url}/status", timeout=5).json()["replica"]["leader"]:
-                leaders.append(node)
-        except requests.RequestException:
-            continue  # killed
-    return leaders[0] if len(leaders) == 1 else None
 
 
 def stored_diffs(database):

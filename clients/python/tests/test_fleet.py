@@ -9,13 +9,14 @@ devices were asleep while the Node waited for reports.
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
 
 from fedgrid import Admin, Client
 from tests.support.databases import database_backends
+
+from .fleet import Fleet
 
 DEVICES = 20
 MAX_DIFFS = 5
@@ -31,30 +32,10 @@ def test_a_fleet_in_participate_closes_every_cycle_at_its_goal(node_factory, hos
     node = node_factory(backend)
     name = host(node=node, server_config={"max_diffs": MAX_DIFFS, "cycle_length": 600,
                                           "num_cycles": NUM_CYCLES})
-    features, labels = digits
-    order = np.random.default_rng(0).permutation(len(features))
-    shards = [(features[part], labels[part]) for part in np.array_split(order, DEVICES)]
-    reports: list[list[dict] | None] = [None] * DEVICES
-    failures: list[tuple[int, BaseException]] = []
-    # Half the fleet over HTTP, half over WebSocket: the Node holds long-polls on both.
-    clients = [Client(node.url if i % 2 == 0 else node.ws_url) for i in range(DEVICES)]
-    jobs = [client.new_job(name) for client in clients]
-
-    def device(index: int) -> None:
-        try:
-            reports[index] = jobs[index].participate(shards[index])
-        except BaseException as exc:  # noqa: BLE001 (reported by the test thread below)
-            failures.append((index, exc))
-
-    threads = [threading.Thread(target=device, args=(i,), name=f"device-{i}", daemon=True)
-               for i in range(DEVICES)]
+    fleet = Fleet(name, digits, DEVICES, url=node.url, ws_url=node.ws_url)
     try:
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + JOIN_SECONDS
-        for thread in threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        stuck = [thread.name for thread in threads if thread.is_alive()]
+        fleet.start()
+        stuck = fleet.join(JOIN_SECONDS)
         with Admin(node.url, node.admin_token) as admin:
             cycles = admin.cycles(name)
         table = "\n".join(
@@ -65,20 +46,18 @@ def test_a_fleet_in_participate_closes_every_cycle_at_its_goal(node_factory, hos
         assert not stuck, (f"{len(stuck)} devices still in participate() after {JOIN_SECONDS} s "
                            f"({', '.join(stuck)}); cycles so far:\n{table}\n"
                            f"the Node's log ends:\n{node.log()[-4000:]}")
-        assert not failures, (f"devices raised: {failures[:3]} ({len(failures)} in all)\n"
-                              f"cycles:\n{table}\nthe Node's log ends:\n{node.log()[-4000:]}")
+        assert not fleet.failures, (f"devices raised: {fleet.failures[:3]} "
+                                    f"({len(fleet.failures)} in all)\ncycles:\n{table}\n"
+                                    f"the Node's log ends:\n{node.log()[-4000:]}")
     finally:
-        for job in jobs:
-            job.stop()
-        for client in clients:
-            client.close()
+        fleet.stop()
 
     assert [c["sequence"] for c in cycles] == list(range(1, NUM_CYCLES + 1)), table
     assert all(c["status"] == "completed" for c in cycles), table
     # None waited out its deadline: each closed at its goal of MAX_DIFFS reports.
     assert [c["reason"] for c in cycles] == ["goal"] * NUM_CYCLES, table
     assert all(c["reported"] == MAX_DIFFS for c in cycles), table
-    made = [r for device_reports in reports for r in device_reports]
+    made = fleet.made()
     assert len(made) == NUM_CYCLES * MAX_DIFFS
     assert sorted({r["cycle"] for r in made}) == list(range(1, NUM_CYCLES + 1))
     with Admin(node.url, node.admin_token) as admin:
