@@ -65,6 +65,8 @@ PATTERN_WORDS = {
     r"^[0-9A-Za-z_-]+$": "may hold only letters, digits, '_' and '-'",
     r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$": (
         "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"),
+    r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$": (
+        "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"),
     r"^[^\s\x00-\x1f\x7f-\x9f]*$": "must not contain spaces or control characters",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,19 @@ class TestDatabase:
     def drop(self) -> None:
         if self.name is None:
             return
-        _run_as_admin(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        # FORCE ends the test's own leftover sessions, but not an autovacuum worker (it runs as
+        # the bootstrap superuser: "must be a member of the role whose process is being
+        # terminated"), which the large diffs some tests write and delete can start: wait for it.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                _run_as_admin(self.admin_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+                return
+            except Exception as exc:  # pg8000's DatabaseError, with the server's SQLSTATE
+                state = exc.args[0].get("C") if exc.args and isinstance(exc.args[0], dict) else None
+                if state not in ("42501", "55006") or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
 
 def _run_as_admin(admin_url: str, statement: str) -> None:
