@@ -90,7 +90,8 @@ class _Config(BaseModel):
 class DifferentialPrivacyConfig(_Config):
     """``server_config.differential_privacy``: DP-FedAvg (McMahan et al. 2018) with optional
     adaptive clipping (Andrew et al. 2021). The Node's checks (``population`` ≥ ``max_diffs``, a
-    first cycle within ``target_epsilon``, no robust aggregator beside it) live with the Node."""
+    first cycle within ``target_epsilon``, no robust aggregator beside it, ``clip_at: device``
+    exactly with secure aggregation and a fixed clip) live with the Node."""
 
     CONFIG_NAME: ClassVar[str] = "server_config.differential_privacy"
 
@@ -102,7 +103,8 @@ class DifferentialPrivacyConfig(_Config):
     population: Integer = Field(..., ge=1, **_doc(
         "required",
         "devices that may take part; the accountant's sampling rate is `max_diffs` ÷ "
-        "`population`"))
+        "`population` (with secure aggregation `max_workers` ÷ `population`: the whole cohort "
+        "may be in the sum)"))
     clip: Number = Field(1.0, gt=0, **_doc(
         "1", "the L2 bound of each update (with adaptive clipping: its starting value)"))
     clip_at: Literal["node", "device"] = Field("node", **_doc(
