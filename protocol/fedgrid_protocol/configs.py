@@ -90,7 +90,8 @@ class _Config(BaseModel):
 class DifferentialPrivacyConfig(_Config):
     """``server_config.differential_privacy``: DP-FedAvg (McMahan et al. 2018) with optional
     adaptive clipping (Andrew et al. 2021). The Node's checks (``population`` ≥ ``max_diffs``, a
-    first cycle within ``target_epsilon``, no robust aggregator beside it) live with the Node."""
+    first cycle within ``target_epsilon``, no robust aggregator beside it, ``clip_at: device``
+    exactly with secure aggregation and a fixed clip) live with the Node."""
 
     CONFIG_NAME: ClassVar[str] = "server_config.differential_privacy"
 
@@ -102,9 +103,18 @@ class DifferentialPrivacyConfig(_Config):
     population: Integer = Field(..., ge=1, **_doc(
         "required",
         "devices that may take part; the accountant's sampling rate is `max_diffs` ÷ "
-        "`population`"))
+        "`population` (with secure aggregation `max_workers` ÷ `population`: the whole cohort "
+        "may be in the sum)"))
     clip: Number = Field(1.0, gt=0, **_doc(
         "1", "the L2 bound of each update (with adaptive clipping: its starting value)"))
+    clip_at: Literal["node", "device"] = Field("node", **_doc(
+        "`node`",
+        "where updates are clipped: `node` clips each update it receives, so it sees every "
+        "update unclipped (no secure aggregation); `device`: each device clips its own update "
+        "before masking it, the Node only noises the sum; required with, and only allowed "
+        "with, `secure_aggregation`, and with a fixed clip (see "
+        "[Differential privacy with secure aggregation]"
+        "(#differential-privacy-with-secure-aggregation))"))
     target_unclipped_quantile: Fraction | None = Field(None, **_doc(
         "none (fixed clip)",
         "adaptive clipping: the fraction of updates the clip should leave unclipped "
@@ -120,10 +130,6 @@ class DifferentialPrivacyConfig(_Config):
         "none (no budget)",
         "the budget: the process finishes (`finished_because`: `privacy_budget`) instead of "
         "opening a cycle that would take ε above it"))
-    clip_at: Literal["node"] = Field("node", **_doc(
-        "`node`",
-        "where updates are clipped: `node` sees every unclipped update (no secure aggregation); "
-        "reserved for `device` with secure aggregation"))
 
 
 def _secure_aggregation(value: Any) -> Any:
@@ -142,7 +148,9 @@ class SecureAggregation(_Config):
     CONFIG_NAME: ClassVar[str] = "server_config.secure_aggregation"
 
     clipping_range: Number = Field(8.0, gt=0, **_doc(
-        "8", "each coordinate of an update is clipped to [-c, c] before quantisation"))
+        "8 (with `differential_privacy` at `clip_at: device`: its `clip`)",
+        "each coordinate of an update is clipped to [-c, c] before quantisation; one "
+        "quantisation step is 2c / (`quantization_range` − 1)"))
     quantization_range: Integer = Field(2**22, ge=2, **_doc(
         "2^22", "integer levels per coordinate; a cohort holds at most "
                 "(modulus - 1) / (quantization_range - 1) devices"))
@@ -176,6 +184,18 @@ class SecureAggregation(_Config):
         return SecAggParams(clipping_range=self.clipping_range,
                             quantization_range=self.quantization_range, modulus=self.modulus,
                             num_shares=num_shares, reconstruction_threshold=threshold)
+
+
+class SecureCycleSettings(SecureAggregation):
+    """The accepted answer's ``secure_aggregation``: what a device of a secure cycle needs, the
+    process's SecAgg+ parameters and, with differential privacy, the clip it applies itself."""
+
+    CONFIG_NAME: ClassVar[str] = "secure_aggregation"
+
+    clip_norm: Number | None = Field(None, gt=0, **_doc(
+        "absent (no clipping)",
+        "set by the Node from `differential_privacy.clip` (`clip_at: device`): the device scales "
+        "its whole update by min(1, clip_norm ÷ its L2 norm) before quantising and masking it"))
 
 
 class ServerConfig(_Config):
@@ -276,6 +296,15 @@ class ServerConfig(_Config):
             # keeps only what the researcher wrote).
             object.__setattr__(self, "max_workers",
                                math.ceil(DEFAULT_OVER_SELECTION * self.max_diffs))
+        dp = self.differential_privacy
+        if (self.secure_aggregation is not None and dp is not None and dp.clip_at == "device"
+                and "clipping_range" not in self.secure_aggregation.model_fields_set):
+            # A device-clipped update has every coordinate within [-clip, clip]: a wider range
+            # would only coarsen the quantisation step. Derived, so not marked as set.
+            derived = self.secure_aggregation.model_copy(update={"clipping_range": dp.clip})
+            object.__setattr__(derived, "__pydantic_fields_set__",
+                               set(self.secure_aggregation.model_fields_set))
+            object.__setattr__(self, "secure_aggregation", derived)
         if self.secure_aggregation is not None:
             # A secure cycle's cohort is its max_workers places.
             limit = self.secure_aggregation.params().max_cohort()

@@ -265,8 +265,11 @@ class AcceptedAnswer(Answer):
         "train", description="`evaluate`: run the plan's forward graph on local data without "
                              "training and report metrics and num_samples only, no diff")
     secure_aggregation: dict[str, Any] | None = Field(
-        None, description="present when the cycle aggregates securely: its SecAgg+ parameters; "
-                          "the device runs the secagg rounds instead of `report`")
+        None, description="present when the cycle aggregates securely: its SecAgg+ parameters "
+                          "(server_config.secure_aggregation's keys) and, with differential "
+                          "privacy, `clip_norm`: the L2 norm the device clips its whole update to "
+                          "before quantising it (`SecureCycleSettings`); the device runs the "
+                          "secagg rounds instead of `report`")
 
 
 class RejectedAnswer(Answer):

@@ -43,3 +43,35 @@ def test_the_docs_table_is_the_models():
     assert markdown_table(SecureAggregation) in docs, (
         "docs/secure-aggregation.md's parameter table is out of date: paste "
         "fedgrid_protocol.configs.markdown_table(SecureAggregation)")
+
+
+def dp(**settings):
+    return {"noise_multiplier": 1.0, "population": 100, "clip": 0.25, **settings}
+
+
+def test_with_device_clipping_the_quantisation_range_follows_the_clip_unless_given():
+    config = validate_server_config({"secure_aggregation": True,
+                                     "differential_privacy": dp(clip_at="device")})
+    assert config.secure_aggregation.clipping_range == 0.25
+    assert config.secure_aggregation.params().clipping_range == 0.25  # what the Node unmasks with
+    # Derived, not set: what is stored is what the researcher wrote.
+    assert config.stored()["secure_aggregation"] == {}
+    given = validate_server_config({"secure_aggregation": {"clipping_range": 2},
+                                    "differential_privacy": dp(clip_at="device")})
+    assert given.secure_aggregation.clipping_range == 2
+    # Only device clipping bounds every coordinate by the clip.
+    assert validate_server_config({"secure_aggregation": True}).secure_aggregation.clipping_range == 8
+
+
+def test_a_device_learns_the_clip_norm_and_refuses_keys_it_does_not_know():
+    from fedgrid_protocol.configs import SecureCycleSettings
+
+    answer = {**SecureAggregation(clipping_range=0.25).model_dump(), "clip_norm": 0.25}
+    settings = SecureCycleSettings(**answer)
+    assert settings.clip_norm == 0.25 and settings.params() == SecureAggregation(
+        clipping_range=0.25).params()
+    with pytest.raises(ValueError):
+        SecureCycleSettings(**answer, clip_everything=True)
+    # The researcher's secure_aggregation has no clip_norm: the Node derives it.
+    with pytest.raises(ConfigInvalid, match="not a setting"):
+        validate_server_config({"secure_aggregation": {"clip_norm": 1}})

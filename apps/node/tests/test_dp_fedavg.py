@@ -226,30 +226,48 @@ def test_the_budget_finishes_training(api):
     assert answer.body["status"] == "rejected" and answer.body["reason"] == "training_finished"
 
 
-@pytest.mark.parametrize(("settings", "field"), [
-    ({"aggregator": "median"}, "server_config.aggregator"),
-    ({"norm_bound": 1.0}, "server_config.norm_bound"),
+@pytest.mark.parametrize(("settings", "field", "says"), [
+    ({"aggregator": "median"}, "server_config.aggregator", None),
+    ({"norm_bound": 1.0}, "server_config.norm_bound", None),
     ({"differential_privacy": dp_settings(population=2)},
-     "server_config.differential_privacy.population"),
+     "server_config.differential_privacy.population", "below max_diffs"),
     ({"differential_privacy": dp_settings(target_epsilon=0.001)},
-     "server_config.differential_privacy.target_epsilon"),
+     "server_config.differential_privacy.target_epsilon", None),
     ({"differential_privacy": dp_settings(target_unclipped_quantile=0.5)},  # σ_b = 3/20
-     "server_config.differential_privacy.noise_multiplier"),
+     "server_config.differential_privacy.noise_multiplier", None),
     ({"differential_privacy": {"noise_multiplier": 1.0}},
-     "server_config.differential_privacy.population"),
+     "server_config.differential_privacy.population", None),
     ({"differential_privacy": dp_settings(clip_at="device")},
-     "server_config.differential_privacy.clip_at"),
-    ({"differential_privacy": dp_settings(clp=1.0)}, "server_config.differential_privacy.clp"),
+     "server_config.differential_privacy.clip_at", "needs secure_aggregation"),
+    ({"differential_privacy": dp_settings(clip_at="everywhere")},
+     "server_config.differential_privacy.clip_at", "'node' or 'device'"),
+    ({"differential_privacy": dp_settings(clp=1.0)}, "server_config.differential_privacy.clp",
+     "did you mean clip?"),
+    # Under secure aggregation the Node never sees an update: only the devices can clip ...
+    ({"secure_aggregation": True}, "server_config.differential_privacy.clip_at",
+     "must be \"device\" with secure_aggregation"),
+    ({"secure_aggregation": True, "differential_privacy": dp_settings(clip_at="node")},
+     "server_config.differential_privacy.clip_at", "must be \"device\""),
+    # ... with a fixed clip: adaptive clipping counts the unclipped updates, which it cannot.
+    *[({"secure_aggregation": True, "differential_privacy": dp_settings(clip_at="device", **{
+        key: value})}, f"server_config.differential_privacy.{key}",
+       "adaptive clipping needs the count of updates within the clip")
+      for key, value in (("target_unclipped_quantile", 0.5), ("clip_learning_rate", 0.1),
+                         ("clipped_count_stddev", 1.0))],
+    # Every survivor of the cohort (max_workers, 4 here) is in the sum: the sampling rate's count.
+    ({"secure_aggregation": True, "differential_privacy": dp_settings(clip_at="device",
+                                                                      population=3)},
+     "server_config.differential_privacy.population", "max_workers (the secure cohort) (4)"),
 ])
-def test_settings_that_cannot_run_are_refused_by_name(api, settings, field):
+def test_settings_that_cannot_run_are_refused_by_name(api, settings, field, says):
     config = {"max_diffs": GOAL, "differential_privacy": dp_settings(), **settings}
     answer = api.call("host-training", {"name": unique_name(), "version": "1",
                                         "server_config": config},
                       blobs={"model": MODEL[1], "plans/training_plan": MODEL[0]}, admin=True)
     assert answer.status == 400 and answer.error_code == "server_config_invalid", answer.body
     assert answer.body["error"]["details"]["field"] == field
-    if field.endswith(".clp"):
-        assert "did you mean clip?" in answer.body["error"]["message"]
+    if says:
+        assert says in answer.body["error"]["message"], answer.body["error"]["message"]
 
 
 @pytest.mark.parametrize("backend", database_backends())

@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from fedgrid_node.db.models import Assignment, Cycle, Process, ReportDiff
 from fedgrid_plans import tensors
-from fedgrid_protocol.configs import SecureAggregation
+from fedgrid_protocol.configs import SecureAggregation, SecureCycleSettings
 from fedgrid_protocol.secagg import SecAggDevice
+from fedgrid_protocol.secagg.clip import clip_to_norm
 from fedgrid_protocol.secagg.quantize import step
 from tests.support.api_client import HttpApi
 from tests.support.databases import database_backends
@@ -37,16 +38,17 @@ def flat(diff: dict[str, np.ndarray]) -> np.ndarray:
 class Device:
     """A device driving the protocol core over the wire, as an SDK would."""
 
-    def __init__(self, url: str, name: str, seed: int) -> None:
+    def __init__(self, url: str, name: str, seed: int, *, checkpoint: bytes | None = None,
+                 scale: float = 0.01) -> None:
         self.url = url
         self.session = requests.Session()
         self.worker_id = self.post("authenticate", {"model_name": name})["worker_id"]
         self.accepted = self.post("cycle-request", {"worker_id": self.worker_id, "model": name,
                                                     "version": "1"})
         assert self.accepted["status"] == "accepted", self.accepted
-        params = SecureAggregation(**self.accepted["secure_aggregation"]).params()
-        self.core = SecAggDevice(params, rng=np.random.default_rng(seed))
-        self.diff = random_diff(logistic_regression()[1], seed)
+        self.settings = SecureCycleSettings(**self.accepted["secure_aggregation"])
+        self.core = SecAggDevice(self.settings.params(), rng=np.random.default_rng(seed))
+        self.diff = random_diff(checkpoint or logistic_regression()[1], seed, scale)
         self.ids = {"worker_id": self.worker_id, "request_key": self.accepted["request_key"]}
 
     def post(self, event: str, body: dict | None = None, *, expect: int = 200, **kwargs):
@@ -72,7 +74,9 @@ class Device:
 
     def masked_input(self, view: dict) -> None:
         boxes = {int(v): base64.b64decode(box) for v, box in view["boxes"].items()}
-        data = self.core.masked_input(flat(self.diff), boxes)
+        # As the SDKs do: with differential privacy the device clips before quantising.
+        data = self.core.masked_input(clip_to_norm(flat(self.diff), self.settings.clip_norm),
+                                      boxes)
         self.post("secagg-masked-input", None, params=self.ids, data=data,
                   headers={"Content-Type": "application/octet-stream"})
 

@@ -248,6 +248,22 @@ export function flatten(diff) {
   return out;
 }
 
+/**
+ * DP-FedAvg with `clip_at: device`: `values` (the flat update) scaled by min(1, clipNorm / its L2
+ * norm) before quantisation and masking, as the Python core's clip_to_norm (the norm in float64;
+ * only the summation order differs). `clipNorm` null or undefined: no clipping.
+ */
+export function clipToNorm(values, clipNorm) {
+  if (clipNorm === null || clipNorm === undefined) return values;
+  let squares = 0;
+  for (let i = 0; i < values.length; i += 1) squares += values[i] * values[i];
+  const norm = Math.sqrt(squares);
+  if (!Number.isFinite(norm)) throw new Error('the update is not finite: it cannot be clipped for secure aggregation');
+  if (norm <= clipNorm) return values;
+  const scale = clipNorm / norm;
+  return Float64Array.from(values, (v) => v * scale);
+}
+
 const encodeMap = (map) => Object.fromEntries([...map].map(([k, v]) => [String(k), toBase64(v)]));
 
 /**
@@ -257,7 +273,8 @@ const encodeMap = (map) => Object.fromEntries([...map].map(([k, v]) => [String(k
 export async function reportSecurely(transport, assignment, diff) {
   const ids = { worker_id: assignment.workerId, request_key: assignment.requestKey };
   const device = new SecAggDevice(assignment.secureAggregation);
-  const update = flatten(diff);
+  // The Node only noises the sum: the clip that bounds this device's influence happens here.
+  const update = clipToNorm(flatten(diff), assignment.secureAggregation.clip_norm);
   const wait = Math.min(ROUND_WAIT_SECONDS, (transport.timeout ?? 60) / 2);
   for (;;) {
     const view = await transport.call('secagg-round', { ...ids, wait });

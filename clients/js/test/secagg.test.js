@@ -1,6 +1,9 @@
 // Secure aggregation in the JS SDK: the mask PRG matches the Python core's bytes, and a secure
 // cycle with JS (over HTTP and WebSocket) and Python devices together (one Python device dropping after sharing its keys)
-// yields the plain mean of the survivors' updates within the quantisation error.
+// yields the plain mean of the survivors' updates within the quantisation error. With
+// differential privacy (clip_at: device) the JS clip is the Python SDK's on the shared vector,
+// and in a mixed cycle every device clips before masking: the checkpoint moves by the clipped
+// updates' sum over max_diffs.
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -9,8 +12,8 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { Client, parseSafetensors } from '../src/index.js';
-import { degreeAndThreshold, mask } from '../src/secagg.js';
-import { hostModel, listCycles, retrieveModel, startNode, vectorData } from './support/node.mjs';
+import { clipToNorm, degreeAndThreshold, flatten, mask } from '../src/secagg.js';
+import { VECTORS, hostModel, listCycles, retrieveModel, startNode, vectorData } from './support/node.mjs';
 import { runPythonDevice } from './support/python_device.mjs';
 
 const STEP = 16 / (2 ** 22 - 1); // one quantisation step with the default parameters
@@ -71,4 +74,78 @@ test('a secure cycle of JS and Python devices, one dropping, averages the surviv
       if (Math.abs(next[key].data[i] - expected) > STEP + 1e-6) assert.fail(`${key}[${i}]: ${next[key].data[i]} vs ${expected}`);
     }
   }
+});
+
+test('the clip before masking is the Python SDK\'s on the shared vector', () => {
+  const folder = join(VECTORS, 'secagg_clip');
+  const update = flatten(parseSafetensors(readFileSync(join(folder, 'diff.safetensors'))).tensors);
+  const expected = parseSafetensors(readFileSync(join(folder, 'clipped.safetensors'))).tensors;
+  const { rtol, cases } = JSON.parse(readFileSync(join(folder, 'cases.json'), 'utf8'));
+  assert.equal(cases.length, 4);
+  for (const { clip_norm: clipNorm, norm, clipped, scaled } of cases) {
+    const got = clipToNorm(update, clipNorm);
+    const want = expected[clipped].data;
+    assert.equal(got.length, want.length);
+    assert.equal(got === update, !scaled, `clip_norm ${clipNorm}: scaled only above the norm`);
+    for (let i = 0; i < want.length; i += 1) {
+      if (Math.abs(got[i] - want[i]) > rtol * Math.abs(want[i])) assert.fail(`clip_norm ${clipNorm}, [${i}]: ${got[i]} vs ${want[i]}`);
+    }
+    assert.ok(Math.abs(Math.hypot(...update) - norm) <= rtol * norm);
+  }
+  assert.equal(clipToNorm(update, null), update); // no differential privacy: no clip
+  assert.deepEqual(Array.from(clipToNorm(Float64Array.of(0, 0), 1)), [0, 0]);
+  assert.throws(() => clipToNorm(Float64Array.of(1, NaN), 1), /not finite/);
+});
+
+test('a private secure cycle of JS and Python devices releases the clipped sum over max_diffs', { timeout: 120_000 }, async () => {
+  const name = 'js-secagg-dp';
+  const clip = 0.01;
+  const z = 1e-5; // noise z·clip/max_diffs far below the quantisation step: the mean is measured
+  const maxDiffs = 2;
+  await hostModel(node, { name, clientConfig: { batch_size: 4, epochs: 1 }, serverConfig: { max_diffs: maxDiffs, max_workers: 3, min_diffs: 2, cycle_length: 300, num_cycles: 1, secure_aggregation: { round_timeout: 5 }, differential_privacy: { noise_multiplier: z, population: 100, clip, clip_at: 'device' } } });
+  const start = (await retrieveModel(node, { name, checkpoint: 1 })).tensors;
+  const pythonDiff = join(mkdtempSync(join(tmpdir(), 'fedgrid-secagg-dp-')), 'diff.safetensors');
+  const { features, labels } = vectorData();
+  const jsDevice = async (url) => {
+    const client = new Client({ url });
+    const job = client.newJob({ modelName: name, modelVersion: '1.0' });
+    const assignment = await job.request({ wait: 20 });
+    assert.equal(assignment.secureAggregation.clip_norm, clip);
+    assert.equal(assignment.secureAggregation.clipping_range, clip); // the range follows the clip
+    const result = await job.train({ data: features, labels });
+    assert.equal((await job.report(result)).secure, true);
+    return result.diff;
+  };
+  const [jsDiffs] = await Promise.all([
+    Promise.all([jsDevice(node.url), jsDevice(node.wsUrl)]),
+    runPythonDevice(node.url, name, 'honest', pythonDiff),
+  ]);
+  let cycle;
+  for (let i = 0; i < 300 && cycle?.status !== 'completed'; i += 1) {
+    [cycle] = await listCycles(node, { name });
+    if (cycle.status !== 'completed') await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(cycle.status, 'completed');
+  assert.equal(cycle.reported, 3);
+  assert.equal(cycle.privacy.noise_stddev, z * clip / maxDiffs);
+  // The expected step, computed here from the diffs: each scaled to L2 norm `clip` (all were above).
+  const diffs = [...jsDiffs, parseSafetensors(readFileSync(pythonDiff)).tensors];
+  const scales = diffs.map((diff) => {
+    const norm = Math.sqrt(Object.values(diff).reduce((sum, t) => sum + t.data.reduce((s, v) => s + v * v, 0), 0));
+    assert.ok(norm > 2 * clip, `a diff of norm ${norm} would not be clipped`);
+    return clip / norm;
+  });
+  const next = (await retrieveModel(node, { name, checkpoint: 2 })).tensors;
+  const tolerance = (3 / maxDiffs) * (2 * clip) / (2 ** 22 - 1) + 6 * z * clip / maxDiffs + 1e-7;
+  let unclippedWouldDiffer = false;
+  for (const [key, tensor] of Object.entries(start)) {
+    for (let i = 0; i < tensor.data.length; i += 1) {
+      const sum = diffs.reduce((total, diff, d) => total + scales[d] * diff[key].data[i], 0);
+      const expected = tensor.data[i] - sum / maxDiffs;
+      if (Math.abs(next[key].data[i] - expected) > tolerance) assert.fail(`${key}[${i}]: ${next[key].data[i]} vs ${expected}`);
+      const unclipped = tensor.data[i] - diffs.reduce((total, diff) => total + diff[key].data[i], 0) / maxDiffs;
+      if (Math.abs(next[key].data[i] - unclipped) > 100 * tolerance) unclippedWouldDiffer = true;
+    }
+  }
+  assert.ok(unclippedWouldDiffer);
 });

@@ -198,7 +198,7 @@ export interface AcceptedAnswer {
   report_by: string;
   /** `evaluate`: run the plan's forward graph on local data without training and report metrics and num_samples only, no diff */
   task?: 'train' | 'evaluate';
-  /** present when the cycle aggregates securely: its SecAgg+ parameters; the device runs the secagg rounds instead of `report` */
+  /** present when the cycle aggregates securely: its SecAgg+ parameters (server_config.secure_aggregation's keys) and, with differential privacy, `clip_norm`: the L2 norm the device clips its whole update to before quantising it (`SecureCycleSettings`); the device runs the secagg rounds instead of `report` */
   secure_aggregation?: Record<string, unknown> | null;
 }
 

@@ -2,7 +2,8 @@
 in the clear, it runs the SecAgg+ rounds with the Node, and the Node learns only the sum.
 
 `Assignment.report` comes here when the assignment carries `secure_aggregation`. The protocol
-itself (keys, shares, masks, quantisation) is `fedgrid_protocol.secagg`'s, shared with the Node.
+itself (keys, shares, masks, quantisation, the differentially private clip) is
+`fedgrid_protocol.secagg`'s, shared with the Node.
 The rounds travel as events over the job's transport: the device long-polls `secagg-round` for
 the round the cycle is in and sends its message for each round once.
 """
@@ -14,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fedgrid_protocol.configs import SecureAggregation
+from fedgrid_protocol.configs import SecureCycleSettings
 from fedgrid_protocol.secagg import SecAggDevice
+from fedgrid_protocol.secagg.clip import clip_to_norm
 
 if TYPE_CHECKING:
     from .jobs import Assignment
@@ -39,9 +41,11 @@ def report_securely(assignment: Assignment, diff: dict[str, np.ndarray]) -> dict
     missed a round or the Node aborted the cycle's secure aggregation."""
     transport = assignment.job.transport
     ids = {"worker_id": assignment.job.worker_id, "request_key": assignment.request_key}
-    params = SecureAggregation(**assignment.secure_aggregation).params()
-    device = SecAggDevice(params)
-    update = flatten(diff)
+    settings = SecureCycleSettings(**assignment.secure_aggregation)
+    device = SecAggDevice(settings.params())
+    # Differential privacy (clip_at: device): the Node only noises the sum, so the clip that
+    # bounds each device's influence happens here, before quantisation and masking.
+    update = clip_to_norm(flatten(diff), settings.clip_norm)
     while True:
         view = transport.call("secagg-round", {**ids, "wait": ROUND_WAIT_SECONDS})
         stage = view["round"]

@@ -3,7 +3,8 @@
 - streaming means (FedAvg's weighted mean, the norm-bounded mean): the running sum's average;
 - coordinate-wise rules (median, trimmed mean): the stored reports, spooled and combined block by
   block (aggregators/stored_reports.py);
-- differential privacy: the noised fixed-denominator mean (privacy/dp_fedavg.py), the next clip
+- differential privacy: the noised fixed-denominator mean (privacy/dp_fedavg.py) of the clipped
+  reports or, under secure aggregation, of the devices' clipped updates' unmasked sum, the next clip
   (privacy/adaptive_clipping.py) and ε (privacy/accountant.py), returned as the cycle's
   ``privacy`` summary;
 - the hosted averaging plan: nothing here (checkpoints.py runs the plan).
@@ -107,7 +108,11 @@ def _combine_stored(session, state: OpenCycle, cycle_id: int, spec,
 def _private_mean(session, state: OpenCycle, cycle: Cycle, config) -> CycleAggregate:
     dp = config.differential_privacy
     expected = config.max_diffs
-    adaptive = dp.target_unclipped_quantile is not None
+    # Under secure aggregation the devices clipped (clip_at: device) and the running sum is the
+    # unmasked sum of the survivors: the same fixed-denominator mean and noise apply, but there
+    # is no count of unclipped updates to adapt the clip with (hosting refuses adaptive settings;
+    # a config stored before that rule keeps its clip fixed here).
+    adaptive = dp.target_unclipped_quantile is not None and config.secure_aggregation is None
     count_stddev = (dp.clipped_count_stddev or default_count_stddev(expected)) if adaptive else None
     update_multiplier = update_noise_multiplier(dp.noise_multiplier, count_stddev)
     clip = state.rule.clip

@@ -935,13 +935,21 @@ class CycleEngine:
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
             "task": assignment.task or AssignmentTask.TRAIN.value,
-            **self._secure_settings(session, process.id),
+            **self._secure_settings(session, process.id, state),
         }
 
-    def _secure_settings(self, session, process_id: int) -> dict[str, Any]:
-        """A secure cycle's parameters, which tell a device not to `report` but to run rounds."""
-        settings = self.config(session, process_id).secure_aggregation
-        return {} if settings is None else {"secure_aggregation": settings.model_dump()}
+    def _secure_settings(self, session, process_id: int, state: OpenCycle) -> dict[str, Any]:
+        """A secure cycle's parameters, which tell a device not to `report` but to run rounds;
+        with differential privacy, the clip the device applies (the Node cannot: it sees only
+        the sum) and the noise at the close is calibrated to (the cycle's rule's clip)."""
+        config = self.config(session, process_id)
+        settings = config.secure_aggregation
+        if settings is None:
+            return {}
+        answer = settings.model_dump()
+        if config.differential_privacy is not None:
+            answer["clip_norm"] = state.rule.clip
+        return {"secure_aggregation": answer}
 
     # ----------------------------------------------------------------------------- assignments
 

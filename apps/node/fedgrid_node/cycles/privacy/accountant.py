@@ -1,9 +1,10 @@
 """ε for a process's completed cycles: RDP accounting of the Poisson-sampled Gaussian mechanism.
 
 Each completed DP cycle is one step of the sampled Gaussian mechanism with the cycle's noise
-multiplier and sampling rate (``max_diffs / population``). The steps are stored in the cycles'
-summaries (``privacy.noise_multiplier``, ``privacy.sampling_rate``), so a restarted Node
-recomputes the same ε from the database. The computation is Google's ``dp-accounting`` (Rényi
+multiplier and sampling rate (``max_diffs / population``; with secure aggregation
+``max_workers / population``: the cohort, whose every survivor is in the sum). The steps are
+stored in the cycles' summaries (``privacy.noise_multiplier``, ``privacy.sampling_rate``), so a
+restarted Node recomputes the same ε from the database. The computation is Google's ``dp-accounting`` (Rényi
 DP, Mironov 2017; Mironov, Talwar, Zhang 2019 for the sampled Gaussian); RDP is a slight
 over-estimate of ε next to PLD accounting, never an under-estimate.
 
@@ -21,8 +22,14 @@ from collections.abc import Iterable
 Step = tuple[float, float]  # (noise multiplier, sampling rate)
 
 
+def sampled_per_cycle(config) -> int:
+    """The devices whose updates one cycle may fold: its goal, or under secure aggregation its
+    cohort (`max_workers`), every survivor of which is in the unmasked sum."""
+    return config.max_diffs if config.secure_aggregation is None else config.max_workers
+
+
 def sampling_rate(config) -> float:
-    return min(1.0, config.max_diffs / config.differential_privacy.population)
+    return min(1.0, sampled_per_cycle(config) / config.differential_privacy.population)
 
 
 def target_delta(config) -> float:

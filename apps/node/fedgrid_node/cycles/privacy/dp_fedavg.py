@@ -9,9 +9,11 @@ standard deviation ``z·S / qN`` is added. Dividing by the expected rather than 
 keeps the sensitivity at ``S / qN`` whatever the count; a cycle closed at its deadline with fewer
 reports is therefore averaged towards zero.
 
-The Node clips, so it sees every unclipped update (the trust model without secure aggregation).
-With secure aggregation the device would clip and the Node add the noise to the masked sum
-(``clip_at``: only ``node`` exists today).
+With ``clip_at: node`` the Node clips, so it sees every unclipped update (the trust model without
+secure aggregation). With ``clip_at: device`` (secure aggregation) each device clips its own
+update before masking it (fedgrid_protocol.secagg.clip) and the Node adds the same noise to the
+unmasked sum of the survivors: the noise protects the released checkpoints, not the sum from
+the Node, which sees it unnoised (docs/secure-aggregation.md, "Differential privacy").
 """
 
 from __future__ import annotations
