@@ -117,6 +117,11 @@ def listed(api, name) -> dict:
     ({"strategy": {"name": "fedadam", "beta_3": 1}}, "server_config.strategy", "beta_3"),
     ({"authentication": {"type": "jwt", "algorithms": ["none"]}},
      "server_config.authentication", "not allowed"),
+    # A secure cycle's Node sees only the sum: no rule that needs each update can apply.
+    ({"max_diffs": 4, "secure_aggregation": True, "aggregator": "median"},
+     "server_config.aggregator", "only the sum"),
+    ({"max_diffs": 4, "secure_aggregation": True, "norm_bound": 1.0},
+     "server_config.norm_bound", "only the sum"),
 ])
 def test_host_training_refuses_a_bad_server_config_naming_the_field(api, server_config, field,
                                                                     words):

@@ -41,6 +41,18 @@ def aggregation_problem(config) -> tuple[str, str] | None:
             return (f"server_config.{given[0]}",
                     f"server_config.{given[0]} cannot be given with the hosted_averaging_plan "
                     "strategy: the plan does its own averaging")
+    if config.secure_aggregation is not None:
+        # The Node sees the survivors' sum, never an update: a rule that needs each one (or a
+        # plan that averages them itself) cannot apply, and must not seem to.
+        given = [key for key, value in (
+            ("aggregator", config.aggregator != "mean"),
+            ("norm_bound", config.norm_bound is not None),
+            ("strategy", config.strategy.get("name") == "hosted_averaging_plan")) if value]
+        if given:
+            return (f"server_config.{given[0]}",
+                    f"server_config.{given[0]} cannot be given with secure_aggregation: the "
+                    "Node sees only the sum of the updates, never one of them (clip on the "
+                    "devices with differential_privacy.clip_at: device)")
     if dp is None:
         return None
     if config.aggregator != "mean":
