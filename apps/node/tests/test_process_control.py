@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 import websocket
 
+from fedgrid.diff_encoding import encode_diff
 from fedgrid_plans import tensors
 from tests.support.api_client import HttpApi, WsApi
 from tests.support.databases import database_backends
@@ -271,7 +272,7 @@ def test_delete_removes_everything_and_the_name_can_be_hosted_again(api):
     plan, checkpoint = logistic_regression()
     fresh = tensors.encode(random_diff(checkpoint, seed=42, scale=1.0))
     answer = api.call("host-training", {
-        "name": name, "version": "1", "client_config": {"batch_size": 8},
+        "name": name, "version": "1", "client_config": {"batch_size": 8, "diff_encoding": "float16"},
         "server_config": {"max_diffs": 1, "cycle_length": 600}},
         blobs={"model": fresh, "plans/training_plan": plan}, admin=True)
     assert answer.status == 200, answer.body
@@ -279,7 +280,11 @@ def test_delete_removes_everything_and_the_name_can_be_hosted_again(api):
     assert body["status"] == "accepted" and body["cycle"] == 1
     model = api.call("get-model", {"worker_id": worker, "request_key": body["request_key"]})
     assert model.content == fresh
-    assert report(api, worker, body, seed=3).status == 200
+    # Its devices send float16 diffs, as its client_config says (not the deleted one's float32).
+    half = encode_diff(random_diff(checkpoint, seed=3), "float16")
+    sent = api.call("report", {"worker_id": worker, "request_key": body["request_key"],
+                               "num_samples": 10}, blobs={"diff": half})
+    assert sent.status == 200, sent.body
     # max_diffs 1 now (2 before): one report closes the cycle.
     wait_for(lambda: cycles_of(api, name)[0]["status"] == "completed", "the new cycle 1 to close")
 

@@ -305,8 +305,8 @@ class CycleEngine:
             state.closed = True
             state.outstanding.clear()
             state.wakeup.set()
-        for cache in (self._configs, self._specs, self._plan_ids, self._report_times,
-                      self._cycle_durations):
+        for cache in (self._configs, self._specs, self._encodings, self._plan_ids, self._labels,
+                      self._report_times, self._cycle_durations):
             cache.pop(process_id, None)
 
     def notify(self, process_id: int) -> None:
