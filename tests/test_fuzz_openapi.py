@@ -34,6 +34,7 @@ from fedgrid_network import openapi as network_openapi
 from fedgrid_node import dashboard as node_dashboard
 from fedgrid_node import openapi as node_openapi
 from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends, make_database_url
 from tests.support.models import logistic_regression, unique_name
 from tests.support.node_process import start_node
 
@@ -94,12 +95,26 @@ def _fuzz_settings(function):
                     suppress_health_check=list(HealthCheck), print_blob=False)(function)
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
-    running = start_node(data_dir=tmp_path_factory.mktemp("fuzz-node"))
-    yield running
-    running.stop()
-    assert "Traceback" not in running.log(), running.log()
+@pytest.fixture(scope="module", params=database_backends())
+def node(request, tmp_path_factory):
+    """A Node on SQLite; on PostgreSQL, one of two replicas (--cluster) of one deployment, so
+    the fuzzing reaches PostgreSQL's own limits (32-bit INTEGER ids) and the replicas' paths."""
+    if request.param == "sqlite":
+        running = start_node(data_dir=tmp_path_factory.mktemp("fuzz-node"))
+        yield running
+        running.stop()
+        assert "Traceback" not in running.log(), running.log()
+        return
+    database = make_database_url("postgresql", tmp_path_factory.mktemp("fuzz-db"))
+    replicas = [start_node(data_dir=tmp_path_factory.mktemp("fuzz-replica"),
+                           database_url=database.url, extra_args=["--cluster"])
+                for _ in range(2)]
+    yield replicas[0]
+    for replica in replicas:
+        replica.stop()
+    database.drop()
+    for replica in replicas:
+        assert "Traceback" not in replica.log(), replica.log()
 
 
 @pytest.fixture(scope="module")

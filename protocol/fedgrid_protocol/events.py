@@ -32,7 +32,9 @@ NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
 MAX_METRICS = 32
 MAX_NUM_SAMPLES = 2**31 - 1
 MAX_WAIT_SECONDS = 30
-MAX_ID = 2**63 - 1  # database ids and checkpoint numbers are 64-bit
+# Database ids and checkpoint numbers: the Node's INTEGER columns, 32-bit on PostgreSQL (a larger
+# id reached the database and failed there: a 500 on PostgreSQL only).
+MAX_ID = 2**31 - 1
 
 
 def _version_text(value: Any) -> Any:

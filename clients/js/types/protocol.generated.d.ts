@@ -331,7 +331,7 @@ export interface GetModelRequest {
   worker_id: string;
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
-  /** Constraints: minimum 1; maximum 9223372036854775807. */
+  /** Constraints: minimum 1; maximum 2147483647. */
   model_id?: number | null;
 }
 
@@ -341,7 +341,7 @@ export interface GetPlanRequest {
   worker_id: string;
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
-  /** Constraints: minimum 1; maximum 9223372036854775807. */
+  /** Constraints: minimum 1; maximum 2147483647. */
   plan_id: number;
   /** PyGrid's plan formats: accepted for compatibility; the answer is always the Fedgrid plan file */
   receive_operations_as?: 'list' | 'torchscript' | 'tfjs' | null;
@@ -481,7 +481,7 @@ export interface RetrieveModelRequest {
   version?: string | null;
   /**
    * a number, or latest
-   * Constraints: minimum 1; maximum 9223372036854775807.
+   * Constraints: minimum 1; maximum 2147483647.
    */
   checkpoint?: number | 'latest' | null;
 }
