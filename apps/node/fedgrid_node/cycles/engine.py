@@ -795,13 +795,17 @@ class CycleEngine:
             timeout = jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
         else:
             # Never assigned here, or its lease ran out (a device that restarted): decide.
-            last_sequence = session.scalar(
-                select(func.max(Cycle.sequence))
-                .join(Assignment, Assignment.cycle_id == Cycle.id)
-                .where(Cycle.process_id == process_id, Assignment.worker_id == worker_id,
-                       Cycle.sequence < state.sequence,
-                       Assignment.task == AssignmentTask.TRAIN)
-            )
+            last_sequence = None
+            if config.do_not_reuse_workers_until_cycle:
+                # (Only a cooldown asks when the worker last trained: a query per request saved
+                # for the usual setting, 0.)
+                last_sequence = session.scalar(
+                    select(func.max(Cycle.sequence))
+                    .join(Assignment, Assignment.cycle_id == Cycle.id)
+                    .where(Cycle.process_id == process_id, Assignment.worker_id == worker_id,
+                           Cycle.sequence < state.sequence,
+                           Assignment.task == AssignmentTask.TRAIN)
+                )
             decision = decide(
                 config, counts, speeds,
                 cycles_since_last_assignment=(
