@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 
 import pytest
@@ -17,6 +18,7 @@ from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff, unique_name
 
 from .test_cycle_engine import cycles_of, host, report, request_place, wait_for
+from .test_cycle_liveness import in_thread
 
 CONTROLS = ("pause-process", "resume-process", "stop-process", "delete-process")
 
@@ -377,3 +379,39 @@ def test_the_network_hears_a_paused_process_as_waiting_and_a_stopped_one_as_fini
     finally:
         state.engine.stop()
         state.db.dispose()
+
+
+def test_a_stop_racing_a_crowd_of_reports_aggregates_exactly_the_acknowledged_ones(api):
+    """30 devices report at once while the researcher stops the process: every report answered
+    `success` is in the stopped cycle's aggregate, every other one was refused with a code, and
+    none is counted twice (on both backends, through the shared Node)."""
+    name = unique_name()
+    host(api, name, max_diffs=1000, max_workers=1000, min_diffs=1, cycle_length=600)
+    places = [request_place(api, name) for _ in range(30)]
+    start = threading.Barrier(len(places) + 1)
+
+    def send(index):
+        own = HttpApi(api.url, api.admin_token)
+        start.wait()
+        try:
+            return report(own, *places[index], seed=index).error_code or "success"
+        finally:
+            own.close()
+
+    joins = []
+    for index in range(len(places)):
+        joins.append(in_thread(send, index))
+    start.wait()
+    stopped = control(api, "stop-process", name)
+    assert stopped.status == 200, stopped.body
+    outcomes = Counter(join() for join in joins)
+    assert set(outcomes) <= {"success", "cycle_closed"}, outcomes
+    closed = cycles_of(api, name)[0]
+    # Aggregated if at least one report came in before the stop (min_diffs 1), else abandoned.
+    expected = "completed" if outcomes["success"] else "abandoned"
+    assert (closed["status"], closed["reason"]) == (expected, "stopped"), (closed, outcomes)
+    assert closed["reported"] == outcomes["success"], (closed, outcomes)
+    # A resend of any of them is refused by its assignment's status: nothing enters afterwards.
+    for index in range(3):
+        assert report(api, *places[index], seed=index).error_code in ("report_duplicate",
+                                                                       "cycle_closed")
