@@ -26,6 +26,8 @@ HELP = {
     "fedgrid_cycle": ("gauge", "Sequence number of the current (or last) cycle"),
     "fedgrid_checkpoint": ("gauge", "Number of the newest checkpoint"),
     "fedgrid_process_finished": ("gauge", "1 when the process has run all its cycles"),
+    "fedgrid_process_status": (
+        "gauge", "1 for the process's status (active, paused, stopped, finished), 0 for the others"),
     "fedgrid_cycles_total": ("counter", "Cycles closed, by outcome"),
     "fedgrid_assignments_accepted_total": ("counter", "Places in cycles handed to devices"),
     "fedgrid_reports_total": ("counter", "Reports acknowledged"),
@@ -81,6 +83,9 @@ def metrics():
             samples["fedgrid_cycle"].append((labels, cycles[-1].sequence if cycles else 0))
             samples["fedgrid_checkpoint"].append((labels, checkpoint))
             samples["fedgrid_process_finished"].append((labels, int(process.status == ProcessStatus.FINISHED)))
+            for status in ProcessStatus:
+                samples["fedgrid_process_status"].append(
+                    ({**labels, "status": status.value}, int(process.status == status)))
             for outcome in (CycleStatus.COMPLETED, CycleStatus.ABANDONED):
                 samples["fedgrid_cycles_total"].append(({**labels, "outcome": outcome}, outcomes[outcome]))
             samples["fedgrid_assignments_accepted_total"].append((labels, accepted))

@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
+import requests
 import websocket
 
 from fedgrid.diff_encoding import encode_diff
@@ -53,6 +54,12 @@ def test_pause_keeps_the_open_cycle_and_counts_the_reports_of_accepted_devices(a
     assert paused.status == 200, paused.body
     assert paused.body["process_status"] == "paused" and paused.body["changed"] is True
     assert status_of(api, name) == "paused"
+    # Monitoring sees it too: one status series per process is 1.
+    exposed = requests.get(f"{api.url}/metrics", timeout=10,
+                           headers={"Authorization": f"Bearer {api.admin_token}"}).text
+    labels = f'model="{name}",version="1"'
+    assert f'fedgrid_process_status{{{labels},status="paused"}} 1.0' in exposed
+    assert f'fedgrid_process_status{{{labels},status="active"}} 0.0' in exposed
 
     # Newcomers are told to come back, with a time to do so (at most 30 s, jittered).
     _, turned_away = request_place(api, name)
