@@ -47,6 +47,7 @@ class Admin:
                       checkpoint: dict[str, np.ndarray] | bytes | str | Path | None = None,
                       example_batch: tuple | None = None,
                       averaging_plan: bytes | None = None,
+                      evaluation_set: tuple[Any, Any] | None = None,
                       plan_name: str = TRAINING_PLAN_NAME) -> dict[str, Any]:
         """Host ``model`` for training as ``name`` ``version``; returns the Node's answer
         (``process_id``, ``model_id``, ``plans``, ``checkpoint``).
@@ -63,6 +64,8 @@ class Admin:
         ``client_config`` reaches every device (``batch_size``, ``epochs``, ``max_updates``, ``lr``);
         ``server_config`` sets the cycle policy (``max_diffs``, ``min_diffs``, ``max_workers``,
         ``num_cycles``, ``cycle_length`` seconds, ``strategy``, ``authentication``...).
+        ``evaluation_set`` (``(features, labels)``, as :meth:`upload_evaluation_set` takes them)
+        is sent with the hosting: a set the plan cannot score refuses the hosting itself.
         """
         plan_bytes, initial = _plan_and_checkpoint(model, example_batch)
         if checkpoint is not None:
@@ -72,6 +75,8 @@ class Admin:
         blobs = {"model": _checkpoint_bytes(initial), f"plans/{plan_name}": plan_bytes}
         if averaging_plan is not None:
             blobs["averaging_plan"] = averaging_plan
+        if evaluation_set is not None:
+            blobs["evaluation_set"] = _evaluation_set_bytes(*evaluation_set)
         return self._call("host-training", {
             "name": name,
             "version": str(version),
@@ -89,14 +94,8 @@ class Admin:
         Refusals: ``evaluation_set_invalid``, ``evaluation_set_mismatch``,
         ``evaluation_set_too_large``, ``plan_not_evaluable`` (all ``RequestInvalid``).
         Returns ``{"status", "model", "version", "num_samples", "checkpoints_to_score"}``."""
-        features = np.asarray(features)
-        labels = np.asarray(labels)
-        data = tensors.encode({
-            "features": features.astype(np.float32) if features.dtype.kind != "f" else features,
-            "labels": labels.astype(np.int64) if labels.dtype.kind in "iub" else labels,
-        })
         return self._call("evaluation-set", {"name": name, "version": version},
-                          {"evaluation_set": data})
+                          {"evaluation_set": _evaluation_set_bytes(features, labels)})
 
     def processes(self) -> list[dict[str, Any]]:
         """Every hosted process: ``id``, ``model``, ``version``, ``status``, configs, current ``cycle``."""
@@ -236,3 +235,14 @@ def _checkpoint_bytes(checkpoint: Any) -> bytes:
     if isinstance(checkpoint, str | Path):
         return Path(checkpoint).read_bytes()
     return tensors.encode({n: np.asarray(v, dtype=np.float32) for n, v in checkpoint.items()})
+
+
+def _evaluation_set_bytes(features: Any, labels: Any) -> bytes:
+    """An evaluation set as the Node takes it: safetensors ``features`` (float) and ``labels``
+    (int64 class indices, or float targets)."""
+    features = np.asarray(features)
+    labels = np.asarray(labels)
+    return tensors.encode({
+        "features": features.astype(np.float32) if features.dtype.kind != "f" else features,
+        "labels": labels.astype(np.int64) if labels.dtype.kind in "iub" else labels,
+    })

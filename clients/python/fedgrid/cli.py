@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help='JSON object (or @file), e.g. \'{"batch_size": 10, "epochs": 5}\'')
     host.add_argument("--server-config", type=_json_object, default={},
                       help='JSON object (or @file), e.g. \'{"max_diffs": 5, "num_cycles": 40}\'')
+    host.add_argument("--evaluation-set", type=Path,
+                      help="held-out test set (.npz with features and labels): the Node scores "
+                      "every checkpoint on it (test_metrics in `fedgrid cycles`)")
 
     commands.add_parser("status", parents=[common, admin],
                         help="the Node's status and its hosted processes")
@@ -203,11 +206,17 @@ def cmd_host(args: argparse.Namespace) -> None:
             _progress(f"compiling {model} (needs torch)…")
             model = compile_model(model)
         _progress(f"hosting {name} {args.version} on {admin.url}…")
+        # Sent with the hosting: a file the plan cannot score hosts nothing.
+        from .data import load_npz
+
+        evaluation_set = load_npz(args.evaluation_set) if args.evaluation_set else None
         answer = admin.host_training(model, name, args.version,
                                      checkpoint=checkpoint, client_config=args.client_config,
-                                     server_config=args.server_config)
+                                     server_config=args.server_config,
+                                     evaluation_set=evaluation_set)
     print(f"hosted {answer['model']} {answer['version']}: process {answer['process_id']}, "
-          f"plans {answer['plans']}, checkpoint {answer['checkpoint']}")
+          f"plans {answer['plans']}, checkpoint {answer['checkpoint']}"
+          + (f"; scored on {args.evaluation_set}" if evaluation_set is not None else ""))
 
 
 def cmd_status(args: argparse.Namespace) -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedgrid import Admin
 from fedgrid.cli import main
 from fedgrid_plans import tensors
+from fedgrid_server.testing import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +28,19 @@ def test_host_status_train_checkpoints_cycles_download(sdk_node, plan_files, dig
                                                        capsys):
     plan, checkpoint = plan_files
     node = ["--url", sdk_node.url, "--admin-token", sdk_node.admin_token]
+    features, labels = digits
+    # An evaluation set the plan cannot score (wrong feature width) refuses the hosting itself.
+    np.savez(tmp_path / "wrong.npz", features=features[:20, :10], labels=labels[:20])
+    assert main(["host", str(plan), "--checkpoint", str(checkpoint), "--name", "cli-model",
+                 "--evaluation-set", str(tmp_path / "wrong.npz"), *node]) == 1
+    assert "evaluation_set" in capsys.readouterr().err
+    np.savez(tmp_path / "test.npz", features=features[-100:], labels=labels[-100:])
     assert main(["host", str(plan), "--checkpoint", str(checkpoint), "--name", "cli-model",
                  "--client-config", '{"batch_size": 10, "epochs": 1}',
-                 "--server-config", '{"max_diffs": 1, "num_cycles": 2}', *node]) == 0
+                 "--server-config", '{"max_diffs": 1, "num_cycles": 2}',
+                 "--evaluation-set", str(tmp_path / "test.npz"), *node]) == 0
     assert "hosted cli-model 1.0" in capsys.readouterr().out
 
-    features, labels = digits
     np.savez(tmp_path / "device.npz", features=features[:50], labels=labels[:50])
     assert main(["train", "cli-model", "--data", str(tmp_path / "device.npz"),
                  "--url", sdk_node.url]) == 0
@@ -46,9 +55,16 @@ def test_host_status_train_checkpoints_cycles_download(sdk_node, plan_files, dig
             in capsys.readouterr().out)
     assert main(["checkpoints", "cli-model", *node]) == 0
     assert "latest checkpoint 3" in capsys.readouterr().out
+    # Every checkpoint is scored on the set given at hosting (in the background).
+    with Admin(sdk_node.url, sdk_node.admin_token) as admin:
+        wait_for(lambda: len(admin.checkpoints("cli-model")["checkpoints"]) == 3 and all(
+            entry["test_metrics"] for entry in admin.cycles("cli-model")), timeout=60,
+            what="the checkpoints to be scored")
     assert main(["cycles", "cli-model", *node]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("cycle   1  completed") and "reports 1 of 1 accepted devices" in lines[0]
+    # (The hosted checkpoint's own held-out score comes first: it was given an evaluation set.)
+    assert lines[0].startswith("checkpoint 1 (hosted)  test acc")
+    assert lines[1].startswith("cycle   1  completed") and "reports 1 of 1 accepted devices" in lines[1]
 
     target = tmp_path / "model.safetensors"
     assert main(["download", "cli-model", "--checkpoint", "2", "-o", str(target), *node]) == 0
