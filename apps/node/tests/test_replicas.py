@@ -165,7 +165,9 @@ def test_kill_9_of_the_leader_loses_no_report_and_the_cycle_closes_on_time(repli
                       "cycle 1 to close at its deadline")[0]
     assert closed["reported"] == 3 and closed["reason"] == "deadline"
     closed_at = datetime.fromisoformat(closed["closed_at"].rstrip("Z"))
-    assert (closed_at - deadline).total_seconds() < 3.0, (closed_at, deadline)
+    # On time: the takeover was long done by the deadline; the new leader's watcher closes the
+    # cycle when it is due (a bound with room for a loaded machine, far below a cycle length).
+    assert (closed_at - deadline).total_seconds() < 5.0, (closed_at, deadline)
     assert_close(checkpoint(survivor, name, 2), expected_average(acknowledged))
     # The fourth place's device reports too late: its cycle is closed.
     late = report(survivor, *places[3], seed=13)
