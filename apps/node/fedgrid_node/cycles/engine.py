@@ -216,6 +216,9 @@ class CycleEngine:
                 requests=cycle.requests or 0,
                 rejected=Counter(cycle.rejected or {}),
                 paused=cycle.process.status == ProcessStatus.PAUSED,
+                # (After a restart the pause is counted from here: how long it lasted before the
+                # restart is not kept.)
+                paused_since=utcnow() if cycle.process.status == ProcessStatus.PAUSED else None,
             )
             assignments = session.execute(
                 select(Assignment.id, Assignment.status, Assignment.expires_at)
@@ -1243,7 +1246,7 @@ class CycleEngine:
                 )
                 return
             if summary["status"] == CycleStatus.COMPLETED:
-                self._cycle_durations[process_id].append((now - state.started_at).total_seconds())
+                self._cycle_durations[process_id].append(state.running_seconds(now))
                 self.held_out.schedule(process_id)  # scored in the background, never awaited
             # The next cycle becomes the open one before this one is marked closed, so nobody
             # who waited on this lock finds no open cycle in between.

@@ -64,6 +64,10 @@ class OpenCycle:
     # reached does not close the cycle, and nobody new is accepted. Mirrors the database's
     # process status, changed under `lock` after the commit.
     paused: bool = False
+    # Time the cycle spent paused, so that pace steering learns how long cycles take to run, not
+    # how long a researcher looked at one (since when it is paused now; seconds of earlier pauses).
+    paused_since: datetime | None = None
+    paused_seconds: float = 0.0
     lock: gevent.lock.RLock = field(default_factory=gevent.lock.RLock)
     # Wakes the cycle's watcher early: a new lease, an extension, the goal or the close.
     wakeup: gevent.event.Event = field(default_factory=gevent.event.Event)
@@ -74,6 +78,11 @@ class OpenCycle:
     folded: set[int] = field(default_factory=set)
     unfolded: int = 0
     stored: set[int] = field(default_factory=set)  # assignments whose reports are stored
+
+    def running_seconds(self, now: datetime) -> float:
+        """How long the cycle has run, its pauses left out."""
+        pausing = (now - self.paused_since).total_seconds() if self.paused_since else 0.0
+        return (now - self.started_at).total_seconds() - self.paused_seconds - pausing
 
     @property
     def reported(self) -> int:

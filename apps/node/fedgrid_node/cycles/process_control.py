@@ -75,6 +75,7 @@ class ProcessControl:
                 answer = self._answer(process, changed=True)
             if state is not None:
                 state.paused = True
+                state.paused_since = utcnow()
                 state.wakeup.set()  # the watcher stops its clock
         log.info("process %s paused", process_id)
         self.engine.notify(process_id)  # held long-polls are answered process_paused
@@ -98,6 +99,9 @@ class ProcessControl:
                 for assignment_id in state.outstanding:
                     state.outstanding[assignment_id] = expires
                 state.paused = False
+                if state.paused_since is not None:
+                    state.paused_seconds += (utcnow() - state.paused_since).total_seconds()
+                    state.paused_since = None
                 state.wakeup.set()  # the watcher runs the clock again (closes at a goal)
         log.info("process %s resumed", process_id)
         self.engine.notify(process_id)  # places are open again
