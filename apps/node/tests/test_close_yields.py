@@ -6,19 +6,14 @@ during a close, whether any of its SQLite connections is inside a write transact
 
 from __future__ import annotations
 
-import io
-import json
-
 import pytest
 from sqlalchemy import event
 
 from fedgrid_node.app import create_app
 from fedgrid_node.config import NodeConfig
 from fedgrid_node.cycles import checkpoints, cycle_aggregate, off_hub
-from fedgrid_plans import tensors
-from tests.support.models import logistic_regression, random_diff, unique_name
 
-ADMIN = {"Authorization": "Bearer admin-token"}
+from .test_late_reports import ADMIN, place, report
 
 
 @pytest.fixture
@@ -41,21 +36,8 @@ def node(tmp_path, monkeypatch):
 
 
 def host_and_report(client, server_config: dict) -> str:
-    plan, checkpoint = logistic_regression()
-    name = unique_name("yields")
-    hosted = client.post("/model-centric/host-training", headers=ADMIN, data={
-        "name": name, "version": "1", "client_config": json.dumps({"batch_size": 8}),
-        "server_config": json.dumps(server_config),
-        "model": (io.BytesIO(checkpoint), "model.safetensors"),
-        "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")})
-    assert hosted.status_code == 200, hosted.json
-    worker = client.post("/model-centric/authenticate", json={"model_name": name}).json["worker_id"]
-    key = client.post("/model-centric/cycle-request",
-                      json={"worker_id": worker, "model": name}).json["request_key"]
-    answer = client.post("/model-centric/report",
-                         data=tensors.encode(random_diff(checkpoint, 0)),
-                         query_string={"worker_id": worker, "request_key": key, "num_samples": 10},
-                         headers={"Content-Type": "application/octet-stream"})
+    name, worker, key = place(client, **server_config)
+    answer = report(client, worker, key)
     assert answer.status_code == 200, answer.json
     return name
 

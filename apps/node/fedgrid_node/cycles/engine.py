@@ -1140,10 +1140,11 @@ class CycleEngine:
         replica does not lead (the leader folds what the others stored: cluster.py)."""
         state.outstanding.pop(assignment_id, None)
         self._report_times[state.process_id].append((now - assigned_at).total_seconds())
-        state.stored.add(assignment_id)
-        if self.cluster is not None and state.watcher is None:
-            state.unfolded += 1
-            return
+        if self.cluster is not None:
+            state.stored.add(assignment_id)  # (a single Node folds all it stores: no bookkeeping)
+            if state.watcher is None:
+                state.unfolded += 1
+                return
         state.fold_report(diff, num_samples, metrics, off_hub=True, assignment_id=assignment_id)
         # Paused: the report counts, but the cycle closes only once resumed (its watcher).
         if state.reported >= config.max_diffs and not state.paused:
