@@ -27,6 +27,8 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+STALL_SECONDS = 60.0  # a Node that answers nothing for this long has failed the run
+
 
 def http_request(method: str, path: str, body: bytes = b"", *, host: str = "127.0.0.1",
                  content_type: str = "application/json") -> bytes:
@@ -139,7 +141,10 @@ def _drive(address, requests: list[bytes], expect: bytes, connections: int,
             if timeout:
                 time.sleep(timeout)
             continue
-        for key, _ in selector.select(timeout):
+        ready_now = selector.select(STALL_SECONDS if timeout is None else timeout)
+        if not ready_now and timeout is None:
+            raise RuntimeError(f"no answer for {STALL_SECONDS} s ({in_flight} requests in flight)")
+        for key, _ in ready_now:
             connection: _Connection = key.data
             chunk = connection.sock.recv(65536)
             if not chunk:

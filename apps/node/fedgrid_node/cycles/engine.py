@@ -72,6 +72,7 @@ from .off_hub import run_off_hub
 from .open_cycle import MetricTally, OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
+from .request_lookups import RequestLookups
 from .secagg_cycle import SecureCycles, mark_survivors_reported
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
@@ -155,6 +156,8 @@ class CycleEngine:
         self.secure = SecureCycles(self)  # the rounds of cycles that aggregate securely
         # Set (before `start`) when this Node is one of several replicas on PostgreSQL.
         self.cluster: Cluster | None = None
+        # A single Node's cycle-requests: workers, model names and ended processes, in memory.
+        self.lookups = RequestLookups()
 
     @property
     def leading(self) -> bool:
@@ -230,6 +233,8 @@ class CycleEngine:
                     state.outstanding[assignment_id] = expires_at or cycle.deadline
                 elif status == AssignmentStatus.EXPIRED:
                     state.expired += 1
+            if self.cluster is None:
+                self._load_request_memory(session, state, config)
             reports = session.execute(
                 select(Assignment.id, Assignment.num_samples, Assignment.metrics)
                 .join(ReportDiff, ReportDiff.assignment_id == Assignment.id)
@@ -267,6 +272,25 @@ class CycleEngine:
             # The watcher closes a restored cycle that had reached its goal before a crash at once.
             state.watcher = gevent.spawn(self._watch, state)
         return state
+
+    @staticmethod
+    def _load_request_memory(session, state: OpenCycle, config: ServerConfig) -> None:
+        """What a single Node's cycle-requests decide from (`OpenCycle.workers`, `cooling`)."""
+        state.workers = set(session.scalars(
+            select(Assignment.worker_id).where(Assignment.cycle_id == state.cycle_id)))
+        cooldown = config.do_not_reuse_workers_until_cycle
+        if cooldown:
+            # Only cycles within the cooldown matter: a worker that last trained earlier (or
+            # never) is not cooling down, whether it is listed or not.
+            state.cooling = dict(session.execute(
+                select(Assignment.worker_id, func.max(Cycle.sequence))
+                .join(Cycle, Cycle.id == Assignment.cycle_id)
+                .where(Cycle.process_id == state.process_id,
+                       Cycle.sequence < state.sequence,
+                       Cycle.sequence > state.sequence - cooldown,
+                       Assignment.task == AssignmentTask.TRAIN)
+                .group_by(Assignment.worker_id)
+            ).all())
 
     def _load_history(self, session, process_id: int) -> None:
         if process_id in self._report_times:
@@ -311,6 +335,7 @@ class CycleEngine:
         for cache in (self._configs, self._specs, self._encodings, self._plan_ids, self._labels,
                       self._report_times, self._cycle_durations):
             cache.pop(process_id, None)
+        self.lookups.deleted(process_id)
 
     def notify(self, process_id: int) -> None:
         self._notify(process_id)
@@ -688,6 +713,7 @@ class CycleEngine:
     def track_hosted(self, process_id: int) -> None:
         """After the hosting transaction committed: start watching its first cycle (replicas:
         the leader starts it when told, see `announced`)."""
+        self.lookups.hosted()
         with self.db.session() as session:
             cycle_id = session.scalar(
                 select(Cycle.id).where(Cycle.process_id == process_id,
@@ -772,16 +798,19 @@ class CycleEngine:
 
     def _place(self, session, worker_id: str, process_id: int, speeds: Speeds, attempt: _Attempt,
                state: OpenCycle):
-        process = session.get(Process, process_id)
+        """Decide one request. A single Node turns devices away from memory: the session is used
+        only when the worker has a row in this cycle, or to accept."""
         config = self.config(session, process_id)
         now = utcnow()
         attempt.count_in(state)
         counts = state.counts(now, self.typical_cycle_seconds(process_id))
-        existing = session.scalar(
-            select(Assignment).where(
-                Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
+        existing = None
+        if self.cluster is not None or worker_id in state.workers:
+            existing = session.scalar(
+                select(Assignment).where(
+                    Assignment.cycle_id == state.cycle_id, Assignment.worker_id == worker_id
+                )
             )
-        )
         if (existing is not None and existing.task == AssignmentTask.EVALUATE
                 and existing.status == AssignmentStatus.ACCEPTED
                 and existing.expires_at <= now):
@@ -790,16 +819,19 @@ class CycleEngine:
             existing.status = AssignmentStatus.EXPIRED
         if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
             # A retry after a lost answer: hand back the same place (one per worker/cycle).
-            return self._accepted_answer(session, process, state, existing, now)
+            return self._accepted_answer(session, session.get(Process, process_id), state,
+                                         existing, now)
         if state.paused:  # (a place already held is handed back above: it may report)
-            return self._paused_answer(process, config, state, attempt)
+            return self._paused_answer(process_id, config, state, attempt)
         if existing is not None and existing.status != AssignmentStatus.EXPIRED:
             reason = "already_reported"
             timeout = jittered(counts.seconds_until_next_cycle(config.max_diffs), self.rng)
         else:
             # Never assigned here, or its lease ran out (a device that restarted): decide.
             last_sequence = None
-            if config.do_not_reuse_workers_until_cycle:
+            if config.do_not_reuse_workers_until_cycle and self.cluster is None:
+                last_sequence = state.cooling.get(worker_id)
+            elif config.do_not_reuse_workers_until_cycle:
                 # (Only a cooldown asks when the worker last trained: a query per request saved
                 # for the usual setting, 0.)
                 last_sequence = session.scalar(
@@ -817,13 +849,14 @@ class CycleEngine:
                 rng=self.rng,
             )
             if decision.accepted:
-                return self._accept(session, process, config, state, worker_id, existing,
-                                    now, attempt)
+                return self._accept(session, session.get(Process, process_id), config, state,
+                                    worker_id, existing, now, attempt)
             if decision.reason == "cycle_full" and evaluation_place_left(
                     session, config, state.cycle_id, state.sequence, now):
                 # Every training place is taken: this device evaluates the checkpoint.
-                return self._accept(session, process, config, state, worker_id, existing,
-                                    now, attempt, task=AssignmentTask.EVALUATE)
+                return self._accept(session, session.get(Process, process_id), config, state,
+                                    worker_id, existing, now, attempt,
+                                    task=AssignmentTask.EVALUATE)
             reason, timeout = decision.reason, decision.timeout
         if reason in WAITABLE_REASONS and attempt.may_wait:
             return _WAIT
@@ -832,7 +865,7 @@ class CycleEngine:
             self._subscribers.setdefault(process_id, {})[key] = callback
         state.rejected[reason] += 1
         attempt.unsaved[state.cycle_id] = state
-        return self._rejected_answer(process, reason, timeout)
+        return self._rejected_answer(state, reason, timeout)
 
     def _over(self, state: OpenCycle, attempt: _Attempt):
         """The cycle's deadline passed and its watcher, perhaps queued behind us on the lock,
@@ -846,7 +879,7 @@ class CycleEngine:
         return {"status": "rejected", "reason": "cycle_full", "timeout": jittered(1.0, self.rng),
                 "model": state.model, "version": state.version}
 
-    def _paused_answer(self, process: Process, config: ServerConfig, state: OpenCycle,
+    def _paused_answer(self, process_id: int, config: ServerConfig, state: OpenCycle,
                        attempt: _Attempt):
         """A paused process turns everyone away at once, held long-polls included (holding them
         for a pause of unknown length would only tie up connections). Devices ask again within a
@@ -856,27 +889,33 @@ class CycleEngine:
         attempt.unsaved[state.cycle_id] = state
         if attempt.on_place is not None:
             key, callback = attempt.on_place
-            self._subscribers.setdefault(process.id, {})[key] = callback
+            self._subscribers.setdefault(process_id, {})[key] = callback
         timeout = jittered(min(PAUSED_RETRY_SECONDS, config.cycle_length), self.rng)
-        return self._rejected_answer(process, "process_paused", timeout)
+        return self._rejected_answer(state, "process_paused", timeout)
 
     def _no_open_cycle(self, process_id: int, attempt: _Attempt):
         # No open cycle: all cycles are done, the process was stopped or deleted, or the first
         # cycle is being opened.
         if self.cluster is not None and self._current(process_id) is not None:
             return _RETRY  # hosted, or its next cycle opened, on another replica
+        if self.cluster is None and (ended := self.lookups.ended(process_id)) is not None:
+            return dict(ended)  # finished and stopped are final: only a delete ends them
+        generation = self.lookups.generation
         with self.db.session() as session:
             process = session.get(Process, process_id)
             if process is None:
                 raise ApiError("process_unknown", "this model is no longer hosted", 404)
             if process.status in (ProcessStatus.FINISHED, ProcessStatus.STOPPED):
-                return {
+                ended = {
                     "status": "rejected",
                     "reason": ("training_finished" if process.status == ProcessStatus.FINISHED
                                else "training_stopped"),
                     "model": process.name,
                     "version": process.version,
                 }
+                if self.cluster is None:
+                    self.lookups.remember_ended(generation, process_id, ended)
+                return dict(ended)
         if attempt.may_wait:
             return _WAIT
         raise ApiError("cycle_unavailable", "this process has no open cycle; retry shortly", 503,
@@ -906,6 +945,7 @@ class CycleEngine:
         answer = self._accepted_answer(session, process, state, assignment, now)
         session.commit()  # the place is durable before it is counted or announced
         attempt.unsaved.pop(state.cycle_id, None)
+        state.workers.add(worker_id)
         if training:  # an evaluation holds no training place: nothing for the watcher
             state.accepted += 1
             state.outstanding[assignment.id] = expires
@@ -914,13 +954,13 @@ class CycleEngine:
         return answer
 
     @staticmethod
-    def _rejected_answer(process: Process, reason: str, timeout: float) -> dict[str, Any]:
+    def _rejected_answer(state: OpenCycle, reason: str, timeout: float) -> dict[str, Any]:
         return {
             "status": "rejected",
             "reason": reason,
             "timeout": timeout,
-            "model": process.name,
-            "version": process.version,
+            "model": state.model,
+            "version": state.version,
         }
 
     def _accepted_answer(self, session, process: Process, state: OpenCycle, assignment,

@@ -29,6 +29,10 @@ def save_figures(session, state: OpenCycle) -> None:
     )
 
 
+# The longest a commit of figures waits for more requests to join it.
+GATHER_SECONDS = 0.002
+
+
 class FigureWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -48,6 +52,7 @@ class FigureWriter:
     def _write_queued(self) -> None:
         try:
             while self._queued:
+                self._gather()
                 batch, self._queued = self._queued, {}
                 committed, self._next_commit = self._next_commit, AsyncResult()
                 try:
@@ -60,3 +65,13 @@ class FigureWriter:
                     committed.set(None)
         finally:
             self._writer = None
+
+    @staticmethod
+    def _gather() -> None:
+        """Let the requests already in hand queue their figures before the commit: wait until
+        the hub has nothing else to run, but at most GATHER_SECONDS (under a steady stream it may
+        never be idle). SQLite's commit blocks the hub for its fsync, so each commit should
+        carry as many answers as it can: without this one commit served ~6 of 16 waiting
+        devices."""
+        with gevent.Timeout(GATHER_SECONDS, False):
+            gevent.idle()

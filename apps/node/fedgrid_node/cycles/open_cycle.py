@@ -57,6 +57,13 @@ class OpenCycle:
     rejected: Counter = field(default_factory=Counter)
     # assignment id -> end of its lease, for every accepted assignment that has not reported
     outstanding: dict[int, datetime] = field(default_factory=dict)
+    # A single Node only (replicas read the database): the workers that have an assignment row
+    # in this cycle, whatever its task or status, so that a request from any other worker (a
+    # device turned away, the usual request) is decided without looking for its row; and, with
+    # a cooldown, worker -> the last earlier cycle it trained in, for the workers that trained
+    # within the cooldown (fixed for the cycle: only earlier cycles count).
+    workers: set[str] = field(default_factory=set)
+    cooling: dict[str, int] = field(default_factory=dict)
     # Set (under `lock`) once the cycle is completed or abandoned: whoever waited on the lock
     # must look up the process's open cycle again instead of acting on this one.
     closed: bool = False

@@ -26,8 +26,9 @@ from ..cycles.engine import CycleEngine
 from ..cycles.federated_evaluation import federated_scores
 from ..cycles.held_out import held_out_scores
 from ..cycles.process_control import ProcessControl
+from ..cycles.request_lookups import KnownProcess
 from ..cycles.selection import Speeds
-from ..cycles.server_config import parse_server_config
+from ..cycles.server_config import ServerConfig, parse_server_config
 from ..cycles.statuses import ProcessStatus
 from ..db.database import Database
 from ..db.models import Checkpoint, Cycle, Model, Plan, Process, Worker
@@ -180,6 +181,40 @@ class ModelCentricEvents:
     def cycle_request(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
         speeds = Speeds(ping_ms=data["ping"], download_mbps=data["download"],
                         upload_mbps=data["upload"])
+        measured = (speeds.ping_ms, speeds.download_mbps, speeds.upload_mbps)
+        known = self._known_request(data, measured)
+        if known is not None:
+            process = known
+        else:
+            process = self._look_up_request(data, speeds, measured)
+        worker_id = data["worker_id"]
+        on_place = None
+        if data.get("notify") is True and context.push is not None:
+            name, version = process.name, process.version
+            on_place = (context.push_key, lambda: context.push(name, version))
+        return self.engine.request_cycle(worker_id, process.process_id, speeds,
+                                         wait=data["wait"] or 0.0, on_place=on_place,
+                                         gone=context.gone)
+
+    def _known_request(self, data: dict[str, Any], measured) -> KnownProcess | None:
+        """The request's process from memory (a single Node, request_lookups.py), when its worker
+        and model are known, belong together and the speeds sent are the ones stored; else None
+        (the database decides, and any error is raised there)."""
+        if self.engine.cluster is not None:
+            return None
+        worker_id, name = data.get("worker_id"), data.get("model")
+        if not isinstance(worker_id, str) or not isinstance(name, str):
+            return None
+        worker = self.engine.lookups.worker(worker_id)
+        process = self.engine.lookups.process(name, _version_key(data.get("version")))
+        if worker is None or process is None or worker != (process.process_id, measured):
+            return None
+        _check_speed_test(process.config, data)
+        return process
+
+    def _look_up_request(self, data: dict[str, Any], speeds: Speeds, measured) -> KnownProcess:
+        """The request's worker and process from the database; the worker's speeds stored."""
+        generation = self.engine.lookups.generation
         with self.db.session() as session:
             worker = self.find_worker(session, data.get("worker_id"))
             process = self.find_process(session, data.get("model"), data.get("version"))
@@ -190,34 +225,16 @@ class ModelCentricEvents:
                     403,
                 )
             config = self.engine.config(session, process.id)
-            if config.requires_speed_test:
-                missing = [
-                    key
-                    for key, needed in (
-                        ("ping", config.maximum_ping),
-                        ("download", config.minimum_download_speed),
-                        ("upload", config.minimum_upload_speed),
-                    )
-                    if needed is not None and data.get(key) is None
-                ]
-                if missing:
-                    raise ApiError(
-                        "speed_test_required",
-                        f"this model needs a speed test: send {', '.join(missing)} "
-                        "(ping in ms, download/upload in Mbit/s)",
-                        400,
-                        details={"missing": missing},
-                    )
-            worker.ping_ms, worker.download_mbps, worker.upload_mbps = (
-                speeds.ping_ms, speeds.download_mbps, speeds.upload_mbps,
-            )
-            worker_id, process_id = worker.id, process.id
-        on_place = None
-        if data.get("notify") is True and context.push is not None:
-            name, version = process.name, process.version
-            on_place = (context.push_key, lambda: context.push(name, version))
-        return self.engine.request_cycle(worker_id, process_id, speeds, wait=data["wait"] or 0.0,
-                                         on_place=on_place, gone=context.gone)
+            _check_speed_test(config, data)
+            worker.ping_ms, worker.download_mbps, worker.upload_mbps = measured
+            known = KnownProcess(process.id, process.name, process.version, config)
+            worker_id = worker.id
+        if self.engine.cluster is None:  # committed: memory may say the same from now on
+            lookups = self.engine.lookups
+            lookups.remember_worker(generation, worker_id, known.process_id, measured)
+            lookups.remember_process(generation, data["model"], _version_key(data.get("version")),
+                                     known)
+        return known
 
     def _assignment_context(self, session, data: dict[str, Any]):
         worker = self.find_worker(session, data["worker_id"])
@@ -404,3 +421,30 @@ def checkpoint_evaluations(session, process_id: int) -> dict[int, dict[str, Any]
         number: {"test_metrics": held_out.get(number), "federated_metrics": federated.get(number)}
         for number in sorted(set(held_out) | set(federated))
     }
+
+
+def _version_key(version: Any) -> str | None:
+    """A request's version as `find_process` reads it: none (the newest) or its text."""
+    return None if version in (None, "") else str(version)
+
+
+def _check_speed_test(config: ServerConfig, data: dict[str, Any]) -> None:
+    if not config.requires_speed_test:
+        return
+    missing = [
+        key
+        for key, needed in (
+            ("ping", config.maximum_ping),
+            ("download", config.minimum_download_speed),
+            ("upload", config.minimum_upload_speed),
+        )
+        if needed is not None and data.get(key) is None
+    ]
+    if missing:
+        raise ApiError(
+            "speed_test_required",
+            f"this model needs a speed test: send {', '.join(missing)} "
+            "(ping in ms, download/upload in Mbit/s)",
+            400,
+            details={"missing": missing},
+        )
