@@ -72,7 +72,7 @@ from .off_hub import run_off_hub
 from .open_cycle import MetricTally, OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
-from .request_lookups import RequestLookups
+from .request_lookups import HostedProcess, RequestLookups
 from .secagg_cycle import SecureCycles, mark_survivors_reported
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
@@ -142,6 +142,7 @@ class CycleEngine:
         self._encodings: dict[int, str] = {}
         self._plan_ids: dict[int, dict[str, int]] = {}
         self._labels: dict[int, str] = {}
+        self._hosted: dict[int, HostedProcess] = {}
         # Per process: seconds from acceptance to report of recent reports (for leases), and the
         # durations of recent completed cycles (for pace steering).
         self._report_times: dict[int, deque[float]] = {}
@@ -333,7 +334,7 @@ class CycleEngine:
             state.outstanding.clear()
             state.wakeup.set()
         for cache in (self._configs, self._specs, self._encodings, self._plan_ids, self._labels,
-                      self._report_times, self._cycle_durations):
+                      self._hosted, self._report_times, self._cycle_durations):
             cache.pop(process_id, None)
         self.lookups.deleted(process_id)
 
@@ -662,6 +663,16 @@ class CycleEngine:
             self._plan_ids[process_id] = {name: plan_id for plan_id, name in rows}
         return self._plan_ids[process_id]
 
+    def hosted(self, session, process_id: int) -> HostedProcess:
+        """What an accepted answer says about the process (fixed once hosted, so cached: an
+        acceptance reads no process or model row)."""
+        if process_id not in self._hosted:
+            process = session.get(Process, process_id)
+            self._hosted[process_id] = HostedProcess(
+                process_id, process.name, process.version, process.model.id,
+                process.client_config)
+        return self._hosted[process_id]
+
     def typical_cycle_seconds(self, process_id: int) -> float | None:
         return typical_duration(self._cycle_durations.get(process_id, ()))
 
@@ -819,7 +830,7 @@ class CycleEngine:
             existing.status = AssignmentStatus.EXPIRED
         if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
             # A retry after a lost answer: hand back the same place (one per worker/cycle).
-            return self._accepted_answer(session, session.get(Process, process_id), state,
+            return self._accepted_answer(session, self.hosted(session, process_id), state,
                                          existing, now)
         if state.paused:  # (a place already held is handed back above: it may report)
             return self._paused_answer(process_id, config, state, attempt)
@@ -849,12 +860,12 @@ class CycleEngine:
                 rng=self.rng,
             )
             if decision.accepted:
-                return self._accept(session, session.get(Process, process_id), config, state,
+                return self._accept(session, self.hosted(session, process_id), config, state,
                                     worker_id, existing, now, attempt)
             if decision.reason == "cycle_full" and evaluation_place_left(
                     session, config, state.cycle_id, state.sequence, now):
                 # Every training place is taken: this device evaluates the checkpoint.
-                return self._accept(session, session.get(Process, process_id), config, state,
+                return self._accept(session, self.hosted(session, process_id), config, state,
                                     worker_id, existing, now, attempt,
                                     task=AssignmentTask.EVALUATE)
             reason, timeout = decision.reason, decision.timeout
@@ -921,10 +932,11 @@ class CycleEngine:
         raise ApiError("cycle_unavailable", "this process has no open cycle; retry shortly", 503,
                        headers={"Retry-After": "1"})
 
-    def _accept(self, session, process, config, state: OpenCycle, worker_id: str, existing, now,
+    def _accept(self, session, process: HostedProcess, config, state: OpenCycle, worker_id: str,
+                existing, now,
                 attempt: _Attempt, task: AssignmentTask = AssignmentTask.TRAIN):
         training = task == AssignmentTask.TRAIN
-        lease = timedelta(seconds=self.lease_seconds(config, process.id))
+        lease = timedelta(seconds=self.lease_seconds(config, process.process_id))
         # An evaluation may outlive its cycle: the checkpoint it scores stays what it is.
         expires = min(state.deadline, now + lease) if training else now + lease
         if training and config.secure_aggregation is not None:
@@ -950,7 +962,7 @@ class CycleEngine:
             state.accepted += 1
             state.outstanding[assignment.id] = expires
             state.wakeup.set()  # the watcher may need to wake for this lease
-            self.secure.places_taken(state, config, self.spec(session, process.id))
+            self.secure.places_taken(state, config, self.spec(session, process.process_id))
         return answer
 
     @staticmethod
@@ -963,7 +975,7 @@ class CycleEngine:
             "version": state.version,
         }
 
-    def _accepted_answer(self, session, process: Process, state: OpenCycle, assignment,
+    def _accepted_answer(self, session, process: HostedProcess, state: OpenCycle, assignment,
                          now: datetime) -> dict:
         expires = assignment.expires_at or state.deadline
         return {
@@ -971,8 +983,8 @@ class CycleEngine:
             "request_key": assignment.request_key,
             "model": process.name,
             "version": process.version,
-            "model_id": process.model.id,
-            "plans": self.plan_ids(session, process.id),
+            "model_id": process.model_id,
+            "plans": self.plan_ids(session, process.process_id),
             "client_config": process.client_config,
             "cycle": state.sequence,
             "checkpoint": state.checkpoint_number,
@@ -982,7 +994,7 @@ class CycleEngine:
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
             "task": assignment.task or AssignmentTask.TRAIN.value,
-            **self._secure_settings(session, process.id, state),
+            **self._secure_settings(session, process.process_id, state),
         }
 
     def _secure_settings(self, session, process_id: int, state: OpenCycle) -> dict[str, Any]:

@@ -46,6 +46,19 @@ class KnownProcess:
     config: ServerConfig
 
 
+@dataclass(frozen=True)
+class HostedProcess:
+    """What an accepted cycle-request tells about its process; fixed once hosted, so the engine
+    caches it by process id (replicas too: a process id is never given to another process while
+    this one exists, and the delete that frees it clears the cache)."""
+
+    process_id: int
+    name: str
+    version: str
+    model_id: int
+    client_config: dict[str, Any]
+
+
 class RequestLookups:
     def __init__(self, workers_kept: int = WORKERS_KEPT) -> None:
         self.workers_kept = workers_kept
