@@ -6,14 +6,17 @@ where its load differs, its own pool settings.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar
 
+import gevent
+import gevent.event
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -31,6 +34,45 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sync_file(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return  # checkpointed and removed: its frames are in the (synced) database file
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+class GroupFlush:
+    """Group commit: callers that each need "everything committed so far is on disk" share
+    flushes. A flush covers the commits made before it started; a caller arriving while one runs
+    waits for it and then, if its commit came after that flush began, for the next one."""
+
+    def __init__(self, flush) -> None:
+        self._flush = flush
+        self._requested = 0  # callers so far (each after its commit)
+        self._covered = 0  # callers whose commits a finished flush covers
+        self._running: gevent.event.Event | None = None
+
+    def wait(self) -> None:
+        self._requested += 1
+        ticket = self._requested
+        while self._covered < ticket:
+            if self._running is not None:
+                self._running.wait()
+                continue
+            running = self._running = gevent.event.Event()
+            covers = self._requested  # every commit made before this flush starts
+            try:
+                self._flush()
+                self._covered = max(self._covered, covers)
+            finally:
+                self._running = None
+                running.set()
 
 
 class Database:
@@ -62,6 +104,7 @@ class Database:
             self.engine = create_engine(url, pool_size=self.pool_size,
                                         max_overflow=self.max_overflow, pool_pre_ping=True)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._group_flush = GroupFlush(self._flush_to_disk)
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (run at every start)."""
@@ -71,17 +114,58 @@ class Database:
         command.upgrade(config, "head")
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session whose transaction commits on success and rolls back on any exception."""
+    def session(self, *, wait_for_disk: bool = True) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on any exception.
+
+        ``wait_for_disk=False``: the commit returns before the disk has it (visible to everyone
+        at once, lost by a power cut or an OS crash until `durable` returns). Whoever tells a
+        client it happened calls `durable` first. The point is group commit: a lock held across
+        the commit is no longer held across a flush to disk, and concurrent callers of `durable`
+        share one flush (see `_flush_to_disk`)."""
         session = self._sessions()
+        relaxed = not wait_for_disk
         try:
+            if relaxed:
+                session.execute(text("PRAGMA synchronous=NORMAL" if self.is_sqlite
+                                     else "SET LOCAL synchronous_commit TO OFF"))
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
         finally:
+            if relaxed and self.is_sqlite:
+                # Back to the default before the connection goes back to the pool (SQLite
+                # refuses to change it inside a transaction: after the commit or rollback).
+                try:
+                    session.execute(text("PRAGMA synchronous=FULL"))
+                except Exception:
+                    session.invalidate()  # never pooled again with the relaxed setting
             session.close()
+
+    def durable(self) -> None:
+        """Return once every transaction this process committed so far is on disk."""
+        self._group_flush.wait()
+
+    def _flush_to_disk(self) -> None:
+        """Make every commit so far durable, without blocking the hub.
+
+        SQLite (WAL): synchronous=NORMAL commits are in the WAL file but not yet synced, and
+        fdatasync of that file is exactly the sync synchronous=FULL would have done at each
+        commit. (A checkpoint in between syncs the WAL before copying it, and the database file
+        after; a WAL deleted after one needs no sync.) It runs on the thread pool.
+        PostgreSQL: a commit that wrote WAL and waits for it (synchronous_commit on) flushes the
+        WAL up to its own record, which covers every asynchronous commit before it; a
+        transactional logical message is the smallest WAL-writing transaction (no table, no
+        privilege needed). psycopg waits cooperatively, so the hub stays free."""
+        if self.is_sqlite:
+            database = self.engine.url.database
+            if database and database != ":memory:":
+                gevent.get_hub().threadpool.apply(_sync_file, (f"{database}-wal",))
+            return
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_logical_emit_message(true, 'fedgrid', '')"))
+            connection.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()

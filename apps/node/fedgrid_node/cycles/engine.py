@@ -47,6 +47,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -64,6 +65,13 @@ from .checkpoints import write_next_checkpoint
 from .cluster import POLL_SECONDS, Cluster
 from .cycle_aggregate import aggregate_cycle, budget_exhausted, fold_rule
 from .diff_encoding import decode_accepted, encoding_of
+from .diff_files import (
+    DiffFiles,
+    DiffLocation,
+    DiffUnreadable,
+    read_diff,
+    reported_diffs,
+)
 from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
@@ -132,8 +140,12 @@ class _Attempt:
 
 
 class CycleEngine:
-    def __init__(self, db: Database, *, rng: random.Random | None = None) -> None:
+    def __init__(self, db: Database, *, rng: random.Random | None = None,
+                 diff_dir: Path | None = None) -> None:
         self.db = db
+        # Where reports' diffs go (diff_files.py): per-cycle files for a single Node; the
+        # database (report_diffs) without a directory, as replicas need.
+        self.diff_files = DiffFiles(diff_dir) if diff_dir is not None else None
         self.rng = rng or random.Random()
         self._open: dict[int, OpenCycle] = {}  # process_id -> its open cycle
         self._configs: dict[int, ServerConfig] = {}
@@ -172,6 +184,8 @@ class CycleEngine:
             ).all()
         for cycle_id in cycle_ids:
             self._restore(cycle_id)
+        if self.diff_files is not None:
+            self.diff_files.sweep(set(cycle_ids))
         if self.cluster is None:
             self.held_out.start()
         else:
@@ -189,6 +203,8 @@ class CycleEngine:
         for changed in self._changes.values():
             changed.set()
         self._changes.clear()
+        if self.diff_files is not None:
+            self.diff_files.close()
 
     def _restore(self, cycle_id: int) -> OpenCycle:
         """Build a cycle's memory from the database, make it the open cycle, start its watcher."""
@@ -230,19 +246,9 @@ class CycleEngine:
                     state.outstanding[assignment_id] = expires_at or cycle.deadline
                 elif status == AssignmentStatus.EXPIRED:
                     state.expired += 1
-            reports = session.execute(
-                select(Assignment.id, Assignment.num_samples, Assignment.metrics)
-                .join(ReportDiff, ReportDiff.assignment_id == Assignment.id)
-                # Acknowledged reports only (a replica stages a diff before it is acknowledged).
-                .where(Assignment.cycle_id == cycle_id,
-                       Assignment.status == AssignmentStatus.REPORTED)
-                # The order they were acknowledged in, so the float64 sum is rebuilt exactly.
-                .order_by(Assignment.reported_at, Assignment.id)
-            ).all()
-            # Stored reports are folded again one at a time, each diff read by its own query:
-            # memory stays O(model). (One query over every diff was buffered whole by the
-            # SQLite driver even with yield_per: +93 MiB at the restore of 40 reports of 4 MiB,
-            # test_restore_memory.py.)
+            reports = reported_diffs(session, cycle_id)
+            # Stored reports are folded again one at a time, each diff read by itself: memory
+            # stays O(model) (test_restore_memory.py).
             encoding = self.diff_encoding(session, cycle.process_id)
             if self.cluster is not None:
                 # A replica's copy: the leader's watcher folds the stored reports (`_refresh`).
@@ -250,8 +256,13 @@ class CycleEngine:
                 state.unfolded = len(reports)
                 reports = []
             for assignment_id, num_samples, metrics in reports:
-                data = session.scalar(
-                    select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
+                try:
+                    data = read_diff(session, self.diff_files, assignment_id)
+                except DiffUnreadable as problem:
+                    # The disk lost an acknowledged diff: say so loudly, restore the rest.
+                    log.error("cycle %s of %s: the report of assignment %s is lost: %s",
+                              cycle.sequence, process.name, assignment_id, problem)
+                    continue
                 state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
                                   off_hub=False, assignment_id=assignment_id)
                 del data
@@ -306,6 +317,8 @@ class CycleEngine:
         if state is not None:
             self.secure.forget(state.cycle_id)
             state.closed = True
+            if self.diff_files is not None:
+                self.diff_files.discard(state.cycle_id)
             state.outstanding.clear()
             state.wakeup.set()
         for cache in (self._configs, self._specs, self._encodings, self._plan_ids, self._labels,
@@ -475,9 +488,9 @@ class CycleEngine:
             .order_by(Assignment.reported_at, Assignment.id)
         ).all()
         for assignment_id, num_samples, metrics in reports:
-            data = session.scalar(
-                select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
-            if data is None:
+            try:
+                data = read_diff(session, self.diff_files, assignment_id)
+            except DiffUnreadable:
                 continue
             state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
                               off_hub=True, assignment_id=assignment_id)
@@ -978,24 +991,20 @@ class CycleEngine:
     def _assignment_of(session, worker_id: str, request_key: str) -> Assignment:
         assignment = session.scalar(select(Assignment).where(Assignment.request_key == request_key))
         if assignment is None or assignment.worker_id != worker_id:
-            raise ApiError(
-                "request_key_invalid",
-                "request_key does not belong to this worker; ask for a cycle first",
-                403,
-            )
+            raise _request_key_invalid()
         return assignment
 
     @staticmethod
-    def _check_may_report(assignment: Assignment) -> None:
+    def _check_may_report(status: str) -> None:
         """Refuse a report by the assignment's own status first: a resend of a stored report is
         `report_duplicate` (it was counted) even after its cycle closed."""
-        if assignment.status == AssignmentStatus.REPORTED:
+        if status == AssignmentStatus.REPORTED:
             raise ApiError(
                 "report_duplicate", "this assignment already reported; one report per assignment", 409
             )
-        if assignment.status == AssignmentStatus.EXPIRED:
+        if status == AssignmentStatus.EXPIRED:
             raise _expired()
-        if assignment.status != AssignmentStatus.ACCEPTED:
+        if status != AssignmentStatus.ACCEPTED:
             raise _cycle_closed()
 
     # ----------------------------------------------------------------------------- reports
@@ -1012,18 +1021,25 @@ class CycleEngine:
 
         An evaluation assignment's report (metrics only) is stored and nothing else."""
         with self.db.session() as session:
-            assignment = self._assignment_of(session, worker_id, request_key)
-            self._check_may_report(assignment)
-            if assignment.task == AssignmentTask.EVALUATE:
-                return self._report_evaluation(session, assignment, diff_bytes, num_samples,
-                                               metrics)
+            # One statement for what the report path needs (the ORM object and its lazily
+            # loaded cycle were three round trips and most of the hub's time per report).
+            found = session.execute(
+                select(Assignment.id, Assignment.worker_id, Assignment.status, Assignment.task,
+                       Assignment.cycle_id, Cycle.process_id)
+                .join(Cycle, Cycle.id == Assignment.cycle_id)
+                .where(Assignment.request_key == request_key)).one_or_none()
+            if found is None or found.worker_id != worker_id:
+                raise _request_key_invalid()
+            self._check_may_report(found.status)
+            if found.task == AssignmentTask.EVALUATE:
+                return self._report_evaluation(session, session.get(Assignment, found.id),
+                                               diff_bytes, num_samples, metrics)
             if diff_bytes is None:
                 raise ApiError("report_diff_missing",
                                "a training assignment reports its diff (start − trained "
                                "parameters, safetensors) as the body", 400,
                                details={"field": "diff"})
-            assignment_id, cycle_id = assignment.id, assignment.cycle_id
-            process_id = assignment.cycle.process_id
+            assignment_id, cycle_id, process_id = found.id, found.cycle_id, found.process_id
             spec = self.spec(session, process_id)
             config = self.config(session, process_id)
             encoding = self.diff_encoding(session, process_id)
@@ -1040,6 +1056,15 @@ class CycleEngine:
         if self.cluster is not None:
             return self._report_replicated(state, config, assignment_id, diff, diff_bytes,
                                            num_samples, metrics)
+        location = None
+        if self.diff_files is not None:
+            # The diff goes to disk first, beside other reports' and outside the cycle's lock,
+            # so the lock covers only the decision and one small transaction (diff_files.py).
+            # As received: an encoded diff stays as small as it came (decode_accepted reads it).
+            self._check_on_time(state, config, assignment_id, utcnow())
+            if state.closed:  # (no yield from here to the append's opening of the file)
+                raise _cycle_closed()
+            location = self.diff_files.append(cycle_id, diff_bytes)
         with state.lock:
             if state.closed:
                 raise _cycle_closed()
@@ -1047,14 +1072,17 @@ class CycleEngine:
             # hold up the watcher's close behind them.
             now = utcnow()
             self._check_on_time(state, config, assignment_id, now)
-            with self.db.session() as session:
+            # Group commit: the lock is not held while the disk flushes; the flush below, shared
+            # with the reports committed meanwhile, comes before the answer.
+            with self.db.session(wait_for_disk=False) as session:
                 assigned_at = self._mark_reported(session, assignment_id, now, num_samples,
-                                                  metrics)
-                # As received: an encoded diff stays as small as it came (decode_accepted reads it).
-                session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
-            # Committed: the report is durable. Fold it now (a restart would fold it from disk).
+                                                  metrics, location)
+                if location is None:
+                    session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
+            # Committed: fold it now (a restart would fold it from the database and its file).
             self._reported(state, config, assignment_id, now, assigned_at, diff, num_samples,
                            metrics)
+        self.db.durable()  # acknowledged only once on disk
         return {"status": "success", "cycle": state.sequence}
 
     def _report_replicated(self, state: OpenCycle, config: ServerConfig, assignment_id: int,
@@ -1117,20 +1145,30 @@ class CycleEngine:
                     Assignment.status != AssignmentStatus.REPORTED))))
 
     def _mark_reported(self, session, assignment_id: int, now: datetime, num_samples: int,
-                       metrics: Mapping[str, float] | None) -> datetime:
-        """Under the cycle's lock: the assignment reports now, if it still may. Returns when it
-        was assigned."""
-        # Re-read under the cycle lock: a twin request may have reported, the lease may have run
-        # out or the cycle closed while the diff was being checked.
-        assignment = session.get(Assignment, assignment_id, with_for_update=True)
-        if assignment is None:  # its process was deleted meanwhile
-            raise ApiError("process_unknown", "this model is no longer hosted", 404)
-        self._check_may_report(assignment)
-        assignment.status = AssignmentStatus.REPORTED
-        assignment.reported_at = now
-        assignment.num_samples = num_samples
-        assignment.metrics = metrics
-        return assignment.assigned_at
+                       metrics: Mapping[str, float] | None,
+                       location: DiffLocation | None = None) -> datetime:
+        """Under the cycle's lock: the assignment reports now, if it still may, with where its
+        diff lies in the cycle's file (None: in report_diffs). Returns when it was assigned."""
+        # Only if still accepted, decided by the row itself under the cycle lock: a twin request
+        # may have reported, the lease may have run out or the cycle closed while the diff was
+        # being checked.
+        located = ({"diff_offset": location.offset, "diff_length": location.length,
+                    "diff_checksum": location.checksum} if location is not None else {})
+        assigned_at = session.scalar(
+            update(Assignment)
+            .where(Assignment.id == assignment_id,
+                   Assignment.status == AssignmentStatus.ACCEPTED)
+            .values(status=AssignmentStatus.REPORTED, reported_at=now, num_samples=num_samples,
+                    metrics=metrics, **located)
+            .returning(Assignment.assigned_at)
+            .execution_options(synchronize_session=False))
+        if assigned_at is None:  # say why not
+            status = session.scalar(select(Assignment.status).where(Assignment.id == assignment_id))
+            if status is None:  # its process was deleted meanwhile
+                raise ApiError("process_unknown", "this model is no longer hosted", 404)
+            self._check_may_report(status)
+            raise _cycle_closed()
+        return assigned_at
 
     def _reported(self, state: OpenCycle, config: ServerConfig, assignment_id: int,
                   now: datetime, assigned_at: datetime, diff, num_samples: int,
@@ -1189,7 +1227,7 @@ class CycleEngine:
         ).rowcount
         if stored != 1:
             session.refresh(assignment)
-            CycleEngine._check_may_report(assignment)  # report_duplicate: the twin was stored
+            CycleEngine._check_may_report(assignment.status)  # report_duplicate: the twin was stored
             raise _cycle_closed()  # no longer accepted, for a reason the check above does not name
         session.commit()
         return {"status": "success", "cycle": sequence}
@@ -1256,6 +1294,8 @@ class CycleEngine:
             else:
                 del self._open[process_id]
             state.closed = True
+            if self.diff_files is not None:
+                self.diff_files.discard(cycle_id)  # folded into the committed checkpoint
             state.outstanding.clear()
             state.wakeup.set()
             self.secure.forget(cycle_id)
@@ -1278,10 +1318,11 @@ class CycleEngine:
         if quorum:
             aggregate = aggregate_cycle(session, state, cycle, config,
                                         self.spec(session, state.process_id),
-                                        self.diff_encoding(session, state.process_id))
+                                        self.diff_encoding(session, state.process_id),
+                                        self.diff_files)
             new_checkpoint = write_next_checkpoint(session, state.process_id, cycle,
                                                    config.strategy, state.running,
-                                                   aggregate.average)
+                                                   aggregate.average, self.diff_files)
             if new_checkpoint is None:
                 abandoned_because = AbandonReason.AGGREGATE_NOT_FINITE
                 log.warning("cycle %s of %s: the aggregate is not finite; the cycle is "
@@ -1376,6 +1417,11 @@ def _past_deadline(state: OpenCycle, config: ServerConfig, now: datetime) -> boo
     if now < state.deadline or state.paused:
         return False
     return not (config.quorum_policy == "extend" and state.reported < config.min_diffs)
+
+
+def _request_key_invalid() -> ApiError:
+    return ApiError("request_key_invalid",
+                    "request_key does not belong to this worker; ask for a cycle first", 403)
 
 
 def _cycle_closed() -> ApiError:
