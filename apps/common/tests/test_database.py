@@ -92,33 +92,9 @@ def test_sqlite_pragmas_and_pools(tmp_path):
                 pragmas = [session.scalar(text(f"PRAGMA {name}")) for name in
                            ("journal_mode", "synchronous", "foreign_keys", "busy_timeout",
                             "page_size")]
-            assert pragmas == ["wal", 2, 1, 30000, 65536]
+            assert pragmas == ["wal", 2, 1, 30000, 4096]
         finally:
             db.dispose()
-
-
-def test_an_existing_sqlite_file_keeps_its_page_size(tmp_path):
-    """64 KiB pages apply to new files only: a database made before keeps its 4 KiB pages."""
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    made_before = sqlite3.connect(path)
-    made_before.execute("PRAGMA journal_mode=WAL")
-    made_before.execute("CREATE TABLE t (x INTEGER)")
-    made_before.close()
-
-    class App(Database):
-        migrations_dir = tmp_path
-
-    db = App(f"sqlite:///{path}")
-    try:
-        with db.session() as session:
-            assert session.scalar(text("PRAGMA page_size")) == 4096
-            session.execute(text("INSERT INTO t VALUES (1)"))
-        with db.session() as session:
-            assert session.scalar(text("SELECT x FROM t")) == 1
-    finally:
-        db.dispose()
 
 
 def test_database_urls(tmp_path):

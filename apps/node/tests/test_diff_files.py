@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import sqlalchemy
 
-from fedgrid_plans import tensors
 from fedgrid_node.config import NodeConfig
+from fedgrid_plans import tensors
 from fedgrid_server.config import normalize_database_url
 from tests.support.api_client import HttpApi
 from tests.support.databases import database_backends
