@@ -36,6 +36,20 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _relax_sqlite(dbapi_connection, _record) -> None:
+    _configure_sqlite(dbapi_connection, _record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=NORMAL")  # commits reach the WAL file, not yet the disk
+    cursor.close()
+
+
+def _relax_postgresql(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET synchronous_commit TO off")  # commits return before the WAL is flushed
+    cursor.close()
+    dbapi_connection.commit()  # (a SET inside a transaction rolled back would be undone)
+
+
 def _sync_file(path: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -100,10 +114,23 @@ class Database:
                 url, connect_args={"check_same_thread": False}, **pool
             )
             event.listen(self.engine, "connect", _configure_sqlite)
+            self._relaxed_engine = create_engine(
+                url, connect_args={"check_same_thread": False},
+                **({"pool_size": 2, "max_overflow": 8} if self.sqlite_pooled
+                   else {"poolclass": NullPool}))
+            event.listen(self._relaxed_engine, "connect", _relax_sqlite)
         else:
             self.engine = create_engine(url, pool_size=self.pool_size,
                                         max_overflow=self.max_overflow, pool_pre_ping=True)
+            self._relaxed_engine = create_engine(url, pool_size=2, max_overflow=8,
+                                                 pool_pre_ping=True)
+            event.listen(self._relaxed_engine, "connect", _relax_postgresql)
+        # Connections whose commits do not wait for the disk (`session(wait_for_disk=False)`): a
+        # pool of their own, set once per connection, so no statement per use switches a shared
+        # connection back and forth. Created lazily by SQLAlchemy: an app that never asks for one
+        # opens none.
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._relaxed_sessions = sessionmaker(self._relaxed_engine, expire_on_commit=False)
         self._group_flush = GroupFlush(self._flush_to_disk)
 
     def upgrade(self) -> None:
@@ -122,25 +149,14 @@ class Database:
         client it happened calls `durable` first. The point is group commit: a lock held across
         the commit is no longer held across a flush to disk, and concurrent callers of `durable`
         share one flush (see `_flush_to_disk`)."""
-        session = self._sessions()
-        relaxed = not wait_for_disk
+        session = self._sessions() if wait_for_disk else self._relaxed_sessions()
         try:
-            if relaxed:
-                session.execute(text("PRAGMA synchronous=NORMAL" if self.is_sqlite
-                                     else "SET LOCAL synchronous_commit TO OFF"))
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
         finally:
-            if relaxed and self.is_sqlite:
-                # Back to the default before the connection goes back to the pool (SQLite
-                # refuses to change it inside a transaction: after the commit or rollback).
-                try:
-                    session.execute(text("PRAGMA synchronous=FULL"))
-                except Exception:
-                    session.invalidate()  # never pooled again with the relaxed setting
             session.close()
 
     def durable(self) -> None:
@@ -169,3 +185,4 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self._relaxed_engine.dispose()
