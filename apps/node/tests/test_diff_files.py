@@ -131,3 +131,51 @@ def test_a_damaged_diff_is_named_and_the_rest_restored(node_factory, backend):
     assert api.call("stop-process", {"name": "files", "version": "1"}, admin=True).status == 200
     assert_checkpoint(api, 2, [(1, 6), (2, 7)])
     node.stop()
+
+
+def test_a_full_disk_refuses_the_report_for_a_retry_and_keeps_nothing(tmp_path, monkeypatch):
+    """In-process: the diff's write fails as on a full disk. The device hears a transient 503
+    (its SDK sends again later), the assignment stays open, and the resend is taken."""
+    import errno
+    import io
+    import json
+    import os
+
+    from fedgrid_node.app import create_app
+    from fedgrid_node.cycles import diff_files as diff_files_module
+
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token"))
+    client = app.test_client()
+    try:
+        plan, checkpoint = logistic_regression()
+        admin = {"Authorization": "Bearer admin-token"}
+        assert client.post("/model-centric/host-training", headers=admin, data={
+            "name": "full", "version": "1", "client_config": json.dumps({"batch_size": 8}),
+            "server_config": json.dumps({"max_diffs": 2, "cycle_length": 600}),
+            "model": (io.BytesIO(checkpoint), "model.safetensors"),
+            "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")}).status_code == 200
+        worker = client.post("/model-centric/authenticate",
+                             json={"model_name": "full"}).json["worker_id"]
+        key = client.post("/model-centric/cycle-request",
+                          json={"worker_id": worker, "model": "full"}).json["request_key"]
+
+        def send():
+            return client.post(
+                "/model-centric/report", data=tensors.encode(random_diff(checkpoint, 0)),
+                query_string={"worker_id": worker, "request_key": key, "num_samples": 10},
+                headers={"Content-Type": "application/octet-stream"})
+
+        def full(fd, data, offset):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(diff_files_module.os, "pwrite", full)
+        refused = send()
+        assert refused.status_code == 503 and refused.json["error"]["code"] == "storage_unavailable"
+        monkeypatch.undo()
+        taken = send()
+        assert taken.status_code == 200, taken.json
+        cycle = client.get("/model-centric/cycles", headers=admin,
+                           query_string={"name": "full"}).json["cycles"][0]
+        assert cycle["reported"] == 1
+    finally:
+        app.extensions["fedgrid"].engine.stop()

@@ -1064,7 +1064,14 @@ class CycleEngine:
             self._check_on_time(state, config, assignment_id, utcnow())
             if state.closed:  # (no yield from here to the append's opening of the file)
                 raise _cycle_closed()
-            location = self.diff_files.append(cycle_id, diff_bytes)
+            try:
+                location = self.diff_files.append(cycle_id, diff_bytes)
+            except OSError as failure:  # the disk is full or failing: nothing was stored
+                log.error("cannot store a report of cycle %s of %s: %s", state.sequence,
+                          state.label, failure)
+                raise ApiError("storage_unavailable",
+                               "the Node could not store this report on its disk; nothing was "
+                               "kept: send it again later", 503) from None
         with state.lock:
             if state.closed:
                 raise _cycle_closed()
