@@ -3,7 +3,16 @@
 // browser bundle) and in the Python executor (onnxruntime), all single-threaded, plus the browser
 // bundle's size. Needs `npm run build` (for Chromium) and the repository's .venv.
 //
-//   node benchmarks/steps.mjs [--models digits_mlp,mcmahan_cnn] [--batch 32] [--seconds 3]
+// Python and Node.js (native) do the same work on both sides: `step` is PlanExecutor.step on one
+// fixed batch (features float32, labels already in the plan's dtype: int64), feeding each step's
+// parameters to the next; `round` is a local round (Python fedgrid_plans.executor.train, JS
+// trainLocally: shuffled batches gathered from 8 copies of that batch, momentum/FedProx inputs as
+// the plan has them, per-update callback), timed between updates. Both exclude the same warm-up
+// (the first 5 steps) and report 1 / the 10th-percentile time of >= 5 ms samples. The two are
+// measured alternately, `--rounds` times each, and each side's best is kept, so a load change on
+// the shared machine does not favour whichever ran in the quieter moment.
+//
+//   node benchmarks/steps.mjs [--models digits_mlp,mcmahan_cnn] [--batch 32] [--seconds 3] [--rounds 2]
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
@@ -12,7 +21,8 @@ import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
-import { PlanExecutor, parseSafetensors } from '../src/index.js';
+import { PlanExecutor, parseSafetensors, trainLocally } from '../src/index.js';
+import { toTypedArray } from '../src/executor.js';
 import { runtimeName } from '../src/runtime.js';
 import { launchChromium } from '../test/support/browser.mjs';
 import { PYTHON, REPO, VECTORS } from '../test/support/node.mjs';
@@ -21,12 +31,17 @@ const { values: args } = parseArgs({ options: {
   models: { type: 'string', default: 'digits_mlp,mcmahan_cnn' },
   batch: { type: 'string', default: '32' },
   seconds: { type: 'string', default: '3' },
+  rounds: { type: 'string', default: '2' },
   // Internal: print Node.js steps/s of one model and exit (the WASM measurement's child process).
   'node-steps-of': { type: 'string' },
 } });
 const models = args.models.split(',');
 const batch = Number(args.batch);
 const seconds = Number(args.seconds);
+const rounds = Number(args.rounds);
+/** Copies of the batch in the local round's data set (the round shuffles and gathers batches). */
+const COPIES = 8;
+const WARMUP_STEPS = 5;
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
 
 /** A deterministic batch for the plan (features in [0,1), labels 0..9). */
@@ -65,21 +80,23 @@ async function timeSteps(api, planBytes, startBytes, features, labels, seconds) 
   return 1000 / times[Math.floor(times.length / 10)];
 }
 
+/** Python's steps/s: {step, round}, measured as timeSteps and nodeRoundStepsPerSecond do. */
 function pythonStepsPerSecond(model, featureSize) {
   const script = `
 import sys, time, numpy as np
-from fedgrid_plans.executor import PlanExecutor
+from fedgrid_plans.executor import PlanExecutor, train
 from fedgrid_plans import tensors
-folder, batch, seconds, size = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+folder, batch, seconds, size, copies, warmup = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 executor = PlanExecutor(open(folder + "/plan.fgplan", "rb").read(), threads=1)
-params = {k: np.array(v) for k, v in tensors.decode(open(folder + "/start.safetensors", "rb").read()).items()}
+start = {k: np.array(v) for k, v in tensors.decode(open(folder + "/start.safetensors", "rb").read()).items()}
+params = start
 state = executor.initial_optimizer_state() if executor.uses_optimizer_state else None
 s = 12345; f = np.empty(batch * size, np.float32)
 for i in range(f.size):
     s = (s * 1103515245 + 12345) % 2**32; f[i] = (s >> 8) / 2**24
 shape = [batch] + [int(d) for d in executor.plan.manifest["train"]["inputs"][0]["shape"][1:]]
-features = f.reshape(shape); labels = np.arange(batch) % 10
-for _ in range(5): params = executor.step(params, features, labels, optimizer_state=state).parameters
+features = f.reshape(shape); labels = np.arange(batch, dtype=np.int64) % 10
+for _ in range(warmup): params = executor.step(params, features, labels, optimizer_state=state).parameters
 times, started = [], time.perf_counter()
 while time.perf_counter() - started < seconds or len(times) < 5:  # samples as in timeSteps
     before, steps, elapsed = time.perf_counter(), 0, 0.0
@@ -88,8 +105,29 @@ while time.perf_counter() - started < seconds or len(times) < 5:  # samples as i
         steps += 1
         elapsed = time.perf_counter() - before
     times.append(elapsed / steps)
-print(1 / sorted(times)[len(times) // 10])`;
-  return Number(execFileSync(PYTHON, ['-c', script, join(VECTORS, model), String(batch), String(seconds), String(featureSize)], { cwd: REPO }).toString().trim());
+step_rate = 1 / sorted(times)[len(times) // 10]
+
+# A local round, timed between updates (the callback runs after each).
+round_times, window = [], {"updates": 0, "since": None, "steps": 0, "started": None}
+def on_batch(report):
+    now = time.perf_counter()
+    window["updates"] += 1
+    if window["updates"] == warmup:
+        window["since"], window["started"] = now, now
+    elif window["updates"] > warmup:
+        window["steps"] += 1
+        if now - window["since"] >= 0.005:
+            round_times.append((now - window["since"]) / window["steps"])
+            window["since"], window["steps"] = now, 0
+        if now - window["started"] >= seconds and len(round_times) >= 5:
+            return False
+    return True
+train(executor, start, np.tile(features, [copies] + [1] * (features.ndim - 1)), np.tile(labels, copies),
+      batch_size=batch, epochs=10**9, seed=0, on_batch=on_batch)
+print(step_rate, 1 / sorted(round_times)[len(round_times) // 10])`;
+  const output = execFileSync(PYTHON, ['-c', script, join(VECTORS, model), String(batch), String(seconds), String(featureSize), String(COPIES), String(WARMUP_STEPS)], { cwd: REPO });
+  const [step, round] = output.toString().trim().split(/\s+/).map(Number);
+  return { step, round };
 }
 
 function nodeStepsPerSecond(model) {
@@ -99,8 +137,62 @@ function nodeStepsPerSecond(model) {
     const { featureSize } = executor;
     await executor.release();
     const { features, labels } = makeBatch(featureSize);
-    return timeSteps({ PlanExecutor, parseSafetensors }, planBytes, startBytes, features, labels, seconds);
+    // Labels in the plan's dtype, as the Python side passes an int64 array: converting a plain
+    // array every step is work the Python side does not do.
+    return timeSteps({ PlanExecutor, parseSafetensors }, planBytes, startBytes, features, toTypedArray(labels, executor.labelsInput.dtype), seconds);
   });
+}
+
+/** Steps/s within a local round (trainLocally), timed between updates like the Python side. */
+async function nodeRoundStepsPerSecond(model) {
+  const executor = await PlanExecutor.create(readFileSync(join(VECTORS, model, 'plan.fgplan')));
+  const start = parseSafetensors(readFileSync(join(VECTORS, model, 'start.safetensors'))).tensors;
+  const { features, labels } = makeBatch(executor.featureSize);
+  const allFeatures = new Float32Array(features.length * COPIES);
+  for (let copy = 0; copy < COPIES; copy += 1) allFeatures.set(features, copy * features.length);
+  const allLabels = toTypedArray(Array.from({ length: COPIES }, () => labels).flat(), executor.labelsInput.dtype);
+  const times = [];
+  let updates = 0;
+  let since;
+  let started;
+  let steps = 0;
+  await trainLocally(executor, start, {
+    features: allFeatures, labels: allLabels, batchSize: batch, epochs: 1e9, seed: 0,
+    onBatch: () => {
+      const now = performance.now();
+      updates += 1;
+      if (updates === WARMUP_STEPS) {
+        since = now;
+        started = now;
+      } else if (updates > WARMUP_STEPS) {
+        steps += 1;
+        if (now - since >= 5) {
+          times.push((now - since) / steps);
+          since = now;
+          steps = 0;
+        }
+        if (now - started >= seconds * 1000 && times.length >= 5) return false;
+      }
+      return true;
+    },
+  });
+  await executor.release();
+  times.sort((a, b) => a - b);
+  return 1000 / times[Math.floor(times.length / 10)];
+}
+
+/** Python and Node.js (native) alternately, `rounds` times; each side's best. */
+async function pythonAndNode(model, featureSize) {
+  const best = { python: { step: 0, round: 0 }, node: { step: 0, round: 0 } };
+  for (let i = 0; i < rounds; i += 1) {
+    const python = pythonStepsPerSecond(model, featureSize);
+    const node = { step: await nodeStepsPerSecond(model), round: await nodeRoundStepsPerSecond(model) };
+    for (const what of ['step', 'round']) {
+      best.python[what] = Math.max(best.python[what], python[what]);
+      best.node[what] = Math.max(best.node[what], node[what]);
+    }
+  }
+  return best;
 }
 
 if (args['node-steps-of']) {
@@ -135,15 +227,16 @@ for (const model of models) {
   const { featureSize } = executor;
   await executor.release();
   const { features, labels } = makeBatch(featureSize);
-  const python = pythonStepsPerSecond(model, featureSize);
-  const node = await nodeStepsPerSecond(model);
+  const { python: pythonRates, node: nodeRates } = await pythonAndNode(model, featureSize);
+  const python = pythonRates.step;
+  const node = nodeRates.step;
   const nodeWasm = wasmNodeStepsPerSecond(model);
   const chromium = await page.evaluate(async ({ model, features, labels, seconds, source }) => {
     const fetchBytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
     const run = new Function(`return (${source})`)();
     return run(window.fedgrid, await fetchBytes(`/vectors/${model}/plan.fgplan`), await fetchBytes(`/vectors/${model}/start.safetensors`), Float32Array.from(features), labels, seconds);
   }, { model, features: Array.from(features), labels, seconds, source: timeSteps.toString() });
-  rows.push({ model, python, node, nodeWasm, chromium });
+  rows.push({ model, python, node, nodeWasm, chromium, pythonRound: pythonRates.round, nodeRound: nodeRates.round });
 }
 await browser.stop();
 
@@ -154,6 +247,10 @@ console.log('model                Python   Node.js  Node.js WASM  Chromium   Nod
 for (const r of rows) {
   console.log(`${r.model.padEnd(18)}${fixed(r.python)}${fixed(r.node)}${fixed(r.nodeWasm).padStart(14)}${fixed(r.chromium)}${(r.node / r.python).toFixed(2).padStart(13)}${(r.nodeWasm / r.python).toFixed(2).padStart(18)}${(r.chromium / r.python).toFixed(2).padStart(17)}`);
 }
+console.log(`\nA local round (Python train() vs. Node.js trainLocally() on ${runtimeName()}), steps/s between updates`);
+console.log('model                Python   Node.js  Node/Python');
+for (const r of rows) console.log(`${r.model.padEnd(18)}${fixed(r.pythonRound)}${fixed(r.nodeRound)}${(r.nodeRound / r.pythonRound).toFixed(2).padStart(13)}`);
+console.log(`Python and Node.js measured alternately, best of ${rounds}; the first ${WARMUP_STEPS} steps of each measurement excluded on both sides.`);
 const bundle = readFileSync(join(DIST, 'fedgrid.js'));
 const wasm = statSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm')).size;
 const wasmGzip = gzipSync(readFileSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm'))).length;
