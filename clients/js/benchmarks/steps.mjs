@@ -15,7 +15,8 @@
 //   node benchmarks/steps.mjs [--models digits_mlp,mcmahan_cnn] [--batch 32] [--seconds 3] [--rounds 2]
 
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
@@ -23,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 
 import { PlanExecutor, parseSafetensors, trainLocally } from '../src/index.js';
 import { toTypedArray } from '../src/executor.js';
-import { runtimeName } from '../src/runtime.js';
+import { runtime, runtimeName, sessionDefaults } from '../src/runtime.js';
 import { launchChromium } from '../test/support/browser.mjs';
 import { PYTHON, REPO, VECTORS } from '../test/support/node.mjs';
 
@@ -181,6 +182,81 @@ async function nodeRoundStepsPerSecond(model) {
   return 1000 / times[Math.floor(times.length / 10)];
 }
 
+/** Tensors in and out of the call-cost graph: digits_mlp's training graph has 7 of each. */
+const CALL_TENSORS = 7;
+
+/** Microseconds per session.run of a graph that does almost nothing (CALL_TENSORS inputs of 4
+ *  floats, each negated into an output) in Python: what a call costs the runtime's binding
+ *  (feeds in, outputs out), written by onnx to `path` for the Node.js side to run too. */
+function pythonCallMicroseconds(path) {
+  const script = `
+import sys, time, numpy as np, onnx, onnxruntime
+from onnx import TensorProto, helper
+from fedgrid_plans.executor import session_options
+path, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [4]) for i in range(count)]
+outputs = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [4]) for i in range(count)]
+graph = helper.make_graph([helper.make_node("Neg", [f"x{i}"], [f"y{i}"]) for i in range(count)], "calls", inputs, outputs)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+model.ir_version = 8
+onnx.save(model, path)
+session = onnxruntime.InferenceSession(path, session_options(1), providers=["CPUExecutionProvider"])
+feeds = {f"x{i}": np.zeros(4, np.float32) for i in range(count)}
+names = [f"y{i}" for i in range(count)]
+for _ in range(5): session.run(names, feeds)
+times, started = [], time.perf_counter()
+while time.perf_counter() - started < seconds or len(times) < 5:
+    before, calls, elapsed = time.perf_counter(), 0, 0.0
+    while elapsed < 0.005:
+        session.run(names, feeds)
+        calls += 1
+        elapsed = time.perf_counter() - before
+    times.append(elapsed / calls)
+print(sorted(times)[len(times) // 10] * 1e6)`;
+  return Number(execFileSync(PYTHON, ['-c', script, path, String(CALL_TENSORS), String(seconds)], { cwd: REPO }).toString().trim());
+}
+
+/** The same graph's call in Node.js, through the SDK's runtime and session options. */
+async function nodeCallMicroseconds(path) {
+  const ort = runtime();
+  const session = await ort.InferenceSession.create(path, { ...sessionDefaults(), graphOptimizationLevel: 'all', logSeverityLevel: 3 });
+  const feeds = {};
+  for (let i = 0; i < CALL_TENSORS; i += 1) feeds[`x${i}`] = new ort.Tensor('float32', new Float32Array(4), [4]);
+  for (let i = 0; i < 5; i += 1) await session.run(feeds);
+  const times = [];
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000 || times.length < 5) {
+    const before = performance.now();
+    let calls = 0;
+    let elapsed = 0;
+    while (elapsed < 5) {
+      await session.run(feeds);
+      calls += 1;
+      elapsed = performance.now() - before;
+    }
+    times.push(elapsed / calls);
+  }
+  await session.release();
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 10)] * 1000;
+}
+
+/** Best (lowest) call cost of each side, measured alternately. */
+async function callMicroseconds() {
+  const folder = mkdtempSync(join(tmpdir(), 'fedgrid-bench-'));
+  const path = join(folder, 'calls.onnx');
+  const best = { python: Infinity, node: Infinity };
+  try {
+    for (let i = 0; i < rounds; i += 1) {
+      best.python = Math.min(best.python, pythonCallMicroseconds(path));
+      best.node = Math.min(best.node, await nodeCallMicroseconds(path));
+    }
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+  return best;
+}
+
 /** Python and Node.js (native) alternately, `rounds` times; each side's best. */
 async function pythonAndNode(model, featureSize) {
   const best = { python: { step: 0, round: 0 }, node: { step: 0, round: 0 } };
@@ -251,6 +327,9 @@ console.log(`\nA local round (Python train() vs. Node.js trainLocally() on ${run
 console.log('model                Python   Node.js  Node/Python');
 for (const r of rows) console.log(`${r.model.padEnd(18)}${fixed(r.pythonRound)}${fixed(r.nodeRound)}${(r.nodeRound / r.pythonRound).toFixed(2).padStart(13)}`);
 console.log(`Python and Node.js measured alternately, best of ${rounds}; the first ${WARMUP_STEPS} steps of each measurement excluded on both sides.`);
+const calls = await callMicroseconds();
+console.log(`\nOne session.run of a graph doing nothing (${CALL_TENSORS} inputs and outputs of 4 floats): Python ${calls.python.toFixed(1)} µs, Node.js ${calls.node.toFixed(1)} µs.`);
+console.log('That difference is the runtime bindings\' cost of passing tensors in and out (pybind11 vs. N-API); every step pays it.');
 const bundle = readFileSync(join(DIST, 'fedgrid.js'));
 const wasm = statSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm')).size;
 const wasmGzip = gzipSync(readFileSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm'))).length;
