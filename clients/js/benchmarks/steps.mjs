@@ -182,26 +182,28 @@ async function nodeRoundStepsPerSecond(model) {
   return 1000 / times[Math.floor(times.length / 10)];
 }
 
-/** Tensors in and out of the call-cost graph: digits_mlp's training graph has 7 of each. */
+/** Tensors in and out of the call-cost graphs: digits_mlp's training graph has 7 of each. */
 const CALL_TENSORS = 7;
+/** Floats per tensor: next to nothing, and about mcmahan_2nn's parameters (800 KB) in all. */
+const CALL_SIZES = [4, 32768];
 
-/** Microseconds per session.run of a graph that does almost nothing (CALL_TENSORS inputs of 4
- *  floats, each negated into an output) in Python: what a call costs the runtime's binding
+/** Microseconds per session.run of a graph that does almost nothing (CALL_TENSORS inputs of
+ *  `size` floats, each negated into an output) in Python: what a call costs the runtime's binding
  *  (feeds in, outputs out), written by onnx to `path` for the Node.js side to run too. */
-function pythonCallMicroseconds(path) {
+function pythonCallMicroseconds(path, size) {
   const script = `
 import sys, time, numpy as np, onnx, onnxruntime
 from onnx import TensorProto, helper
 from fedgrid_plans.executor import session_options
-path, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [4]) for i in range(count)]
-outputs = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [4]) for i in range(count)]
+path, count, seconds, size = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+inputs = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, [size]) for i in range(count)]
+outputs = [helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, [size]) for i in range(count)]
 graph = helper.make_graph([helper.make_node("Neg", [f"x{i}"], [f"y{i}"]) for i in range(count)], "calls", inputs, outputs)
 model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 model.ir_version = 8
 onnx.save(model, path)
 session = onnxruntime.InferenceSession(path, session_options(1), providers=["CPUExecutionProvider"])
-feeds = {f"x{i}": np.zeros(4, np.float32) for i in range(count)}
+feeds = {f"x{i}": np.zeros(size, np.float32) for i in range(count)}
 names = [f"y{i}" for i in range(count)]
 for _ in range(5): session.run(names, feeds)
 times, started = [], time.perf_counter()
@@ -213,15 +215,15 @@ while time.perf_counter() - started < seconds or len(times) < 5:
         elapsed = time.perf_counter() - before
     times.append(elapsed / calls)
 print(sorted(times)[len(times) // 10] * 1e6)`;
-  return Number(execFileSync(PYTHON, ['-c', script, path, String(CALL_TENSORS), String(seconds)], { cwd: REPO }).toString().trim());
+  return Number(execFileSync(PYTHON, ['-c', script, path, String(CALL_TENSORS), String(seconds), String(size)], { cwd: REPO }).toString().trim());
 }
 
 /** The same graph's call in Node.js, through the SDK's runtime and session options. */
-async function nodeCallMicroseconds(path) {
+async function nodeCallMicroseconds(path, size) {
   const ort = runtime();
   const session = await ort.InferenceSession.create(path, { ...sessionDefaults(), graphOptimizationLevel: 'all', logSeverityLevel: 3 });
   const feeds = {};
-  for (let i = 0; i < CALL_TENSORS; i += 1) feeds[`x${i}`] = new ort.Tensor('float32', new Float32Array(4), [4]);
+  for (let i = 0; i < CALL_TENSORS; i += 1) feeds[`x${i}`] = new ort.Tensor('float32', new Float32Array(size), [size]);
   for (let i = 0; i < 5; i += 1) await session.run(feeds);
   const times = [];
   const started = performance.now();
@@ -241,20 +243,24 @@ async function nodeCallMicroseconds(path) {
   return times[Math.floor(times.length / 10)] * 1000;
 }
 
-/** Best (lowest) call cost of each side, measured alternately. */
+/** Best (lowest) call cost of each side for each of CALL_SIZES, measured alternately. */
 async function callMicroseconds() {
   const folder = mkdtempSync(join(tmpdir(), 'fedgrid-bench-'));
-  const path = join(folder, 'calls.onnx');
-  const best = { python: Infinity, node: Infinity };
+  const costs = [];
   try {
-    for (let i = 0; i < rounds; i += 1) {
-      best.python = Math.min(best.python, pythonCallMicroseconds(path));
-      best.node = Math.min(best.node, await nodeCallMicroseconds(path));
+    for (const size of CALL_SIZES) {
+      const path = join(folder, `calls-${size}.onnx`);
+      const best = { size, python: Infinity, node: Infinity };
+      for (let i = 0; i < rounds; i += 1) {
+        best.python = Math.min(best.python, pythonCallMicroseconds(path, size));
+        best.node = Math.min(best.node, await nodeCallMicroseconds(path, size));
+      }
+      costs.push(best);
     }
   } finally {
     rmSync(folder, { recursive: true, force: true });
   }
-  return best;
+  return costs;
 }
 
 /** Python and Node.js (native) alternately, `rounds` times; each side's best. */
@@ -327,9 +333,9 @@ console.log(`\nA local round (Python train() vs. Node.js trainLocally() on ${run
 console.log('model                Python   Node.js  Node/Python');
 for (const r of rows) console.log(`${r.model.padEnd(18)}${fixed(r.pythonRound)}${fixed(r.nodeRound)}${(r.nodeRound / r.pythonRound).toFixed(2).padStart(13)}`);
 console.log(`Python and Node.js measured alternately, best of ${rounds}; the first ${WARMUP_STEPS} steps of each measurement excluded on both sides.`);
-const calls = await callMicroseconds();
-console.log(`\nOne session.run of a graph doing nothing (${CALL_TENSORS} inputs and outputs of 4 floats): Python ${calls.python.toFixed(1)} µs, Node.js ${calls.node.toFixed(1)} µs.`);
-console.log('That difference is the runtime bindings\' cost of passing tensors in and out (pybind11 vs. N-API); every step pays it.');
+console.log(`\nOne session.run of a graph that only negates ${CALL_TENSORS} inputs into ${CALL_TENSORS} outputs (µs; the runtime bindings' cost of passing tensors in and out, which every step pays)`);
+console.log('floats per tensor     Python   Node.js');
+for (const c of await callMicroseconds()) console.log(`${String(c.size).padEnd(18)}${fixed(c.python)}${fixed(c.node)}`);
 const bundle = readFileSync(join(DIST, 'fedgrid.js'));
 const wasm = statSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm')).size;
 const wasmGzip = gzipSync(readFileSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm'))).length;
