@@ -46,6 +46,11 @@ export function toTypedArray(values, dtype) {
 function toInt64(value) { return BigInt(Math.trunc(Number(value))); }
 
 export class PlanExecutor {
+  // Per-step constants, made once: a round runs thousands of steps, and on a small model the
+  // JavaScript around session.run is a measurable share of a step.
+  #batchShapes = new Map();
+  #learningRateFeed = null;
+
   /** Use PlanExecutor.create(plan): sessions are created asynchronously. */
   constructor(plan, trainSession) {
     this.plan = plan;
@@ -67,30 +72,26 @@ export class PlanExecutor {
     this.labelShape = this.labelsInput.shape.slice(1).map(Number);
     this.labelSize = product(this.labelShape);
     this.session = trainSession;
-    // Per-step constants, made once: a round runs thousands of steps, and on a small model the
-    // JavaScript around session.run is a measurable share of a step.
-    this.batchShapes = new Map();
-    this.learningRateFeed = null;
   }
 
   /** Feature and label dims for a batch size (a round has at most two: full and last batch). */
-  shapesFor(batch) {
-    let shapes = this.batchShapes.get(batch);
+  #shapesFor(batch) {
+    let shapes = this.#batchShapes.get(batch);
     if (!shapes) {
-      if (this.batchShapes.size >= 8) this.batchShapes.clear();
+      if (this.#batchShapes.size >= 8) this.#batchShapes.clear();
       shapes = { features: [batch, ...this.featureShape], labels: [batch, ...this.labelShape], labelCount: batch * this.labelSize };
-      this.batchShapes.set(batch, shapes);
+      this.#batchShapes.set(batch, shapes);
     }
     return shapes;
   }
 
   /** The learning-rate scalar tensor, reused while the rate stays the same (tensors are never
    *  written to, so sharing one between steps is safe). */
-  learningRateTensor(ort, value) {
-    if (!this.learningRateFeed || !Object.is(this.learningRateFeed.value, value)) {
-      this.learningRateFeed = { value, tensor: new ort.Tensor('float32', new Float32Array([value]), []) };
+  #learningRateTensor(ort, value) {
+    if (!this.#learningRateFeed || !Object.is(this.#learningRateFeed.value, value)) {
+      this.#learningRateFeed = { value, tensor: new ort.Tensor('float32', new Float32Array([value]), []) };
     }
-    return this.learningRateFeed.tensor;
+    return this.#learningRateFeed.tensor;
   }
 
   /**
@@ -180,14 +181,14 @@ export class PlanExecutor {
       throw new FedgridError(`features hold ${featureValues.length} values, not a whole number of examples of shape [${this.featureShape}]`);
     }
     const labelValues = toTypedArray(labels, this.labelsInput.dtype);
-    const shapes = this.shapesFor(batch);
+    const shapes = this.#shapesFor(batch);
     if (labelValues.length !== shapes.labelCount) {
       throw new FedgridError(`a batch of ${batch} examples needs ${shapes.labelCount} label values, got ${labelValues.length}`);
     }
     const feeds = {
       [this.featuresInput.name]: new ort.Tensor(this.featuresInput.dtype, featureValues, shapes.features),
       [this.labelsInput.name]: new ort.Tensor(this.labelsInput.dtype, labelValues, shapes.labels),
-      [this.learningRateInput]: this.learningRateTensor(ort, learningRate ?? this.defaultLearningRate),
+      [this.learningRateInput]: this.#learningRateTensor(ort, learningRate ?? this.defaultLearningRate),
     };
     // The runtime reads inputs in place (no copy), so parameters go in as they are.
     feedTensors(ort, feeds, this.parameterInputs, parameters, 'parameter');
