@@ -332,7 +332,7 @@ for (const r of rows) {
 console.log(`\nA local round (Python train() vs. Node.js trainLocally() on ${runtimeName()}), steps/s between updates`);
 console.log('model                Python   Node.js  Node/Python');
 for (const r of rows) console.log(`${r.model.padEnd(18)}${fixed(r.pythonRound)}${fixed(r.nodeRound)}${(r.nodeRound / r.pythonRound).toFixed(2).padStart(13)}`);
-console.log(`Python and Node.js measured alternately, best of ${rounds}; the first ${WARMUP_STEPS} steps of each measurement excluded on both sides.`);
+console.log(`Python and Node.js (both tables): the same plan, batch and start, labels in the plan's dtype on both sides; measured alternately, best of ${rounds}; the first ${WARMUP_STEPS} steps of each measurement excluded on both sides.`);
 console.log(`\nOne session.run of a graph that only negates ${CALL_TENSORS} inputs into ${CALL_TENSORS} outputs (µs; the runtime bindings' cost of passing tensors in and out, which every step pays)`);
 console.log('floats per tensor     Python   Node.js');
 for (const c of await callMicroseconds()) console.log(`${String(c.size).padEnd(18)}${fixed(c.python)}${fixed(c.node)}`);
