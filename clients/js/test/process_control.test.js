@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 
 import { Client } from '../src/index.js';
 import { FINISHED_TIMEOUT } from '../src/job.js';
-import { hostModel, listCycles, startNode, vectorData } from './support/node.mjs';
+import { hostModel, startNode, vectorData } from './support/node.mjs';
 
 let node;
 before(async () => { node = await startNode(); });
