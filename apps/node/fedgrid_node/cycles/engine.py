@@ -148,6 +148,10 @@ class CycleEngine:
         self.diff_files = DiffFiles(diff_dir) if diff_dir is not None else None
         self.rng = rng or random.Random()
         self._open: dict[int, OpenCycle] = {}  # process_id -> its open cycle
+        # A single Node's outstanding training places by request key: a report is matched to its
+        # place from memory, without a query (replicas' memory may be stale: they ask the
+        # database). Entries leave with their cycle.
+        self._places: dict[str, OpenCycle] = {}
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
         self._encodings: dict[int, str] = {}
@@ -237,13 +241,15 @@ class CycleEngine:
                 paused_since=utcnow() if cycle.process.status == ProcessStatus.PAUSED else None,
             )
             assignments = session.execute(
-                select(Assignment.id, Assignment.status, Assignment.expires_at)
+                select(Assignment.id, Assignment.status, Assignment.expires_at,
+                       Assignment.request_key, Assignment.worker_id)
                 .where(Assignment.cycle_id == cycle_id, Assignment.task == AssignmentTask.TRAIN)
             ).all()
-            for assignment_id, status, expires_at in assignments:
+            for assignment_id, status, expires_at, request_key, worker_id in assignments:
                 state.accepted += 1
                 if status == AssignmentStatus.ACCEPTED:
                     state.outstanding[assignment_id] = expires_at or cycle.deadline
+                    state.request_keys[request_key] = (assignment_id, worker_id)
                 elif status == AssignmentStatus.EXPIRED:
                     state.expired += 1
             reports = reported_diffs(session, cycle_id)
@@ -274,6 +280,8 @@ class CycleEngine:
                 and existing.cycle_id == cycle_id):
             return existing  # another greenlet loaded the same cycle meanwhile
         self._open[state.process_id] = state
+        if self.cluster is None:
+            self._places.update(dict.fromkeys(state.request_keys, state))
         if self.leading:
             # The watcher closes a restored cycle that had reached its goal before a crash at once.
             state.watcher = gevent.spawn(self._watch, state)
@@ -317,6 +325,7 @@ class CycleEngine:
         if state is not None:
             self.secure.forget(state.cycle_id)
             state.closed = True
+            self._forget_places(state)
             if self.diff_files is not None:
                 self.diff_files.discard(state.cycle_id)
             state.outstanding.clear()
@@ -324,6 +333,10 @@ class CycleEngine:
         for cache in (self._configs, self._specs, self._encodings, self._plan_ids, self._labels,
                       self._report_times, self._cycle_durations):
             cache.pop(process_id, None)
+
+    def _forget_places(self, state: OpenCycle) -> None:
+        for request_key in state.request_keys:
+            self._places.pop(request_key, None)
 
     def notify(self, process_id: int) -> None:
         self._notify(process_id)
@@ -904,11 +917,14 @@ class CycleEngine:
         if training and config.secure_aggregation is not None:
             expires = state.deadline  # a secure cohort, once fixed, keeps its places
         assignment = existing
+        replaced_key = None
         if assignment is None:
             assignment = Assignment(cycle_id=state.cycle_id, worker_id=worker_id)
             session.add(assignment)
-        elif existing.task == AssignmentTask.TRAIN:
-            state.expired -= 1  # the same row takes a fresh place; its expiry no longer counts
+        else:
+            replaced_key = existing.request_key  # no longer valid once the new one is given
+            if existing.task == AssignmentTask.TRAIN:
+                state.expired -= 1  # the same row takes a fresh place; its expiry no longer counts
         assignment.request_key = secrets.token_urlsafe(32)
         assignment.status = AssignmentStatus.ACCEPTED
         assignment.task = task
@@ -919,9 +935,14 @@ class CycleEngine:
         answer = self._accepted_answer(session, process, state, assignment, now)
         session.commit()  # the place is durable before it is counted or announced
         attempt.unsaved.pop(state.cycle_id, None)
+        state.request_keys.pop(replaced_key, None)
+        self._places.pop(replaced_key, None)
         if training:  # an evaluation holds no training place: nothing for the watcher
             state.accepted += 1
             state.outstanding[assignment.id] = expires
+            if self.cluster is None:
+                state.request_keys[assignment.request_key] = (assignment.id, worker_id)
+                self._places[assignment.request_key] = state
             state.wakeup.set()  # the watcher may need to wake for this lease
             self.secure.places_taken(state, config, self.spec(session, process.id))
         return answer
@@ -1020,6 +1041,38 @@ class CycleEngine:
         """Store a report durably, fold it into the cycle's sum, close the cycle at its goal.
 
         An evaluation assignment's report (metrics only) is stored and nothing else."""
+        state = self._places.get(request_key)
+        place = state.request_keys.get(request_key) if state is not None else None
+        if (place is not None and place[1] == worker_id and place[0] in state.outstanding
+                and not state.closed):
+            # An outstanding training place of an open cycle, from memory: what the query below
+            # would find (the mark under the lock checks the row itself).
+            if diff_bytes is None:
+                raise _diff_missing()
+            assignment_id, cycle_id, process_id = place[0], state.cycle_id, state.process_id
+            spec, config, encoding = self._report_settings(process_id)
+        else:
+            answer = self._look_up_report(worker_id, request_key, diff_bytes, num_samples,
+                                          metrics)
+            if isinstance(answer, dict):
+                return answer  # an evaluation's, stored
+            assignment_id, cycle_id, process_id, spec, config, encoding = answer
+        return self._report_training(assignment_id, cycle_id, process_id, spec, config,
+                                     encoding, diff_bytes, num_samples, metrics)
+
+    def _report_settings(self, process_id: int) -> tuple[TensorSpec, ServerConfig, str]:
+        if (process_id in self._specs and process_id in self._configs
+                and process_id in self._encodings):
+            return (self._specs[process_id], self._configs[process_id],
+                    self._encodings[process_id])
+        with self.db.session() as session:
+            return (self.spec(session, process_id), self.config(session, process_id),
+                    self.diff_encoding(session, process_id))
+
+    def _look_up_report(self, worker_id: str, request_key: str, diff_bytes: bytes | None,
+                        num_samples: int, metrics: Mapping[str, float] | None):
+        """The report's assignment from the database, refused by its status (or an
+        evaluation's report stored: its answer)."""
         with self.db.session() as session:
             # One statement for what the report path needs (the ORM object and its lazily
             # loaded cycle were three round trips and most of the hub's time per report).
@@ -1035,14 +1088,15 @@ class CycleEngine:
                 return self._report_evaluation(session, session.get(Assignment, found.id),
                                                diff_bytes, num_samples, metrics)
             if diff_bytes is None:
-                raise ApiError("report_diff_missing",
-                               "a training assignment reports its diff (start − trained "
-                               "parameters, safetensors) as the body", 400,
-                               details={"field": "diff"})
-            assignment_id, cycle_id, process_id = found.id, found.cycle_id, found.process_id
-            spec = self.spec(session, process_id)
-            config = self.config(session, process_id)
-            encoding = self.diff_encoding(session, process_id)
+                raise _diff_missing()
+            return (found.id, found.cycle_id, found.process_id, self.spec(session, found.process_id),
+                    self.config(session, found.process_id),
+                    self.diff_encoding(session, found.process_id))
+
+    def _report_training(self, assignment_id: int, cycle_id: int, process_id: int,
+                         spec: TensorSpec, config: ServerConfig, encoding: str,
+                         diff_bytes: bytes, num_samples: int,
+                         metrics: Mapping[str, float] | None) -> dict[str, Any]:
         if config.secure_aggregation is not None:
             raise ApiError("secure_report_refused",
                            "this cycle aggregates securely: send the update through the "
@@ -1301,6 +1355,7 @@ class CycleEngine:
             else:
                 del self._open[process_id]
             state.closed = True
+            self._forget_places(state)
             if self.diff_files is not None:
                 self.diff_files.discard(cycle_id)  # folded into the committed checkpoint
             state.outstanding.clear()
@@ -1424,6 +1479,11 @@ def _past_deadline(state: OpenCycle, config: ServerConfig, now: datetime) -> boo
     if now < state.deadline or state.paused:
         return False
     return not (config.quorum_policy == "extend" and state.reported < config.min_diffs)
+
+
+def _diff_missing() -> ApiError:
+    return ApiError("report_diff_missing", "a training assignment reports its diff (start − "
+                    "trained parameters, safetensors) as the body", 400, details={"field": "diff"})
 
 
 def _request_key_invalid() -> ApiError:
