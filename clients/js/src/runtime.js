@@ -9,9 +9,11 @@ let threads = 1;
 let configured = false;
 let preferWebGPU = false;
 
-// At most this many threads by default: a device trains in the background of whatever else the
-// phone or laptop does, and ONNX Runtime's WASM kernels for these small models gain little beyond
-// four (its own default stops at four too).
+// By default a device trains on half its logical cores, at most four (ONNX Runtime's own default
+// on isolated pages): it trains in the background of whatever else the phone or laptop does, half
+// the logical cores are often the physical ones (SMT), and the page's own thread keeps a core. On
+// a busy 2-core machine a second thread made steps slower, not faster (docs/sdk-js.md,
+// "Performance"), so 2-core devices keep one.
 const MAX_DEFAULT_THREADS = 4;
 
 /** Whether this page or worker may run ONNX Runtime's multi-threaded WASM: it shares memory
@@ -20,12 +22,12 @@ export function threadsAvailable() {
   return !native && globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer !== 'undefined';
 }
 
-/** `numThreads` when the caller gives none: min(4, the browser's logical cores) where threads are
+/** `numThreads` when the caller gives none: min(4, ceil(logical cores / 2)) where threads are
  *  available, else 1 (native Node.js included, where devices share the machine with their app). */
 export function defaultThreadCount() {
   if (!threadsAvailable()) return 1;
   const cores = Number(globalThis.navigator?.hardwareConcurrency) || 1;
-  return Math.max(1, Math.min(MAX_DEFAULT_THREADS, cores));
+  return Math.max(1, Math.min(MAX_DEFAULT_THREADS, Math.ceil(cores / 2)));
 }
 
 /**

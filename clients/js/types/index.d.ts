@@ -164,7 +164,7 @@ export function trainLocally(
 
 /** Call before the first plan runs. `numThreads` defaults to defaultThreadCount(). */
 export function configureRuntime(options?: { wasmPaths?: string; numThreads?: number; webgpu?: boolean }): void;
-/** min(4, navigator.hardwareConcurrency) on a cross-origin isolated page (SharedArrayBuffer), else 1. */
+/** min(4, ceil(navigator.hardwareConcurrency / 2)) on a cross-origin isolated page (SharedArrayBuffer), else 1. */
 export function defaultThreadCount(): number;
 export interface RuntimeInfo {
   name: 'onnxruntime-node' | 'onnxruntime-web';
