@@ -137,7 +137,7 @@ await browser.context.route(`${BENCH_ORIGIN}/**`, (route) => {
   if (PAGES[path]) return route.fulfill({ status: 200, contentType: 'text/html', headers: PAGES[path].headers, body: `<!doctype html><script src="/js/${PAGES[path].bundle}"></script>` });
   const file = path.startsWith('/vectors/') ? join(VECTORS, path.slice('/vectors/'.length)) : join(DIST, path.slice('/js/'.length));
   const type = file.endsWith('.wasm') ? 'application/wasm' : file.endsWith('js') ? 'text/javascript' : 'application/octet-stream';
-  // Scripts carry COEP as the Node sends it (an isolated page's worker needs it in some browsers).
+  // Scripts carry COEP as the Node sends it: ONNX Runtime's thread workers start only with it.
   const headers = type === 'text/javascript' ? { 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
   route.fulfill({ status: 200, contentType: type, headers, body: readFileSync(file) });
 });
