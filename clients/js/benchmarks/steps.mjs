@@ -1,7 +1,8 @@
 // Training steps per second of the same plan in Node.js (native onnxruntime-node, and
 // onnxruntime-web WASM in a child process with FEDGRID_ONNXRUNTIME=web), in headless Chromium (the
 // browser bundle) and in the Python executor (onnxruntime), all single-threaded, plus the browser
-// bundle's size. Needs `npm run build` (for Chromium) and the repository's .venv.
+// bundle's size, and Chromium's multi-threaded WASM and WebGPU beside its one thread. Needs
+// `npm run build` (for Chromium) and the repository's .venv.
 //
 // Python and Node.js (native) do the same work on both sides: `step` is PlanExecutor.step on one
 // fixed batch (features float32, labels already in the plan's dtype: int64), feeding each step's
@@ -19,6 +20,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cpus, loadavg } from 'node:os';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
@@ -288,20 +290,60 @@ function wasmNodeStepsPerSecond(model) {
   return Number(output.toString().trim());
 }
 
-const browser = await launchChromium();
-const page = await browser.newPage();
-// Serve dist/ and the vectors from a made-up origin: no Node process needed for timing.
-await page.route('http://fedgrid.bench/**', (route) => {
+// The browser: the bundle on three pages of one made-up origin, served by playwright (no Node
+// process needed for timing). localhost, because browsers isolate and offer WebGPU only to secure
+// contexts. '/' is a plain page (one WASM thread), '/isolated' carries the Node's COOP/COEP
+// headers (apps/node/fedgrid_node/isolation.py) and runs on min(4, logical cores) threads — every
+// core, not the SDK's default of half of them, which is 1 on a 2-core machine — and '/webgpu'
+// loads the WebGPU bundle. --enable-unsafe-webgpu: headless Chromium offers no adapter
+// without it.
+const BENCH_ORIGIN = 'http://localhost:8765';
+const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+const PAGES = {
+  '/': { bundle: 'fedgrid.js', headers: {} },
+  '/isolated': { bundle: 'fedgrid.js', headers: ISOLATION },
+  '/webgpu': { bundle: 'fedgrid.webgpu.js', headers: {} },
+};
+const browser = await launchChromium({ args: ['--enable-unsafe-webgpu'] });
+// On the context, not a page: ONNX Runtime's worker threads fetch their script too.
+await browser.context.route(`${BENCH_ORIGIN}/**`, (route) => {
   const path = new URL(route.request().url()).pathname;
-  if (path === '/') return route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><script src="/js/fedgrid.js"></script>' });
+  if (PAGES[path]) return route.fulfill({ status: 200, contentType: 'text/html', headers: PAGES[path].headers, body: `<!doctype html><script src="/js/${PAGES[path].bundle}"></script>` });
   const file = path.startsWith('/vectors/') ? join(VECTORS, path.slice('/vectors/'.length)) : join(DIST, path.slice('/js/'.length));
   const type = file.endsWith('.wasm') ? 'application/wasm' : file.endsWith('js') ? 'text/javascript' : 'application/octet-stream';
-  route.fulfill({ status: 200, contentType: type, body: readFileSync(file) });
+  // Scripts carry COEP as the Node sends it: ONNX Runtime's thread workers start only with it.
+  const headers = type === 'text/javascript' ? { 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
+  route.fulfill({ status: 200, contentType: type, headers, body: readFileSync(file) });
 });
-await page.goto('http://fedgrid.bench/');
-await page.waitForFunction(() => window.fedgrid !== undefined);
+async function openPage(path) {
+  const opened = await browser.newPage();
+  await opened.goto(`${BENCH_ORIGIN}${path}`);
+  await opened.waitForFunction(() => window.fedgrid !== undefined);
+  return opened;
+}
+const page = await openPage('/');
+const isolatedPage = await openPage('/isolated');
+await isolatedPage.evaluate(() => window.fedgrid.configureRuntime({ numThreads: Math.min(4, navigator.hardwareConcurrency) }));
+const webgpuPage = await openPage('/webgpu');
+// The adapter the WebGPU bundle would train on, or why there is none (then no WebGPU figure).
+const adapter = await webgpuPage.evaluate(async () => {
+  if (!navigator.gpu) return { missing: 'navigator.gpu is undefined (no WebGPU in this Chromium)' };
+  const found = await navigator.gpu.requestAdapter().catch((error) => error);
+  if (!found || found instanceof Error) return { missing: `navigator.gpu.requestAdapter() gave ${found ? found.message : 'null'}: no adapter on this machine` };
+  const { vendor, architecture, description } = found.info ?? {};
+  return { name: [vendor, architecture, description].filter(Boolean).join(' '), fallback: Boolean(found.info?.isFallbackAdapter) };
+});
+/** Steps/s of timeSteps in a page of the browser (the bundle's `fedgrid`). */
+function browserStepsPerSecond(onPage, { model, features, labels }) {
+  return onPage.evaluate(async ({ model, features, labels, seconds, source }) => {
+    const fetchBytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+    const run = new Function(`return (${source})`)();
+    return run(window.fedgrid, await fetchBytes(`/vectors/${model}/plan.fgplan`), await fetchBytes(`/vectors/${model}/start.safetensors`), Float32Array.from(features), labels, seconds);
+  }, { model, features: Array.from(features), labels, seconds, source: timeSteps.toString() });
+}
 
 const rows = [];
+const browserRows = [];
 for (const model of models) {
   const planBytes = readFileSync(join(VECTORS, model, 'plan.fgplan'));
   const startBytes = readFileSync(join(VECTORS, model, 'start.safetensors'));
@@ -313,13 +355,17 @@ for (const model of models) {
   const python = pythonRates.step;
   const node = nodeRates.step;
   const nodeWasm = wasmNodeStepsPerSecond(model);
-  const chromium = await page.evaluate(async ({ model, features, labels, seconds, source }) => {
-    const fetchBytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
-    const run = new Function(`return (${source})`)();
-    return run(window.fedgrid, await fetchBytes(`/vectors/${model}/plan.fgplan`), await fetchBytes(`/vectors/${model}/start.safetensors`), Float32Array.from(features), labels, seconds);
-  }, { model, features: Array.from(features), labels, seconds, source: timeSteps.toString() });
+  const chromium = await browserStepsPerSecond(page, { model, features, labels });
   rows.push({ model, python, node, nodeWasm, chromium, pythonRound: pythonRates.round, nodeRound: nodeRates.round });
+  browserRows.push({
+    model, python, chromium,
+    threaded: await browserStepsPerSecond(isolatedPage, { model, features, labels }),
+    // An adapter that cannot run the plan (a missing kernel, a lost device) is reported, not timed.
+    webgpu: adapter.missing ? null : await browserStepsPerSecond(webgpuPage, { model, features, labels }).catch((error) => error),
+  });
 }
+const browserRuntime = await isolatedPage.evaluate(() => ({ ...window.fedgrid.runtimeInfo(), cores: navigator.hardwareConcurrency }));
+const webgpuRuntime = await webgpuPage.evaluate(() => window.fedgrid.runtimeInfo());
 await browser.stop();
 
 const fixed = (x) => x.toFixed(1).padStart(9);
@@ -341,3 +387,17 @@ const wasm = statSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm')).size;
 const wasmGzip = gzipSync(readFileSync(join(DIST, 'ort/ort-wasm-simd-threaded.wasm'))).length;
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
 console.log(`\nBundle dist/fedgrid.js: ${kib(bundle.length)} (${kib(gzipSync(bundle).length)} gzip); ONNX Runtime WASM: ${kib(wasm)} (${kib(wasmGzip)} gzip)`);
+
+// The browser's runtimes side by side: one WASM thread, the threads of a cross-origin isolated
+// page, and WebGPU where Chromium has an adapter.
+console.log(`\nChromium (the bundle), steps/s: one WASM thread; ${browserRuntime.threads} WASM threads on a cross-origin isolated page (crossOriginIsolated: ${browserRuntime.crossOriginIsolated}; navigator.hardwareConcurrency ${browserRuntime.cores}; this machine has ${cpus().length} cores, load average ${loadavg()[0].toFixed(1)}); WebGPU bundle`);
+if (adapter.missing) console.log(`WebGPU: no figure, ${adapter.missing}`);
+else console.log(`WebGPU adapter: ${adapter.name}${adapter.fallback ? ' (a fallback adapter: software, on the CPU, not a GPU)' : ''}; providers ${webgpuRuntime.executionProviders.join(', ')} (nodes without a WebGPU kernel run on WASM, ${webgpuRuntime.threads} thread)`);
+console.log(`model              1 thread ${`${browserRuntime.threads} threads`.padStart(10)}    WebGPU   1 thread/Python ${`${browserRuntime.threads} threads/Python`.padStart(17)}  WebGPU/Python`);
+for (const r of browserRows) {
+  const timed = typeof r.webgpu === 'number';
+  const webgpu = timed ? fixed(r.webgpu).padStart(10) : (r.webgpu === null ? 'no adapter' : 'failed').padStart(10);
+  const webgpuRatio = timed ? (r.webgpu / r.python).toFixed(2) : '-';
+  console.log(`${r.model.padEnd(18)}${fixed(r.chromium)}${fixed(r.threaded).padStart(11)}${webgpu}${(r.chromium / r.python).toFixed(2).padStart(18)}${(r.threaded / r.python).toFixed(2).padStart(18)}${webgpuRatio.padStart(15)}`);
+  if (r.webgpu instanceof Error) console.log(`  WebGPU failed on ${r.model}: ${r.webgpu.message.split('\n')[0]}`);
+}
