@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import gevent
+import gevent.event
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 from sqlalchemy.pool import NullPool
 
 from fedgrid_server.config import ServiceConfig, normalize_database_url
-from fedgrid_server.database import Database
+from fedgrid_server.database import Database, GroupFlush
 from tests.support.databases import database_backends, make_database_url
 
 metadata = MetaData()
@@ -89,33 +92,9 @@ def test_sqlite_pragmas_and_pools(tmp_path):
                 pragmas = [session.scalar(text(f"PRAGMA {name}")) for name in
                            ("journal_mode", "synchronous", "foreign_keys", "busy_timeout",
                             "page_size")]
-            assert pragmas == ["wal", 2, 1, 30000, 65536]
+            assert pragmas == ["wal", 2, 1, 30000, 4096]
         finally:
             db.dispose()
-
-
-def test_an_existing_sqlite_file_keeps_its_page_size(tmp_path):
-    """64 KiB pages apply to new files only: a database made before keeps its 4 KiB pages."""
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    made_before = sqlite3.connect(path)
-    made_before.execute("PRAGMA journal_mode=WAL")
-    made_before.execute("CREATE TABLE t (x INTEGER)")
-    made_before.close()
-
-    class App(Database):
-        migrations_dir = tmp_path
-
-    db = App(f"sqlite:///{path}")
-    try:
-        with db.session() as session:
-            assert session.scalar(text("PRAGMA page_size")) == 4096
-            session.execute(text("INSERT INTO t VALUES (1)"))
-        with db.session() as session:
-            assert session.scalar(text("SELECT x FROM t")) == 1
-    finally:
-        db.dispose()
 
 
 def test_database_urls(tmp_path):
@@ -183,3 +162,74 @@ def test_replicas_starting_at_once_upgrade_one_postgresql_schema_one_at_a_time(b
         assert len(versions) == 1
     finally:
         test_db.drop()
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_relaxed_commit_is_visible_at_once_and_durable_after_the_shared_flush(
+        backend, tmp_path, monkeypatch):
+    """`session(wait_for_disk=False)` commits without flushing (and never leaves that setting
+    on a pooled connection); `durable()` flushes: SQLite's WAL file, PostgreSQL's WAL."""
+    class OneConnection(Database):
+        migrations_dir = migrations(tmp_path)
+        pool_size, max_overflow = 1, 0  # the next session gets the same connection
+
+    test_db = make_database_url(backend, tmp_path)
+    config = ServiceConfig(database_url=test_db.url, data_dir=tmp_path / "data")
+    db = OneConnection(config.resolved_database_url())
+    setting = "PRAGMA synchronous" if db.is_sqlite else "SHOW synchronous_commit"
+    synced = []
+    real_fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync",
+                        lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                    real_fdatasync(fd)))
+    try:
+        db.upgrade()
+        with db.session(wait_for_disk=False) as session:
+            assert session.scalar(text(setting)) in (1, "off")
+            session.execute(things.insert().values(name="relaxed"))
+        if not db.is_sqlite:
+            with db.session() as session:
+                written = session.scalar(text("SELECT pg_current_wal_insert_lsn()"))
+        with db.session() as session:  # visible at once, and the default is back
+            assert session.scalars(select(things.c.name)).all() == ["relaxed"]
+            assert session.scalar(text(setting)) in (2, "on")
+        with pytest.raises(RuntimeError), db.session(wait_for_disk=False) as session:
+            raise RuntimeError("rolled back")
+        with db.session() as session:
+            assert session.scalar(text(setting)) in (2, "on")
+
+        db.durable()
+        if db.is_sqlite:
+            assert synced == [f"{tmp_path / 'data' / ServiceConfig.database_file}-wal"]
+        else:
+            with db.session() as session:
+                flushed = session.scalar(text(
+                    f"SELECT pg_current_wal_flush_lsn() >= '{written}'::pg_lsn"))
+            assert flushed
+    finally:
+        db.dispose()
+        test_db.drop()
+
+
+def test_callers_waiting_together_share_flushes():
+    """A flush covers the commits made before it started: callers arriving during one wait for
+    it, then share the next one."""
+    gate = gevent.event.Event()
+    flushes = []
+
+    def flush():
+        flushes.append(len(flushes))
+        gate.wait()
+
+    group = GroupFlush(flush)
+    first = gevent.spawn(group.wait)
+    gevent.wait([gevent.spawn(lambda: None)])  # let `first` start its flush
+    assert flushes == [0]
+    later = [gevent.spawn(group.wait) for _ in range(4)]
+    gevent.idle()
+    assert flushes == [0] and not any(greenlet.ready() for greenlet in [first, *later])
+    gate.set()  # the first flush ends: it covers `first` only; one more covers the other four
+    gevent.joinall([first, *later], raise_error=True)
+    assert flushes == [0, 1]
+    group.wait()  # alone: a flush of its own
+    assert flushes == [0, 1, 2]

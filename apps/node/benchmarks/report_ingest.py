@@ -42,15 +42,19 @@ sys.path.insert(0, str(ROOT))
 from tests.support.databases import database_backends, make_database_url  # noqa: E402
 from tests.support.node_process import free_port, start_node  # noqa: E402
 
-# The bare transport: the Node's own server stack (gevent pywsgi with TCP_NODELAY, Flask), no
-# database, no protocol checks.
+# The bare transport: the Node's own server stack (gevent pywsgi with TCP_NODELAY, Flask, the
+# Node's request class), no database, no protocol checks.
 BARE_SERVER = textwrap.dedent("""
     from gevent import monkey
     monkey.patch_all()
     import sys
     from flask import Flask, jsonify, request
+    from fedgrid_server.bodies import init_body_limit
     from fedgrid_server.server import HardenedWSGIServer
     app = Flask("bare")
+    # The Node's request class and body limit: the same body reading as the Node's.
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
+    init_body_limit(app)
 
     @app.get("/health")
     def health():

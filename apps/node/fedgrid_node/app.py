@@ -64,7 +64,8 @@ def create_app(config: NodeConfig) -> Flask:
 
     db = Database(config.resolved_database_url())
     db.upgrade()
-    engine = CycleEngine(db)
+    # A replica's diffs go to the shared database; a single Node's to files in its data dir.
+    engine = CycleEngine(db, diff_dir=None if config.cluster else config.data_dir / "diffs")
     if config.cluster:
         engine.cluster = Cluster(engine, config.resolved_database_url(),
                                  config.replica_id or default_replica_id())

@@ -16,10 +16,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Blueprint, send_from_directory
+from flask import Blueprint, current_app, request, send_from_directory
 from werkzeug.exceptions import NotFound
 
 from fedgrid_protocol.errors import ApiError
+
+from .cors import resource_policy
+from .isolation import isolation_headers
 
 blueprint = Blueprint("browser", __name__)
 
@@ -83,3 +86,15 @@ def js_asset(filename: str):
 @blueprint.get("/examples/browser-device")
 def browser_device_example():
     return _send(EXAMPLE_PAGE)
+
+
+@blueprint.after_request
+def add_embedding_policies(response):
+    """CORP on every /js/ answer (errors too: an isolated page sees the JSON 404, not a network
+    error), and the isolation headers on pages and scripts unless the operator turned them off."""
+    config = current_app.extensions["fedgrid"].config
+    if request.path.startswith("/js/"):
+        response.headers["Cross-Origin-Resource-Policy"] = resource_policy(config.cors_origins)
+    if config.cross_origin_isolation:
+        response.headers.update(isolation_headers(response.mimetype))
+    return response

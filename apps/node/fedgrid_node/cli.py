@@ -11,6 +11,8 @@ from pathlib import Path
 
 from fedgrid_server import cli as server_cli
 
+from .isolation import ISOLATION_ENV, parse_switch
+
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ
@@ -53,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cors-origins", default=env.get("FEDGRID_CORS_ORIGINS", "*"),
                         help="origins whose pages may call the API: '*' (default), 'none', or a "
                         "comma-separated list (env FEDGRID_CORS_ORIGINS)")
+    parser.add_argument("--cross-origin-isolation", type=parse_switch, metavar="on|off",
+                        default=env.get(ISOLATION_ENV, "on"),
+                        help="serve the browser-device pages with COOP/COEP so the JavaScript SDK "
+                        "may train on several threads; off if they embed third-party content "
+                        f"(env {ISOLATION_ENV}, default on)")
     server_cli.add_log_level_argument(parser)
     return parser
 
@@ -97,6 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         ws_ping_interval=args.ws_ping_interval,
         cors_origins=parse_origins(args.cors_origins),
+        cross_origin_isolation=args.cross_origin_isolation,
     )
     server_cli.apply_secret_key(config)
     if config.cluster and not os.environ.get("SECRET_KEY"):

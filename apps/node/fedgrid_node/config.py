@@ -42,6 +42,9 @@ class NodeConfig(ServiceConfig):
     replica_id: str | None = None
     # Origins whose pages may call the API from a browser ("*" any; () none); see cors.py.
     cors_origins: tuple[str, ...] = ("*",)
+    # Serve the device pages cross-origin isolated (COOP + COEP), so browsers allow the SDK
+    # threads (SharedArrayBuffer); off for pages that embed third-party content. See isolation.py.
+    cross_origin_isolation: bool = True
     # Request bodies (and WebSocket messages) above this size are refused with `body_too_large`.
     max_body_bytes: int = DEFAULT_MAX_BODY_MB * 1024 * 1024
     # Seconds between the Node's pings on a WebSocket; a socket that has not answered the previous

@@ -25,6 +25,18 @@ def parse_origins(value: str | None) -> tuple[str, ...]:
     return tuple(origin.strip().rstrip("/") for origin in value.split(",") if origin.strip())
 
 
+def resource_policy(origins: tuple[str, ...]) -> str:
+    """``Cross-Origin-Resource-Policy`` of the SDK's files (``/js/``), in line with the CORS setting.
+
+    A cross-origin isolated page (COEP ``require-corp``) loads a ``<script>`` of another origin only
+    when its response says ``cross-origin``; fetches and module imports (ONNX Runtime's WASM and
+    .mjs) are CORS requests and are gated by the origins above instead. With CORS off (``none``)
+    the files are kept to the Node's own pages; CORP cannot name origins, so a list of origins gets
+    ``cross-origin`` (a plain ``<script>`` tag was never gated by CORS anyway).
+    """
+    return "cross-origin" if origins else "same-origin"
+
+
 def init_cors(app: Flask, origins: tuple[str, ...]) -> None:
     @app.after_request
     def add_cors_headers(response):

@@ -73,7 +73,8 @@ def openapi_document(version: str) -> dict[str, Any]:
         },
         "/examples/browser-device": {
             "get": {
-                "summary": "Example page: train a digits shard in this browser, live loss chart, report status",
+                "summary": "Example page: train a digits shard in this browser, live loss chart, report "
+                "status; cross-origin isolated (COOP/COEP) unless --cross-origin-isolation off",
                 "responses": {
                     "200": {"description": "text/html"},
                     "404": {"description": "error", "content": {"application/json": {"schema": ERROR}}},

@@ -1,14 +1,16 @@
 // The example page's logic: one device of a Fedgrid cycle, in a browser tab, using the bundle's
-// global `fedgrid`. Query parameters prefill the form: ?model=&version=&shard=&shards=&autostart=1.
-// window.fedgridExample exposes the state for automated tests.
+// global `fedgrid`. Query parameters prefill the form: ?model=&version=&shard=&shards=&autostart=1;
+// ?threads=N overrides the SDK's thread count (by default several where the Node serves this page
+// cross-origin isolated, else 1). window.fedgridExample exposes the state for automated tests.
 /* global fedgrid */
 (() => {
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(location.search);
   $('url').value = params.get('url') ?? location.origin;
   for (const key of ['model', 'version', 'shard', 'shards', 'token']) if (params.has(key)) $(key).value = params.get(key);
+  if (params.has('threads')) fedgrid.configureRuntime({ numThreads: Number(params.get('threads')) });
 
-  const example = { state: 'idle', losses: [], result: null, report: null, assignment: null, error: null, rejection: null };
+  const example = { state: 'idle', losses: [], result: null, report: null, assignment: null, error: null, rejection: null, runtime: null };
   window.fedgridExample = example;
   let controller = null;
 
@@ -22,6 +24,16 @@
   function log(text) {
     $('log').textContent += `${new Date().toLocaleTimeString()}  ${text}\n`;
     $('log').scrollTop = $('log').scrollHeight;
+  }
+
+  /** Which runtime trains here, and on how many threads: the configured ones until the WASM has
+   *  started, then the ones it runs. */
+  function showRuntime() {
+    const info = fedgrid.runtimeInfo();
+    example.runtime = info;
+    const threads = `${info.threads} thread${info.threads === 1 ? '' : 's'}`;
+    const why = info.crossOriginIsolated ? 'cross-origin isolated page' : 'page not cross-origin isolated: one thread';
+    $('runtime').textContent = `Runtime: ${info.name} (${info.executionProviders.join(', ')}), ${threads} (${why})`;
   }
 
   function drawChart() {
@@ -125,6 +137,7 @@
         signal: controller.signal,
         resumeFrom: saved ?? undefined,
         onBatch: ({ update, loss }) => {
+          showRuntime(); // the threads the WASM started with, once it has
           example.losses.push(loss);
           drawChart();
           $('status').textContent = `Training: update ${update}, loss ${loss.toFixed(4)}`;
@@ -157,6 +170,7 @@
   $('resume').addEventListener('click', () => run({ resume: true }));
   $('stop').addEventListener('click', () => controller?.abort());
   drawChart();
+  showRuntime();
   refreshResume();
   if (params.get('autostart') === '1') run();
 })();

@@ -31,15 +31,26 @@ export function toTypedArray(values, dtype) {
     // One typed array per example: concatenate without going through plain numbers.
     const width = values[0].length;
     const out = new ArrayType(values.length * width);
-    values.forEach((row, i) => out.set(ArrayType === BigInt64Array ? BigInt64Array.from(row, (v) => BigInt(Math.trunc(Number(v)))) : row, i * width));
+    values.forEach((row, i) => out.set(ArrayType === BigInt64Array ? BigInt64Array.from(row, toInt64) : row, i * width));
     return out;
   }
-  const flat = ArrayBuffer.isView(values) ? Array.from(values) : (Array.isArray(values) ? values.flat(Infinity) : [values]);
-  if (ArrayType === BigInt64Array) return BigInt64Array.from(flat, (v) => BigInt(Math.trunc(Number(v))));
-  return ArrayType.from(flat, Number);
+  // A flat array (a batch's labels, every step) needs no flattening: Array.prototype.flat costs
+  // more than the conversion itself.
+  const flat = ArrayBuffer.isView(values) ? values : (Array.isArray(values) ? (values.some(Array.isArray) ? values.flat(Infinity) : values) : [values]);
+  const out = new ArrayType(flat.length);
+  const convert = ArrayType === BigInt64Array ? toInt64 : Number;
+  for (let i = 0; i < flat.length; i += 1) out[i] = convert(flat[i]);
+  return out;
 }
 
+function toInt64(value) { return BigInt(Math.trunc(Number(value))); }
+
 export class PlanExecutor {
+  // Per-step constants, made once: a round runs thousands of steps, and on a small model the
+  // JavaScript around session.run is a measurable share of a step.
+  #batchShapes = new Map();
+  #learningRateFeed = null;
+
   /** Use PlanExecutor.create(plan): sessions are created asynchronously. */
   constructor(plan, trainSession) {
     this.plan = plan;
@@ -58,7 +69,29 @@ export class PlanExecutor {
     this.defaultLearningRate = Number(this.defaults.learning_rate ?? 0.01);
     this.featureShape = this.featuresInput.shape.slice(1).map(Number);
     this.featureSize = product(this.featureShape);
+    this.labelShape = this.labelsInput.shape.slice(1).map(Number);
+    this.labelSize = product(this.labelShape);
     this.session = trainSession;
+  }
+
+  /** Feature and label dims for a batch size (a round has at most two: full and last batch). */
+  #shapesFor(batch) {
+    let shapes = this.#batchShapes.get(batch);
+    if (!shapes) {
+      if (this.#batchShapes.size >= 8) this.#batchShapes.clear();
+      shapes = { features: [batch, ...this.featureShape], labels: [batch, ...this.labelShape], labelCount: batch * this.labelSize };
+      this.#batchShapes.set(batch, shapes);
+    }
+    return shapes;
+  }
+
+  /** The learning-rate scalar tensor, reused while the rate stays the same (tensors are never
+   *  written to, so sharing one between steps is safe). */
+  #learningRateTensor(ort, value) {
+    if (!this.#learningRateFeed || !Object.is(this.#learningRateFeed.value, value)) {
+      this.#learningRateFeed = { value, tensor: new ort.Tensor('float32', new Float32Array([value]), []) };
+    }
+    return this.#learningRateFeed.tensor;
   }
 
   /**
@@ -148,25 +181,19 @@ export class PlanExecutor {
       throw new FedgridError(`features hold ${featureValues.length} values, not a whole number of examples of shape [${this.featureShape}]`);
     }
     const labelValues = toTypedArray(labels, this.labelsInput.dtype);
-    const labelShape = [batch, ...this.labelsInput.shape.slice(1).map(Number)];
-    if (labelValues.length !== product(labelShape)) {
-      throw new FedgridError(`a batch of ${batch} examples needs ${product(labelShape)} label values, got ${labelValues.length}`);
+    const shapes = this.#shapesFor(batch);
+    if (labelValues.length !== shapes.labelCount) {
+      throw new FedgridError(`a batch of ${batch} examples needs ${shapes.labelCount} label values, got ${labelValues.length}`);
     }
     const feeds = {
-      [this.featuresInput.name]: new ort.Tensor(this.featuresInput.dtype, featureValues, [batch, ...this.featureShape]),
-      [this.labelsInput.name]: new ort.Tensor(this.labelsInput.dtype, labelValues, labelShape),
-      [this.learningRateInput]: new ort.Tensor('float32', new Float32Array([learningRate ?? this.defaultLearningRate]), []),
+      [this.featuresInput.name]: new ort.Tensor(this.featuresInput.dtype, featureValues, shapes.features),
+      [this.labelsInput.name]: new ort.Tensor(this.labelsInput.dtype, labelValues, shapes.labels),
+      [this.learningRateInput]: this.#learningRateTensor(ort, learningRate ?? this.defaultLearningRate),
     };
-    const feed = (entries, source, what) => {
-      for (const entry of entries) {
-        const tensor = source[entry.parameter];
-        if (!tensor) throw new FedgridError(`${what} '${entry.parameter}' is missing`);
-        feeds[entry.name] = new ort.Tensor(entry.dtype, tensor.data, entry.shape);
-      }
-    };
-    feed(this.parameterInputs, parameters, 'parameter');
-    if (this.usesOptimizerState) feed(this.stateInputs, optimizerState ?? this.initialOptimizerState(), 'optimizer state');
-    if (this.usesGlobalParameters) feed(this.globalInputs, globalParameters ?? parameters, 'global parameter');
+    // The runtime reads inputs in place (no copy), so parameters go in as they are.
+    feedTensors(ort, feeds, this.parameterInputs, parameters, 'parameter');
+    if (this.usesOptimizerState) feedTensors(ort, feeds, this.stateInputs, optimizerState ?? this.initialOptimizerState(), 'optimizer state');
+    if (this.usesGlobalParameters) feedTensors(ort, feeds, this.globalInputs, globalParameters ?? parameters, 'global parameter');
     const results = await this.session.run(feeds);
     let loss = 0;
     const metrics = {};
@@ -185,6 +212,26 @@ export class PlanExecutor {
   async release() {
     await this.session?.release?.();
     if (this.forwardSession) await (await this.forwardSession).release?.();
+  }
+}
+
+function feedTensors(ort, feeds, entries, source, what) {
+  for (const entry of entries) {
+    const tensor = source[entry.parameter];
+    if (!tensor) throw new FedgridError(`${what} '${entry.parameter}' is missing`);
+    feeds[entry.name] = new ort.Tensor(entry.dtype, tensor.data, entry.shape);
+  }
+}
+
+/** Copy rows order[begin..begin+size) of `source` (rows of `width` values) into `target`. */
+function gatherRows(source, target, order, begin, size, width) {
+  if (width === 1) {
+    for (let k = 0; k < size; k += 1) target[k] = source[order[begin + k]];
+    return;
+  }
+  for (let k = 0; k < size; k += 1) {
+    const row = order[begin + k] * width;
+    target.set(source.subarray(row, row + width), k * width);
   }
 }
 
@@ -248,7 +295,8 @@ export async function trainLocally(executor, parameters, options) {
     };
   }
   const { settings } = run;
-  const batchFeatures = new (featureValues.constructor)(settings.batchSize * executor.featureSize);
+  const featureSize = executor.featureSize;
+  const batchFeatures = new (featureValues.constructor)(settings.batchSize * featureSize);
   const batchLabels = new (labelValues.constructor)(settings.batchSize * labelWidth);
   let stop = false;
   for (; run.epoch < settings.epochs && !stop; run.epoch += 1, run.position = 0, run.order = null) {
@@ -256,29 +304,32 @@ export async function trainLocally(executor, parameters, options) {
     while (run.position < count) {
       if (settings.maxUpdates != null && run.updates >= settings.maxUpdates) { stop = true; break; }
       if (signal?.aborted) throw new TrainingStoppedError(encodeTrainingState(run, executor.plan.contentHash));
-      const index = run.order.slice(run.position, run.position + settings.batchSize);
-      const size = index.length;
-      for (let k = 0; k < size; k += 1) {
-        const i = index[k];
-        batchFeatures.set(featureValues.subarray(i * executor.featureSize, (i + 1) * executor.featureSize), k * executor.featureSize);
-        batchLabels.set(labelValues.subarray(i * labelWidth, (i + 1) * labelWidth), k * labelWidth);
+      const begin = run.position;
+      const size = Math.min(settings.batchSize, count - begin);
+      let stepFeatures;
+      let stepLabels;
+      if (settings.shuffle) {
+        gatherRows(featureValues, batchFeatures, run.order, begin, size, featureSize);
+        gatherRows(labelValues, batchLabels, run.order, begin, size, labelWidth);
+        stepFeatures = batchFeatures.subarray(0, size * featureSize);
+        stepLabels = batchLabels.subarray(0, size * labelWidth);
+      } else {
+        // In order: the batch is a contiguous run of examples, fed where it lies.
+        stepFeatures = featureValues.subarray(begin * featureSize, (begin + size) * featureSize);
+        stepLabels = labelValues.subarray(begin * labelWidth, (begin + size) * labelWidth);
       }
-      const result = await executor.step(
-        run.current,
-        batchFeatures.subarray(0, size * executor.featureSize),
-        batchLabels.subarray(0, size * labelWidth),
-        { learningRate: settings.learningRate, optimizerState: run.optimizerState, globalParameters: run.start },
-      );
+      const result = await executor.step(run.current, stepFeatures, stepLabels,
+        { learningRate: settings.learningRate, optimizerState: run.optimizerState, globalParameters: run.start });
       run.current = result.parameters;
       if (run.optimizerState) run.optimizerState = result.optimizerState;
       run.position += size;
       run.updates += 1;
-      for (const i of index) run.seen[i] = 1;
+      for (let k = begin; k < begin + size; k += 1) run.seen[run.order[k]] = 1;
       run.samples += size;
       run.losses.push(result.loss);
       run.weightedLoss += result.loss * size;
-      for (const [metric, value] of Object.entries(result.metrics)) {
-        if (metric !== 'num_samples') run.weightedMetrics[metric] = (run.weightedMetrics[metric] ?? 0) + value * size;
+      for (const metric in result.metrics) {
+        if (metric !== 'num_samples') run.weightedMetrics[metric] = (run.weightedMetrics[metric] ?? 0) + result.metrics[metric] * size;
       }
       if (onBatch) {
         const verdict = await onBatch({ epoch: run.epoch, update: run.updates, batchSize: size, loss: result.loss, metrics: result.metrics });

@@ -4,7 +4,7 @@ export { parseSafetensors, writeSafetensors } from './safetensors.js';
 export { encodeDiff } from './diff_encoding.js';
 export { Plan } from './plan.js';
 export { evaluateLocally, PlanExecutor, trainLocally } from './executor.js';
-export { configureRuntime, runtimeName } from './runtime.js';
+export { configureRuntime, defaultThreadCount, runtimeInfo, runtimeName } from './runtime.js';
 export * from './errors.js';
 export { Client } from './client.js';
 export { Job } from './job.js';

@@ -397,6 +397,14 @@ export const ERROR_CODES = freeze({
       "node"
     ]
   },
+  "storage_unavailable": {
+    "status": 503,
+    "exception": "Unavailable",
+    "meaning": "transient: the Node could not write the report to its disk (full or failing); nothing was stored: retry later",
+    "servers": [
+      "node"
+    ]
+  },
   "diff_mismatch": {
     "status": 400,
     "exception": "ReportRefused",

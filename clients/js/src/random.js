@@ -12,11 +12,17 @@ export class SeededRandom {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   }
 
+  /** A uniformly shuffled [0, count) (Fisher-Yates, drawing from the last index down). One is
+   *  drawn per epoch, so it is written as plain loops: a destructuring swap and Array.from's
+   *  callback made it a visible share of a small model's round. */
   permutation(count) {
-    const order = Array.from({ length: count }, (_, i) => i);
+    const order = new Array(count);
+    for (let i = 0; i < count; i += 1) order[i] = i;
     for (let i = count - 1; i > 0; i -= 1) {
       const j = Math.floor(this.next() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
+      const swapped = order[i];
+      order[i] = order[j];
+      order[j] = swapped;
     }
     return order;
   }

@@ -308,3 +308,49 @@ test('the WebGPU bundle (/js/fedgrid.webgpu.js) trains within tolerance, on WebG
   });
   await page.close();
 });
+
+test('with a WebGPU adapter (SwiftShader, software) the WebGPU bundle trains on WebGPU within tolerance', async () => {
+  // --enable-unsafe-webgpu: headless Chromium then offers SwiftShader's Vulkan-on-the-CPU adapter.
+  const gpuBrowser = await launchChromium({ args: ['--enable-unsafe-webgpu'] });
+  try {
+    const page = await gpuBrowser.newPage();
+    // Counts the command buffers the page submits to a GPU queue: ONNX Runtime's WebGPU kernels.
+    await page.addInitScript(() => {
+      window.gpuSubmits = 0;
+      if (!globalThis.GPUQueue) return;
+      const submit = GPUQueue.prototype.submit;
+      GPUQueue.prototype.submit = function countedSubmit(...args) { window.gpuSubmits += 1; return submit.apply(this, args); };
+    });
+    await page.route('**/conformance-vectors/**', (route) => {
+      const relative = new URL(route.request().url()).pathname.split('/conformance-vectors/')[1];
+      route.fulfill({ status: 200, contentType: 'application/octet-stream', body: readFileSync(join(VECTORS, relative)) });
+    });
+    await page.route('**/webgpu-page', (route) => route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><script src="/js/fedgrid.webgpu.js"></script>' }));
+    await page.goto(`${node.url}/webgpu-page`);
+    const vector = JSON.parse(readFileSync(join(VECTORS, 'digits_cnn/vector.json'), 'utf8'));
+    const outcome = await page.evaluate(async (learningRate) => {
+      const get = async (path) => new Uint8Array(await (await fetch(`/conformance-vectors/${path}`)).arrayBuffer());
+      const adapter = await navigator.gpu.requestAdapter();
+      const executor = await fedgrid.PlanExecutor.create(await get('digits_cnn/plan.fgplan'));
+      const batches = fedgrid.parseSafetensors(await get('digits_cnn/batches.safetensors')).tensors;
+      let params = fedgrid.parseSafetensors(await get('digits_cnn/start.safetensors')).tensors;
+      const losses = [];
+      for (let i = 0; batches[`features/${i}`]; i += 1) {
+        const result = await executor.step(params, batches[`features/${i}`].data, batches[`labels/${i}`].data, { learningRate });
+        losses.push(result.loss);
+        params = result.parameters;
+      }
+      return { losses, adapter: adapter?.info.architecture, providers: fedgrid.runtimeInfo().executionProviders, submits: window.gpuSubmits };
+    }, vector.learning_rate);
+    assert.equal(outcome.adapter, 'swiftshader');
+    assert.deepEqual(outcome.providers, ['webgpu', 'wasm']);
+    assert.ok(outcome.submits > vector.steps, `${outcome.submits} GPU submissions for ${vector.steps} steps`);
+    assert.equal(outcome.losses.length, vector.steps);
+    outcome.losses.forEach((loss, i) => {
+      const { rtol, atol } = vector.tolerance.loss;
+      assert.ok(Math.abs(loss - vector.expected_loss[i]) <= atol + rtol * Math.abs(vector.expected_loss[i]), `step ${i}: ${loss} vs ${vector.expected_loss[i]}`);
+    });
+  } finally {
+    await gpuBrowser.stop();
+  }
+});

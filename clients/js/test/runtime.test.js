@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { defaultExecutionProviders, runtimeName } from '../src/runtime.js';
+import { defaultExecutionProviders, defaultThreadCount, runtimeInfo, runtimeName } from '../src/runtime.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 
@@ -20,6 +20,11 @@ function childRuntime(env) {
 test('Node.js runs plans on the native runtime, on the CPU', () => {
   assert.equal(runtimeName(), 'onnxruntime-node');
   assert.deepEqual(defaultExecutionProviders(), ['cpu']);
+});
+
+test('Node.js devices run on one thread unless told otherwise (no cross-origin isolation to speak of)', () => {
+  assert.equal(defaultThreadCount(), 1);
+  assert.deepEqual(runtimeInfo(), { name: 'onnxruntime-node', executionProviders: ['cpu'], crossOriginIsolated: false, threads: 1 });
 });
 
 test('FEDGRID_ONNXRUNTIME=web selects the WASM runtime', () => {

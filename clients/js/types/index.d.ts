@@ -162,7 +162,18 @@ export function trainLocally(
   options: Omit<TrainOptions, 'data'> & { features: Features },
 ): Promise<TrainingResult>;
 
+/** Call before the first plan runs. `numThreads` defaults to defaultThreadCount(). */
 export function configureRuntime(options?: { wasmPaths?: string; numThreads?: number; webgpu?: boolean }): void;
+/** min(4, ceil(navigator.hardwareConcurrency / 2)) on a cross-origin isolated page (SharedArrayBuffer), else 1. */
+export function defaultThreadCount(): number;
+export interface RuntimeInfo {
+  name: 'onnxruntime-node' | 'onnxruntime-web';
+  executionProviders: string[];
+  crossOriginIsolated: boolean;
+  /** Configured threads; once the WASM has started, the ones it runs (1 where threads were refused). */
+  threads: number;
+}
+export function runtimeInfo(): RuntimeInfo;
 /** The ONNX Runtime plans run on: native 'onnxruntime-node' under Node.js when installed, else 'onnxruntime-web'. */
 export function runtimeName(): 'onnxruntime-node' | 'onnxruntime-web';
 

@@ -57,6 +57,7 @@ export type ErrorCode =
   | 'checkpoint_unknown'
   | 'report_duplicate'
   | 'diff_malformed'
+  | 'storage_unavailable'
   | 'diff_mismatch'
   | 'diff_not_finite'
   | 'diff_encoding_mismatch'
@@ -140,6 +141,7 @@ export interface ErrorCodes {
   readonly checkpoint_unknown: ErrorCodeEntry<404, 'RequestInvalid'>;
   readonly report_duplicate: ErrorCodeEntry<409, 'ReportRefused'>;
   readonly diff_malformed: ErrorCodeEntry<400, 'ReportRefused'>;
+  readonly storage_unavailable: ErrorCodeEntry<503, 'Unavailable'>;
   readonly diff_mismatch: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly diff_not_finite: ErrorCodeEntry<400, 'ReportRefused'>;
   readonly diff_encoding_mismatch: ErrorCodeEntry<400, 'ReportRefused'>;

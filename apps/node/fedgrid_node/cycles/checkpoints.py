@@ -9,20 +9,22 @@ from sqlalchemy import select
 
 from fedgrid_plans import tensors
 
-from ..db.models import Assignment, Checkpoint, Cycle, Model, Plan, Process, ReportDiff
+from ..db.models import Checkpoint, Cycle, Model, Plan, Process
 from .aggregation import RunningWeightedSum
 from .diff_encoding import decode_accepted, encoding_of
+from .diff_files import DiffFiles, read_diff, reported_diffs
 from .off_hub import run_off_hub
-from .statuses import AssignmentStatus
 from .strategies import build_strategy
 
 
 def write_next_checkpoint(session, process_id: int, cycle: Cycle, strategy_config: dict[str, Any],
                           running: RunningWeightedSum,
-                          average: dict[str, np.ndarray] | None = None) -> int | None:
+                          average: dict[str, np.ndarray] | None = None,
+                          diffs: DiffFiles | None = None) -> int | None:
     """Apply the strategy to the cycle's average diff and add the next checkpoint to the session.
 
     ``average`` is the aggregator's result (cycle_aggregate.py); without it, the running mean.
+    ``diffs``: the Node's diff files (a hosted averaging plan reads the stored diffs again).
 
     Returns its number, or None (nothing written) when the strategy's step is not finite.
     """
@@ -34,7 +36,7 @@ def write_next_checkpoint(session, process_id: int, cycle: Cycle, strategy_confi
     ).one()
     strategy = build_strategy(strategy_config)
     if getattr(strategy, "uses_hosted_plan", False):
-        average = _average_with_hosted_plan(session, process_id, cycle.id, strategy)
+        average = _average_with_hosted_plan(session, process_id, cycle.id, strategy, diffs)
     elif average is None:
         average = running.average()
 
@@ -62,21 +64,14 @@ def write_next_checkpoint(session, process_id: int, cycle: Cycle, strategy_confi
     )
     return number
 
-def _average_with_hosted_plan(session, process_id: int, cycle_id: int, strategy) -> dict:
+
+def _average_with_hosted_plan(session, process_id: int, cycle_id: int, strategy,
+                              diffs: DiffFiles | None) -> dict:
     """PyGrid parity: run the hosted averaging plan over the stored diffs, one at a time."""
     plan_file = session.scalar(
         select(Plan.data).where(Plan.process_id == process_id, Plan.kind == "averaging")
     )
-    # Each diff by its own query: one query over all of them was buffered whole by the drivers
-    # (test_restore_memory.py).
-    assignment_ids = session.scalars(
-        select(ReportDiff.assignment_id)
-        .join(Assignment, Assignment.id == ReportDiff.assignment_id)
-        # Acknowledged reports only (a replica stages a diff before it is acknowledged).
-        .where(Assignment.cycle_id == cycle_id,
-               Assignment.status == AssignmentStatus.REPORTED)
-        .order_by(Assignment.reported_at, Assignment.id)
-    ).all()
+    assignment_ids = [assignment_id for assignment_id, _, _ in reported_diffs(session, cycle_id)]
     encoding = encoding_of(session.scalar(select(Process.client_config)
                                           .where(Process.id == process_id)))
     averaging = strategy.averager(plan_file)
@@ -84,8 +79,7 @@ def _average_with_hosted_plan(session, process_id: int, cycle_id: int, strategy)
     # Rows are read here on the hub (the connection is not thread-safe); each plan step, the
     # numpy work, runs in the pool.
     for count, assignment_id in enumerate(assignment_ids):
-        data = session.scalar(
-            select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
+        data = read_diff(session, diffs, assignment_id)
         item = decode_accepted(data, encoding)  # stored as received, maybe encoded
         del data
         average = (averaging.first(item) if count == 0

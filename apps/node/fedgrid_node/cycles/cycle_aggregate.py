@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from ..db.models import Assignment, Cycle, ReportDiff
+from ..db.models import Cycle
 from .aggregators import FoldRule, build_aggregator
 from .aggregators.stored_reports import ReportSpool
 from .diff_encoding import DEFAULT_ENCODING, decode_accepted
+from .diff_files import DiffFiles, read_diff, reported_diffs
 from .off_hub import run_off_hub
 from .open_cycle import OpenCycle
 from .privacy.accountant import epsilon, sampling_rate, steps_of, target_delta
 from .privacy.adaptive_clipping import default_count_stddev, next_clip
 from .privacy.dp_fedavg import noised_mean, update_noise_multiplier
-from .statuses import AssignmentStatus, CycleStatus
+from .statuses import CycleStatus
 
 
 @dataclass
@@ -68,38 +69,31 @@ def privacy_steps(session, process_id: int, *, excluding_cycle: int | None = Non
 
 
 def aggregate_cycle(session, state: OpenCycle, cycle: Cycle, config, spec,
-                    encoding: str = DEFAULT_ENCODING) -> CycleAggregate:
+                    encoding: str = DEFAULT_ENCODING,
+                    diffs: DiffFiles | None = None) -> CycleAggregate:
     """``encoding``: how the process's stored reports are encoded (they are kept as received:
-    float32, float16 or int8, cycles/diff_encoding.py)."""
+    float32, float16 or int8, cycles/diff_encoding.py); ``diffs``: the Node's diff files, where
+    a single Node stores them (cycles/diff_files.py)."""
     if config.strategy.get("name") == "hosted_averaging_plan":
         return CycleAggregate(None)
     if config.differential_privacy is not None:
         return _private_mean(session, state, cycle, config)
     if not state.rule.aggregator.streams:
-        return CycleAggregate(_combine_stored(session, state, cycle.id, spec, encoding))
+        return CycleAggregate(_combine_stored(session, state, cycle.id, spec, encoding,
+                                              diffs))
     return CycleAggregate(state.running.average())
 
 
-def _combine_stored(session, state: OpenCycle, cycle_id: int, spec,
-                    encoding: str) -> dict[str, np.ndarray]:
-    # One query per report, by key: a single query over every diff was buffered whole by the
-    # drivers (pg8000 always, pysqlite under the ORM's yield_per: +107 MiB for 100 reports of
-    # 1 MiB, measured), and holding every report is what the spool is there to avoid.
-    assignment_ids = session.scalars(
-        select(ReportDiff.assignment_id)
-        .join(Assignment, Assignment.id == ReportDiff.assignment_id)
-        # Acknowledged reports only (a replica stages a diff before it is acknowledged).
-        .where(Assignment.cycle_id == cycle_id,
-               Assignment.status == AssignmentStatus.REPORTED)
-        .order_by(Assignment.reported_at, Assignment.id)
-    ).all()
+def _combine_stored(session, state: OpenCycle, cycle_id: int, spec, encoding: str,
+                    diffs: DiffFiles | None) -> dict[str, np.ndarray]:
+    assignment_ids = [assignment_id for assignment_id, _, _ in reported_diffs(session, cycle_id)]
     with ReportSpool(spec, len(assignment_ids), clip=state.rule.clip,
                      decode=partial(decode_accepted, encoding=encoding)) as spool:
-        # Rows are read here on the hub (the connection is not thread-safe); decoding, clipping
-        # and writing each one, then the combining, run in the pool.
+        # Each diff is read by itself (holding every report is what the spool is there to
+        # avoid), on the hub (the connection is not thread-safe); decoding, clipping and writing
+        # each one, then the combining, run in the pool.
         for index, assignment_id in enumerate(assignment_ids):
-            data = session.scalar(
-                select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
+            data = read_diff(session, diffs, assignment_id)
             run_off_hub(spool.write, index, data)
             del data
         return run_off_hub(spool.combine, state.rule.aggregator)

@@ -47,6 +47,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -64,6 +65,13 @@ from .checkpoints import write_next_checkpoint
 from .cluster import POLL_SECONDS, Cluster
 from .cycle_aggregate import aggregate_cycle, budget_exhausted, fold_rule
 from .diff_encoding import decode_accepted, encoding_of
+from .diff_files import (
+    DiffFiles,
+    DiffLocation,
+    DiffUnreadable,
+    read_diff,
+    reported_diffs,
+)
 from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
@@ -133,10 +141,18 @@ class _Attempt:
 
 
 class CycleEngine:
-    def __init__(self, db: Database, *, rng: random.Random | None = None) -> None:
+    def __init__(self, db: Database, *, rng: random.Random | None = None,
+                 diff_dir: Path | None = None) -> None:
         self.db = db
+        # Where reports' diffs go (diff_files.py): per-cycle files for a single Node; the
+        # database (report_diffs) without a directory, as replicas need.
+        self.diff_files = DiffFiles(diff_dir) if diff_dir is not None else None
         self.rng = rng or random.Random()
         self._open: dict[int, OpenCycle] = {}  # process_id -> its open cycle
+        # A single Node's outstanding training places by request key: a report is matched to its
+        # place from memory, without a query (replicas' memory may be stale: they ask the
+        # database). Entries leave with their cycle.
+        self._places: dict[str, OpenCycle] = {}
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
         self._encodings: dict[int, str] = {}
@@ -176,6 +192,8 @@ class CycleEngine:
             ).all()
         for cycle_id in cycle_ids:
             self._restore(cycle_id)
+        if self.diff_files is not None:
+            self.diff_files.sweep(set(cycle_ids))
         if self.cluster is None:
             self.held_out.start()
         else:
@@ -193,6 +211,8 @@ class CycleEngine:
         for changed in self._changes.values():
             changed.set()
         self._changes.clear()
+        if self.diff_files is not None:
+            self.diff_files.close()
 
     def _restore(self, cycle_id: int) -> OpenCycle:
         """Build a cycle's memory from the database, make it the open cycle, start its watcher."""
@@ -225,30 +245,22 @@ class CycleEngine:
                 paused_since=utcnow() if cycle.process.status == ProcessStatus.PAUSED else None,
             )
             assignments = session.execute(
-                select(Assignment.id, Assignment.status, Assignment.expires_at)
+                select(Assignment.id, Assignment.status, Assignment.expires_at,
+                       Assignment.request_key, Assignment.worker_id)
                 .where(Assignment.cycle_id == cycle_id, Assignment.task == AssignmentTask.TRAIN)
             ).all()
-            for assignment_id, status, expires_at in assignments:
+            for assignment_id, status, expires_at, request_key, worker_id in assignments:
                 state.accepted += 1
                 if status == AssignmentStatus.ACCEPTED:
                     state.outstanding[assignment_id] = expires_at or cycle.deadline
+                    state.request_keys[request_key] = (assignment_id, worker_id)
                 elif status == AssignmentStatus.EXPIRED:
                     state.expired += 1
             if self.cluster is None:
                 self._load_request_memory(session, state, config)
-            reports = session.execute(
-                select(Assignment.id, Assignment.num_samples, Assignment.metrics)
-                .join(ReportDiff, ReportDiff.assignment_id == Assignment.id)
-                # Acknowledged reports only (a replica stages a diff before it is acknowledged).
-                .where(Assignment.cycle_id == cycle_id,
-                       Assignment.status == AssignmentStatus.REPORTED)
-                # The order they were acknowledged in, so the float64 sum is rebuilt exactly.
-                .order_by(Assignment.reported_at, Assignment.id)
-            ).all()
-            # Stored reports are folded again one at a time, each diff read by its own query:
-            # memory stays O(model). (One query over every diff was buffered whole by the
-            # SQLite driver even with yield_per: +93 MiB at the restore of 40 reports of 4 MiB,
-            # test_restore_memory.py.)
+            reports = reported_diffs(session, cycle_id)
+            # Stored reports are folded again one at a time, each diff read by itself: memory
+            # stays O(model) (test_restore_memory.py).
             encoding = self.diff_encoding(session, cycle.process_id)
             if self.cluster is not None:
                 # A replica's copy: the leader's watcher folds the stored reports (`_refresh`).
@@ -256,8 +268,13 @@ class CycleEngine:
                 state.unfolded = len(reports)
                 reports = []
             for assignment_id, num_samples, metrics in reports:
-                data = session.scalar(
-                    select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
+                try:
+                    data = read_diff(session, self.diff_files, assignment_id)
+                except DiffUnreadable as problem:
+                    # The disk lost an acknowledged diff: say so loudly, restore the rest.
+                    log.error("cycle %s of %s: the report of assignment %s is lost: %s",
+                              cycle.sequence, process.name, assignment_id, problem)
+                    continue
                 state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
                                   off_hub=False, assignment_id=assignment_id)
                 del data
@@ -269,6 +286,8 @@ class CycleEngine:
                 and existing.cycle_id == cycle_id):
             return existing  # another greenlet loaded the same cycle meanwhile
         self._open[state.process_id] = state
+        if self.cluster is None:
+            self._places.update(dict.fromkeys(state.request_keys, state))
         if self.leading:
             # The watcher closes a restored cycle that had reached its goal before a crash at once.
             state.watcher = gevent.spawn(self._watch, state)
@@ -331,12 +350,19 @@ class CycleEngine:
         if state is not None:
             self.secure.forget(state.cycle_id)
             state.closed = True
+            self._forget_places(state)
+            if self.diff_files is not None:
+                self.diff_files.discard(state.cycle_id)
             state.outstanding.clear()
             state.wakeup.set()
         for cache in (self._configs, self._specs, self._encodings, self._plan_ids, self._labels,
                       self._hosted, self._report_times, self._cycle_durations):
             cache.pop(process_id, None)
         self.lookups.deleted(process_id)
+
+    def _forget_places(self, state: OpenCycle) -> None:
+        for request_key in state.request_keys:
+            self._places.pop(request_key, None)
 
     def notify(self, process_id: int) -> None:
         self._notify(process_id)
@@ -501,9 +527,9 @@ class CycleEngine:
             .order_by(Assignment.reported_at, Assignment.id)
         ).all()
         for assignment_id, num_samples, metrics in reports:
-            data = session.scalar(
-                select(ReportDiff.data).where(ReportDiff.assignment_id == assignment_id))
-            if data is None:
+            try:
+                data = read_diff(session, self.diff_files, assignment_id)
+            except DiffUnreadable:
                 continue
             state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
                               off_hub=True, assignment_id=assignment_id)
@@ -933,8 +959,7 @@ class CycleEngine:
                        headers={"Retry-After": "1"})
 
     def _accept(self, session, process: HostedProcess, config, state: OpenCycle, worker_id: str,
-                existing, now,
-                attempt: _Attempt, task: AssignmentTask = AssignmentTask.TRAIN):
+                existing, now, attempt: _Attempt, task: AssignmentTask = AssignmentTask.TRAIN):
         training = task == AssignmentTask.TRAIN
         lease = timedelta(seconds=self.lease_seconds(config, process.process_id))
         # An evaluation may outlive its cycle: the checkpoint it scores stays what it is.
@@ -942,11 +967,14 @@ class CycleEngine:
         if training and config.secure_aggregation is not None:
             expires = state.deadline  # a secure cohort, once fixed, keeps its places
         assignment = existing
+        replaced_key = None
         if assignment is None:
             assignment = Assignment(cycle_id=state.cycle_id, worker_id=worker_id)
             session.add(assignment)
-        elif existing.task == AssignmentTask.TRAIN:
-            state.expired -= 1  # the same row takes a fresh place; its expiry no longer counts
+        else:
+            replaced_key = existing.request_key  # no longer valid once the new one is given
+            if existing.task == AssignmentTask.TRAIN:
+                state.expired -= 1  # the same row takes a fresh place; its expiry no longer counts
         assignment.request_key = secrets.token_urlsafe(32)
         assignment.status = AssignmentStatus.ACCEPTED
         assignment.task = task
@@ -958,9 +986,14 @@ class CycleEngine:
         session.commit()  # the place is durable before it is counted or announced
         attempt.unsaved.pop(state.cycle_id, None)
         state.workers.add(worker_id)
+        state.request_keys.pop(replaced_key, None)
+        self._places.pop(replaced_key, None)
         if training:  # an evaluation holds no training place: nothing for the watcher
             state.accepted += 1
             state.outstanding[assignment.id] = expires
+            if self.cluster is None:
+                state.request_keys[assignment.request_key] = (assignment.id, worker_id)
+                self._places[assignment.request_key] = state
             state.wakeup.set()  # the watcher may need to wake for this lease
             self.secure.places_taken(state, config, self.spec(session, process.process_id))
         return answer
@@ -1030,24 +1063,20 @@ class CycleEngine:
     def _assignment_of(session, worker_id: str, request_key: str) -> Assignment:
         assignment = session.scalar(select(Assignment).where(Assignment.request_key == request_key))
         if assignment is None or assignment.worker_id != worker_id:
-            raise ApiError(
-                "request_key_invalid",
-                "request_key does not belong to this worker; ask for a cycle first",
-                403,
-            )
+            raise _request_key_invalid()
         return assignment
 
     @staticmethod
-    def _check_may_report(assignment: Assignment) -> None:
+    def _check_may_report(status: str) -> None:
         """Refuse a report by the assignment's own status first: a resend of a stored report is
         `report_duplicate` (it was counted) even after its cycle closed."""
-        if assignment.status == AssignmentStatus.REPORTED:
+        if status == AssignmentStatus.REPORTED:
             raise ApiError(
                 "report_duplicate", "this assignment already reported; one report per assignment", 409
             )
-        if assignment.status == AssignmentStatus.EXPIRED:
+        if status == AssignmentStatus.EXPIRED:
             raise _expired()
-        if assignment.status != AssignmentStatus.ACCEPTED:
+        if status != AssignmentStatus.ACCEPTED:
             raise _cycle_closed()
 
     # ----------------------------------------------------------------------------- reports
@@ -1063,22 +1092,62 @@ class CycleEngine:
         """Store a report durably, fold it into the cycle's sum, close the cycle at its goal.
 
         An evaluation assignment's report (metrics only) is stored and nothing else."""
-        with self.db.session() as session:
-            assignment = self._assignment_of(session, worker_id, request_key)
-            self._check_may_report(assignment)
-            if assignment.task == AssignmentTask.EVALUATE:
-                return self._report_evaluation(session, assignment, diff_bytes, num_samples,
-                                               metrics)
+        state = self._places.get(request_key)
+        place = state.request_keys.get(request_key) if state is not None else None
+        if (place is not None and place[1] == worker_id and place[0] in state.outstanding
+                and not state.closed):
+            # An outstanding training place of an open cycle, from memory: what the query below
+            # would find (the mark under the lock checks the row itself).
             if diff_bytes is None:
-                raise ApiError("report_diff_missing",
-                               "a training assignment reports its diff (start − trained "
-                               "parameters, safetensors) as the body", 400,
-                               details={"field": "diff"})
-            assignment_id, cycle_id = assignment.id, assignment.cycle_id
-            process_id = assignment.cycle.process_id
-            spec = self.spec(session, process_id)
-            config = self.config(session, process_id)
-            encoding = self.diff_encoding(session, process_id)
+                raise _diff_missing()
+            assignment_id, cycle_id, process_id = place[0], state.cycle_id, state.process_id
+            spec, config, encoding = self._report_settings(process_id)
+        else:
+            answer = self._look_up_report(worker_id, request_key, diff_bytes, num_samples,
+                                          metrics)
+            if isinstance(answer, dict):
+                return answer  # an evaluation's, stored
+            assignment_id, cycle_id, process_id, spec, config, encoding = answer
+        return self._report_training(assignment_id, cycle_id, process_id, spec, config,
+                                     encoding, diff_bytes, num_samples, metrics)
+
+    def _report_settings(self, process_id: int) -> tuple[TensorSpec, ServerConfig, str]:
+        if (process_id in self._specs and process_id in self._configs
+                and process_id in self._encodings):
+            return (self._specs[process_id], self._configs[process_id],
+                    self._encodings[process_id])
+        with self.db.session() as session:
+            return (self.spec(session, process_id), self.config(session, process_id),
+                    self.diff_encoding(session, process_id))
+
+    def _look_up_report(self, worker_id: str, request_key: str, diff_bytes: bytes | None,
+                        num_samples: int, metrics: Mapping[str, float] | None):
+        """The report's assignment from the database, refused by its status (or an
+        evaluation's report stored: its answer)."""
+        with self.db.session() as session:
+            # One statement for what the report path needs (the ORM object and its lazily
+            # loaded cycle were three round trips and most of the hub's time per report).
+            found = session.execute(
+                select(Assignment.id, Assignment.worker_id, Assignment.status, Assignment.task,
+                       Assignment.cycle_id, Cycle.process_id)
+                .join(Cycle, Cycle.id == Assignment.cycle_id)
+                .where(Assignment.request_key == request_key)).one_or_none()
+            if found is None or found.worker_id != worker_id:
+                raise _request_key_invalid()
+            self._check_may_report(found.status)
+            if found.task == AssignmentTask.EVALUATE:
+                return self._report_evaluation(session, session.get(Assignment, found.id),
+                                               diff_bytes, num_samples, metrics)
+            if diff_bytes is None:
+                raise _diff_missing()
+            return (found.id, found.cycle_id, found.process_id, self.spec(session, found.process_id),
+                    self.config(session, found.process_id),
+                    self.diff_encoding(session, found.process_id))
+
+    def _report_training(self, assignment_id: int, cycle_id: int, process_id: int,
+                         spec: TensorSpec, config: ServerConfig, encoding: str,
+                         diff_bytes: bytes, num_samples: int,
+                         metrics: Mapping[str, float] | None) -> dict[str, Any]:
         if config.secure_aggregation is not None:
             raise ApiError("secure_report_refused",
                            "this cycle aggregates securely: send the update through the "
@@ -1092,6 +1161,22 @@ class CycleEngine:
         if self.cluster is not None:
             return self._report_replicated(state, config, assignment_id, diff, diff_bytes,
                                            num_samples, metrics)
+        location = None
+        if self.diff_files is not None:
+            # The diff goes to disk first, beside other reports' and outside the cycle's lock,
+            # so the lock covers only the decision and one small transaction (diff_files.py).
+            # As received: an encoded diff stays as small as it came (decode_accepted reads it).
+            self._check_on_time(state, config, assignment_id, utcnow())
+            if state.closed:  # (no yield from here to the append's opening of the file)
+                raise _cycle_closed()
+            try:
+                location = self.diff_files.append(cycle_id, diff_bytes)
+            except OSError as failure:  # the disk is full or failing: nothing was stored
+                log.error("cannot store a report of cycle %s of %s: %s", state.sequence,
+                          state.label, failure)
+                raise ApiError("storage_unavailable",
+                               "the Node could not store this report on its disk; nothing was "
+                               "kept: send it again later", 503) from None
         with state.lock:
             if state.closed:
                 raise _cycle_closed()
@@ -1099,14 +1184,17 @@ class CycleEngine:
             # hold up the watcher's close behind them.
             now = utcnow()
             self._check_on_time(state, config, assignment_id, now)
-            with self.db.session() as session:
+            # Group commit: the lock is not held while the disk flushes; the flush below, shared
+            # with the reports committed meanwhile, comes before the answer.
+            with self.db.session(wait_for_disk=False) as session:
                 assigned_at = self._mark_reported(session, assignment_id, now, num_samples,
-                                                  metrics)
-                # As received: an encoded diff stays as small as it came (decode_accepted reads it).
-                session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
-            # Committed: the report is durable. Fold it now (a restart would fold it from disk).
+                                                  metrics, location)
+                if location is None:
+                    session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
+            # Committed: fold it now (a restart would fold it from the database and its file).
             self._reported(state, config, assignment_id, now, assigned_at, diff, num_samples,
                            metrics)
+        self.db.durable()  # acknowledged only once on disk
         return {"status": "success", "cycle": state.sequence}
 
     def _report_replicated(self, state: OpenCycle, config: ServerConfig, assignment_id: int,
@@ -1169,20 +1257,30 @@ class CycleEngine:
                     Assignment.status != AssignmentStatus.REPORTED))))
 
     def _mark_reported(self, session, assignment_id: int, now: datetime, num_samples: int,
-                       metrics: Mapping[str, float] | None) -> datetime:
-        """Under the cycle's lock: the assignment reports now, if it still may. Returns when it
-        was assigned."""
-        # Re-read under the cycle lock: a twin request may have reported, the lease may have run
-        # out or the cycle closed while the diff was being checked.
-        assignment = session.get(Assignment, assignment_id, with_for_update=True)
-        if assignment is None:  # its process was deleted meanwhile
-            raise ApiError("process_unknown", "this model is no longer hosted", 404)
-        self._check_may_report(assignment)
-        assignment.status = AssignmentStatus.REPORTED
-        assignment.reported_at = now
-        assignment.num_samples = num_samples
-        assignment.metrics = metrics
-        return assignment.assigned_at
+                       metrics: Mapping[str, float] | None,
+                       location: DiffLocation | None = None) -> datetime:
+        """Under the cycle's lock: the assignment reports now, if it still may, with where its
+        diff lies in the cycle's file (None: in report_diffs). Returns when it was assigned."""
+        # Only if still accepted, decided by the row itself under the cycle lock: a twin request
+        # may have reported, the lease may have run out or the cycle closed while the diff was
+        # being checked.
+        located = ({"diff_offset": location.offset, "diff_length": location.length,
+                    "diff_checksum": location.checksum} if location is not None else {})
+        assigned_at = session.scalar(
+            update(Assignment)
+            .where(Assignment.id == assignment_id,
+                   Assignment.status == AssignmentStatus.ACCEPTED)
+            .values(status=AssignmentStatus.REPORTED, reported_at=now, num_samples=num_samples,
+                    metrics=metrics, **located)
+            .returning(Assignment.assigned_at)
+            .execution_options(synchronize_session=False))
+        if assigned_at is None:  # say why not
+            status = session.scalar(select(Assignment.status).where(Assignment.id == assignment_id))
+            if status is None:  # its process was deleted meanwhile
+                raise ApiError("process_unknown", "this model is no longer hosted", 404)
+            self._check_may_report(status)
+            raise _cycle_closed()
+        return assigned_at
 
     def _reported(self, state: OpenCycle, config: ServerConfig, assignment_id: int,
                   now: datetime, assigned_at: datetime, diff, num_samples: int,
@@ -1241,7 +1339,7 @@ class CycleEngine:
         ).rowcount
         if stored != 1:
             session.refresh(assignment)
-            CycleEngine._check_may_report(assignment)  # report_duplicate: the twin was stored
+            CycleEngine._check_may_report(assignment.status)  # report_duplicate: the twin was stored
             raise _cycle_closed()  # no longer accepted, for a reason the check above does not name
         session.commit()
         return {"status": "success", "cycle": sequence}
@@ -1308,6 +1406,9 @@ class CycleEngine:
             else:
                 del self._open[process_id]
             state.closed = True
+            self._forget_places(state)
+            if self.diff_files is not None:
+                self.diff_files.discard(cycle_id)  # folded into the committed checkpoint
             state.outstanding.clear()
             state.wakeup.set()
             self.secure.forget(cycle_id)
@@ -1330,10 +1431,11 @@ class CycleEngine:
         if quorum:
             aggregate = aggregate_cycle(session, state, cycle, config,
                                         self.spec(session, state.process_id),
-                                        self.diff_encoding(session, state.process_id))
+                                        self.diff_encoding(session, state.process_id),
+                                        self.diff_files)
             new_checkpoint = write_next_checkpoint(session, state.process_id, cycle,
                                                    config.strategy, state.running,
-                                                   aggregate.average)
+                                                   aggregate.average, self.diff_files)
             if new_checkpoint is None:
                 abandoned_because = AbandonReason.AGGREGATE_NOT_FINITE
                 log.warning("cycle %s of %s: the aggregate is not finite; the cycle is "
@@ -1428,6 +1530,16 @@ def _past_deadline(state: OpenCycle, config: ServerConfig, now: datetime) -> boo
     if now < state.deadline or state.paused:
         return False
     return not (config.quorum_policy == "extend" and state.reported < config.min_diffs)
+
+
+def _diff_missing() -> ApiError:
+    return ApiError("report_diff_missing", "a training assignment reports its diff (start − "
+                    "trained parameters, safetensors) as the body", 400, details={"field": "diff"})
+
+
+def _request_key_invalid() -> ApiError:
+    return ApiError("request_key_invalid",
+                    "request_key does not belong to this worker; ask for a cycle first", 403)
 
 
 def _cycle_closed() -> ApiError:

@@ -64,6 +64,9 @@ class OpenCycle:
     # within the cooldown (fixed for the cycle: only earlier cycles count).
     workers: set[str] = field(default_factory=set)
     cooling: dict[str, int] = field(default_factory=dict)
+    # request key -> (assignment id, worker id) of the places handed out in this cycle (a single
+    # Node matches reports to them from memory; an entry counts only while in `outstanding`)
+    request_keys: dict[str, tuple[int, str]] = field(default_factory=dict)
     # Set (under `lock`) once the cycle is completed or abandoned: whoever waited on the lock
     # must look up the process's open cycle again instead of acting on this one.
     closed: bool = False

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -164,6 +165,12 @@ class Assignment(Base):
     reported_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     num_samples: Mapped[int | None] = mapped_column(Integer, nullable=True)
     metrics: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # Where a single Node stored the report's diff in its cycle's file (cycles/diff_files.py):
+    # written in the transaction that marks the assignment reported. Null for a diff kept in
+    # `report_diffs` (replicas), for evaluations and for secure cycles.
+    diff_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    diff_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    diff_checksum: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # An AssignmentTask: train (reports a diff) | evaluate (reports metrics of the cycle's
     # checkpoint only; never counts toward the cycle's goal)
     task: Mapped[str] = mapped_column(String(16), default="train", server_default="train")
@@ -173,7 +180,8 @@ class Assignment(Base):
 
 
 class ReportDiff(Base):
-    """The diff bytes of a report (safetensors), kept until the cycle's checkpoint is written."""
+    """The diff bytes of a replica's report (safetensors, as received), kept until the cycle's
+    checkpoint is written. A single Node keeps its diffs in per-cycle files instead."""
 
     __tablename__ = "report_diffs"
 

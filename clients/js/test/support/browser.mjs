@@ -10,10 +10,11 @@ import { chromium } from 'playwright-core';
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-/** A fresh Chromium with its own profile; `await browser.stop()` closes it and removes the profile. */
-export async function launchChromium() {
+/** A fresh Chromium with its own profile; `await browser.stop()` closes it and removes the profile.
+ *  `args`: more flags (the benchmark's `--enable-unsafe-webgpu`). */
+export async function launchChromium({ args = [] } = {}) {
   const profile = mkdtempSync(join(tmpdir(), 'fedgrid-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: FLAGS });
+  const context = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: [...FLAGS, ...args] });
   return {
     context,
     async newPage() {

@@ -1,0 +1,181 @@
+"""A single Node's report diffs live in per-cycle files (cycles/diff_files.py): written and
+flushed before the row that locates them, read back at a restart, deleted with the cycle.
+
+Real Node processes on SQLite and PostgreSQL; the database is read directly to see where each
+acknowledged diff went.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sqlalchemy
+
+from fedgrid_node.config import NodeConfig
+from fedgrid_plans import tensors
+from fedgrid_server.config import normalize_database_url
+from tests.support.api_client import HttpApi
+from tests.support.databases import database_backends
+from tests.support.models import logistic_regression, random_diff
+
+from .test_cycle_engine import host, report, request_place
+
+
+def query(node, sql: str):
+    url = node.env.get("DATABASE_URL") or f"sqlite:///{node.data_dir / NodeConfig.database_file}"
+    engine = sqlalchemy.create_engine(normalize_database_url(url))
+    try:
+        with engine.connect() as connection:
+            return connection.execute(sqlalchemy.text(sql)).all()
+    finally:
+        engine.dispose()
+
+
+def diff_files(node):
+    return sorted(path.name for path in (node.data_dir / "diffs").glob("cycle-*.diffs"))
+
+
+def expected_checkpoint(reports):
+    """FedAvg of (seed, num_samples): checkpoint 1 minus the weighted mean of the diffs."""
+    start = tensors.decode(logistic_regression()[1])
+    total = sum(n for _, n in reports)
+    diffs = {seed: tensors.decode(tensors.encode(random_diff(logistic_regression()[1], seed)))
+             for seed, _ in reports}
+    return {name: value - sum(diffs[seed][name].astype(np.float64) * n for seed, n in reports)
+            / total for name, value in start.items()}
+
+
+def assert_checkpoint(api, number, reports):
+    content = api.call("retrieve-model", {"name": "files", "checkpoint": number},
+                       admin=True).content
+    for name, value in tensors.decode(content).items():
+        np.testing.assert_allclose(value, expected_checkpoint(reports)[name], rtol=1e-5,
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_acknowledged_diffs_are_in_the_cycle_file_and_go_with_the_cycle(node_factory, backend):
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    host(api, "files", max_diffs=3, cycle_length=600)
+    places = [request_place(api, "files") for _ in range(3)]
+    for index, (worker, body) in enumerate(places[:2]):
+        assert report(api, worker, body, seed=index, num_samples=5 + index).status == 200
+
+    # Acknowledged: located on the assignment, in the file, none in the database's blob table.
+    rows = query(node, "SELECT diff_offset, diff_length, diff_checksum FROM assignments "
+                       "WHERE status = 'reported' ORDER BY diff_offset")
+    cycle_id = query(node, "SELECT id FROM cycles WHERE status = 'open'")[0][0]
+    assert query(node, "SELECT count(*) FROM report_diffs")[0][0] == 0
+    assert diff_files(node) == [f"cycle-{cycle_id}.diffs"]
+    content = (node.data_dir / "diffs" / f"cycle-{cycle_id}.diffs").read_bytes()
+    sent = [tensors.encode(random_diff(logistic_regression()[1], seed)) for seed in (0, 1)]
+    assert sorted(content[offset:offset + length] for offset, length, _ in rows) == sorted(sent)
+
+    # The goal closes the cycle: the file goes, the checkpoint holds all three.
+    worker, body = places[2]
+    assert report(api, worker, body, seed=2, num_samples=7).status == 200
+    assert api.call("cycles", {"name": "files"}, admin=True).body["cycles"][0]["status"] \
+        == "completed"
+    assert diff_files(node) == []
+    assert_checkpoint(api, 2, [(0, 5), (1, 6), (2, 7)])
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_restart_folds_the_files_and_sweeps_those_of_closed_cycles(node_factory, backend):
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    host(api, "files", max_diffs=3, cycle_length=600)
+    places = [request_place(api, "files") for _ in range(3)]
+    for index, (worker, body) in enumerate(places[:2]):
+        assert report(api, worker, body, seed=index, num_samples=5 + index).status == 200
+    # What a crash between a close's commit and the deletion of its file leaves behind.
+    leftover = node.data_dir / "diffs" / "cycle-987654.diffs"
+    leftover.write_bytes(b"folded long ago")
+
+    node.kill()
+    node = node.restart()
+    api = HttpApi(node.url, node.admin_token)
+    assert not leftover.exists()
+    # The two acknowledged reports were folded back from the file: one more reaches the goal.
+    worker, body = places[2]
+    assert report(api, worker, body, seed=2, num_samples=7).status == 200
+    assert_checkpoint(api, 2, [(0, 5), (1, 6), (2, 7)])
+    node.stop()
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_damaged_diff_is_named_and_the_rest_restored(node_factory, backend):
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    host(api, "files", max_diffs=3, min_diffs=1, cycle_length=600)
+    places = [request_place(api, "files") for _ in range(3)]
+    for index, (worker, body) in enumerate(places[:2]):
+        assert report(api, worker, body, seed=index, num_samples=5 + index).status == 200
+    (assignment_id, offset), = query(node, "SELECT id, diff_offset FROM assignments "
+                                           "WHERE status = 'reported' ORDER BY diff_offset LIMIT 1")
+    node.kill()
+    path = next((node.data_dir / "diffs").glob("cycle-*.diffs"))
+    with open(path, "r+b") as file:  # the disk's fault: one byte of the first diff flipped
+        file.seek(offset + 100)
+        byte = file.read(1)
+        file.seek(offset + 100)
+        file.write(bytes([byte[0] ^ 0xFF]))
+
+    node = node.restart()
+    api = HttpApi(node.url, node.admin_token)
+    assert f"the report of assignment {assignment_id} is lost" in node.log_path.read_text()
+    worker, body = places[2]
+    assert report(api, worker, body, seed=2, num_samples=7).status == 200
+    # Stopped at its third report: the average of the two diffs that could be read.
+    assert api.call("stop-process", {"name": "files", "version": "1"}, admin=True).status == 200
+    assert_checkpoint(api, 2, [(1, 6), (2, 7)])
+    node.stop()
+
+
+def test_a_full_disk_refuses_the_report_for_a_retry_and_keeps_nothing(tmp_path, monkeypatch):
+    """In-process: the diff's write fails as on a full disk. The device hears a transient 503
+    (its SDK sends again later), the assignment stays open, and the resend is taken."""
+    import errno
+    import io
+    import json
+    import os
+
+    from fedgrid_node.app import create_app
+    from fedgrid_node.cycles import diff_files as diff_files_module
+
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token"))
+    client = app.test_client()
+    try:
+        plan, checkpoint = logistic_regression()
+        admin = {"Authorization": "Bearer admin-token"}
+        assert client.post("/model-centric/host-training", headers=admin, data={
+            "name": "full", "version": "1", "client_config": json.dumps({"batch_size": 8}),
+            "server_config": json.dumps({"max_diffs": 2, "cycle_length": 600}),
+            "model": (io.BytesIO(checkpoint), "model.safetensors"),
+            "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")}).status_code == 200
+        worker = client.post("/model-centric/authenticate",
+                             json={"model_name": "full"}).json["worker_id"]
+        key = client.post("/model-centric/cycle-request",
+                          json={"worker_id": worker, "model": "full"}).json["request_key"]
+
+        def send():
+            return client.post(
+                "/model-centric/report", data=tensors.encode(random_diff(checkpoint, 0)),
+                query_string={"worker_id": worker, "request_key": key, "num_samples": 10},
+                headers={"Content-Type": "application/octet-stream"})
+
+        def full(fd, data, offset):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(diff_files_module.os, "pwrite", full)
+        refused = send()
+        assert refused.status_code == 503 and refused.json["error"]["code"] == "storage_unavailable"
+        monkeypatch.undo()
+        taken = send()
+        assert taken.status_code == 200, taken.json
+        cycle = client.get("/model-centric/cycles", headers=admin,
+                           query_string={"name": "full"}).json["cycles"][0]
+        assert cycle["reported"] == 1
+    finally:
+        app.extensions["fedgrid"].engine.stop()
