@@ -6,9 +6,10 @@ What lives where:
   Every change is committed before anyone is told about it: a report before the device hears
   "success", an extended deadline before the timer sleeps towards it.
 - memory holds, per open cycle (`OpenCycle`), the running weighted sum of the diffs folded so
-  far, the outstanding leases and one *watcher* greenlet. All of it is rebuilt from the database
-  at start-up (`start`), so a `kill -9` loses no acknowledged report, lease or deadline, and no
-  report is folded twice.
+  far, the outstanding leases and one *watcher* greenlet; on a single Node also which workers
+  hold a row in the cycle (and which are cooling down), so that a device turned away is decided
+  without a query (`_place`). All of it is rebuilt from the database at start-up (`start`), so a
+  `kill -9` loses no acknowledged report, lease or deadline, and no report is folded twice.
 
 Who may do what (the rules that keep the engine race-free):
 - every change to an open cycle happens under its `OpenCycle.lock`, and whoever takes the lock
