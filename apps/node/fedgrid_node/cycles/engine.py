@@ -125,6 +125,9 @@ class _Attempt:
         self.on_place = on_place
         self.counted = False  # the request is counted once, in the first cycle it reaches
         self.unsaved: dict[int, OpenCycle] = {}  # cycles whose figures it changed, to commit
+        # A single Node commits a place without waiting for the disk (the cycle's lock is not
+        # held across a flush): set once it did, so the answer waits for `durable`.
+        self.wrote = False
 
     @property
     def may_wait(self) -> bool:
@@ -802,6 +805,8 @@ class CycleEngine:
         if attempt.unsaved:
             # Outside the cycle's lock, so that concurrent requests share one commit.
             self._figures.save(list(attempt.unsaved.values()))
+        if attempt.wrote and self.cluster is None:
+            self.db.durable()  # a place is answered only once on disk (one flush for many)
         return answer
 
     def _try_place(self, worker_id: str, process_id: int, speeds: Speeds, attempt: _Attempt):
@@ -815,7 +820,9 @@ class CycleEngine:
                 return self._try_place_replicated(worker_id, process_id, speeds, attempt, state)
             if _past_deadline(state, self._config_of(process_id), utcnow()):
                 return self._over(state, attempt)
-            with self.db.session() as session:
+            # Group commit: what this writes is committed without waiting for the disk, and
+            # `request_cycle` waits for it (`durable`, shared) after the lock is released.
+            with self.db.session(wait_for_disk=False) as session:
                 return self._place(session, worker_id, process_id, speeds, attempt, state)
 
     def _try_place_replicated(self, worker_id: str, process_id: int, speeds: Speeds,
@@ -855,6 +862,7 @@ class CycleEngine:
             # An evaluation's lease is checked here, not by the watcher (it holds no
             # training place): the device may be decided afresh.
             existing.status = AssignmentStatus.EXPIRED
+            attempt.wrote = True
         if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
             # A retry after a lost answer: hand back the same place (one per worker/cycle).
             return self._accepted_answer(session, self.hosted(session, process_id), state,
@@ -984,7 +992,8 @@ class CycleEngine:
         save_figures(session, state)  # the figures ride along in the place's own commit
         session.flush()
         answer = self._accepted_answer(session, process, state, assignment, now)
-        session.commit()  # the place is durable before it is counted or announced
+        session.commit()  # the place is committed before it is counted or announced
+        attempt.wrote = True  # (and on disk before it is answered: `request_cycle`)
         attempt.unsaved.pop(state.cycle_id, None)
         state.workers.add(worker_id)
         state.request_keys.pop(replaced_key, None)

@@ -57,9 +57,12 @@ class FigureWriter:
                 batch, self._queued = self._queued, {}
                 committed, self._next_commit = self._next_commit, AsyncResult()
                 try:
-                    with self.db.session() as session:
+                    # Committed without waiting for the disk, then flushed with whatever else
+                    # was committed meanwhile (places, reports): the flush runs off the hub.
+                    with self.db.session(wait_for_disk=False) as session:
                         for state in batch.values():
                             save_figures(session, state)
+                    self.db.durable()
                 except Exception as exc:
                     committed.set_exception(exc)
                 else:

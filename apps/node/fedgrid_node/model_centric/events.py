@@ -162,6 +162,7 @@ class ModelCentricEvents:
         return host_training(self.db, self.engine, data)
 
     def authenticate(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
+        generation = self.engine.lookups.generation
         with self.db.session() as session:
             process = self.find_process(session, data.get("model_name"), data.get("model_version"))
             config = parse_server_config(process.server_config)
@@ -170,6 +171,9 @@ class ModelCentricEvents:
         worker_id = uuid.uuid4().hex
         with self.db.session() as session:
             session.add(Worker(id=worker_id, process_id=process_id))
+        if self.engine.cluster is None:  # its first cycle-request needs no read (no speeds yet)
+            self.engine.lookups.remember_worker(generation, worker_id, process_id,
+                                                (None, None, None))
         return {
             "status": "success",
             "worker_id": worker_id,
