@@ -1,16 +1,17 @@
 """Selection figures of open cycles (requests, rejections by reason), written with group commit.
 
-A rejection is answered only once its count is committed, so a `kill -9` loses none: the counts a
+A rejection is answered only once its count is on disk, so a `kill -9` loses none: the counts a
 restarted Node shows are those of every answered request (a request cut off before its answer may
 be counted too). Committing each one alone costs an fsync per cycle-request (SQLite
 `synchronous=FULL`): 8 clients got 163 rejections/s that way. So concurrent requests share
 commits: each one queues its cycle and waits; one greenlet writes every queued cycle's current
-figures in one transaction, then wakes them all. Before it commits it lets the hub run what is
-ready (`_gather`), so that the requests in hand join the same commit: SQLite's fsync blocks the
-hub, and without that one commit served about 6 of 16 waiting devices. A lone request still pays
-one commit. `apps/node/benchmarks/cycle_request_rate.py`: 2,731 rejections/s on SQLite (0.80 of
-`GET /health`), 2,235 on PostgreSQL (see docs/operations.md, Performance).
+figures in one transaction, committed without waiting for the disk, then waits for the shared
+flush (`Database.durable`, off the hub: the places and reports committed meanwhile ride along)
+and wakes them all. Before it writes it lets the hub run what is ready (`_gather`), so that the
+requests in hand join the same transaction. A lone request still pays one commit and one flush.
+`apps/node/benchmarks/cycle_request_rate.py`: see docs/operations.md, Performance.
 """
+
 from __future__ import annotations
 
 import gevent
@@ -72,10 +73,8 @@ class FigureWriter:
 
     @staticmethod
     def _gather() -> None:
-        """Let the requests already in hand queue their figures before the commit: wait until
-        the hub has nothing else to run, but at most GATHER_SECONDS (under a steady stream it may
-        never be idle). SQLite's commit blocks the hub for its fsync, so each commit should
-        carry as many answers as it can: without this one commit served ~6 of 16 waiting
-        devices."""
+        """Let the requests already in hand queue their figures before the write: wait until the
+        hub has nothing else to run, but at most GATHER_SECONDS (under a steady stream it may
+        never be idle). Without it one transaction carried about 6 of 16 waiting devices."""
         with gevent.Timeout(GATHER_SECONDS, False):
             gevent.idle()
