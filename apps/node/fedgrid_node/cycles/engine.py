@@ -73,6 +73,7 @@ from .open_cycle import MetricTally, OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
 from .secagg_cycle import SecureCycles, mark_survivors_reported
+from .secagg_store import delete_secure_rounds
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
 from .statuses import (
@@ -263,6 +264,7 @@ class CycleEngine:
                 and existing.cycle_id == cycle_id):
             return existing  # another greenlet loaded the same cycle meanwhile
         self._open[state.process_id] = state
+        self.secure.restore(state)  # a secure cycle's rounds, replayed from their messages
         if self.leading:
             # The watcher closes a restored cycle that had reached its goal before a crash at once.
             state.watcher = gevent.spawn(self._watch, state)
@@ -1322,6 +1324,7 @@ class CycleEngine:
                 )
             )
         )
+        delete_secure_rounds(session, cycle.id)  # its rounds' messages, likewise
         next_cycle = self._open_next_cycle(session, state.process_id, cycle, config, checkpoint_number,
                                            stopping=reason == CloseReason.STOPPED)
         return next_cycle, {"status": cycle.status, "checkpoint": checkpoint_number}
