@@ -82,7 +82,8 @@ def _invalid(message: str) -> ApiError:
 def _not_in_round() -> ApiError:
     return ApiError("secagg_not_in_round",
                     "this assignment takes no part in the cycle's current secure round (it "
-                    "missed an earlier round, or this round closed); drop this work", 409)
+                    "missed an earlier round, this round closed, or it already sent another "
+                    "message for this round); drop this work", 409)
 
 
 class SecureCycle:
@@ -294,6 +295,8 @@ class SecureCycle:
     def _check(self, round_number: int, index: int) -> None:
         if self.failure is not None:
             raise _aborted(f"this cycle's secure aggregation was aborted: {self.failure}")
+        if self.state.closed:  # its rows are gone with the close: none is stored after it
+            raise _aborted("the cycle closed before its secure rounds completed")
         if self.aggregator.round != round_number or index in self._answered():
             raise _not_in_round()
 
