@@ -11,6 +11,7 @@ differently would not fit the stored share boxes.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,7 +29,7 @@ from tests.support.api_client import HttpApi
 from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff, unique_name
 
-from .test_cycle_engine import cycles_of, host, wait_for
+from .test_cycle_engine import WAIT_SECONDS, cycles_of, host, wait_for
 from .test_secagg_cycle import database_url
 
 COHORT = 6
@@ -115,6 +116,19 @@ class StoredRounds:
         self.engine.dispose()
 
 
+def wait_for_devices(condition, what: str, devices: list[Device], node):
+    """wait_for, failing at once when a device gave up, and with the Node's log."""
+    give_up = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < give_up:
+        failed = [d.error for d in devices
+                  if d.error is not None and not isinstance(d.error, Dropped)]
+        assert not failed, f"{failed}\n{node.log()}"
+        if condition():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}\n{node.log()}")
+
+
 def start_devices(node, name: str) -> tuple[list[Device], bytes]:
     checkpoint = logistic_regression()[1]
     devices = [Device(node.url, name, seed, checkpoint) for seed in range(1, COHORT + 1)]
@@ -167,8 +181,8 @@ def test_kill_9_with_some_masked_inputs_in_and_the_cycle_completes(node_factory,
     try:
         for device in devices:
             device.thread.start()
-        wait_for(lambda: len(stored.messages(SecAggAggregator.MASKED_INPUT)) == 3,
-                 "three masked inputs to be stored")
+        wait_for_devices(lambda: len(stored.messages(SecAggAggregator.MASKED_INPUT)) == 3,
+                         "three masked inputs to be stored", devices, node)
         node.kill()
         # What the dead Node left: the rounds' state and the acknowledged messages, none of
         # them an update in the clear.
@@ -218,16 +232,17 @@ def test_kill_9_twice_with_a_dropout_and_a_round_that_timed_out_while_down(node_
     try:
         for device in devices:
             device.thread.start()
-        wait_for(lambda: len(stored.messages(SecAggAggregator.MASKED_INPUT)) == COHORT - 1,
-                 "the survivors' masked inputs to be stored")
+        wait_for_devices(
+            lambda: len(stored.messages(SecAggAggregator.MASKED_INPUT)) == COHORT - 1,
+            "the survivors' masked inputs to be stored", devices, node)
         node.kill()
         gone.drop()
         closes = stored.round().round_closes
         wait_for(lambda: datetime.now(UTC).replace(tzinfo=None) > closes,
                  "the masked-input round's close time to pass while the Node is down")
         node = node.restart()
-        wait_for(lambda: len(stored.messages(SecAggAggregator.UNMASK)) == 3,
-                 "three unmask answers to be stored")
+        wait_for_devices(lambda: len(stored.messages(SecAggAggregator.UNMASK)) == 3,
+                         "three unmask answers to be stored", devices, node)
         node.kill()
         assert stored.round().round == SecAggAggregator.UNMASK
         node = node.restart()

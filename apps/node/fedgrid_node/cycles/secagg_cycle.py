@@ -405,14 +405,17 @@ class SecureCycles:
         cohort = list(state.outstanding) if cohort is None else cohort  # acceptance order
         secure = SecureCycle(self.engine, state, config, spec, cohort,
                              graph_seed=secrets.randbits(63))
-        try:
-            secure.begin()
-        except Exception:
-            # The place itself is committed: the rounds go on, held in memory only (a restart
-            # would fix the cohort again from the stored places and start over).
-            log.exception("cycle %s of %s: could not store the secure cohort", state.sequence,
-                          state.label)
-        self._start(state, secure)
+        with secure.lock:
+            # Found at once (the cohort is fixed: a long-poll must not take it for lost while
+            # it is being stored); messages wait on its lock until it is stored.
+            self._start(state, secure)
+            try:
+                secure.begin()
+            except Exception:
+                # The place itself is committed: the rounds go on, held in memory only (a
+                # restart would fix the cohort again from the stored places and start over).
+                log.exception("cycle %s of %s: could not store the secure cohort",
+                              state.sequence, state.label)
         log.info("cycle %s of %s: secure cohort of %d fixed", state.sequence, state.label,
                  len(cohort))
 
