@@ -1,6 +1,7 @@
 """kill -9 during a secure cycle's rounds, then a restart on the same database (SQLite and
-PostgreSQL): the rounds go on from the stored messages, devices driven by the Python SDK carry on
-where they were, and the checkpoint is the survivors' mean within one quantisation step.
+PostgreSQL): the rounds go on from the stored messages, devices driven by the Python SDK (over
+HTTP, and over WebSocket for the first scenario) carry on where they were, and the checkpoint is
+the survivors' mean within one quantisation step.
 
 Devices are held at chosen points by a gate on their transport (a device slow to send); the
 tests wait on the Node's stored state (its `secure_messages` and `secure_rounds` rows), never on
@@ -129,9 +130,10 @@ def wait_for_devices(condition, what: str, devices: list[Device], node):
     pytest.fail(f"timed out waiting for {what}\n{node.log()}")
 
 
-def start_devices(node, name: str) -> tuple[list[Device], bytes]:
+def start_devices(node, name: str, transport: str = "http") -> tuple[list[Device], bytes]:
     checkpoint = logistic_regression()[1]
-    devices = [Device(node.url, name, seed, checkpoint) for seed in range(1, COHORT + 1)]
+    url = node.url if transport == "http" else node.ws_url
+    devices = [Device(url, name, seed, checkpoint) for seed in range(1, COHORT + 1)]
     return devices, checkpoint
 
 
@@ -162,8 +164,10 @@ def quantised(diff: dict[str, np.ndarray], settings: dict) -> np.ndarray:
     return (np.clip(flat, -c, c) + c) * (q - 1) / (2 * c)
 
 
+@pytest.mark.parametrize("transport", ["http", "ws"])
 @pytest.mark.parametrize("backend", database_backends())
-def test_kill_9_with_some_masked_inputs_in_and_the_cycle_completes(node_factory, backend):
+def test_kill_9_with_some_masked_inputs_in_and_the_cycle_completes(node_factory, backend,
+                                                                   transport):
     """Killed in the masked-input round with half the masked inputs acknowledged; restarted,
     the other half arrive and the unmask round completes the sum of all six."""
     settings = {"round_timeout": 120, "num_shares": 4}
@@ -173,7 +177,7 @@ def test_kill_9_with_some_masked_inputs_in_and_the_cycle_completes(node_factory,
     host(api, name, max_diffs=COHORT, max_workers=COHORT, min_diffs=2, cycle_length=600,
          secure_aggregation=settings)
     api.close()
-    devices, checkpoint = start_devices(node, name)
+    devices, checkpoint = start_devices(node, name, transport)
     late = devices[3:]
     for device in late:
         device.hold_before("secagg-masked-input")
