@@ -81,6 +81,7 @@ from .open_cycle import MetricTally, OpenCycle
 from .pace import typical_duration
 from .report_checks import TensorSpec, check_diff
 from .secagg_cycle import SecureCycles, mark_survivors_reported
+from .secagg_store import delete_secure_rounds
 from .selection import Speeds, decide, jittered
 from .server_config import ServerConfig, parse_server_config
 from .statuses import (
@@ -282,6 +283,7 @@ class CycleEngine:
         self._open[state.process_id] = state
         if self.cluster is None:
             self._places.update(dict.fromkeys(state.request_keys, state))
+        self.secure.restore(state)  # a secure cycle's rounds, replayed from their messages
         if self.leading:
             # The watcher closes a restored cycle that had reached its goal before a crash at once.
             state.watcher = gevent.spawn(self._watch, state)
@@ -1425,6 +1427,7 @@ class CycleEngine:
                 )
             )
         )
+        delete_secure_rounds(session, cycle.id)  # its rounds' messages, likewise
         next_cycle = self._open_next_cycle(session, state.process_id, cycle, config, checkpoint_number,
                                            stopping=reason == CloseReason.STOPPED)
         return next_cycle, {"status": cycle.status, "checkpoint": checkpoint_number}
