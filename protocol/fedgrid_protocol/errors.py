@@ -166,13 +166,14 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
               "a `secagg-*` event for an assignment whose cycle does not aggregate securely"),
     ErrorCode("secagg_not_in_round", 409, "AssignmentExpired",
               "the assignment takes no part in this secure round (it missed an earlier round, "
-              "or the round closed before its message came): drop this work"),
+              "the round closed before its message came, or it already sent another message "
+              "for this round): drop this work"),
     ErrorCode("secagg_message_invalid", 400, "RequestInvalid",
               "a secure-aggregation message does not fit its round (a key's length, the "
               "neighbours a share goes to, the masked input's length)"),
     ErrorCode("secagg_aborted", 409, "AssignmentExpired",
               "the cycle's secure aggregation cannot complete (too few devices left in a round, "
-              "or the Node restarted): drop this work"),
+              "or the cycle closed before its rounds did): drop this work"),
     # The Network.
     ErrorCode("registration_secret_required", 401, "AdminAuthError",
               "joining this Network needs its registration secret", NETWORK),

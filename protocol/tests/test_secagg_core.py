@@ -253,3 +253,66 @@ def test_shares_altered_on_the_way_abort_the_sum_instead_of_failing_inside_it():
         aggregator.receive_unmask(i, shares)
     with pytest.raises(SecAggAborted):
         aggregator.finish()
+
+
+def test_replaying_the_messages_with_the_same_graph_seed_rebuilds_the_same_rounds():
+    """What a restarted Node does: the stored messages, in round order, into a fresh aggregator
+    whose graph comes from the stored seed, give the same graph, boxes and sum."""
+    params = SecAggParams(num_shares=4)  # a sparse graph: the draw matters
+    xs = updates(8)
+    devices = {i: SecAggDevice(params, rng=np.random.default_rng(i)) for i in xs}
+    first = SecAggAggregator(params, sorted(devices), LENGTH, random.Random(7))
+    messages: list[tuple[str, int, object]] = []
+
+    def take(aggregator, kind, i, payload):
+        args = payload if kind == "keys" else (payload,)  # the two keys are two arguments
+        getattr(aggregator, f"check_{kind}")(i, *args)  # as the Node: checked, stored, taken
+        getattr(aggregator, f"receive_{kind}")(i, *args)
+        messages.append((kind, i, args))
+
+    for i in devices:
+        take(first, "keys", i, devices[i].advertise_keys())
+    roster, neighbours = first.close_keys()
+    for i in devices:
+        take(first, "shares", i, devices[i].share_keys(i, roster, neighbours[i]))
+    boxes = first.close_shares()
+    for i in list(devices)[:-1]:  # the last one drops before its masked input
+        take(first, "masked_input", i, devices[i].masked_input(xs[i], boxes[i]))
+    survivors, dropped = first.close_masked_inputs()
+    for i in survivors:
+        take(first, "unmask", i, devices[i].unmask(survivors, dropped))
+    total, count = first.unmasked_sum()
+
+    again = SecAggAggregator(params, sorted(devices), LENGTH, random.Random(7))
+    closes = {"shares": again.close_keys, "masked_input": again.close_shares,
+              "unmask": again.close_masked_inputs}
+    seen = set()
+    for kind, i, payload in messages:
+        if kind in closes and kind not in seen:
+            closes[kind]()
+            seen.add(kind)
+        getattr(again, f"receive_{kind}")(i, *payload)
+    assert again.neighbours == neighbours
+    replayed, replayed_count = again.unmasked_sum()
+    assert replayed_count == count and np.array_equal(replayed, total)
+
+
+def test_a_check_refuses_what_its_receive_refuses_and_changes_nothing():
+    params = SecAggParams()
+    devices = {i: SecAggDevice(params, rng=np.random.default_rng(i)) for i in range(1, 4)}
+    aggregator = SecAggAggregator(params, sorted(devices), LENGTH, random.Random(0))
+    keys = {i: d.advertise_keys() for i, d in devices.items()}
+    aggregator.check_keys(1, *keys[1])
+    with pytest.raises(ValueError):
+        aggregator.check_keys(1, keys[1][0][:31], keys[1][1])
+    with pytest.raises(ValueError):
+        aggregator.check_masked_input(1, bytes(4 * LENGTH))  # not its round
+    assert aggregator.keys == {}
+    for i in devices:
+        aggregator.receive_keys(i, *keys[i])
+    roster, neighbours = aggregator.close_keys()
+    boxes = devices[1].share_keys(1, roster, neighbours[1])
+    with pytest.raises(ValueError):
+        aggregator.check_shares(1, {**boxes, 9: b"x"})
+    aggregator.check_shares(1, boxes)
+    assert aggregator.shared == set()

@@ -2,13 +2,14 @@
 
 The baseline is a bare gevent pywsgi + Flask server (a subprocess, no database) that reads the
 same ~1 MiB report bodies and answers 200: what the HTTP stack alone allows on this machine. Then
-a real Node on SQLite (synchronous=FULL: every acknowledged report is on disk) and, when
-FEDGRID_TEST_POSTGRES_URL is set, on PostgreSQL (a throw-away database) hosts a ~1 MiB model
-whose goal is never reached, and REPORTS reports of a ~1 MiB diff arrive from each number of
-concurrent devices in CLIENTS. A third line of reference: how many such diffs per second the
-disk takes as fsync'd appends to a plain file, the ceiling of any durable ingest here. For each: reports/s, p50/p99 latency, the ratio to the bare rate
-at the same concurrency, and the Node's resident memory before and after (diffs are folded into
-a running sum and stored, never held: it must stay flat in the number of reports).
+a real Node on SQLite and, when FEDGRID_TEST_POSTGRES_URL is set, on PostgreSQL (a throw-away
+database) hosts a ~1 MiB model whose goal is never reached, and REPORTS reports of a ~1 MiB diff
+arrive from each number of concurrent devices in CLIENTS. Either way every acknowledged report's
+diff and row are on disk before its answer (docs/node.md, Durability). A third line of
+reference: how many such diffs per second the disk takes as fsync'd appends to a plain file, the
+ceiling of any durable ingest here. For each: reports/s, p50/p99 latency, the ratio to the bare
+rate at the same concurrency, and the Node's resident memory before and after (diffs are folded
+into a running sum and stored, never held: it must stay flat in the number of reports).
 
     .venv/bin/python apps/node/benchmarks/report_ingest.py [--reports 160] [--clients 1,16,64]
         [--backends sqlite,postgresql] [--pg-driver psycopg|pg8000]

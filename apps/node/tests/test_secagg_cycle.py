@@ -65,12 +65,14 @@ class Device:
         self.post("secagg-advertise-keys", {**self.ids, "c_public": b64(c_public),
                                             "s_public": b64(s_public)})
 
-    def share(self, view: dict) -> None:
+    def share(self, view: dict) -> dict:
+        """Sends this device's share boxes; returns the body (to send it again)."""
         roster = {int(i): (base64.b64decode(c), base64.b64decode(s))
                   for i, (c, s) in view["roster"].items()}
         boxes = self.core.share_keys(view["index"], roster, view["neighbours"])
-        self.post("secagg-share-keys", {**self.ids,
-                                        "boxes": {str(v): b64(box) for v, box in boxes.items()}})
+        body = {**self.ids, "boxes": {str(v): b64(box) for v, box in boxes.items()}}
+        self.post("secagg-share-keys", body)
+        return body
 
     def masked_input(self, view: dict) -> None:
         boxes = {int(v): base64.b64decode(box) for v, box in view["boxes"].items()}
@@ -189,21 +191,58 @@ def test_too_few_survivors_abort_the_rounds_and_no_checkpoint_is_made(api):
 
 
 @pytest.mark.parametrize("backend", database_backends())
-def test_a_node_restart_aborts_the_rounds_it_held_in_memory(node_factory, backend):
+def test_a_node_restart_keeps_the_rounds_and_a_resent_message_gets_the_same_answer(
+        node_factory, backend):
     node = node_factory(backend)
     api = HttpApi(node.url, node.admin_token)
     name = unique_name("secagg")
-    host(api, name, max_diffs=2, max_workers=3, min_diffs=2, cycle_length=300,
-         secure_aggregation=True)
-    devices = [Device(node.url, name, seed) for seed in range(1, 4)]
+    host(api, name, max_diffs=4, max_workers=4, min_diffs=2, cycle_length=300,
+         secure_aggregation={"round_timeout": 120, "num_shares": 2})
+    devices = [Device(node.url, name, seed) for seed in range(1, 5)]
     for device in devices:
         device.round()
         device.advertise()
+    views = {d.worker_id: d.round() for d in devices}
+    assert {v["round"] for v in views.values()} == {"share-keys"}
     node.kill()
     node = node.restart()
+    # The same round, roster and neighbour graph (k = 2 of 3: drawn, from the stored seed).
+    # Its close time is the stored one, not a fresh round_timeout from the restart.
     for device in devices:
-        answer = device.session.post(f"{node.url}/model-centric/secagg-round",
-                                     json={**device.ids, "wait": 0}, timeout=60)
-        assert (answer.status_code, answer.json()["error"]["code"]) == (409, "secagg_aborted")
-    refused = devices[0].post("secagg-share-keys", {**devices[0].ids, "boxes": {}}, expect=409)
-    assert refused["error"]["code"] == "secagg_aborted"
+        view = device.round()
+        assert view == {**views[device.worker_id], "timeout": view["timeout"]}
+        assert view["timeout"] < views[device.worker_id]["timeout"]
+    first = devices[0]
+    index = str(views[first.worker_id]["index"])
+    shared = first.share(views[first.worker_id])
+    # Its acknowledgement lost, a device sends the same message again: the same answer, before
+    # and after a restart, even once the round closed; a different message is refused.
+    assert first.post("secagg-share-keys", shared) == {"status": "success",
+                                                       "round": "share-keys"}
+    keys = views[first.worker_id]["roster"][index]
+    assert first.post("secagg-advertise-keys", {**first.ids, "c_public": keys[0],
+                                                "s_public": keys[1]}) == {
+        "status": "success", "round": "advertise-keys"}
+    other = first.post("secagg-advertise-keys", {**first.ids, "c_public": b64(bytes(32)),
+                                                  "s_public": b64(bytes(32))}, expect=409)
+    assert other["error"]["code"] == "secagg_not_in_round"
+    for device in devices[1:]:
+        device.share(device.round())
+    node.kill()
+    node = node.restart()
+    assert first.post("secagg-share-keys", shared) == {"status": "success",
+                                                       "round": "share-keys"}
+    for device in devices:
+        device.masked_input(device.round())
+    for device in devices:
+        device.unmask(device.round())
+    cycle = wait_for(lambda: (lambda c: c if c["status"] == "completed" else None)(
+        cycles_of(HttpApi(node.url, node.admin_token), name)[0]), "the secure cycle to complete")
+    assert (cycle["reported"], cycle["new_checkpoint"]) == (4, 2)
+    start = tensors.decode(logistic_regression()[1])
+    after = tensors.decode(HttpApi(node.url, node.admin_token).call(
+        "retrieve-model", {"name": name, "checkpoint": 2}, admin=True).content)
+    tolerance = step(SecureAggregation().params()) + 1e-6
+    for tensor in start:
+        mean = np.mean([d.diff[tensor].astype(np.float64) for d in devices], axis=0)
+        assert np.abs(after[tensor] - (start[tensor] - mean)).max() <= tolerance

@@ -496,7 +496,7 @@ export const ERROR_CODES = freeze({
   "secagg_not_in_round": {
     "status": 409,
     "exception": "AssignmentExpired",
-    "meaning": "the assignment takes no part in this secure round (it missed an earlier round, or the round closed before its message came): drop this work",
+    "meaning": "the assignment takes no part in this secure round (it missed an earlier round, the round closed before its message came, or it already sent another message for this round): drop this work",
     "servers": [
       "node"
     ]
@@ -512,7 +512,7 @@ export const ERROR_CODES = freeze({
   "secagg_aborted": {
     "status": 409,
     "exception": "AssignmentExpired",
-    "meaning": "the cycle's secure aggregation cannot complete (too few devices left in a round, or the Node restarted): drop this work",
+    "meaning": "the cycle's secure aggregation cannot complete (too few devices left in a round, or the cycle closed before its rounds did): drop this work",
     "servers": [
       "node"
     ]

@@ -5,6 +5,8 @@
 // WebCrypto does the cryptography: X25519 (Node.js 20+, Chromium 133+), HKDF-SHA256, AES-GCM and
 // AES-CTR; Shamir sharing over GF(2^521 - 1) uses BigInt.
 
+import { NetworkUnreachable } from './errors.js';
+
 // Looked up when used: the SDK loads where WebCrypto is missing (a page that is not a secure
 // context); only a secure cycle needs it.
 const subtle = () => globalThis.crypto.subtle;
@@ -16,6 +18,7 @@ const PRIME = (1n << 521n) - 1n;
 const SHARE_BYTES = 66;
 const NONCE_BYTES = 12;
 const ROUND_WAIT_SECONDS = 20;
+const RECONNECT_SECONDS = 1; // between attempts once the transport's own retries gave up
 
 // ----------------------------------------------------------------------------- encodings
 
@@ -266,9 +269,33 @@ export function clipToNorm(values, clipNorm) {
 
 const encodeMap = (map) => Object.fromEntries([...map].map(([k, v]) => [String(k), toBase64(v)]));
 
+/** [event, fields, options] of this device's message for the round `view` describes. */
+async function roundMessage(device, view, ids, update) {
+  if (view.round === 'advertise-keys') {
+    const [c, s] = await device.advertiseKeys();
+    return ['secagg-advertise-keys', { ...ids, c_public: toBase64(c), s_public: toBase64(s) }, undefined];
+  }
+  if (view.round === 'share-keys') {
+    const roster = new Map(Object.entries(view.roster).map(([i, [c, s]]) => [Number(i), [fromBase64(c), fromBase64(s)]]));
+    const boxes = await device.shareKeys(view.index, roster, view.neighbours);
+    return ['secagg-share-keys', { ...ids, boxes: encodeMap(boxes) }, undefined];
+  }
+  if (view.round === 'masked-input') {
+    const boxes = new Map(Object.entries(view.boxes).map(([v, box]) => [Number(v), fromBase64(box)]));
+    return ['secagg-masked-input', ids, { blobs: { masked_input: await device.maskedInput(update, boxes) } }];
+  }
+  if (view.round === 'unmask') {
+    return ['secagg-unmask', { ...ids, shares: encodeMap(device.unmask(view.survivors, view.dropped)) }, undefined];
+  }
+  throw new Error(`the Node named an unknown secure aggregation round: ${view.round}`);
+}
+
 /**
  * Run the rounds for `assignment` until this device has sent its unmask shares (its part is then
  * done). Rejects with AssignmentExpired when the device missed a round or the rounds aborted.
+ * The Node keeps the rounds across a restart: until the assignment's deadline, a Node that cannot
+ * be reached is asked again, with the very message the device had made (its secrets allow one
+ * message per round; the Node answers a repeated one as it did the first time).
  */
 export async function reportSecurely(transport, assignment, diff) {
   const ids = { worker_id: assignment.workerId, request_key: assignment.requestKey };
@@ -276,22 +303,23 @@ export async function reportSecurely(transport, assignment, diff) {
   // The Node only noises the sum: the clip that bounds this device's influence happens here.
   const update = clipToNorm(flatten(diff), assignment.secureAggregation.clip_norm);
   const wait = Math.min(ROUND_WAIT_SECONDS, (transport.timeout ?? 60) / 2);
-  for (;;) {
-    const view = await transport.call('secagg-round', { ...ids, wait });
-    if (view.round === 'cohort' || view.round === 'done' || view.sent) continue;
-    if (view.round === 'advertise-keys') {
-      const [c, s] = await device.advertiseKeys();
-      await transport.call('secagg-advertise-keys', { ...ids, c_public: toBase64(c), s_public: toBase64(s) });
-    } else if (view.round === 'share-keys') {
-      const roster = new Map(Object.entries(view.roster).map(([i, [c, s]]) => [Number(i), [fromBase64(c), fromBase64(s)]]));
-      const boxes = await device.shareKeys(view.index, roster, view.neighbours);
-      await transport.call('secagg-share-keys', { ...ids, boxes: encodeMap(boxes) });
-    } else if (view.round === 'masked-input') {
-      const boxes = new Map(Object.entries(view.boxes).map(([v, box]) => [Number(v), fromBase64(box)]));
-      await transport.call('secagg-masked-input', ids, { blobs: { masked_input: await device.maskedInput(update, boxes) } });
-    } else if (view.round === 'unmask') {
-      await transport.call('secagg-unmask', { ...ids, shares: encodeMap(device.unmask(view.survivors, view.dropped)) });
-      return { status: 'success', cycle: assignment.cycle, secure: true };
+  const giveUp = Date.now() + (assignment.timeout ?? 0) * 1000;
+  const call = async (event, fields, options) => {
+    for (;;) {
+      try {
+        return await transport.call(event, fields, options);
+      } catch (error) {
+        if (!(error instanceof NetworkUnreachable) || Date.now() + RECONNECT_SECONDS * 1000 >= giveUp) throw error;
+        await new Promise((resolve) => { setTimeout(resolve, RECONNECT_SECONDS * 1000); });
+      }
     }
+  };
+  const messages = new Map(); // round -> its message, made once
+  for (;;) {
+    const view = await call('secagg-round', { ...ids, wait });
+    if (view.round === 'cohort' || view.round === 'done' || view.sent) continue;
+    if (!messages.has(view.round)) messages.set(view.round, await roundMessage(device, view, ids, update));
+    await call(...messages.get(view.round));
+    if (view.round === 'unmask') return { status: 'success', cycle: assignment.cycle, secure: true };
   }
 }

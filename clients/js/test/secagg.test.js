@@ -149,3 +149,76 @@ test('a private secure cycle of JS and Python devices releases the clipped sum o
   }
   assert.ok(unclippedWouldDiffer);
 });
+
+/** Resolves with the answer to `event` once `client` got it (the Node stored the message). */
+function acknowledged(client, event) {
+  const original = client.transport.call.bind(client.transport);
+  let done;
+  const answered = new Promise((resolve) => { done = resolve; });
+  client.transport.call = async (name, ...rest) => {
+    const answer = await original(name, ...rest);
+    if (name === event) done(answer);
+    return answer;
+  };
+  return answered;
+}
+
+/** Holds `client`'s `event` until open() (a device slow to send); reached resolves when held. */
+function gate(client, event) {
+  const original = client.transport.call.bind(client.transport);
+  let open;
+  let reach;
+  const opened = new Promise((resolve) => { open = resolve; });
+  const reached = new Promise((resolve) => { reach = resolve; });
+  client.transport.call = async (name, ...rest) => {
+    if (name === event) { reach(); await opened; }
+    return original(name, ...rest);
+  };
+  return { open, reached };
+}
+
+test('JS devices (HTTP and WebSocket) carry a secure cycle across a kill -9 of the Node', { timeout: 180_000 }, async () => {
+  const crashing = await startNode();
+  const clients = [crashing.url, crashing.wsUrl, crashing.url].map((url) => new Client({ url }));
+  try {
+    const name = 'js-secagg-restart';
+    await hostModel(crashing, { name, clientConfig: { batch_size: 4, epochs: 1 }, serverConfig: { max_diffs: 3, max_workers: 3, min_diffs: 2, cycle_length: 300, num_cycles: 1, secure_aggregation: { round_timeout: 120 } } });
+    const start = (await retrieveModel(crashing, { name, checkpoint: 1 })).tensors;
+    const { features, labels } = vectorData();
+    // Two devices' masked inputs are acknowledged (so stored) before the crash; the third is
+    // held until the Node is back.
+    const stored = clients.slice(0, 2).map((client) => acknowledged(client, 'secagg-masked-input'));
+    const late = gate(clients[2], 'secagg-masked-input');
+    const runs = clients.map(async (client) => {
+      const job = client.newJob({ modelName: name, modelVersion: '1.0' });
+      assert.equal((await job.request({ wait: 20 })).status, 'accepted');
+      const result = await job.train({ data: features, labels });
+      assert.equal((await job.report(result)).secure, true);
+      return result.diff;
+    });
+    runs.forEach((run) => run.catch(() => {})); // awaited below; a failure is reported there
+    await Promise.all([...stored, late.reached]);
+    await crashing.kill();
+    await crashing.restart();
+    late.open();
+    const diffs = await Promise.all(runs);
+    let cycle;
+    for (let i = 0; i < 300 && cycle?.status !== 'completed'; i += 1) {
+      [cycle] = await listCycles(crashing, { name });
+      if (cycle.status !== 'completed') await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(cycle.status, 'completed');
+    assert.equal(cycle.reported, 3);
+    const next = (await retrieveModel(crashing, { name, checkpoint: 2 })).tensors;
+    for (const [key, tensor] of Object.entries(start)) {
+      for (let i = 0; i < tensor.data.length; i += 1) {
+        const mean = diffs.reduce((sum, diff) => sum + diff[key].data[i], 0) / diffs.length;
+        const expected = tensor.data[i] - mean;
+        if (Math.abs(next[key].data[i] - expected) > STEP + 1e-6) assert.fail(`${key}[${i}]: ${next[key].data[i]} vs ${expected}`);
+      }
+    }
+  } finally {
+    clients.forEach((client) => client.close());
+    await crashing.stop();
+  }
+});

@@ -15,7 +15,8 @@ Modules, each one responsibility:
 - `graph`: the k-regular neighbour graph the Node draws over the cohort;
 - `device`: one device's side of the four rounds;
 - `aggregator`: the Node's side, which folds masked inputs into one running sum as they arrive
-  and never holds an individual update, masked or not.
+  and never holds an individual update, masked or not (its caller may store the masked
+  messages to replay them after a restart: each is masked on its own).
 
 docs/secure-aggregation.md specifies every byte so that another SDK can reproduce it.
 """

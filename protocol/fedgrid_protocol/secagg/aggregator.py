@@ -4,7 +4,14 @@ rebuilds just enough secrets to take the masks off the sum.
 What it holds (and a test reads it to make sure): public keys, share boxes it cannot open,
 ONE running sum of masked inputs (each input is added the moment it arrives and not kept), the
 Shamir shares sent in the unmask round and the secrets rebuilt from them (self-mask seeds of
-survivors, s keys of devices that dropped). Never an individual update, masked or not.
+survivors, s keys of devices that dropped). Never an individual update, masked or not. (The
+Node's caller may store each message to replay it after a restart: a masked input alone is
+uniformly random to whoever lacks its masks' secrets.)
+
+Each `receive_*` has a `check_*` that refuses (ValueError) exactly what it would refuse, without
+changing anything: a caller can check a message, make it durable, and only then take it in.
+Given the same `rng` state, the same messages and the same closes, the rounds come out the same
+(the neighbour graph is the only draw): replaying stored messages rebuilds them.
 
 Rounds close when the Node's engine says so (everyone answered, or a round timeout): devices
 missing from a round drop out of the cycle. `SecAggAborted` says the cycle cannot complete
@@ -62,10 +69,13 @@ class SecAggAggregator:
 
     # -------------------------------------------------------------------- 1: advertise keys
 
-    def receive_keys(self, index: int, c_public: bytes, s_public: bytes) -> None:
+    def check_keys(self, index: int, c_public: bytes, s_public: bytes) -> None:
         self._expect(self.ADVERTISE, index, self.cohort)
         if len(c_public) != crypto.KEY_BYTES or len(s_public) != crypto.KEY_BYTES:
             raise ValueError("public keys are 32 bytes")
+
+    def receive_keys(self, index: int, c_public: bytes, s_public: bytes) -> None:
+        self.check_keys(index, c_public, s_public)
         self.keys[index] = (bytes(c_public), bytes(s_public))
 
     def close_keys(self) -> tuple[dict[int, tuple[bytes, bytes]], dict[int, list[int]]]:
@@ -80,10 +90,13 @@ class SecAggAggregator:
 
     # -------------------------------------------------------------------- 2: share keys
 
-    def receive_shares(self, index: int, boxes: Mapping[int, bytes]) -> None:
+    def check_shares(self, index: int, boxes: Mapping[int, bytes]) -> None:
         self._expect(self.SHARE, index, self.keys.keys())
         if set(boxes) != set(self.neighbours[index]):
             raise ValueError("share boxes go to exactly the device's neighbours")
+
+    def receive_shares(self, index: int, boxes: Mapping[int, bytes]) -> None:
+        self.check_shares(index, boxes)
         for recipient, box in boxes.items():
             self._boxes.setdefault(recipient, {})[index] = bytes(box)
         self.shared.add(index)
@@ -97,7 +110,7 @@ class SecAggAggregator:
 
     # -------------------------------------------------------------------- 3: masked input
 
-    def receive_masked_input(self, index: int, data: bytes) -> None:
+    def check_masked_input(self, index: int, data: bytes) -> None:
         self._expect(self.MASKED_INPUT, index, self.shared)
         if index in self.masked:
             raise ValueError("this device already sent its masked input")
@@ -106,6 +119,10 @@ class SecAggAggregator:
         masked = np.frombuffer(data, dtype="<u4")
         if self.params.modulus != 2**32 and int(masked.max(initial=0)) >= self.params.modulus:
             raise ValueError("a masked input is not in Z_modulus")
+
+    def receive_masked_input(self, index: int, data: bytes) -> None:
+        self.check_masked_input(index, data)
+        masked = np.frombuffer(data, dtype="<u4")
         self._sum += masked  # folded at once: no individual input is kept
         self.masked.add(index)
 
@@ -117,15 +134,18 @@ class SecAggAggregator:
 
     # -------------------------------------------------------------------- 4: unmask
 
-    def receive_unmask(self, index: int, shares: Mapping[int, bytes]) -> None:
+    def check_unmask(self, index: int, shares: Mapping[int, bytes]) -> None:
         self._expect(self.UNMASK, index, self.masked)
         # A holder answers for exactly the neighbours whose boxes it was given.
         if set(shares) != set(self._boxes.get(index, {})) & self.shared:
             raise ValueError("unmask shares are for exactly the neighbours that shared with "
                              "this device")
+        if any(len(share) != shamir.SHARE_BYTES for share in shares.values()):
+            raise ValueError("a share is 66 bytes")
+
+    def receive_unmask(self, index: int, shares: Mapping[int, bytes]) -> None:
+        self.check_unmask(index, shares)
         for owner, share in shares.items():
-            if len(share) != shamir.SHARE_BYTES:
-                raise ValueError("a share is 66 bytes")
             self._shares.setdefault(owner, {})[index] = bytes(share)
         self.unmasked.add(index)
 

@@ -42,6 +42,8 @@ from ..db.models import (
     Plan,
     Process,
     ReportDiff,
+    SecureMessage,
+    SecureRound,
     Worker,
     utcnow,
 )
@@ -226,6 +228,8 @@ class ProcessControl:
         for statement in (
             delete(ReportDiff).where(ReportDiff.assignment_id.in_(assignments)),
             delete(Assignment).where(Assignment.cycle_id.in_(cycles)),
+            delete(SecureMessage).where(SecureMessage.cycle_id.in_(cycles)),
+            delete(SecureRound).where(SecureRound.cycle_id.in_(cycles)),
             delete(Cycle).where(Cycle.process_id == process_id),
             delete(Worker).where(Worker.process_id == process_id),
             delete(Checkpoint).where(Checkpoint.model_id.in_(models)),

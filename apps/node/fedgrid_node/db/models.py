@@ -220,3 +220,39 @@ class NetworkMembershipToken(Base):
     node_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     node_token: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SecureRound(Base):
+    """The secure rounds of an open cycle that aggregates securely (cycles/secagg_cycle.py): what
+    a restarted Node needs, with the stored messages, to take them up where they were. Deleted
+    with the messages when the cycle closes."""
+
+    __tablename__ = "secure_rounds"
+
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycles.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The cohort's assignment ids in acceptance order: device i is cohort[i - 1].
+    cohort: Mapped[list] = mapped_column(JSON)
+    # The seed the neighbour graph is drawn from, so a replay draws the same graph.
+    graph_seed: Mapped[int] = mapped_column(BigInteger)
+    # A SecAggAggregator round number (1 advertise-keys .. 4 unmask) and when it closes.
+    round: Mapped[int] = mapped_column(Integer)
+    round_closes: Mapped[datetime] = mapped_column(DateTime)
+    # Why the rounds aborted; set, they stay aborted after a restart.
+    failure: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SecureMessage(Base):
+    """One acknowledged secure-round message of a device (public keys, share boxes the Node
+    cannot open, a masked input, unmask shares), written before its acknowledgement. A masked
+    input carries its own self mask and pairwise masks: alone, it says nothing of the update."""
+
+    __tablename__ = "secure_messages"
+
+    cycle_id: Mapped[int] = mapped_column(
+        ForeignKey("cycles.id", ondelete="CASCADE"), primary_key=True
+    )
+    round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device: Mapped[int] = mapped_column(Integer, primary_key=True)  # the device's cohort index
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -77,7 +77,8 @@ def host_training(db: Database, engine: CycleEngine, data: dict[str, Any]) -> di
     except ServerConfigError as exc:
         raise exc.api_error() from None
     if engine.cluster is not None and server_config.secure_aggregation is not None:
-        # A secure cycle's rounds live in one process's memory (secagg_cycle.py).
+        # A secure cycle's rounds are stored, but checked, closed and timed by one process
+        # (secagg_cycle.py; docs/secure-aggregation.md#durability says what replicas lack).
         raise ApiError("server_config_invalid",
                        "secure_aggregation is not available on replicas (--cluster): host it on "
                        "a single Node", 400, details={"field": "server_config.secure_aggregation"})

@@ -28,40 +28,57 @@ export function freePort() {
 }
 
 /** Start `python -m fedgrid_node` and wait for GET /health. Call node.stop() when done.
- *  `extraArgs` may be a function of the port (e.g. for --address). */
+ *  `extraArgs` may be a function of the port (e.g. for --address). node.kill() ends it with
+ *  SIGKILL (a crash); node.restart() starts it again on the same port and data directory. */
 export async function startNode({ env = {}, extraArgs = [], module = 'fedgrid_node' } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), `fedgrid-js-${module}-`));
   const port = await freePort();
   const logPath = join(dataDir, 'node.log');
-  const log = openSync(logPath, 'a');
   const extra = typeof extraArgs === 'function' ? extraArgs(port) : extraArgs;
-  const child = spawn(PYTHON, ['-m', module, '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--admin-token', ADMIN_TOKEN, ...extra], {
-    stdio: ['ignore', log, log],
-    env: { ...process.env, ...env },
-  });
   const url = `http://127.0.0.1:${port}`;
+  const spawnNode = () => {
+    const log = openSync(logPath, 'a');
+    return spawn(PYTHON, ['-m', module, '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir, '--admin-token', ADMIN_TOKEN, ...extra], {
+      stdio: ['ignore', log, log],
+      env: { ...process.env, ...env },
+    });
+  };
+  const end = async (child, signal) => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill(signal);
+      await exited;
+    }
+  };
   const node = {
     url,
     wsUrl: `ws://127.0.0.1:${port}/ws`,
     port,
     adminToken: ADMIN_TOKEN,
     dataDir,
-    child,
+    child: spawnNode(),
     log: () => readFileSync(logPath, 'utf8'),
     async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await end(node.child, 'SIGTERM');
       rmSync(dataDir, { recursive: true, force: true });
     },
+    async kill() { await end(node.child, 'SIGKILL'); },
+    async restart() {
+      node.child = spawnNode();
+      await waitHealthy(node, module);
+      return node;
+    },
   };
+  await waitHealthy(node, module);
+  return node;
+}
+
+async function waitHealthy(node, module) {
   for (let i = 0; i < 300; i += 1) {
-    if (child.exitCode !== null) throw new Error(`${module} exited with ${child.exitCode}:\n${node.log()}`);
+    if (node.child.exitCode !== null) throw new Error(`${module} exited with ${node.child.exitCode}:\n${node.log()}`);
     try {
-      const answer = await fetch(`${url}/health`);
-      if (answer.ok) return node;
+      const answer = await fetch(`${node.url}/health`);
+      if (answer.ok) return;
     } catch { /* not listening yet */ }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
