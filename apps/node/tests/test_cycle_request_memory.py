@@ -164,3 +164,26 @@ def test_a_device_holding_a_place_gets_it_back_and_a_reporter_is_told_so(api):
     _, after = request_place(api, name, worker)
     assert after["reason"] == "already_reported"
     assert cycles_of(api, name)[0]["rejected"] == {"already_reported": 1}
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_an_answered_place_survives_kill_9(node_factory, backend):
+    """A place is committed under the cycle's lock (without waiting for the disk) before it is
+    answered: the Node's crash right after the answer keeps it. (The flush that follows, before
+    the answer, is for power loss, which this test cannot cut.)"""
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    name = unique_name()
+    host(api, name, max_diffs=2, max_workers=2, cycle_length=600)
+    worker, body = request_place(api, name)
+    assert body["status"] == "accepted"
+    node.kill()
+    node = node.restart()
+    try:
+        api = HttpApi(node.url, node.admin_token)
+        _, again = request_place(api, name, worker)
+        assert again["status"] == "accepted" and again["request_key"] == body["request_key"]
+        assert cycles_of(api, name)[0]["accepted"] == 1
+        assert report(api, worker, body, seed=1).status == 200
+    finally:
+        node.stop()
