@@ -8,8 +8,11 @@ arrive from each number of concurrent devices in CLIENTS. Either way every ackno
 diff and row are on disk before its answer (docs/node.md, Durability). A third line of
 reference: how many such diffs per second the disk takes as fsync'd appends to a plain file, the
 ceiling of any durable ingest here. For each: reports/s, p50/p99 latency, the ratio to the bare
-rate at the same concurrency, and the Node's resident memory before and after (diffs are folded
-into a running sum and stored, never held: it must stay flat in the number of reports).
+rate at the same concurrency, and the Node's resident memory after each level (diffs are folded
+into a running sum and stored, never held: it must stay flat in the number of reports; it does
+grow with the devices in flight, whose bodies are held while read, and with the freed heap the
+allocator keeps for reuse, fedgrid_server/memory.py). `--clients 16,16,64,64` shows both: equal
+levels end at the same RSS.
 
     .venv/bin/python apps/node/benchmarks/report_ingest.py [--reports 160] [--clients 1,16,64]
         [--backends sqlite,postgresql] [--pg-driver psycopg|pg8000]
@@ -51,7 +54,9 @@ BARE_SERVER = textwrap.dedent("""
     import sys
     from flask import Flask, jsonify, request
     from fedgrid_server.bodies import init_body_limit
+    from fedgrid_server.memory import tune_malloc
     from fedgrid_server.server import HardenedWSGIServer
+    tune_malloc()  # the Node's allocator settings too
     app = Flask("bare")
     # The Node's request class and body limit: the same body reading as the Node's.
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024 * 1024
@@ -222,13 +227,15 @@ def measure_node(label: str, database_url: str | None, clients_list: list[int], 
                 result = drive(node.url, batch, diff, clients)
                 cpu_ms = (cpu_seconds(node.process.pid) - cpu_before) / len(batch) * 1000
                 print(line(label, clients, result, bare.get(clients))
-                      + f", Node CPU {cpu_ms:.1f} ms/report", flush=True)
+                      + f", Node CPU {cpu_ms:.1f} ms/report, RSS "
+                      f"{rss_bytes(node.process.pid) / 2**20:.0f} MiB", flush=True)
             rss_after = rss_bytes(node.process.pid)
             sent = reports * len(clients_list)
             model_bytes = sum(v.nbytes for v in checkpoint.values())
             print(f"  {label:<12} Node RSS {rss_before / 2**20:.0f} MiB -> {rss_after / 2**20:.0f} "
                   f"MiB over {sent} reports ({(rss_after - rss_before) / model_bytes:+.1f} model "
-                  f"sizes)", flush=True)
+                  f"sizes; it follows the devices in flight, not the reports: compare the levels "
+                  f"of equal concurrency above)", flush=True)
         finally:
             node.stop()
 

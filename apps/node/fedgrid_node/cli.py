@@ -78,12 +78,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.cluster:
         check_cluster_settings(database_url, args.admin_token)
     from fedgrid_protocol.network import REPLICA_ID_PATTERN
+    from fedgrid_server.memory import tune_malloc
     from fedgrid_server.server import serve
 
     from .app import create_app
     from .config import ClusterConfigError, NodeConfig, default_replica_id
     from .cors import parse_origins
 
+    tune_malloc()  # before the first large buffer: reports are megabytes (fedgrid_server/memory.py)
     if args.replica_id is not None and not re.fullmatch(REPLICA_ID_PATTERN, args.replica_id):
         raise SystemExit("fedgrid-node: --replica-id must be 1-128 letters, digits, '.', '_' or "
                          "'-', starting with a letter or digit")

@@ -179,3 +179,64 @@ def test_a_full_disk_refuses_the_report_for_a_retry_and_keeps_nothing(tmp_path, 
         assert cycle["reported"] == 1
     finally:
         app.extensions["fedgrid"].engine.stop()
+
+
+def test_twins_of_a_report_sent_together_store_one_diff(tmp_path, monkeypatch):
+    """In-process: while the first copy's diff is being written (held there), two more copies of
+    the same report arrive. They wait for it, then find it counted: one 200, two
+    `report_duplicate`, and the cycle's file holds the diff once."""
+    import io
+    import json
+    import threading
+
+    import gevent
+
+    from fedgrid_node.app import create_app
+    from fedgrid_node.cycles import diff_files as diff_files_module
+
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token"))
+    client = app.test_client()
+    try:
+        plan, checkpoint = logistic_regression()
+        admin = {"Authorization": "Bearer admin-token"}
+        assert client.post("/model-centric/host-training", headers=admin, data={
+            "name": "twins", "version": "1", "client_config": json.dumps({"batch_size": 8}),
+            "server_config": json.dumps({"max_diffs": 2, "cycle_length": 600}),
+            "model": (io.BytesIO(checkpoint), "model.safetensors"),
+            "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")}).status_code == 200
+        worker = client.post("/model-centric/authenticate",
+                             json={"model_name": "twins"}).json["worker_id"]
+        key = client.post("/model-centric/cycle-request",
+                          json={"worker_id": worker, "model": "twins"}).json["request_key"]
+        diff = tensors.encode(random_diff(checkpoint, 0))
+
+        writing, release = threading.Event(), threading.Event()
+        real_write = diff_files_module._write_durably
+
+        def held_write(fd, offset, data):  # on a pool thread: hold the first copy's write
+            writing.set()
+            release.wait(30)
+            return real_write(fd, offset, data)
+
+        monkeypatch.setattr(diff_files_module, "_write_durably", held_write)
+
+        def send():
+            return client.post(
+                "/model-centric/report", data=diff,
+                query_string={"worker_id": worker, "request_key": key, "num_samples": 10},
+                headers={"Content-Type": "application/octet-stream"})
+
+        first = gevent.spawn(send)
+        while not writing.is_set():
+            gevent.sleep(0.001)  # (the hub must run for the first copy to reach its write)
+        twins = [gevent.spawn(send) for _ in range(2)]
+        gevent.idle()  # the twins are in, waiting on the first
+        release.set()
+        answers = [greenlet.get(timeout=30) for greenlet in [first, *twins]]
+        assert answers[0].status_code == 200, answers[0].json
+        assert [(a.status_code, a.json["error"]["code"]) for a in answers[1:]] \
+            == [(409, "report_duplicate")] * 2
+        (path,) = (tmp_path / "diffs").glob("cycle-*.diffs")
+        assert path.stat().st_size == len(diff)
+    finally:
+        app.extensions["fedgrid"].engine.stop()

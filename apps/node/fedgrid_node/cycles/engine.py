@@ -181,6 +181,7 @@ class CycleEngine:
         # place from memory, without a query (replicas' memory may be stale: they ask the
         # database). Entries leave with their cycle.
         self._places: dict[str, OpenCycle] = {}
+        self._reporting: dict[str, gevent.event.Event] = {}  # request key -> its report, storing
         self._configs: dict[int, ServerConfig] = {}
         self._specs: dict[int, TensorSpec] = {}
         self._encodings: dict[int, str] = {}
@@ -1127,6 +1128,22 @@ class CycleEngine:
         """Store a report durably, fold it into the cycle's sum, close the cycle at its goal.
 
         An evaluation assignment's report (metrics only) is stored and nothing else."""
+        if self.cluster is not None:  # replicas: a twin's staging replaces the other's
+            return self._report(worker_id, request_key, diff_bytes, num_samples, metrics)
+        # One report per request key at a time: a twin sent while the first is being stored
+        # (a client's retry, or a hostile device's hundred copies) waits for it, then finds it
+        # counted (`report_duplicate`) or takes its place; it never writes its diff as well.
+        while (twin := self._reporting.get(request_key)) is not None:
+            twin.wait()
+        done = self._reporting[request_key] = gevent.event.Event()
+        try:
+            return self._report(worker_id, request_key, diff_bytes, num_samples, metrics)
+        finally:
+            del self._reporting[request_key]
+            done.set()
+
+    def _report(self, worker_id: str, request_key: str, diff_bytes: bytes | None,
+                num_samples: int, metrics: Mapping[str, float] | None) -> dict[str, Any]:
         state = self._places.get(request_key)
         place = state.request_keys.get(request_key) if state is not None else None
         if (place is not None and place[1] == worker_id and place[0] in state.outstanding

@@ -28,6 +28,7 @@ from fedgrid_protocol.frames import (
 )
 from fedgrid_protocol.validation import load_json
 
+from . import ws_masking
 from .events import BinaryAnswer, EventContext
 from .http_routes import decode_legacy_binary_fields
 
@@ -99,6 +100,7 @@ def _answer(frame: Envelope | Exception, events, socket_context: EventContext) -
 def init_websocket(app) -> None:
     """Serve `/ws`; a plain HTTP request there gets a clear JSON error instead of a bare 400."""
     sock.init_app(app)
+    ws_masking.install()
 
     @app.before_request
     def require_websocket_upgrade():
