@@ -24,11 +24,11 @@ after rejections were decided from memory (workers, model names and the open cyc
 places and counts were committed without waiting for the disk and answered after a shared flush,
 run back to back:
 
-    SQLite      GET /health 3083/s -> 3563/s; rejections 752/s (0.24) -> 2991/s (0.84);
-                acceptances 415/s -> 1017/s; open loop 500/s p99 117 ms -> 3.3 ms
-    PostgreSQL  GET /health 1784/s -> 1586/s; rejections 316/s (0.18) -> 1791/s (1.13);
-                acceptances 187/s -> 480/s; open loop 500/s: fell behind (271/s, p99 4.3 s)
-                -> 499/s, p99 19.4 ms
+    SQLite      GET /health 3899/s -> 3606/s; rejections 869/s (0.22) -> 3336/s (0.93);
+                acceptances 478/s -> 1058/s; open loop 500/s p99 9.1 ms -> 5.9 ms
+    PostgreSQL  GET /health 1976/s -> 1870/s; rejections 388/s (0.20) -> 3028/s (1.62);
+                acceptances 305/s -> 531/s; open loop 500/s: fell behind (386/s, p99 1.5 s)
+                -> 500/s, p99 10.0 ms
 """
 
 from __future__ import annotations
