@@ -3,12 +3,12 @@
 A cycle-request names its worker and its model. The worker's process never changes (a worker is
 issued for one process and lives until that process is deleted); which process a model name (and
 version) means changes only when a process is hosted or deleted. Reading both from the database
-was most of a rejection's cost (two ORM round trips out of the three it made), so a single Node
-keeps them here:
+was half of a rejection's ORM round trips (the other two, under the cycle's lock, are now
+answered from the open cycle's memory, engine.py `_place`), so a single Node keeps them here:
 
-- worker id -> (process id, the speeds last stored on its row), bounded (least recently used out):
-  a request whose speeds are the stored ones writes nothing; one with new speeds takes the database
-  path, which stores them;
+- worker id -> (process id, the speeds last stored on its row), bounded (least recently used out),
+  from `authenticate` on (no speeds yet): a request whose speeds are the stored ones writes
+  nothing; one with new speeds takes the database path, which stores them;
 - (model name, version or None) -> the process it means, with its parsed server_config;
 - process id -> the final answer of a finished or stopped process (nothing but a delete changes
   it).
@@ -35,7 +35,8 @@ from .server_config import ServerConfig
 # costs one database read at its next request.
 WORKERS_KEPT = 100_000
 
-Speeds3 = tuple[float | None, float | None, float | None]
+# ping (ms), download and upload (Mbit/s), as the worker's row stores them
+StoredSpeeds = tuple[float | None, float | None, float | None]
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,13 @@ class RequestLookups:
     def __init__(self, workers_kept: int = WORKERS_KEPT) -> None:
         self.workers_kept = workers_kept
         self.generation = 0  # moves at every host and delete
-        self._workers: OrderedDict[str, tuple[int, Speeds3]] = OrderedDict()
+        self._workers: OrderedDict[str, tuple[int, StoredSpeeds]] = OrderedDict()
         self._processes: dict[tuple[str, str | None], KnownProcess] = {}
         self._ended: dict[int, dict[str, Any]] = {}
 
     # ----------------------------------------------------------------------------- reads
 
-    def worker(self, worker_id: str) -> tuple[int, Speeds3] | None:
+    def worker(self, worker_id: str) -> tuple[int, StoredSpeeds] | None:
         known = self._workers.get(worker_id)
         if known is not None:
             self._workers.move_to_end(worker_id)
@@ -84,7 +85,7 @@ class RequestLookups:
     # ----------------------------------------------------------------------------- writes
 
     def remember_worker(self, generation: int, worker_id: str, process_id: int,
-                        speeds: Speeds3) -> None:
+                        speeds: StoredSpeeds) -> None:
         if generation != self.generation:
             return
         self._workers[worker_id] = (process_id, speeds)

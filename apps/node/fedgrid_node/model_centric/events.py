@@ -186,17 +186,13 @@ class ModelCentricEvents:
         speeds = Speeds(ping_ms=data["ping"], download_mbps=data["download"],
                         upload_mbps=data["upload"])
         measured = (speeds.ping_ms, speeds.download_mbps, speeds.upload_mbps)
-        known = self._known_request(data, measured)
-        if known is not None:
-            process = known
-        else:
-            process = self._look_up_request(data, speeds, measured)
-        worker_id = data["worker_id"]
+        process = (self._known_request(data, measured)
+                   or self._look_up_request(data, measured))
         on_place = None
         if data.get("notify") is True and context.push is not None:
             name, version = process.name, process.version
             on_place = (context.push_key, lambda: context.push(name, version))
-        return self.engine.request_cycle(worker_id, process.process_id, speeds,
+        return self.engine.request_cycle(data["worker_id"], process.process_id, speeds,
                                          wait=data["wait"] or 0.0, on_place=on_place,
                                          gone=context.gone)
 
@@ -216,7 +212,7 @@ class ModelCentricEvents:
         _check_speed_test(process.config, data)
         return process
 
-    def _look_up_request(self, data: dict[str, Any], speeds: Speeds, measured) -> KnownProcess:
+    def _look_up_request(self, data: dict[str, Any], measured) -> KnownProcess:
         """The request's worker and process from the database; the worker's speeds stored."""
         generation = self.engine.lookups.generation
         with self.db.session() as session:
