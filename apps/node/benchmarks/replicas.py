@@ -17,7 +17,7 @@ during the run, and CLIENTS concurrent devices send ~1 MiB diffs to the replicas
 - with 2 replicas, a second batch sent only to the follower: what a follower spends storing a
   report and what the leader spends reading it back and folding it, measured apart;
 - cycle-requests on a full model (each one answered `cycle_full`, the figures committed) spread
-  over the replicas: closed-loop capacity (cycle_request_rate.py's `rate`), then open loops at
+  over the replicas: closed-loop capacity (`rate` below), then open loops at
   each OFFERED rate for SECONDS (its `open_loop`: latency from each request's scheduled moment),
   with CPU per request.
 
@@ -45,12 +45,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import queue
 import shutil
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +61,6 @@ import requests
 
 # Siblings of this script (its folder is on sys.path when it runs): the same model, load and
 # measures as the single-Node benchmarks.
-from cycle_request_rate import open_loop, rate
 from report_ingest import (
     BareServer,
     cpu_seconds,
@@ -75,6 +76,62 @@ sys.path.insert(0, str(ROOT))
 from tests.support.api_client import HttpApi  # noqa: E402
 from tests.support.databases import make_database_url  # noqa: E402
 from tests.support.models import logistic_regression  # noqa: E402
+
+
+# Closed and open loops through `requests` sessions, each call to the next replica in turn (the
+# single-Node benchmark's http_load.py drives one address from raw sockets).
+def rate(clients: int, total: int, one_call) -> float:
+    """Calls per second of `one_call(session)` from `clients` threads, `total` calls in all."""
+    per_client = total // clients
+
+    def run(_: int) -> None:
+        with requests.Session() as session:
+            for _ in range(per_client):
+                one_call(session)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(run, range(clients)))
+    return per_client * clients / (time.perf_counter() - started)
+
+
+def open_loop(offered: float, seconds: float, one_call, threads: int = 64) -> dict:
+    """Send `offered` calls per second for `seconds`, whatever the answers' pace; latencies from
+    each call's scheduled moment."""
+    due: queue.Queue = queue.Queue()
+    latencies: list[float] = []
+    failures = 0
+
+    def serve() -> None:
+        nonlocal failures
+        with requests.Session() as session:
+            while (scheduled := due.get()) is not None:
+                try:
+                    one_call(session)
+                except Exception:
+                    failures += 1
+                latencies.append(time.perf_counter() - scheduled)
+
+    workers = [threading.Thread(target=serve) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    total = int(offered * seconds)
+    start = time.perf_counter()
+    for index in range(total):
+        moment = start + index / offered
+        delay = moment - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        due.put(moment)
+    for _ in workers:
+        due.put(None)
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"answered": len(latencies) / elapsed, "failures": failures,
+            "p50": latencies[len(latencies) // 2],
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]}
 from tests.support.node_process import RunningNode, start_node  # noqa: E402
 
 WARM_UP = 20  # reports sent before measuring: connections, pools, caches
