@@ -8,6 +8,10 @@ answered. For each rule it prints the Node's RSS before the cycle's reports, bef
 report, and its peak during the close (the kernel's high-water mark, reset just before the
 closing report via /proc/PID/clear_refs), and the close's time (`aggregation_seconds`).
 
+The Node runs with glibc's own allocator settings (`MALLOC_TRIM_THRESHOLD_` set to glibc's
+default, which makes the Node leave its allocator alone: fedgrid_server/memory.py), so that RSS
+shows what a rule needs rather than what the tuned allocator keeps for reuse.
+
     .venv/bin/python apps/node/benchmarks/robust_close.py [--reports 100]
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -30,6 +35,9 @@ from fedgrid_plans.compiler import compile_plan
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 from tests.support.node_process import start_node  # noqa: E402
+
+# glibc's default trim threshold: the Node's allocator is left as glibc sets it (see above).
+os.environ["MALLOC_TRIM_THRESHOLD_"] = str(128 * 1024)
 
 RULES = {
     "fedavg (mean)": {},
