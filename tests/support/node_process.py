@@ -14,6 +14,10 @@ from fedgrid_server.testing import ServerProcess, free_port, launch, server_env,
 __all__ = ["ADMIN_TOKEN", "RunningNode", "free_port", "start_node", "wait_healthy"]
 
 ADMIN_TOKEN = "test-admin-token"
+# For tests that read what a Node holds from its RSS: glibc's allocator left as glibc sets it
+# (any MALLOC_*_ variable does that, here its default trim threshold). The Node's own settings
+# keep freed memory for reuse (fedgrid_server/memory.py), which RSS cannot tell from holding it.
+GLIBC_ALLOCATOR = {"MALLOC_TRIM_THRESHOLD_": str(128 * 1024)}
 
 
 @dataclass
@@ -39,10 +43,12 @@ class RunningNode(ServerProcess):
 
 
 def start_node(*, data_dir: Path, database_url: str | None = None, extra_args=(),
-               admin_token: str = ADMIN_TOKEN, wait: bool = True) -> RunningNode:
+               admin_token: str = ADMIN_TOKEN, wait: bool = True,
+               env: dict[str, str] | None = None) -> RunningNode:
     """A Node process; `wait=False` returns before it is healthy (start several at once, then
-    `wait_healthy` each)."""
-    env = server_env(os.environ, drop=("GRID_ADMIN_TOKEN",), database_url=database_url)
+    `wait_healthy` each). `env`: variables to add to its environment."""
+    env = {**server_env(os.environ, drop=("GRID_ADMIN_TOKEN",), database_url=database_url),
+           **(env or {})}
     args = ["--host", "127.0.0.1", "--data-dir", str(data_dir), *extra_args]
     if admin_token:
         # --flag=value: a generated token may start with "-", which argparse would take for a flag.

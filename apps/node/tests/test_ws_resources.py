@@ -12,6 +12,7 @@ import requests
 import websocket
 
 from fedgrid_server.testing import wait_for
+from tests.support.node_process import GLIBC_ALLOCATOR
 
 CONNECTIONS = 40
 # Each slow sender declares a message just under the Node's limit and sends most of it.
@@ -75,7 +76,8 @@ def still_served(node) -> None:
 
 
 def test_compressed_frames_and_slow_senders_neither_block_others_nor_leave_memory(node_factory):
-    node = node_factory(extra_args=["--max-body-mb", str(LIMIT_BYTES / 2**20)])
+    node = node_factory(extra_args=["--max-body-mb", str(LIMIT_BYTES / 2**20)],
+                        env=GLIBC_ALLOCATOR)  # RSS must tell memory held from memory kept
     pid = node.process.pid
     still_served(node)  # warm: the first request's imports and caches are not a leak
     baseline_rss, baseline_fds = rss(pid), descriptors(pid)
