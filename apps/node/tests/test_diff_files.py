@@ -19,6 +19,8 @@ from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff
 
 from .test_cycle_engine import host, report, request_place
+from .test_late_reports import cycle_one, place
+from .test_late_reports import report as send_report
 
 
 def query(node, sql: str):
@@ -133,110 +135,67 @@ def test_a_damaged_diff_is_named_and_the_rest_restored(node_factory, backend):
     node.stop()
 
 
-def test_a_full_disk_refuses_the_report_for_a_retry_and_keeps_nothing(tmp_path, monkeypatch):
-    """In-process: the diff's write fails as on a full disk. The device hears a transient 503
-    (its SDK sends again later), the assignment stays open, and the resend is taken."""
-    import errno
-    import io
-    import json
-    import os
-
+@pytest.fixture
+def in_process(tmp_path):
+    """A Node in this process (its functions can be held or made to fail) and its test client."""
     from fedgrid_node.app import create_app
-    from fedgrid_node.cycles import diff_files as diff_files_module
 
     app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token"))
-    client = app.test_client()
-    try:
-        plan, checkpoint = logistic_regression()
-        admin = {"Authorization": "Bearer admin-token"}
-        assert client.post("/model-centric/host-training", headers=admin, data={
-            "name": "full", "version": "1", "client_config": json.dumps({"batch_size": 8}),
-            "server_config": json.dumps({"max_diffs": 2, "cycle_length": 600}),
-            "model": (io.BytesIO(checkpoint), "model.safetensors"),
-            "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")}).status_code == 200
-        worker = client.post("/model-centric/authenticate",
-                             json={"model_name": "full"}).json["worker_id"]
-        key = client.post("/model-centric/cycle-request",
-                          json={"worker_id": worker, "model": "full"}).json["request_key"]
-
-        def send():
-            return client.post(
-                "/model-centric/report", data=tensors.encode(random_diff(checkpoint, 0)),
-                query_string={"worker_id": worker, "request_key": key, "num_samples": 10},
-                headers={"Content-Type": "application/octet-stream"})
-
-        def full(fd, data, offset):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        monkeypatch.setattr(diff_files_module.os, "pwrite", full)
-        refused = send()
-        assert refused.status_code == 503 and refused.json["error"]["code"] == "storage_unavailable"
-        monkeypatch.undo()
-        taken = send()
-        assert taken.status_code == 200, taken.json
-        cycle = client.get("/model-centric/cycles", headers=admin,
-                           query_string={"name": "full"}).json["cycles"][0]
-        assert cycle["reported"] == 1
-    finally:
-        app.extensions["fedgrid"].engine.stop()
+    yield app.test_client()
+    app.extensions["fedgrid"].engine.stop()
 
 
-def test_twins_of_a_report_sent_together_store_one_diff(tmp_path, monkeypatch):
-    """In-process: while the first copy's diff is being written (held there), two more copies of
-    the same report arrive. They wait for it, then find it counted: one 200, two
-    `report_duplicate`, and the cycle's file holds the diff once."""
-    import io
-    import json
+def test_a_full_disk_refuses_the_report_for_a_retry_and_keeps_nothing(in_process, monkeypatch):
+    """The diff's write fails as on a full disk. The device hears a transient 503 (its SDK sends
+    again later), the assignment stays open, and the resend is taken."""
+    import errno
+    import os
+
+    from fedgrid_node.cycles import diff_files as diff_files_module
+
+    name, worker, key = place(in_process, max_diffs=2, cycle_length=600)
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(diff_files_module.os, "pwrite", full)
+    refused = send_report(in_process, worker, key)
+    assert refused.status_code == 503 and refused.json["error"]["code"] == "storage_unavailable"
+    monkeypatch.undo()
+    taken = send_report(in_process, worker, key)
+    assert taken.status_code == 200, taken.json
+    assert cycle_one(in_process, name)["reported"] == 1
+
+
+def test_twins_of_a_report_sent_together_store_one_diff(in_process, tmp_path, monkeypatch):
+    """While the first copy's diff is being written (held there), two more copies of the same
+    report arrive. They wait for it, then find it counted: one 200, two `report_duplicate`, and
+    the cycle's file holds the diff once."""
     import threading
 
     import gevent
 
-    from fedgrid_node.app import create_app
     from fedgrid_node.cycles import diff_files as diff_files_module
 
-    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token"))
-    client = app.test_client()
-    try:
-        plan, checkpoint = logistic_regression()
-        admin = {"Authorization": "Bearer admin-token"}
-        assert client.post("/model-centric/host-training", headers=admin, data={
-            "name": "twins", "version": "1", "client_config": json.dumps({"batch_size": 8}),
-            "server_config": json.dumps({"max_diffs": 2, "cycle_length": 600}),
-            "model": (io.BytesIO(checkpoint), "model.safetensors"),
-            "plans[training_plan]": (io.BytesIO(plan), "plan.fgplan")}).status_code == 200
-        worker = client.post("/model-centric/authenticate",
-                             json={"model_name": "twins"}).json["worker_id"]
-        key = client.post("/model-centric/cycle-request",
-                          json={"worker_id": worker, "model": "twins"}).json["request_key"]
-        diff = tensors.encode(random_diff(checkpoint, 0))
+    _, worker, key = place(in_process, max_diffs=2, cycle_length=600)
+    writing, release = threading.Event(), threading.Event()
+    real_write = diff_files_module._write_durably
 
-        writing, release = threading.Event(), threading.Event()
-        real_write = diff_files_module._write_durably
+    def held_write(fd, offset, data):  # on a pool thread: hold the first copy's write
+        writing.set()
+        release.wait(30)
+        return real_write(fd, offset, data)
 
-        def held_write(fd, offset, data):  # on a pool thread: hold the first copy's write
-            writing.set()
-            release.wait(30)
-            return real_write(fd, offset, data)
-
-        monkeypatch.setattr(diff_files_module, "_write_durably", held_write)
-
-        def send():
-            return client.post(
-                "/model-centric/report", data=diff,
-                query_string={"worker_id": worker, "request_key": key, "num_samples": 10},
-                headers={"Content-Type": "application/octet-stream"})
-
-        first = gevent.spawn(send)
-        while not writing.is_set():
-            gevent.sleep(0.001)  # (the hub must run for the first copy to reach its write)
-        twins = [gevent.spawn(send) for _ in range(2)]
-        gevent.idle()  # the twins are in, waiting on the first
-        release.set()
-        answers = [greenlet.get(timeout=30) for greenlet in [first, *twins]]
-        assert answers[0].status_code == 200, answers[0].json
-        assert [(a.status_code, a.json["error"]["code"]) for a in answers[1:]] \
-            == [(409, "report_duplicate")] * 2
-        (path,) = (tmp_path / "diffs").glob("cycle-*.diffs")
-        assert path.stat().st_size == len(diff)
-    finally:
-        app.extensions["fedgrid"].engine.stop()
+    monkeypatch.setattr(diff_files_module, "_write_durably", held_write)
+    first = gevent.spawn(send_report, in_process, worker, key)
+    while not writing.is_set():
+        gevent.sleep(0.001)  # (the hub must run for the first copy to reach its write)
+    twins = [gevent.spawn(send_report, in_process, worker, key) for _ in range(2)]
+    gevent.idle()  # the twins are in, waiting on the first
+    release.set()
+    answers = [greenlet.get(timeout=30) for greenlet in [first, *twins]]
+    assert answers[0].status_code == 200, answers[0].json
+    assert [(a.status_code, a.json["error"]["code"]) for a in answers[1:]] \
+        == [(409, "report_duplicate")] * 2
+    (path,) = (tmp_path / "diffs").glob("cycle-*.diffs")
+    assert path.stat().st_size == len(tensors.encode(random_diff(logistic_regression()[1], 0)))
