@@ -252,7 +252,7 @@ class ModelCentricEvents:
 
     def secagg_round(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
         return self.engine.secure.round(data["worker_id"], data["request_key"],
-                                        data["wait"] or 0.0)
+                                        data["wait"] or 0.0, data["roster"] == "all")
 
     def _secagg_message(self, round_name: str):
         def handle(data: dict[str, Any], context: EventContext) -> dict[str, Any]:
