@@ -63,14 +63,14 @@ def report_securely(assignment: Assignment, diff: dict[str, np.ndarray]) -> dict
         if stage in ("cohort", "done") or view["sent"]:
             continue  # places still being taken, or waiting for the others
         if stage not in messages:  # made once: a retry sends the same message again
-            messages[stage] = _message(device, stage, view, ids, update)
+            messages[stage] = round_message(device, stage, view, ids, update)
         call(*messages[stage])
         if stage == "unmask":
             return {"status": "success", "cycle": assignment.cycle, "secure": True}
 
 
-def _message(device: SecAggDevice, stage: str, view: dict[str, Any], ids: dict[str, str],
-             update: np.ndarray) -> tuple[str, dict[str, Any], dict[str, bytes] | None]:
+def round_message(device: SecAggDevice, stage: str, view: dict[str, Any], ids: dict[str, str],
+                  update: np.ndarray) -> tuple[str, dict[str, Any], dict[str, bytes] | None]:
     """(event, fields, blobs) of this device's message for the round `view` describes: its bytes
     are the event's one binary field (fedgrid_protocol.secagg.wire has the layouts)."""
     if stage == "advertise-keys":
