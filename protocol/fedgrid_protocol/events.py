@@ -423,6 +423,9 @@ class Event(BaseModel):
     # Fields that carry bytes: multipart files over HTTP, blobs in binary WebSocket frames,
     # base64 strings only in PyGrid's legacy JSON forms.
     binary_fields: tuple[str, ...] = ()
+    # Fields that carry bytes only in an older JSON form, as base64 (a newer binary field
+    # replaced them): still decoded from JSON, never a body, a file or a blob.
+    legacy_base64_fields: tuple[str, ...] = ()
     errors: tuple[int, ...] = (400,)
     # The error code for a field that fails validation, where it is not `invalid_request`.
     field_codes: dict[str, str] = {}
@@ -499,14 +502,17 @@ EVENTS: dict[str, Event] = {
                       "(long-poll with `wait`)",
               errors=(400, 403, 404, 409)),
         Event(name="secagg-advertise-keys", method="POST", request=SecAggAdvertiseKeysRequest,
-              answer=SecAggReceivedAnswer, binary_fields=("public_keys", "c_public", "s_public"),
-              summary="Secure aggregation round 1: the device's two X25519 public keys",
+              answer=SecAggReceivedAnswer, binary_fields=("public_keys",),
+              legacy_base64_fields=("c_public", "s_public"),
+              summary="Secure aggregation round 1: the device's two X25519 public keys (the body; "
+                      "the other fields in the query string)",
               field_codes=dict.fromkeys(("public_keys", "c_public", "s_public"),
                                         "secagg_message_invalid"),
               errors=(400, 403, 404, 409)),
         Event(name="secagg-share-keys", method="POST", request=SecAggShareKeysRequest,
               answer=SecAggReceivedAnswer, binary_fields=("boxes",),
-              summary="Secure aggregation round 2: one share box per neighbour",
+              summary="Secure aggregation round 2: one share box per neighbour (the body: entries; "
+                      "the other fields in the query string)",
               field_codes={"boxes": "secagg_message_invalid"},
               errors=(400, 403, 404, 409)),
         Event(name="secagg-masked-input", method="POST", request=SecAggMaskedInputRequest,
@@ -517,7 +523,8 @@ EVENTS: dict[str, Event] = {
               errors=(400, 403, 404, 409, 413)),
         Event(name="secagg-unmask", method="POST", request=SecAggUnmaskRequest,
               answer=SecAggReceivedAnswer, binary_fields=("shares",),
-              summary="Secure aggregation round 4: the shares that take the masks off the sum",
+              summary="Secure aggregation round 4: the shares that take the masks off the sum (the "
+                      "body: entries; the other fields in the query string)",
               field_codes={"shares": "secagg_message_invalid"},
               errors=(400, 403, 404, 409)),
     )

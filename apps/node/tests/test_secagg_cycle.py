@@ -278,7 +278,7 @@ def entry(index: int, value: bytes) -> bytes:
 MALFORMED_BOXES = {
     "empty": b"",
     "a header cut short": b"\x00" * 5,
-    "a value cut short": entry(2, b"\x01" * 174)[:-1],
+    "a value cut short": entry(2, b"\x01" * 168)[:-1],
     "a length past the end": struct.pack(">qI", 2, 2**32 - 1) + b"\x01",
     "out of order": entry(3, b"\x01") + entry(2, b"\x01"),
     "an index twice": entry(2, b"\x01") + entry(2, b"\x01"),

@@ -23,7 +23,7 @@ KEYS_BYTES = 2 * KEY_BYTES
 ENTRY = struct.Struct(">qI")  # an entry's index and the length of its value
 MAX_INDEX = 99_999  # a cohort index has at most five digits (events.CohortIndex)
 MAX_ENTRIES = 1024  # events.MAX_NEIGHBOURS
-MAX_VALUE_BYTES = 4096  # a share box is 174 bytes and a share 66: far above either
+MAX_VALUE_BYTES = 4096  # a share box is 168 bytes and a share 66: far above either
 
 
 def encode_keys(c_public: bytes, s_public: bytes) -> bytes:

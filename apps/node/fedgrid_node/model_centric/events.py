@@ -71,7 +71,9 @@ class EventSpec:
 
     @property
     def binary_fields(self) -> tuple[str, ...]:
-        return self.protocol.binary_fields
+        """Fields taken as bytes: the body's (first), files and blobs, then those that only an
+        older JSON form carries (in base64)."""
+        return self.protocol.binary_fields + self.protocol.legacy_base64_fields
 
 
 class ModelCentricEvents:
