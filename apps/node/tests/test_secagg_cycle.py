@@ -313,12 +313,23 @@ def test_malformed_binary_messages_are_refused_as_invalid_and_not_stored(shared_
     refused("secagg-advertise-keys", "public_keys", keys, {"c_public": b64(c_public)})  # two forms
     assert api.call("secagg-advertise-keys", first.ids, blobs={"public_keys": keys}).body == {
         "status": "success", "round": "advertise-keys"}
-    for device in devices[1:]:
-        device.round()
-        device.advertise()
+    # An older SDK's form still counts: over the WebSocket a text frame, over HTTP a JSON body,
+    # the keys in base64.
+    second = devices[1]
+    second.round()
+    c_second, s_second = second.core.advertise_keys()
+    legacy = {"c_public": b64(c_second), "s_public": b64(s_second)}
+    if transport == "ws":
+        assert api.call("secagg-advertise-keys", {**second.ids, **legacy}).body == {
+            "status": "success", "round": "advertise-keys"}
+    else:
+        second.send("secagg-advertise-keys", legacy)
+    devices[2].round()
+    devices[2].advertise()
 
     view = first.round()
     assert view["round"] == "share-keys" and view["neighbours"] == [2, 3]
+    assert view["roster"]["2"] == [b64(c_second), b64(s_second)]
     for case, body in MALFORMED_BOXES.items():
         refused("secagg-share-keys", "boxes", body, case=case)
     roster = {int(i): (base64.b64decode(c), base64.b64decode(s))
