@@ -22,12 +22,6 @@ const RECONNECT_SECONDS = 1; // between attempts once the transport's own retrie
 
 // ----------------------------------------------------------------------------- encodings
 
-export function toBase64(bytes) {
-  let text = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(text);
-}
-
 export function fromBase64(text) {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
