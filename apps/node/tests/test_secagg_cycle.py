@@ -1,6 +1,8 @@
 """A secure cycle on a real Node (SQLite and PostgreSQL): devices run the SecAgg+ rounds over
 HTTP, one drops after sharing keys, the checkpoint is the survivors' mean update within the
-quantisation error, plain reports are refused, and the database never holds an update."""
+quantisation error, plain reports are refused, and the database never holds an update. Devices
+send the binary messages, or older SDKs' base64 JSON forms, in one cycle; malformed binary
+messages are refused as `secagg_message_invalid` over HTTP and WebSocket."""
 
 from __future__ import annotations
 
