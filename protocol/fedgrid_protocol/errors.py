@@ -169,8 +169,9 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
               "the round closed before its message came, or it already sent another message "
               "for this round): drop this work"),
     ErrorCode("secagg_message_invalid", 400, "RequestInvalid",
-              "a secure-aggregation message does not fit its round (a key's length, the "
-              "neighbours a share goes to, the masked input's length)"),
+              "a secure-aggregation message does not fit its round (a body that is not its "
+              "field's binary layout or is empty, a key's length, the neighbours a share goes "
+              "to, the masked input's length)"),
     ErrorCode("secagg_aborted", 409, "AssignmentExpired",
               "the cycle's secure aggregation cannot complete (too few devices left in a round, "
               "or the cycle closed before its rounds did): drop this work"),

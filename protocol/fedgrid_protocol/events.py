@@ -20,10 +20,14 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainValidator,
     StringConstraints,
+    Tag,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
 )
 
 # Text a person or a device chose: no control characters (CR/LF in a name broke downloads'
@@ -171,17 +175,55 @@ MAX_NEIGHBOURS = 1024
 class SecAggRoundRequest(AssignmentRequest):
     wait: Annotated[float, Field(ge=0, le=MAX_WAIT_SECONDS), BeforeValidator(_not_bool)] | None = Field(
         None, description="seconds the Node may hold the request until the round changes")
+    roster: Literal["all", "neighbours"] = Field(
+        "all", description="share-keys: whose public keys the answer's roster carries: every "
+                           "device that advertised keys (`all`, what older SDKs expect) or this "
+                           "device's and its neighbours' (`neighbours`: all a device uses)")
+
+
+# The secure rounds' bytes travel as one binary field per message (fedgrid_protocol.secagg.wire
+# has the layouts). The JSON forms with base64 values (`c_public`/`s_public`, and `boxes` or
+# `shares` as objects) are what older SDKs send: accepted for one more release.
+_LEGACY = "deprecated (older SDKs): "
 
 
 class SecAggAdvertiseKeysRequest(AssignmentRequest):
-    c_public: Blob = Field(description="X25519 public key (32 bytes) that share boxes are "
-                                       "agreed with")
-    s_public: Blob = Field(description="X25519 public key (32 bytes) that masks are agreed with")
+    c_public: Blob | None = Field(None, description=_LEGACY + "the c public key alone")
+    s_public: Blob | None = Field(None, description=_LEGACY + "the s public key alone")
+    # Last, so that its check sees the legacy fields; checked when absent too.
+    public_keys: Blob | None = Field(None, validate_default=True,
+                              description="the c public key (X25519, 32 bytes: share boxes are "
+                                          "agreed with it) then the s public key (32 bytes: "
+                                          "masks are agreed with it); the body")
+
+    @field_validator("public_keys")
+    @classmethod
+    def _one_form(cls, keys: Any, info: ValidationInfo) -> Any:
+        legacy = [info.data.get(name) is not None for name in ("c_public", "s_public")]
+        if (keys is not None) == any(legacy) or any(legacy) != all(legacy):
+            raise ValueError("is required (64 bytes), unless both c_public and s_public are "
+                             "sent (older SDKs), and not together with them")
+        return keys
+
+
+SecAggEntries = Annotated[Any, PlainValidator(_blob), WithJsonSchema({
+    "type": "string", "format": "binary",
+    "description": "entries by increasing device index: index (8 bytes big-endian), length "
+                   "(4 bytes big-endian), bytes"})]
+
+
+LegacyByIndex = Annotated[dict[CohortIndex, Blob], Field(max_length=MAX_NEIGHBOURS)]
+# Told apart by shape, so that a refusal speaks of the form that was sent.
+EntriesOrLegacy = Annotated[
+    Annotated[SecAggEntries, Tag("entries")] | Annotated[LegacyByIndex, Tag("object")],
+    Discriminator(lambda value: "object" if isinstance(value, dict) else "entries"),
+]
 
 
 class SecAggShareKeysRequest(AssignmentRequest):
-    boxes: dict[CohortIndex, Blob] = Field(
-        max_length=MAX_NEIGHBOURS, description="neighbour index -> its AES-GCM share box")
+    boxes: EntriesOrLegacy = Field(
+        description="neighbour index -> its AES-GCM share box, as entries (the body); "
+                    + _LEGACY + "an object of them")
 
 
 class SecAggMaskedInputRequest(AssignmentRequest):
@@ -190,10 +232,10 @@ class SecAggMaskedInputRequest(AssignmentRequest):
 
 
 class SecAggUnmaskRequest(AssignmentRequest):
-    shares: dict[CohortIndex, Blob] = Field(
-        max_length=MAX_NEIGHBOURS,
+    shares: EntriesOrLegacy = Field(
         description="neighbour index -> the Shamir share (66 bytes) of its self-mask seed "
-                    "(a survivor) or of its mask key (a device that dropped)")
+                    "(a survivor) or of its mask key (a device that dropped), as entries (the "
+                    "body); " + _LEGACY + "an object of them")
 
 
 class ModelQuery(Payload):
@@ -306,7 +348,10 @@ class SecAggRoundAnswer(Answer):
     cohort: int | None = Field(None, description="devices in the cohort")
     roster: dict[str, list[str]] | None = Field(
         None, description="share-keys: index -> [c_public, s_public] of every device that "
-                          "advertised keys")
+                          "advertised keys, or with the request's `roster: neighbours` of this "
+                          "device and its neighbours")
+    advertised: int | None = Field(None, description="share-keys: how many devices advertised "
+                                                     "keys (the count k and t follow from)")
     neighbours: list[int] | None = Field(None, description="share-keys: this device's neighbours")
     boxes: dict[str, str] | None = Field(None, description="masked-input: sender index -> its "
                                                            "share box for this device")
@@ -378,6 +423,9 @@ class Event(BaseModel):
     # Fields that carry bytes: multipart files over HTTP, blobs in binary WebSocket frames,
     # base64 strings only in PyGrid's legacy JSON forms.
     binary_fields: tuple[str, ...] = ()
+    # Fields that carry bytes only in an older JSON form, as base64 (a newer binary field
+    # replaced them): still decoded from JSON, never a body, a file or a blob.
+    legacy_base64_fields: tuple[str, ...] = ()
     errors: tuple[int, ...] = (400,)
     # The error code for a field that fails validation, where it is not `invalid_request`.
     field_codes: dict[str, str] = {}
@@ -454,21 +502,30 @@ EVENTS: dict[str, Event] = {
                       "(long-poll with `wait`)",
               errors=(400, 403, 404, 409)),
         Event(name="secagg-advertise-keys", method="POST", request=SecAggAdvertiseKeysRequest,
-              answer=SecAggReceivedAnswer, binary_fields=("c_public", "s_public"),
-              summary="Secure aggregation round 1: the device's two X25519 public keys",
+              answer=SecAggReceivedAnswer, binary_fields=("public_keys",),
+              legacy_base64_fields=("c_public", "s_public"),
+              summary="Secure aggregation round 1: the device's two X25519 public keys (the body; "
+                      "the other fields in the query string)",
+              field_codes=dict.fromkeys(("public_keys", "c_public", "s_public"),
+                                        "secagg_message_invalid"),
               errors=(400, 403, 404, 409)),
         Event(name="secagg-share-keys", method="POST", request=SecAggShareKeysRequest,
               answer=SecAggReceivedAnswer, binary_fields=("boxes",),
-              summary="Secure aggregation round 2: one share box per neighbour",
+              summary="Secure aggregation round 2: one share box per neighbour (the body: entries; "
+                      "the other fields in the query string)",
+              field_codes={"boxes": "secagg_message_invalid"},
               errors=(400, 403, 404, 409)),
         Event(name="secagg-masked-input", method="POST", request=SecAggMaskedInputRequest,
               answer=SecAggReceivedAnswer, binary_fields=("masked_input",),
               summary="Secure aggregation round 3: the masked update (the body; the other fields "
                       "in the query string)",
+              field_codes={"masked_input": "secagg_message_invalid"},
               errors=(400, 403, 404, 409, 413)),
         Event(name="secagg-unmask", method="POST", request=SecAggUnmaskRequest,
               answer=SecAggReceivedAnswer, binary_fields=("shares",),
-              summary="Secure aggregation round 4: the shares that take the masks off the sum",
+              summary="Secure aggregation round 4: the shares that take the masks off the sum (the "
+                      "body: entries; the other fields in the query string)",
+              field_codes={"shares": "secagg_message_invalid"},
               errors=(400, 403, 404, 409)),
     )
 }

@@ -103,8 +103,8 @@ def _operation(event: Event, schemas: dict[str, Any]) -> dict[str, Any]:
             "application/octet-stream": {"schema": BINARY_SCHEMA},
             "multipart/form-data": {"schema": request},
             "application/json": {"schema": {"type": "object",
-                                            "description": f"PyGrid's form: the {field} in "
-                                                           "base64"}},
+                                            "description": "the JSON form (PyGrid's, or older "
+                                                           f"SDKs'): the {field} in base64"}},
         }}
     elif event.binary_fields:
         operation["requestBody"] = {"required": True, "content": {

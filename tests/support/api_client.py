@@ -32,6 +32,11 @@ HTTP_ROUTES = {
     "stop-process": ("POST", "json"),
     "delete-process": ("POST", "json"),
     "evaluation-set": ("POST", "octet-stream"),
+    "secagg-round": ("POST", "json"),
+    "secagg-advertise-keys": ("POST", "octet-stream"),
+    "secagg-share-keys": ("POST", "octet-stream"),
+    "secagg-masked-input": ("POST", "octet-stream"),
+    "secagg-unmask": ("POST", "octet-stream"),
 }
 
 

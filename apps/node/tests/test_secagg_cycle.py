@@ -1,10 +1,13 @@
 """A secure cycle on a real Node (SQLite and PostgreSQL): devices run the SecAgg+ rounds over
 HTTP, one drops after sharing keys, the checkpoint is the survivors' mean update within the
-quantisation error, plain reports are refused, and the database never holds an update."""
+quantisation error, plain reports are refused, and the database never holds an update. Devices
+send the binary messages, or older SDKs' base64 JSON forms, in one cycle; malformed binary
+messages are refused as `secagg_message_invalid` over HTTP and WebSocket."""
 
 from __future__ import annotations
 
 import base64
+import struct
 
 import numpy as np
 import pytest
@@ -15,10 +18,10 @@ from sqlalchemy.orm import Session
 from fedgrid_node.db.models import Assignment, Cycle, Process, ReportDiff
 from fedgrid_plans import tensors
 from fedgrid_protocol.configs import SecureAggregation, SecureCycleSettings
-from fedgrid_protocol.secagg import SecAggDevice
+from fedgrid_protocol.secagg import SecAggDevice, wire
 from fedgrid_protocol.secagg.clip import clip_to_norm
 from fedgrid_protocol.secagg.quantize import step
-from tests.support.api_client import HttpApi
+from tests.support.api_client import HttpApi, WsApi
 from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff, unique_name
 
@@ -36,11 +39,13 @@ def flat(diff: dict[str, np.ndarray]) -> np.ndarray:
 
 
 class Device:
-    """A device driving the protocol core over the wire, as an SDK would."""
+    """A device driving the protocol core over the wire, as an SDK would: each round's bytes as
+    the binary body, or with `legacy` as older SDKs did (base64 in JSON, the whole roster)."""
 
     def __init__(self, url: str, name: str, seed: int, *, checkpoint: bytes | None = None,
-                 scale: float = 0.01) -> None:
+                 scale: float = 0.01, legacy: bool = False) -> None:
         self.url = url
+        self.legacy = legacy
         self.session = requests.Session()
         self.worker_id = self.post("authenticate", {"model_name": name})["worker_id"]
         self.accepted = self.post("cycle-request", {"worker_id": self.worker_id, "model": name,
@@ -57,35 +62,47 @@ class Device:
         assert response.status_code == expect, response.text
         return response.json()
 
+    def send(self, event: str, message: dict | bytes, *, expect: int = 200) -> dict:
+        """A message: JSON fields (a legacy device's), or the binary field's bytes as the body."""
+        if isinstance(message, dict):
+            return self.post(event, {**self.ids, **message}, expect=expect)
+        return self.post(event, None, params=self.ids, data=message, expect=expect,
+                         headers={"Content-Type": "application/octet-stream"})
+
     def round(self, wait: float = 0) -> dict:
-        return self.post("secagg-round", {**self.ids, "wait": wait})
+        roster = "all" if self.legacy else "neighbours"
+        return self.post("secagg-round", {**self.ids, "wait": wait, "roster": roster})
 
-    def advertise(self) -> None:
+    def advertise(self) -> dict | bytes:
+        """Sends this device's keys; returns the message (to send it again)."""
         c_public, s_public = self.core.advertise_keys()
-        self.post("secagg-advertise-keys", {**self.ids, "c_public": b64(c_public),
-                                            "s_public": b64(s_public)})
+        message = ({"c_public": b64(c_public), "s_public": b64(s_public)} if self.legacy
+                   else wire.encode_keys(c_public, s_public))
+        self.send("secagg-advertise-keys", message)
+        return message
 
-    def share(self, view: dict) -> dict:
-        """Sends this device's share boxes; returns the body (to send it again)."""
+    def share(self, view: dict) -> dict | bytes:
+        """Sends this device's share boxes; returns the message (to send it again)."""
         roster = {int(i): (base64.b64decode(c), base64.b64decode(s))
                   for i, (c, s) in view["roster"].items()}
-        boxes = self.core.share_keys(view["index"], roster, view["neighbours"])
-        body = {**self.ids, "boxes": {str(v): b64(box) for v, box in boxes.items()}}
-        self.post("secagg-share-keys", body)
-        return body
+        boxes = self.core.share_keys(view["index"], roster, view["neighbours"],
+                                     None if self.legacy else view["advertised"])
+        message = ({"boxes": {str(v): b64(box) for v, box in boxes.items()}} if self.legacy
+                   else wire.encode_entries(boxes))
+        self.send("secagg-share-keys", message)
+        return message
 
     def masked_input(self, view: dict) -> None:
         boxes = {int(v): base64.b64decode(box) for v, box in view["boxes"].items()}
         # As the SDKs do: with differential privacy the device clips before quantising.
         data = self.core.masked_input(clip_to_norm(flat(self.diff), self.settings.clip_norm),
                                       boxes)
-        self.post("secagg-masked-input", None, params=self.ids, data=data,
-                  headers={"Content-Type": "application/octet-stream"})
+        self.send("secagg-masked-input", data)
 
     def unmask(self, view: dict) -> None:
         shares = self.core.unmask(view["survivors"], view["dropped"])
-        self.post("secagg-unmask", {**self.ids,
-                                    "shares": {str(v): b64(s) for v, s in shares.items()}})
+        self.send("secagg-unmask", {"shares": {str(v): b64(s) for v, s in shares.items()}}
+                  if self.legacy else wire.encode_entries(shares))
 
 
 def database_url(node) -> str:
@@ -104,7 +121,8 @@ def test_a_secure_cycle_with_a_dropout_yields_the_survivors_mean_and_stores_no_u
     name = unique_name("secagg")
     host(api, name, max_diffs=COHORT - 1, max_workers=COHORT, min_diffs=2, cycle_length=300,
          secure_aggregation={"round_timeout": 1.5})
-    devices = [Device(api.url, name, seed) for seed in range(1, COHORT + 1)]
+    # Devices of older SDKs (base64 JSON, the whole roster) take part with binary ones.
+    devices = [Device(api.url, name, seed, legacy=seed % 2 == 0) for seed in range(1, COHORT + 1)]
     late = api.call("cycle-request", {"worker_id": api.call("authenticate", {"model_name": name})
                                       .body["worker_id"], "model": name, "version": "1"}).body
     assert (late["status"], late["reason"]) == ("rejected", "cycle_full")  # the cohort is fixed
@@ -120,6 +138,7 @@ def test_a_secure_cycle_with_a_dropout_yields_the_survivors_mean_and_stores_no_u
         view = device.round()
         # 2 ceil(log2 6) = 6 neighbours wanted, 5 exist: the graph is complete at this size.
         assert view["round"] == "share-keys" and len(view["neighbours"]) == COHORT - 1
+        assert (view["advertised"], len(view["roster"])) == (COHORT, COHORT)
         device.share(view)
     survivors, gone = devices[:-1], devices[-1]  # the last one drops after sharing its keys
     for device in survivors:
@@ -204,6 +223,8 @@ def test_a_node_restart_keeps_the_rounds_and_a_resent_message_gets_the_same_answ
         device.advertise()
     views = {d.worker_id: d.round() for d in devices}
     assert {v["round"] for v in views.values()} == {"share-keys"}
+    # k = 2 of 3 others: a device's roster holds its own keys and its two neighbours'.
+    assert {(v["advertised"], len(v["roster"])) for v in views.values()} == {(4, 3)}
     node.kill()
     node = node.restart()
     # The same round, roster and neighbour graph (k = 2 of 3: drawn, from the stored seed).
@@ -217,20 +238,22 @@ def test_a_node_restart_keeps_the_rounds_and_a_resent_message_gets_the_same_answ
     shared = first.share(views[first.worker_id])
     # Its acknowledgement lost, a device sends the same message again: the same answer, before
     # and after a restart, even once the round closed; a different message is refused.
-    assert first.post("secagg-share-keys", shared) == {"status": "success",
+    assert first.send("secagg-share-keys", shared) == {"status": "success",
                                                        "round": "share-keys"}
-    keys = views[first.worker_id]["roster"][index]
-    assert first.post("secagg-advertise-keys", {**first.ids, "c_public": keys[0],
-                                                "s_public": keys[1]}) == {
+    keys = [base64.b64decode(key) for key in views[first.worker_id]["roster"][index]]
+    assert first.send("secagg-advertise-keys", wire.encode_keys(*keys)) == {
         "status": "success", "round": "advertise-keys"}
-    other = first.post("secagg-advertise-keys", {**first.ids, "c_public": b64(bytes(32)),
-                                                  "s_public": b64(bytes(32))}, expect=409)
+    # The same keys in an older SDK's form are the same message.
+    assert first.send("secagg-advertise-keys", {"c_public": b64(keys[0]),
+                                                "s_public": b64(keys[1])}) == {
+        "status": "success", "round": "advertise-keys"}
+    other = first.send("secagg-advertise-keys", bytes(64), expect=409)
     assert other["error"]["code"] == "secagg_not_in_round"
     for device in devices[1:]:
         device.share(device.round())
     node.kill()
     node = node.restart()
-    assert first.post("secagg-share-keys", shared) == {"status": "success",
+    assert first.send("secagg-share-keys", shared) == {"status": "success",
                                                        "round": "share-keys"}
     for device in devices:
         device.masked_input(device.round())
@@ -246,3 +269,92 @@ def test_a_node_restart_keeps_the_rounds_and_a_resent_message_gets_the_same_answ
     for tensor in start:
         mean = np.mean([d.diff[tensor].astype(np.float64) for d in devices], axis=0)
         assert np.abs(after[tensor] - (start[tensor] - mean)).max() <= tolerance
+
+
+def entry(index: int, value: bytes) -> bytes:
+    return struct.pack(">qI", index, len(value)) + value
+
+
+# Bodies no device should send: each is refused as the message it is, never a 500, and is not
+# stored (the device's right message is taken afterwards).
+MALFORMED_BOXES = {
+    "empty": b"",
+    "a header cut short": b"\x00" * 5,
+    "a value cut short": entry(2, b"\x01" * 168)[:-1],
+    "a length past the end": struct.pack(">qI", 2, 2**32 - 1) + b"\x01",
+    "out of order": entry(3, b"\x01") + entry(2, b"\x01"),
+    "an index twice": entry(2, b"\x01") + entry(2, b"\x01"),
+    "index zero": entry(0, b"\x01"),
+    "a negative index": struct.pack(">qI", -2, 1) + b"\x01",
+    "a device that is no neighbour": entry(2, b"\x01") + entry(3, b"\x01") + entry(9, b"\x01"),
+    "a byte left over": entry(2, b"\x01") + entry(3, b"\x01") + b"\x00",
+}
+
+
+@pytest.mark.parametrize("transport", ["http", "ws"])
+def test_malformed_binary_messages_are_refused_as_invalid_and_not_stored(shared_node, transport):
+    api = (HttpApi(shared_node.url, shared_node.admin_token) if transport == "http"
+           else WsApi(shared_node.ws_url, shared_node.admin_token))
+    name = unique_name("secagg")
+    host(api, name, max_diffs=3, max_workers=3, min_diffs=2, cycle_length=300,
+         secure_aggregation={"round_timeout": 120})
+    devices = [Device(shared_node.url, name, seed) for seed in range(1, 4)]
+    first = devices[0]
+
+    def refused(event: str, field: str, body: bytes, extra: dict | None = None,
+                case: str = "") -> None:
+        answer = api.call(event, {**first.ids, **(extra or {})}, blobs={field: body})
+        assert (answer.status, answer.error_code) == (400, "secagg_message_invalid"), (
+            case, answer.body)
+
+    first.round()
+    c_public, s_public = first.core.advertise_keys()
+    keys = wire.encode_keys(c_public, s_public)
+    for wrong in (b"", keys[:-1], keys + b"\x00"):
+        refused("secagg-advertise-keys", "public_keys", wrong)
+    refused("secagg-advertise-keys", "public_keys", keys, {"c_public": b64(c_public)})  # two forms
+    assert api.call("secagg-advertise-keys", first.ids, blobs={"public_keys": keys}).body == {
+        "status": "success", "round": "advertise-keys"}
+    # An older SDK's form still counts: over the WebSocket a text frame, over HTTP a JSON body,
+    # the keys in base64.
+    second = devices[1]
+    second.round()
+    c_second, s_second = second.core.advertise_keys()
+    legacy = {"c_public": b64(c_second), "s_public": b64(s_second)}
+    if transport == "ws":
+        assert api.call("secagg-advertise-keys", {**second.ids, **legacy}).body == {
+            "status": "success", "round": "advertise-keys"}
+    else:
+        second.send("secagg-advertise-keys", legacy)
+    devices[2].round()
+    devices[2].advertise()
+
+    view = first.round()
+    assert view["round"] == "share-keys" and view["neighbours"] == [2, 3]
+    assert view["roster"]["2"] == [b64(c_second), b64(s_second)]
+    for case, body in MALFORMED_BOXES.items():
+        refused("secagg-share-keys", "boxes", body, case=case)
+    roster = {int(i): (base64.b64decode(c), base64.b64decode(s))
+              for i, (c, s) in view["roster"].items()}
+    boxes = first.core.share_keys(1, roster, view["neighbours"], view["advertised"])
+    assert api.call("secagg-share-keys", first.ids,
+                    blobs={"boxes": wire.encode_entries(boxes)}).body["status"] == "success"
+    for device in devices[1:]:
+        device.share(device.round())
+    for device in devices:
+        device.masked_input(device.round())
+
+    view = first.round()
+    assert view["round"] == "unmask"
+    shares = first.core.unmask(view["survivors"], view["dropped"])
+    for body in (b"", wire.encode_entries(shares)[:-1], wire.encode_entries({2: shares[2]})):
+        refused("secagg-unmask", "shares", body)
+    assert api.call("secagg-unmask", first.ids,
+                    blobs={"shares": wire.encode_entries(shares)}).body["status"] == "success"
+    for device in devices[1:]:
+        device.unmask(device.round())
+    cycle = wait_for(lambda: (lambda c: c if c["status"] == "completed" else None)(
+        cycles_of(HttpApi(shared_node.url, shared_node.admin_token), name)[0]),
+        "the secure cycle to complete")
+    assert cycle["reported"] == 3
+    api.close()

@@ -504,7 +504,7 @@ export const ERROR_CODES = freeze({
   "secagg_message_invalid": {
     "status": 400,
     "exception": "RequestInvalid",
-    "meaning": "a secure-aggregation message does not fit its round (a key's length, the neighbours a share goes to, the masked input's length)",
+    "meaning": "a secure-aggregation message does not fit its round (a body that is not its field's binary layout or is empty, a key's length, the neighbours a share goes to, the masked input's length)",
     "servers": [
       "node"
     ]

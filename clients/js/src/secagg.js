@@ -22,18 +22,41 @@ const RECONNECT_SECONDS = 1; // between attempts once the transport's own retrie
 
 // ----------------------------------------------------------------------------- encodings
 
-export function toBase64(bytes) {
-  let text = '';
-  for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  return btoa(text);
-}
-
 export function fromBase64(text) {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
 function fromBase64Url(text) {
   return fromBase64(text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4));
+}
+
+const ENTRY_HEADER_BYTES = 12; // an entry's index (8 bytes) and value length (4), big-endian
+
+/** advertise-keys' binary field: the c public key then the s public key (32 + 32 bytes). */
+export function encodeKeys(cPublic, sPublic) {
+  if (cPublic.length !== 32 || sPublic.length !== 32) throw new Error('public keys are 32 bytes each');
+  return concat(cPublic, sPublic);
+}
+
+/**
+ * share-keys' and unmask's binary field: a Map of device index -> bytes as entries by increasing
+ * index, each the index (8 bytes big-endian), the value's length (4 bytes big-endian) and the
+ * value (fedgrid_protocol.secagg.wire, byte for byte: plans/conformance/secagg_wire/).
+ */
+export function encodeEntries(map) {
+  const indices = [...map.keys()].sort((a, b) => a - b);
+  const out = new Uint8Array(indices.reduce((n, i) => n + ENTRY_HEADER_BYTES + map.get(i).length, 0));
+  const view = new DataView(out.buffer);
+  let offset = 0;
+  for (const index of indices) {
+    if (!Number.isInteger(index) || index < 1 || index > 99999) throw new Error(`device index ${index} is out of range`);
+    const value = map.get(index);
+    view.setBigUint64(offset, BigInt(index));
+    view.setUint32(offset + 8, value.length);
+    out.set(value, offset + ENTRY_HEADER_BYTES);
+    offset += ENTRY_HEADER_BYTES + value.length;
+  }
+  return out;
 }
 
 function concat(...parts) {
@@ -177,8 +200,14 @@ export class SecAggDevice {
     return [this.c.publicRaw, this.s.publicRaw];
   }
 
-  async shareKeys(index, roster, neighbours) {
-    const cohort = roster.size;
+  /**
+   * `roster`: Map index -> [c public, s public], of every device that advertised keys, or only of
+   * this device and its neighbours (the keys it uses) with `advertised`, how many advertised (k
+   * and t follow from that count).
+   */
+  async shareKeys(index, roster, neighbours, advertised = roster.size) {
+    if (advertised < roster.size) throw new Error('the roster holds more devices than advertised keys');
+    const cohort = advertised;
     const { k, t } = degreeAndThreshold(this.params, cohort);
     const own = roster.get(index);
     const sameKeys = own && own[0].every((v, i) => v === this.c.publicRaw[i]) && own[1].every((v, i) => v === this.s.publicRaw[i]);
@@ -267,25 +296,24 @@ export function clipToNorm(values, clipNorm) {
   return Float64Array.from(values, (v) => v * scale);
 }
 
-const encodeMap = (map) => Object.fromEntries([...map].map(([k, v]) => [String(k), toBase64(v)]));
-
-/** [event, fields, options] of this device's message for the round `view` describes. */
+/** [event, fields, options] of this device's message for the round `view` describes: its bytes
+ *  are the event's one binary field. */
 async function roundMessage(device, view, ids, update) {
   if (view.round === 'advertise-keys') {
     const [c, s] = await device.advertiseKeys();
-    return ['secagg-advertise-keys', { ...ids, c_public: toBase64(c), s_public: toBase64(s) }, undefined];
+    return ['secagg-advertise-keys', ids, { blobs: { public_keys: encodeKeys(c, s) } }];
   }
   if (view.round === 'share-keys') {
     const roster = new Map(Object.entries(view.roster).map(([i, [c, s]]) => [Number(i), [fromBase64(c), fromBase64(s)]]));
-    const boxes = await device.shareKeys(view.index, roster, view.neighbours);
-    return ['secagg-share-keys', { ...ids, boxes: encodeMap(boxes) }, undefined];
+    const boxes = await device.shareKeys(view.index, roster, view.neighbours, view.advertised ?? roster.size);
+    return ['secagg-share-keys', ids, { blobs: { boxes: encodeEntries(boxes) } }];
   }
   if (view.round === 'masked-input') {
     const boxes = new Map(Object.entries(view.boxes).map(([v, box]) => [Number(v), fromBase64(box)]));
     return ['secagg-masked-input', ids, { blobs: { masked_input: await device.maskedInput(update, boxes) } }];
   }
   if (view.round === 'unmask') {
-    return ['secagg-unmask', { ...ids, shares: encodeMap(device.unmask(view.survivors, view.dropped)) }, undefined];
+    return ['secagg-unmask', ids, { blobs: { shares: encodeEntries(device.unmask(view.survivors, view.dropped)) } }];
   }
   throw new Error(`the Node named an unknown secure aggregation round: ${view.round}`);
 }
@@ -316,7 +344,8 @@ export async function reportSecurely(transport, assignment, diff) {
   };
   const messages = new Map(); // round -> its message, made once
   for (;;) {
-    const view = await call('secagg-round', { ...ids, wait });
+    // Of the roster, only the keys this device uses: its neighbours' (and its own).
+    const view = await call('secagg-round', { ...ids, wait, roster: 'neighbours' });
     if (view.round === 'cohort' || view.round === 'done' || view.sent) continue;
     if (!messages.has(view.round)) messages.set(view.round, await roundMessage(device, view, ids, update));
     await call(...messages.get(view.round));

@@ -21,7 +21,10 @@ const HTTP_EVENTS = {
   checkpoints: ['GET', 'query'],
   processes: ['GET', 'query'],
   cycles: ['GET', 'query'],
+  'secagg-advertise-keys': ['POST', 'octet-stream'],
+  'secagg-share-keys': ['POST', 'octet-stream'],
   'secagg-masked-input': ['POST', 'octet-stream'],
+  'secagg-unmask': ['POST', 'octet-stream'],
 };
 
 /** http(s)://host[:port][/prefix] for any http(s) or ws(s) URL (a trailing /ws is dropped). */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
 import { Client, parseSafetensors } from '../src/index.js';
-import { clipToNorm, degreeAndThreshold, flatten, mask } from '../src/secagg.js';
+import { clipToNorm, degreeAndThreshold, encodeEntries, encodeKeys, flatten, mask } from '../src/secagg.js';
 import { VECTORS, hostModel, listCycles, retrieveModel, startNode, vectorData } from './support/node.mjs';
 import { runPythonDevice } from './support/python_device.mjs';
 
@@ -221,4 +221,20 @@ test('JS devices (HTTP and WebSocket) carry a secure cycle across a kill -9 of t
     clients.forEach((client) => client.close());
     await crashing.stop();
   }
+});
+
+test('the binary round messages are the Python SDK\'s, byte for byte, on the shared vector', () => {
+  const hex = (bytes) => Buffer.from(bytes).toString('hex');
+  const bytes = (text) => Uint8Array.from(Buffer.from(text, 'hex'));
+  const cases = JSON.parse(readFileSync(join(VECTORS, 'secagg_wire', 'cases.json'), 'utf8'));
+  assert.equal(cases.public_keys.length, 1);
+  for (const { c_public: c, s_public: s, encoded } of cases.public_keys) assert.equal(hex(encodeKeys(bytes(c), bytes(s))), encoded);
+  assert.equal(cases.entries.length, 3);
+  for (const { values, encoded } of cases.entries) {
+    // A Map in decreasing order: the encoding sorts the indices as numbers.
+    const map = new Map(Object.entries(values).map(([i, value]) => [Number(i), bytes(value)]).sort(([a], [b]) => b - a));
+    assert.equal(hex(encodeEntries(map)), encoded);
+  }
+  assert.throws(() => encodeKeys(new Uint8Array(31), new Uint8Array(32)), /32 bytes/);
+  assert.throws(() => encodeEntries(new Map([[0, Uint8Array.of(1)]])), /out of range/);
 });

@@ -494,10 +494,12 @@ export interface SecAggAdvertiseKeysRequest {
   worker_id: string;
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
-  /** X25519 public key (32 bytes) that share boxes are agreed with */
-  c_public: Uint8Array;
-  /** X25519 public key (32 bytes) that masks are agreed with */
-  s_public: Uint8Array;
+  /** deprecated (older SDKs): the c public key alone */
+  c_public?: Uint8Array | null;
+  /** deprecated (older SDKs): the s public key alone */
+  s_public?: Uint8Array | null;
+  /** the c public key (X25519, 32 bytes: share boxes are agreed with it) then the s public key (32 bytes: masks are agreed with it); the body */
+  public_keys?: Uint8Array | null;
 }
 
 /** Wire payload: the request of `secagg-masked-input`. */
@@ -536,8 +538,10 @@ export interface SecAggRoundAnswer {
   index?: number | null;
   /** devices in the cohort */
   cohort?: number | null;
-  /** share-keys: index -> [c_public, s_public] of every device that advertised keys */
+  /** share-keys: index -> [c_public, s_public] of every device that advertised keys, or with the request's `roster: neighbours` of this device and its neighbours */
   roster?: Record<string, string[]> | null;
+  /** share-keys: how many devices advertised keys (the count k and t follow from) */
+  advertised?: number | null;
   /** share-keys: this device's neighbours */
   neighbours?: number[] | null;
   /** masked-input: sender index -> its share box for this device */
@@ -559,6 +563,8 @@ export interface SecAggRoundRequest {
    * Constraints: minimum 0; maximum 30.
    */
   wait?: number | null;
+  /** share-keys: whose public keys the answer's roster carries: every device that advertised keys (`all`, what older SDKs expect) or this device's and its neighbours' (`neighbours`: all a device uses) */
+  roster?: 'all' | 'neighbours';
 }
 
 /** Wire payload: the request of `secagg-share-keys`. */
@@ -568,10 +574,10 @@ export interface SecAggShareKeysRequest {
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
   /**
-   * neighbour index -> its AES-GCM share box
+   * neighbour index -> its AES-GCM share box, as entries (the body); deprecated (older SDKs): an object of them
    * Constraints: maxProperties 1024; keys: minLength 1, maxLength 5; keys match `^[1-9][0-9]*$`.
    */
-  boxes: Record<string, Uint8Array>;
+  boxes: Uint8Array | Record<string, Uint8Array>;
 }
 
 /** Wire payload: the request of `secagg-unmask`. */
@@ -581,10 +587,10 @@ export interface SecAggUnmaskRequest {
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
   /**
-   * neighbour index -> the Shamir share (66 bytes) of its self-mask seed (a survivor) or of its mask key (a device that dropped)
+   * neighbour index -> the Shamir share (66 bytes) of its self-mask seed (a survivor) or of its mask key (a device that dropped), as entries (the body); deprecated (older SDKs): an object of them
    * Constraints: maxProperties 1024; keys: minLength 1, maxLength 5; keys match `^[1-9][0-9]*$`.
    */
-  shares: Record<string, Uint8Array>;
+  shares: Uint8Array | Record<string, Uint8Array>;
 }
 
 /** Each event's request, by event name: the wire's fields, snake_case. Blobs

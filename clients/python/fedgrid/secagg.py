@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedgrid_protocol.configs import SecureCycleSettings
-from fedgrid_protocol.secagg import SecAggDevice
+from fedgrid_protocol.secagg import SecAggDevice, wire
 from fedgrid_protocol.secagg.clip import clip_to_norm
 
 from .errors import NetworkUnreachable
@@ -37,10 +37,6 @@ def flatten(diff: dict[str, np.ndarray]) -> np.ndarray:
     """The update as one vector: the model's tensors by name, each row-major (the wire order)."""
     return np.concatenate([np.asarray(diff[name], dtype=np.float64).reshape(-1)
                            for name in sorted(diff)])
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def report_securely(assignment: Assignment, diff: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -61,38 +57,37 @@ def report_securely(assignment: Assignment, diff: dict[str, np.ndarray]) -> dict
 
     messages: dict[str, tuple[str, dict[str, Any], dict[str, bytes] | None]] = {}
     while True:
-        view = call("secagg-round", {**ids, "wait": ROUND_WAIT_SECONDS})
+        # Of the roster, only the keys this device uses: its neighbours' (and its own).
+        view = call("secagg-round", {**ids, "wait": ROUND_WAIT_SECONDS, "roster": "neighbours"})
         stage = view["round"]
         if stage in ("cohort", "done") or view["sent"]:
             continue  # places still being taken, or waiting for the others
         if stage not in messages:  # made once: a retry sends the same message again
-            messages[stage] = _message(device, stage, view, ids, update)
+            messages[stage] = round_message(device, stage, view, ids, update)
         call(*messages[stage])
         if stage == "unmask":
             return {"status": "success", "cycle": assignment.cycle, "secure": True}
 
 
-def _message(device: SecAggDevice, stage: str, view: dict[str, Any], ids: dict[str, str],
-             update: np.ndarray) -> tuple[str, dict[str, Any], dict[str, bytes] | None]:
-    """(event, fields, blobs) of this device's message for the round `view` describes."""
+def round_message(device: SecAggDevice, stage: str, view: dict[str, Any], ids: dict[str, str],
+                  update: np.ndarray) -> tuple[str, dict[str, Any], dict[str, bytes] | None]:
+    """(event, fields, blobs) of this device's message for the round `view` describes: its bytes
+    are the event's one binary field (fedgrid_protocol.secagg.wire has the layouts)."""
     if stage == "advertise-keys":
-        c_public, s_public = device.advertise_keys()
-        return ("secagg-advertise-keys",
-                {**ids, "c_public": _b64(c_public), "s_public": _b64(s_public)}, None)
+        return "secagg-advertise-keys", ids, {"public_keys": wire.encode_keys(*device.advertise_keys())}
     if stage == "share-keys":
         roster = {int(index): (base64.b64decode(c), base64.b64decode(s))
                   for index, (c, s) in view["roster"].items()}
-        boxes = device.share_keys(view["index"], roster, view["neighbours"])
-        return ("secagg-share-keys",
-                {**ids, "boxes": {str(v): _b64(box) for v, box in boxes.items()}}, None)
+        boxes = device.share_keys(view["index"], roster, view["neighbours"],
+                                  view.get("advertised"))
+        return "secagg-share-keys", ids, {"boxes": wire.encode_entries(boxes)}
     if stage == "masked-input":
         boxes = {int(v): base64.b64decode(box) for v, box in view["boxes"].items()}
         return ("secagg-masked-input", ids,
                 {"masked_input": device.masked_input(update, boxes)})
     if stage == "unmask":
         shares = device.unmask(view["survivors"], view["dropped"])
-        return ("secagg-unmask", {**ids, "shares": {str(v): _b64(s) for v, s in shares.items()}},
-                None)
+        return "secagg-unmask", ids, {"shares": wire.encode_entries(shares)}
     raise ValueError(f"the Node named an unknown secure aggregation round: {stage!r}")
 
 

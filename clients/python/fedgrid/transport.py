@@ -51,10 +51,10 @@ HTTP_EVENTS: dict[str, tuple[str, str]] = {
     "delete-process": ("POST", "json"),
     "evaluation-set": ("POST", "octet-stream"),
     "secagg-round": ("POST", "json"),
-    "secagg-advertise-keys": ("POST", "json"),
-    "secagg-share-keys": ("POST", "json"),
+    "secagg-advertise-keys": ("POST", "octet-stream"),
+    "secagg-share-keys": ("POST", "octet-stream"),
     "secagg-masked-input": ("POST", "octet-stream"),
-    "secagg-unmask": ("POST", "json"),
+    "secagg-unmask": ("POST", "octet-stream"),
 }
 # Transient Node answers worth retrying: 503 carries `cycle_unavailable` (the next cycle is being
 # opened) with a Retry-After; 502/504 come from load balancers in front of Nodes.

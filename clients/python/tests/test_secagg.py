@@ -12,7 +12,7 @@ import pytest
 
 from fedgrid import Admin, Client
 from fedgrid_protocol.configs import SecureAggregation
-from fedgrid_protocol.secagg import SecAggDevice
+from fedgrid_protocol.secagg import SecAggDevice, wire
 from fedgrid_protocol.secagg.quantize import step
 
 HONEST, DROPPING = 4, 2
@@ -29,16 +29,14 @@ def drop_after_sharing_keys(job) -> None:
         if view["round"] == "cohort" or view["sent"]:
             continue
         if view["round"] == "advertise-keys":
-            c_public, s_public = device.advertise_keys()
-            job.transport.call("secagg-advertise-keys", {
-                **ids, "c_public": base64.b64encode(c_public).decode(),
-                "s_public": base64.b64encode(s_public).decode()})
+            job.transport.call("secagg-advertise-keys", ids, blobs={
+                "public_keys": wire.encode_keys(*device.advertise_keys())})
         else:
             roster = {int(i): (base64.b64decode(c), base64.b64decode(s))
                       for i, (c, s) in view["roster"].items()}
             boxes = device.share_keys(view["index"], roster, view["neighbours"])
-            job.transport.call("secagg-share-keys", {
-                **ids, "boxes": {str(v): base64.b64encode(b).decode() for v, b in boxes.items()}})
+            job.transport.call("secagg-share-keys", ids,
+                               blobs={"boxes": wire.encode_entries(boxes)})
             return
 
 

@@ -1,7 +1,7 @@
 """One device's side of a secure cycle: four calls, one per round, in order.
 
 1. `advertise_keys()`: two fresh X25519 public keys: c (to box shares) and s (to agree masks).
-2. `share_keys(index, roster, neighbours)`: Shamir shares of the self-mask seed b and of the s
+2. `share_keys(index, roster, neighbours, advertised)`: Shamir shares of the self-mask seed b and of the s
    private key, one box per neighbour, for the Node to forward.
 3. `masked_input(update, boxes)`: the quantised update plus PRG(b) plus, for each neighbour v
    that shared with us, +PRG(s_uv) if our index is below v's and -PRG(s_uv) otherwise (so each
@@ -54,9 +54,14 @@ class SecAggDevice:
         return self._c.public, self._s.public
 
     def share_keys(self, index: int, roster: Mapping[int, tuple[bytes, bytes]],
-                   neighbours: list[int]) -> dict[int, bytes]:
+                   neighbours: list[int], advertised: int | None = None) -> dict[int, bytes]:
+        """`roster`: index -> (c public, s public), of every device that advertised keys or
+        only of this device and its neighbours (the only keys it uses), in which case
+        `advertised` is how many devices advertised (k and t follow from that count)."""
         self._enter(2)
-        cohort = len(roster)
+        cohort = len(roster) if advertised is None else advertised
+        if cohort < len(roster):
+            raise ValueError("the roster holds more devices than advertised keys")
         self.params.check_cohort(cohort)
         if roster.get(index) != (self._c.public, self._s.public):
             raise ValueError("the roster does not carry this device's keys at its index")
@@ -64,7 +69,7 @@ class SecAggDevice:
                 or not set(neighbours) <= set(roster)
                 or len(neighbours) != self.params.degree(cohort)):
             raise ValueError("the neighbour list does not fit the roster and parameters")
-        if len({public for pair in roster.values() for public in pair}) != 2 * cohort:
+        if len({public for pair in roster.values() for public in pair}) != 2 * len(roster):
             raise ValueError("the roster repeats a key")
         self.index, self._roster, self._neighbours = index, dict(roster), sorted(neighbours)
         self._threshold = self.params.threshold(cohort)

@@ -45,7 +45,7 @@ import numpy as np
 from sqlalchemy import select, update
 
 from fedgrid_protocol.errors import ApiError
-from fedgrid_protocol.secagg import SecAggAborted, SecAggAggregator
+from fedgrid_protocol.secagg import SecAggAborted, SecAggAggregator, wire
 
 from ..db.models import Assignment, utcnow
 from .aggregation import RunningWeightedSum
@@ -300,8 +300,9 @@ class SecureCycle:
         if self.aggregator.round != round_number or index in self._answered():
             raise _not_in_round()
 
-    def view(self, assignment_id: int) -> dict[str, Any]:
-        """The round and what this device needs for it."""
+    def view(self, assignment_id: int, whole_roster: bool = True) -> dict[str, Any]:
+        """The round and what this device needs for it (`whole_roster` False: of the roster,
+        only the keys this device uses, its own and its neighbours')."""
         index = self._index(assignment_id)
         if self.failure is not None:
             raise _aborted(f"this cycle's secure aggregation was aborted: {self.failure}")
@@ -317,8 +318,12 @@ class SecureCycle:
         if index not in self._expected():
             raise _not_in_round()
         if a.round == a.SHARE:
-            answer["roster"] = {str(i): [_b64(c), _b64(s)] for i, (c, s) in self.roster.items()}
-            answer["neighbours"] = self.neighbours[index]
+            neighbours = self.neighbours[index]
+            shown = self.roster if whole_roster else {
+                i: self.roster[i] for i in sorted([index, *neighbours])}
+            answer["roster"] = {str(i): [_b64(c), _b64(s)] for i, (c, s) in shown.items()}
+            answer["advertised"] = len(self.roster)
+            answer["neighbours"] = neighbours
         elif a.round == a.MASKED_INPUT:
             answer["boxes"] = {str(v): _b64(box) for v, box in self.boxes.get(index, {}).items()}
         elif a.round == a.UNMASK:
@@ -369,17 +374,18 @@ class SecureCycle:
 
 
 def _payload(round_number: int, fields: Mapping[str, Any]):
+    """The message's content, from its binary field (wire.py) or from the JSON form older SDKs
+    send (validated already); ValueError for binary bytes that are not the field's layout."""
     if round_number == SecAggAggregator.ADVERTISE:
+        if fields.get("public_keys") is not None:
+            return wire.decode_keys(fields["public_keys"])
         return bytes(fields["c_public"]), bytes(fields["s_public"])
-    if round_number == SecAggAggregator.SHARE:
-        return _by_index(fields["boxes"])
     if round_number == SecAggAggregator.MASKED_INPUT:
         return bytes(fields["masked_input"])
-    return _by_index(fields["shares"])
-
-
-def _by_index(items: Mapping[str, bytes]) -> dict[int, bytes]:
-    return {int(key): bytes(value) for key, value in items.items()}
+    items = fields["boxes" if round_number == SecAggAggregator.SHARE else "shares"]
+    if isinstance(items, Mapping):
+        return {int(key): bytes(value) for key, value in items.items()}
+    return wire.decode_entries(items)
 
 
 class SecureCycles:
@@ -484,7 +490,8 @@ class SecureCycles:
             state = self.engine.open_cycle(process_id)
             return assignment.id, assignment.cycle_id, state, config.max_workers, False
 
-    def round(self, worker_id: str, request_key: str, wait: float) -> dict[str, Any]:
+    def round(self, worker_id: str, request_key: str, wait: float,
+              whole_roster: bool = True) -> dict[str, Any]:
         assignment_id, cycle_id, state, places, _ = self._find(worker_id, request_key)
         give_up = time.monotonic() + wait
         while True:
@@ -503,7 +510,7 @@ class SecureCycles:
                 fixed.wait(max(0.0, give_up - time.monotonic()))
                 continue
             changed = secure.changed
-            answer = secure.view(assignment_id)
+            answer = secure.view(assignment_id, whole_roster)
             if not answer["sent"] or answer["round"] == "done" or time.monotonic() >= give_up:
                 return answer
             changed.wait(max(0.0, give_up - time.monotonic()))

@@ -10,41 +10,31 @@ Messages are stored in one canonical form per round, so that a device sending an
 message again can be told apart from one sending a different one (secagg_cycle.py compares their
 digests): the two public keys end to end; share boxes and unmask shares as entries of
 (index: 8 bytes signed big-endian, length: 4 bytes, bytes) by increasing index; a masked input as
-its own bytes.
+its own bytes. The entries and the keys are the devices' wire forms (fedgrid_protocol.secagg.wire),
+so a message sent in binary is stored as it came.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
 
-from fedgrid_protocol.secagg import SecAggAggregator
+from fedgrid_protocol.secagg import SecAggAggregator, wire
 
 from ..db.database import Database
 from ..db.models import SecureMessage, SecureRound
-
-ENTRY = struct.Struct(">qI")  # a mapping entry's index and length
 
 
 def encode_message(round_number: int, payload) -> bytes:
     """A round's message in its canonical form; ValueError for what cannot be one."""
     if round_number == SecAggAggregator.ADVERTISE:
-        c_public, s_public = payload
-        return bytes(c_public) + bytes(s_public)
+        return wire.encode_keys(*payload)
     if round_number == SecAggAggregator.MASKED_INPUT:
         return bytes(payload)
-    parts = []
-    for index in sorted(payload):
-        value = bytes(payload[index])
-        try:
-            parts.append(ENTRY.pack(index, len(value)) + value)
-        except struct.error:
-            raise ValueError(f"device index {index} is out of range") from None
-    return b"".join(parts)
+    return wire.encode_entries(payload)
 
 
 def decode_message(round_number: int, data: bytes):
@@ -54,14 +44,7 @@ def decode_message(round_number: int, data: bytes):
         return data[:half], data[half:]
     if round_number == SecAggAggregator.MASKED_INPUT:
         return data
-    entries: dict[int, bytes] = {}
-    offset = 0
-    while offset < len(data):
-        index, length = ENTRY.unpack_from(data, offset)
-        offset += ENTRY.size
-        entries[index] = data[offset:offset + length]
-        offset += length
-    return entries
+    return wire.decode_entries(data)
 
 
 @dataclass

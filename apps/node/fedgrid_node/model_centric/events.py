@@ -72,7 +72,9 @@ class EventSpec:
 
     @property
     def binary_fields(self) -> tuple[str, ...]:
-        return self.protocol.binary_fields
+        """Fields taken as bytes: the body's (first), files and blobs, then those that only an
+        older JSON form carries (in base64)."""
+        return self.protocol.binary_fields + self.protocol.legacy_base64_fields
 
 
 class ModelCentricEvents:
@@ -269,7 +271,7 @@ class ModelCentricEvents:
 
     def secagg_round(self, data: dict[str, Any], context: EventContext) -> dict[str, Any]:
         return self.engine.secure.round(data["worker_id"], data["request_key"],
-                                        data["wait"] or 0.0)
+                                        data["wait"] or 0.0, data["roster"] == "all")
 
     def _secagg_message(self, round_name: str):
         def handle(data: dict[str, Any], context: EventContext) -> dict[str, Any]:
