@@ -38,7 +38,7 @@ test('neighbours and threshold are derived as the Python core derives them', () 
 
 test('a secure cycle of JS and Python devices, one dropping, averages the survivors', { timeout: 120_000 }, async () => {
   const name = 'js-secagg-mixed';
-  await hostModel(node, { name, clientConfig: { batch_size: 4, epochs: 1 }, serverConfig: { max_diffs: 3, max_workers: 4, min_diffs: 2, cycle_length: 300, num_cycles: 1, secure_aggregation: { round_timeout: 2 } } });
+  await hostModel(node, { name, clientConfig: { batch_size: 4, epochs: 1 }, serverConfig: { max_diffs: 3, max_workers: 4, min_diffs: 2, cycle_length: 300, num_cycles: 1, secure_aggregation: { round_timeout: 5 } } });
   const start = (await retrieveModel(node, { name, checkpoint: 1 })).tensors;
   const pythonDiff = join(mkdtempSync(join(tmpdir(), 'fedgrid-secagg-')), 'diff.safetensors');
   const { features, labels } = vectorData();
