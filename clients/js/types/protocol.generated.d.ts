@@ -573,11 +573,8 @@ export interface SecAggShareKeysRequest {
   worker_id: string;
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
-  /**
-   * neighbour index -> its AES-GCM share box, as entries (the body); deprecated (older SDKs): an object of them
-   * Constraints: maxProperties 1024; keys: minLength 1, maxLength 5; keys match `^[1-9][0-9]*$`.
-   */
-  boxes: Uint8Array | Record<string, Uint8Array>;
+  /** neighbour index -> its AES-GCM share box, as entries (the body); deprecated (older SDKs): an object of them */
+  boxes: Uint8Array;
 }
 
 /** Wire payload: the request of `secagg-unmask`. */
@@ -586,11 +583,8 @@ export interface SecAggUnmaskRequest {
   worker_id: string;
   /** Constraints: minLength 1; maxLength 128; pattern `^[0-9A-Za-z_-]+$`. */
   request_key: string;
-  /**
-   * neighbour index -> the Shamir share (66 bytes) of its self-mask seed (a survivor) or of its mask key (a device that dropped), as entries (the body); deprecated (older SDKs): an object of them
-   * Constraints: maxProperties 1024; keys: minLength 1, maxLength 5; keys match `^[1-9][0-9]*$`.
-   */
-  shares: Uint8Array | Record<string, Uint8Array>;
+  /** neighbour index -> the Shamir share (66 bytes) of its self-mask seed (a survivor) or of its mask key (a device that dropped), as entries (the body); deprecated (older SDKs): an object of them */
+  shares: Uint8Array;
 }
 
 /** Each event's request, by event name: the wire's fields, snake_case. Blobs
