@@ -80,6 +80,7 @@ from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import run_off_hub
 from .open_cycle import MetricTally, OpenCycle
 from .pace import typical_duration
+from .privacy.accountant import load_in_background as load_accountant_in_background
 from .report_checks import TensorSpec, check_diff
 from .request_lookups import HostedProcess, RequestLookups
 from .secagg_cycle import SecureCycles, mark_survivors_reported
@@ -251,6 +252,8 @@ class CycleEngine:
             self._load_history(session, cycle.process_id)
             config = self.config(session, cycle.process_id)
             rule = fold_rule(session, cycle.process_id, config)
+            if config.differential_privacy is not None:
+                load_accountant_in_background()  # not at the first close, on the hub
             # Coordinate-wise rules combine the stored reports at the close: no running sum.
             spec = self.spec(session, cycle.process_id) if rule.aggregator.streams else {}
             state = OpenCycle(
