@@ -55,14 +55,21 @@ def assert_checkpoint(api, number, reports):
                                    atol=1e-6)
 
 
-@pytest.mark.parametrize("backend", database_backends())
-def test_acknowledged_diffs_are_in_the_cycle_file_and_go_with_the_cycle(node_factory, backend):
-    node = node_factory(backend)
+def two_of_three_reported(node, **server_config):
+    """Host `files` with a goal of 3, take 3 places and report from the first 2 (seeds 0 and 1,
+    5 and 6 samples)."""
     api = HttpApi(node.url, node.admin_token)
-    host(api, "files", max_diffs=3, cycle_length=600)
+    host(api, "files", max_diffs=3, cycle_length=600, **server_config)
     places = [request_place(api, "files") for _ in range(3)]
     for index, (worker, body) in enumerate(places[:2]):
         assert report(api, worker, body, seed=index, num_samples=5 + index).status == 200
+    return api, places
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_acknowledged_diffs_are_in_the_cycle_file_and_go_with_the_cycle(node_factory, backend):
+    node = node_factory(backend)
+    api, places = two_of_three_reported(node)
 
     # Acknowledged: located on the assignment, in the file, none in the database's blob table.
     rows = query(node, "SELECT diff_offset, diff_length, diff_checksum FROM assignments "
@@ -86,11 +93,7 @@ def test_acknowledged_diffs_are_in_the_cycle_file_and_go_with_the_cycle(node_fac
 @pytest.mark.parametrize("backend", database_backends())
 def test_a_restart_folds_the_files_and_sweeps_those_of_closed_cycles(node_factory, backend):
     node = node_factory(backend)
-    api = HttpApi(node.url, node.admin_token)
-    host(api, "files", max_diffs=3, cycle_length=600)
-    places = [request_place(api, "files") for _ in range(3)]
-    for index, (worker, body) in enumerate(places[:2]):
-        assert report(api, worker, body, seed=index, num_samples=5 + index).status == 200
+    api, places = two_of_three_reported(node)
     # What a crash between a close's commit and the deletion of its file leaves behind.
     leftover = node.data_dir / "diffs" / "cycle-987654.diffs"
     leftover.write_bytes(b"folded long ago")
@@ -109,11 +112,7 @@ def test_a_restart_folds_the_files_and_sweeps_those_of_closed_cycles(node_factor
 @pytest.mark.parametrize("backend", database_backends())
 def test_a_damaged_diff_is_named_and_the_rest_restored(node_factory, backend):
     node = node_factory(backend)
-    api = HttpApi(node.url, node.admin_token)
-    host(api, "files", max_diffs=3, min_diffs=1, cycle_length=600)
-    places = [request_place(api, "files") for _ in range(3)]
-    for index, (worker, body) in enumerate(places[:2]):
-        assert report(api, worker, body, seed=index, num_samples=5 + index).status == 200
+    api, places = two_of_three_reported(node, min_diffs=1)
     (assignment_id, offset), = query(node, "SELECT id, diff_offset FROM assignments "
                                            "WHERE status = 'reported' ORDER BY diff_offset LIMIT 1")
     node.kill()
