@@ -56,11 +56,21 @@ class RunningWeightedSum:
         Parts touch disjoint memory, so they may run at the same time on different threads;
         call `finish_fold` once after all parts of a report are done.
         """
-        weight = np.float32(coefficient)
-        closes_group = self._in_group == GROUP_SIZE - 1
+        self.fold_parts([(diff, coefficient)], part, parts)
+
+    def fold_parts(self, reports: list[tuple[Mapping[str, np.ndarray], float]], part: int,
+                   parts: int) -> None:
+        """`fold_part` for several reports in turn (one hand-off to a pool thread for a batch
+        of reports); call `finish_fold` once per report, in the same order, afterwards."""
         scratch = self._scratch.get(part)
         if scratch is None:
             scratch = self._scratch[part] = np.empty(CHUNK, dtype=np.float32)
+        for index, (diff, coefficient) in enumerate(reports):
+            closes_group = (self._in_group + index) % GROUP_SIZE == GROUP_SIZE - 1
+            self._fold_slices(diff, np.float32(coefficient), part, parts, closes_group, scratch)
+
+    def _fold_slices(self, diff: Mapping[str, np.ndarray], weight: np.float32, part: int,
+                     parts: int, closes_group: bool, scratch: np.ndarray) -> None:
         for name, group in self._group.items():
             flat_group = group.reshape(-1)
             flat_total = self.sums[name].reshape(-1)

@@ -25,8 +25,10 @@ import logging
 import os
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
@@ -60,6 +62,13 @@ def _write_durably(fd: int, offset: int, data) -> int:
         written += os.pwrite(fd, view[written:], offset + written)
     os.fdatasync(fd)
     return zlib.crc32(view)
+
+
+def _check_then_write(fd: int, offset: int, data, check: Callable[[], Any] | None):
+    """On the thread pool: the diff's check (nothing is written if it fails), then its bytes
+    on the disk. One hand-off for both. Returns (check's result, CRC-32)."""
+    checked = check() if check is not None else None
+    return checked, _write_durably(fd, offset, data)
 
 
 def _read_checked(fd: int, location: DiffLocation) -> bytes:
@@ -116,16 +125,24 @@ class DiffFiles:
                 if self._fds.get(cycle_id) != fd:  # discarded meanwhile
                     os.close(fd)
 
-    def append(self, cycle_id: int, data) -> DiffLocation:
-        """Append a diff and flush it to the disk; the caller then commits where it is.
+    def append(self, cycle_id: int, data, check: Callable[[], Any] | None = None
+               ) -> tuple[DiffLocation, Any]:
+        """Run `check` (the diff's validation), then append the diff and flush it to the disk,
+        on one pool thread; the caller then commits where it is. Returns its location and what
+        `check` returned; what `check` raises is raised, with nothing written.
 
         The caller checks that the cycle is open right before (with no yield in between): an
         append after `discard` would make the file anew."""
         self._fd(cycle_id)
         offset = self._ends[cycle_id]
-        self._ends[cycle_id] = offset + len(data)
-        checksum = self._use(cycle_id, _write_durably, offset, data)
-        return DiffLocation(offset, len(data), checksum)
+        end = self._ends[cycle_id] = offset + len(data)
+        try:
+            checked, checksum = self._use(cycle_id, _check_then_write, offset, data, check)
+        except BaseException:
+            if self._ends.get(cycle_id) == end:  # nothing was appended after: reuse the room
+                self._ends[cycle_id] = offset
+            raise
+        return DiffLocation(offset, len(data), checksum), checked
 
     def read(self, cycle_id: int, location: DiffLocation) -> bytes:
         try:

@@ -48,6 +48,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ from .off_hub import run_off_hub
 from .open_cycle import MetricTally, OpenCycle
 from .pace import typical_duration
 from .privacy.accountant import load_in_background as load_accountant_in_background
+from .report_batches import PendingReport, ReportBatches
 from .report_checks import TensorSpec, check_diff
 from .request_lookups import HostedProcess, RequestLookups
 from .secagg_cycle import SecureCycles, mark_survivors_reported
@@ -1212,45 +1214,97 @@ class CycleEngine:
             state = self._current(process_id)  # this replica's copy is of an older cycle
         if state is None or state.cycle_id != cycle_id:
             raise _cycle_closed()
-        diff = run_off_hub(check_diff, spec, diff_bytes, num_samples, encoding)
+        check = partial(check_diff, spec, diff_bytes, num_samples, encoding)
         if self.cluster is not None:
-            return self._report_replicated(state, config, assignment_id, diff, diff_bytes,
-                                           num_samples, metrics)
+            return self._report_replicated(state, config, assignment_id, run_off_hub(check),
+                                           diff_bytes, num_samples, metrics)
         location = None
-        if self.diff_files is not None:
-            # The diff goes to disk first, beside other reports' and outside the cycle's lock,
-            # so the lock covers only the decision and one small transaction (diff_files.py).
-            # As received: an encoded diff stays as small as it came (decode_accepted reads it).
+        if self.diff_files is None:  # (an engine made without a directory: tests)
+            diff = run_off_hub(check)
+        else:
+            # The diff is checked and goes to disk first, beside other reports' and outside the
+            # cycle's lock, so the lock covers only the decision and its share of one small
+            # transaction (diff_files.py, report_batches.py). As received: an encoded diff stays
+            # as small as it came (decode_accepted reads it).
             self._check_on_time(state, config, assignment_id, utcnow())
             if state.closed:  # (no yield from here to the append's opening of the file)
                 raise _cycle_closed()
             try:
-                location = self.diff_files.append(cycle_id, diff_bytes)
+                location, diff = self.diff_files.append(cycle_id, diff_bytes, check)
             except OSError as failure:  # the disk is full or failing: nothing was stored
                 log.error("cannot store a report of cycle %s of %s: %s", state.sequence,
                           state.label, failure)
                 raise ApiError("storage_unavailable",
                                "the Node could not store this report on its disk; nothing was "
                                "kept: send it again later", 503) from None
+        if state.reports is None:
+            state.reports = ReportBatches(partial(self._store_reports, state))
+        answer = state.reports.submit(PendingReport(
+            assignment_id, num_samples, metrics, diff, location,
+            diff_bytes=diff_bytes if location is None else None))
+        self.db.durable()  # acknowledged only once on disk
+        return answer
+
+    def _store_reports(self, state: OpenCycle, batch: list[PendingReport]) -> None:
+        """Store a batch of a single Node's reports (report_batches.py): under the cycle's lock,
+        decide each, mark those taken reported in one transaction, then fold them in one
+        hand-off. Sets each report's outcome."""
+        config = self._report_settings(state.process_id)[1]
         with state.lock:
             if state.closed:
-                raise _cycle_closed()
+                for report in batch:
+                    report.outcome.set_exception(_cycle_closed())
+                return
             # Before any database work: past the deadline, reports queued on this lock must not
             # hold up the watcher's close behind them.
             now = utcnow()
-            self._check_on_time(state, config, assignment_id, now)
-            # Group commit: the lock is not held while the disk flushes; the flush below, shared
-            # with the reports committed meanwhile, comes before the answer.
+            # The batch shares `now` as its reported_at, and a restart folds the stored reports
+            # by (reported_at, id): so the batch is taken and folded by assignment id.
+            room = len(batch) if state.paused else config.max_diffs - state.reported
+            taken = []
+            for report in sorted(batch, key=lambda report: report.assignment_id):
+                try:
+                    self._check_on_time(state, config, report.assignment_id, now)
+                    if len(taken) >= room:  # the goal is in: the cycle closes with those before
+                        raise _cycle_closed()
+                except ApiError as refusal:
+                    report.outcome.set_exception(refusal)
+                    continue
+                taken.append(report)
+            if not taken:
+                return
+            marked = []
+            # Group commit: the lock is not held while the disk flushes; each report's request
+            # waits for the flush, shared with the reports committed meanwhile, before its answer.
             with self.db.session(wait_for_disk=False) as session:
-                assigned_at = self._mark_reported(session, assignment_id, now, num_samples,
-                                                  metrics, location)
-                if location is None:
-                    session.add(ReportDiff(assignment_id=assignment_id, data=bytes(diff_bytes)))
-            # Committed: fold it now (a restart would fold it from the database and its file).
-            self._reported(state, config, assignment_id, now, assigned_at, diff, num_samples,
-                           metrics)
-        self.db.durable()  # acknowledged only once on disk
-        return {"status": "success", "cycle": state.sequence}
+                for report in taken:
+                    try:
+                        assigned_at = self._mark_reported(session, report.assignment_id, now,
+                                                          report.num_samples, report.metrics,
+                                                          report.location)
+                    except ApiError as refusal:  # (the row changed nothing: the others go on)
+                        report.outcome.set_exception(refusal)
+                        continue
+                    if report.location is None:
+                        session.add(ReportDiff(assignment_id=report.assignment_id,
+                                               data=bytes(report.diff_bytes)))
+                    marked.append((report, assigned_at))
+            # Committed: fold them now (a restart would fold them from the database and file).
+            times = self._report_times[state.process_id]
+            for report, assigned_at in marked:
+                state.outstanding.pop(report.assignment_id, None)
+                times.append((now - assigned_at).total_seconds())
+            state.fold_reports([(report.diff, report.num_samples, report.metrics,
+                                 report.assignment_id) for report, _ in marked])
+            # Paused: the reports count, but the cycle closes only once resumed (its watcher).
+            # The close comes before the answers: a device told its report made the goal finds
+            # the next checkpoint.
+            try:
+                if state.reported >= config.max_diffs and not state.paused:
+                    self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
+            finally:
+                for report, _ in marked:
+                    report.outcome.set({"status": "success", "cycle": state.sequence})
 
     def _report_replicated(self, state: OpenCycle, config: ServerConfig, assignment_id: int,
                            diff, diff_bytes: bytes, num_samples: int,

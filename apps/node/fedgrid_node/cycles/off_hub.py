@@ -44,10 +44,19 @@ def run_off_hub(fn: Callable, *args: Any) -> Any:
 def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int,
                  coefficient: float | None = None) -> None:
     """Fold one report on `FOLD_THREADS` pool threads (disjoint slices), the hub stays free."""
+    fold_many_off_hub(running, [(diff, num_samples if coefficient is None else coefficient,
+                                 num_samples)])
+
+
+def fold_many_off_hub(running: RunningWeightedSum,
+                      reports: list[tuple[Any, float, int]]) -> None:
+    """Fold (diff, coefficient, weight) reports in order, each on `FOLD_THREADS` pool threads
+    (disjoint slices): one hand-off per thread for the whole batch, not per report."""
     pool = gevent.get_hub().threadpool
-    times = num_samples if coefficient is None else coefficient
-    parts = [pool.spawn(_outcome, running.fold_part, diff, times, part, FOLD_THREADS)
+    pairs = [(diff, coefficient) for diff, coefficient, _ in reports]
+    parts = [pool.spawn(_outcome, running.fold_parts, pairs, part, FOLD_THREADS)
              for part in range(FOLD_THREADS)]
     for part in parts:
         _unwrap(part.get())
-    running.finish_fold(num_samples)
+    for _, _, weight in reports:
+        running.finish_fold(weight)

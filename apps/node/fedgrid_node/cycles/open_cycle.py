@@ -13,8 +13,9 @@ import gevent.lock
 
 from .aggregation import RunningWeightedSum
 from .aggregators import FoldRule, Mean
-from .off_hub import fold_off_hub, run_off_hub
+from .off_hub import fold_many_off_hub, fold_off_hub, run_off_hub
 from .pace import CycleCounts
+from .report_batches import ReportBatches
 
 
 @dataclass
@@ -79,6 +80,8 @@ class OpenCycle:
     paused_since: datetime | None = None
     paused_seconds: float = 0.0
     lock: gevent.lock.RLock = field(default_factory=gevent.lock.RLock)
+    # A single Node's reports waiting to be stored, a batch at a time (report_batches.py).
+    reports: ReportBatches | None = None
     # Wakes the cycle's watcher early: a new lease, an extension, the goal or the close.
     wakeup: gevent.event.Event = field(default_factory=gevent.event.Event)
     watcher: gevent.Greenlet | None = None
@@ -122,6 +125,27 @@ class OpenCycle:
         self.num_samples += num_samples
         self.unclipped += int(within)
         self.fold_metrics(metrics, num_samples)
+
+    def fold_reports(self, reports: list[tuple[Mapping, int, Mapping[str, float] | None, int]]
+                     ) -> None:
+        """`fold_report` for a batch of acknowledged (diff, num_samples, metrics, assignment id)
+        reports, in order, on the thread pool: one hand-off per fold thread for the batch."""
+        def prepare_all():
+            return [self.rule.prepare(diff, num_samples) for diff, num_samples, _, _ in reports]
+
+        prepared = run_off_hub(prepare_all) if self.rule.clip is not None else prepare_all()
+        if self.rule.aggregator.streams:
+            fold_many_off_hub(self.running, [(diff, coefficient, weight) for (diff, *_), (
+                weight, coefficient, _) in zip(reports, prepared, strict=True)])
+        else:
+            for weight, _, _ in prepared:
+                self.running.finish_fold(weight)  # counted; combined from storage at the close
+        for (_, num_samples, metrics, assignment_id), (_, _, within) in zip(reports, prepared,
+                                                                           strict=True):
+            self.folded.add(assignment_id)
+            self.num_samples += num_samples
+            self.unclipped += int(within)
+            self.fold_metrics(metrics, num_samples)
 
     def fold_metrics(self, metrics: Mapping[str, float] | None, num_samples: int) -> None:
         self.metrics.add(metrics, num_samples)

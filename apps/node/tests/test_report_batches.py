@@ -1,0 +1,136 @@
+"""Group commit of reports (cycles/report_batches.py): the reports of a cycle that arrive while
+an earlier batch is being stored are decided, marked and folded together, and every one of them
+is answered exactly as if it had come alone.
+
+A Node in this process, whose fold is held on its pool thread: the reports sent meanwhile are
+seen waiting in the cycle's queue (the test waits on that state, not on time).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import gevent
+import numpy as np
+
+from fedgrid_node.cycles.aggregation import RunningWeightedSum
+from fedgrid_plans import tensors
+from tests.support.models import logistic_regression, random_diff
+
+from .test_diff_files import expected_checkpoint, in_process  # noqa: F401 (a fixture)
+from .test_late_reports import ADMIN, cycle_one, place
+
+__all__ = ["in_process"]
+
+
+def more_places(client, name: str, count: int) -> list[tuple[str, str]]:
+    places = []
+    for _ in range(count):
+        worker = client.post("/model-centric/authenticate",
+                             json={"model_name": name}).json["worker_id"]
+        answer = client.post("/model-centric/cycle-request",
+                             json={"worker_id": worker, "model": name}).json
+        assert answer["status"] == "accepted", answer
+        places.append((worker, answer["request_key"]))
+    return places
+
+
+def send(client, worker: str, key: str, seed: int, num_samples: int):
+    diff = tensors.encode(random_diff(logistic_regression()[1], seed))
+    return client.post("/model-centric/report", data=diff,
+                       query_string={"worker_id": worker, "request_key": key,
+                                     "num_samples": num_samples,
+                                     "metrics": json.dumps({"loss": float(seed)})},
+                       headers={"Content-Type": "application/octet-stream"})
+
+
+class HeldFold:
+    """Holds the first fold on its pool thread until released; later folds run freely."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.folding, self.release = threading.Event(), threading.Event()
+        real = RunningWeightedSum.fold_parts
+
+        def held(running, reports, part, parts):
+            if not self.release.is_set():
+                self.folding.set()
+                self.release.wait(30)
+            return real(running, reports, part, parts)
+
+        monkeypatch.setattr(RunningWeightedSum, "fold_parts", held)
+
+    def wait_until_folding(self) -> None:
+        while not self.folding.is_set():
+            gevent.sleep(0.001)  # (the hub must run for the first report to reach its fold)
+
+
+def start(in_process, monkeypatch, **server_config):
+    """Host a model, take 4 places, and record the size of every batch the engine stores."""
+    name, worker, key = place(in_process, cycle_length=600, **server_config)
+    places = [(worker, key), *more_places(in_process, name, 3)]
+    engine = in_process.application.extensions["fedgrid"].engine
+    batches: list[list[int]] = []
+    store = engine._store_reports
+
+    def recorded(state, batch):
+        batches.append(sorted(report.assignment_id for report in batch))
+        return store(state, batch)
+
+    monkeypatch.setattr(engine, "_store_reports", recorded)
+    return name, places, engine, batches
+
+
+def send_while_the_first_is_folded(in_process, monkeypatch, engine, places):
+    """Report from the first place and hold its fold; report from the three others meanwhile,
+    then release: the answers, in the order of the places."""
+    held = HeldFold(monkeypatch)
+    first = gevent.spawn(send, in_process, *places[0], seed=0, num_samples=5)
+    held.wait_until_folding()
+    rest = [gevent.spawn(send, in_process, *place, seed=index, num_samples=5 + index)
+            for index, place in enumerate(places[1:], start=1)]
+    (state,) = engine._open.values()
+    while state.reports is None or len(state.reports._waiting) < 3:
+        gevent.sleep(0.001)  # each checks and writes its diff, then queues
+    held.release.set()
+    return [greenlet.get(timeout=30) for greenlet in [first, *rest]]
+
+
+def retrieve(client, name: str, number: int) -> dict[str, np.ndarray]:
+    answer = client.get("/model-centric/retrieve-model", headers=ADMIN,
+                        query_string={"name": name, "checkpoint": number})
+    assert answer.status_code == 200, answer.json
+    return tensors.decode(answer.data)
+
+
+def test_reports_that_arrive_together_are_stored_in_one_batch(in_process, monkeypatch):
+    """Three reports sent while the first is folded are stored as one batch: one lock, one
+    transaction, one fold. All four are answered and counted, their metrics averaged, and the
+    goal's checkpoint is their weighted mean."""
+    name, places, engine, batches = start(in_process, monkeypatch, max_diffs=4)
+    answers = send_while_the_first_is_folded(in_process, monkeypatch, engine, places)
+    assert [answer.status_code for answer in answers] == [200] * 4, [a.json for a in answers]
+    assert [len(batch) for batch in batches] == [1, 3]
+    cycle = cycle_one(in_process, name)
+    assert (cycle["status"], cycle["reported"]) == ("completed", 4)
+    samples = [5, 6, 7, 8]
+    assert cycle["client_metrics"]["loss"] == sum(i * n for i, n in enumerate(samples)) / 26
+    expected = expected_checkpoint(list(enumerate(samples)))
+    for tensor, value in retrieve(in_process, name, 2).items():
+        np.testing.assert_allclose(value, expected[tensor], rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_past_the_goal_takes_only_what_the_goal_needs(in_process, monkeypatch):
+    """A goal of 2 and four places: with the first report in, a batch of three has room for one.
+    The earliest place of the batch counts; the other two hear `cycle_closed`, as they would have
+    one at a time, and are left out of the checkpoint."""
+    name, places, engine, batches = start(in_process, monkeypatch, max_diffs=2, max_workers=4)
+    answers = send_while_the_first_is_folded(in_process, monkeypatch, engine, places)
+    assert [len(batch) for batch in batches] == [1, 3]
+    assert [answer.status_code for answer in answers] == [200, 200, 409, 409]
+    assert {answer.json["error"]["code"] for answer in answers[2:]} == {"cycle_closed"}
+    cycle = cycle_one(in_process, name)
+    assert (cycle["status"], cycle["reported"]) == ("completed", 2)
+    expected = expected_checkpoint([(0, 5), (1, 6)])
+    for tensor, value in retrieve(in_process, name, 2).items():
+        np.testing.assert_allclose(value, expected[tensor], rtol=1e-5, atol=1e-6)
