@@ -1,7 +1,9 @@
 """Report ingest end to end over HTTP, durability on, against a bare transport in the same run.
 
 The baseline is a bare gevent pywsgi + Flask server (a subprocess, no database) that reads the
-same ~1 MiB report bodies and answers 200: what the HTTP stack alone allows on this machine. Then
+same ~1 MiB report bodies and answers 200: what the HTTP stack alone allows on this machine,
+measured right before each level of each Node (the machine is shared: a baseline taken minutes
+earlier would compare two different machines), with its CPU per report beside the Node's. Then
 a real Node on SQLite and, when FEDGRID_TEST_POSTGRES_URL is set, on PostgreSQL (a throw-away
 database) hosts a ~1 MiB model whose goal is never reached, and REPORTS reports of a ~1 MiB diff
 arrive from each number of concurrent devices in CLIENTS. Either way every acknowledged report's
@@ -212,7 +214,7 @@ def line(label: str, clients: int, result: dict, bare: dict | None) -> str:
 
 
 def measure_node(label: str, database_url: str | None, clients_list: list[int], reports: int,
-                 checkpoint, compiled, diff: bytes, bare: dict[int, dict]) -> None:
+                 checkpoint, compiled, diff: bytes, bare_server: BareServer) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         node = start_node(data_dir=Path(data_dir), database_url=database_url)
         total = reports * len(clients_list) + 20
@@ -223,10 +225,17 @@ def measure_node(label: str, database_url: str | None, clients_list: list[int], 
             rss_before = rss_bytes(node.process.pid)
             for index, clients in enumerate(clients_list):
                 batch = places[20 + index * reports: 20 + (index + 1) * reports]
+                # The baseline right before, at the same concurrency: the machine is shared,
+                # and a baseline taken minutes earlier compares two different machines.
+                bare_cpu = cpu_seconds(bare_server.process.pid)
+                bare = drive(bare_server.url, [("w", "k")] * reports, diff, clients)
+                bare_ms = (cpu_seconds(bare_server.process.pid) - bare_cpu) / reports * 1000
+                print(line("bare", clients, bare, None) + f", server CPU {bare_ms:.1f} ms/report",
+                      flush=True)
                 cpu_before = cpu_seconds(node.process.pid)
                 result = drive(node.url, batch, diff, clients)
                 cpu_ms = (cpu_seconds(node.process.pid) - cpu_before) / len(batch) * 1000
-                print(line(label, clients, result, bare.get(clients))
+                print(line(label, clients, result, bare)
                       + f", Node CPU {cpu_ms:.1f} ms/report, RSS "
                       f"{rss_bytes(node.process.pid) / 2**20:.0f} MiB", flush=True)
             rss_after = rss_bytes(node.process.pid)
@@ -255,36 +264,31 @@ def main() -> None:
     print(f"diff: {len(diff) / 2**20:.2f} MiB; {args.reports} reports per level; "
           f"cpus: {os.cpu_count()}", flush=True)
 
-    server = BareServer()
-    bare: dict[int, dict] = {}
-    try:
-        drive(server.url, [("w", "k")] * 20, diff, 4)
-        for clients in clients_list:
-            bare[clients] = drive(server.url, [("w", "k")] * args.reports, diff, clients)
-            print(line("bare", clients, bare[clients], None), flush=True)
-    finally:
-        server.stop()
-
     print(f"  {'disk':<12} fsync'd appends of the diff, 16 per fsync: "
           f"{disk_ceiling(diff, args.reports):7.1f} diffs/s (durable ingest's ceiling here)",
           flush=True)
-    for backend in args.backends.split(","):
-        if backend == "sqlite":
-            measure_node("sqlite", None, clients_list, args.reports, checkpoint, compiled, diff,
-                         bare)
-        else:
+    server = BareServer()
+    try:
+        drive(server.url, [("w", "k")] * 20, diff, 4)
+        for backend in args.backends.split(","):
+            if backend == "sqlite":
+                measure_node("sqlite", None, clients_list, args.reports, checkpoint, compiled,
+                             diff, server)
+                continue
             database = make_database_url("postgresql", Path(tempfile.mkdtemp()))
             url = database.url
             if args.pg_driver:
                 url = url.replace("postgresql://", f"postgresql+{args.pg_driver}://", 1)
             try:
                 measure_node(f"pg {args.pg_driver or ''}".strip(), url, clients_list,
-                             args.reports, checkpoint, compiled, diff, bare)
+                             args.reports, checkpoint, compiled, diff, server)
             finally:
                 try:
                     database.drop()
                 except Exception as exc:  # the figures are printed; say what is left behind
                     print(f"could not drop the throw-away database {database.name}: {exc}")
+    finally:
+        server.stop()
 
 
 if __name__ == "__main__":

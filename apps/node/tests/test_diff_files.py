@@ -178,14 +178,14 @@ def test_twins_of_a_report_sent_together_store_one_diff(in_process, tmp_path, mo
 
     _, worker, key = place(in_process, max_diffs=2, cycle_length=600)
     writing, release = threading.Event(), threading.Event()
-    real_write = diff_files_module._write_durably
+    real_write = diff_files_module._write
 
     def held_write(fd, offset, data):  # on a pool thread: hold the first copy's write
         writing.set()
         release.wait(30)
         return real_write(fd, offset, data)
 
-    monkeypatch.setattr(diff_files_module, "_write_durably", held_write)
+    monkeypatch.setattr(diff_files_module, "_write", held_write)
     first = gevent.spawn(send_report, in_process, worker, key)
     while not writing.is_set():
         gevent.sleep(0.001)  # (the hub must run for the first copy to reach its write)

@@ -13,15 +13,36 @@ import threading
 
 import gevent
 import numpy as np
+import pytest
+from sqlalchemy import update
 
+from fedgrid_node.config import NodeConfig
 from fedgrid_node.cycles.aggregation import RunningWeightedSum
+from fedgrid_node.cycles.statuses import AssignmentStatus
+from fedgrid_node.db.models import Assignment
 from fedgrid_plans import tensors
+from tests.support.databases import database_backends, make_database_url
 from tests.support.models import logistic_regression, random_diff
 
-from .test_diff_files import expected_checkpoint, in_process  # noqa: F401 (a fixture)
+from .test_diff_files import expected_checkpoint
 from .test_late_reports import ADMIN, cycle_one, place
 
-__all__ = ["in_process"]
+
+@pytest.fixture(params=database_backends())
+def in_process(request, tmp_path):
+    """A Node in this process (its fold can be held), on SQLite or PostgreSQL: the batch's one
+    statement for all its rows is the driver's executemany, which differs between the two."""
+    from fedgrid_node.app import create_app
+
+    database = make_database_url(request.param, tmp_path)
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token",
+                                database_url=database.url))
+    try:
+        yield app.test_client()
+    finally:
+        app.extensions["fedgrid"].engine.stop()
+        app.extensions["fedgrid"].engine.db.dispose()
+        database.drop()
 
 
 def more_places(client, name: str, count: int) -> list[tuple[str, str]]:
@@ -134,3 +155,31 @@ def test_a_batch_past_the_goal_takes_only_what_the_goal_needs(in_process, monkey
     expected = expected_checkpoint([(0, 5), (1, 6)])
     for tensor, value in retrieve(in_process, name, 2).items():
         np.testing.assert_allclose(value, expected[tensor], rtol=1e-5, atol=1e-6)
+
+
+def test_a_row_that_disagrees_with_memory_is_refused_alone(in_process, monkeypatch):
+    """While the batch of three waits, one of its rows stops being accepted behind the engine's
+    back (as a lease's expiry would be written). The batch's one statement then changes fewer
+    rows than it has reports: it is undone and decided row by row, so exactly that report is
+    refused, by its row's status, and the two others count."""
+    name, places, engine, _ = start(in_process, monkeypatch, max_diffs=5, max_workers=5)
+    held = HeldFold(monkeypatch)
+    first = gevent.spawn(send, in_process, *places[0], seed=0, num_samples=5)
+    held.wait_until_folding()
+    rest = [gevent.spawn(send, in_process, *place, seed=index, num_samples=5 + index)
+            for index, place in enumerate(places[1:], start=1)]
+    (state,) = engine._open.values()
+    while state.reports is None or len(state.reports._waiting) < 3:
+        gevent.sleep(0.001)
+    expired = state.reports._waiting[1].assignment_id
+    with engine.db.session() as session:
+        session.execute(update(Assignment).where(Assignment.id == expired)
+                        .values(status=AssignmentStatus.EXPIRED))
+    held.release.set()
+    answers = [greenlet.get(timeout=30) for greenlet in [first, *rest]]
+    by_id = {report_id: answer for report_id, answer in zip(
+        sorted(state.request_keys[key][0] for _, key in places), answers, strict=True)}
+    refused = by_id.pop(expired)
+    assert (refused.status_code, refused.json["error"]["code"]) == (409, "assignment_expired")
+    assert [answer.status_code for answer in by_id.values()] == [200] * 3
+    assert cycle_one(in_process, name)["reported"] == 3

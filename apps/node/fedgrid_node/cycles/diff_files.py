@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 from sqlalchemy import select
+
+from fedgrid_server.database import GroupFlush
 
 from ..db.models import Assignment, ReportDiff
 from .off_hub import run_off_hub
@@ -47,36 +50,49 @@ class DiffLocation:
 
     offset: int
     length: int
-    checksum: int  # CRC-32 of the bytes: a damaged file is told apart from a bad report
+    checksum: int  # CRC-32C of the bytes: a damaged file is told apart from a bad report
 
 
 class DiffUnreadable(Exception):
     """A stored diff's bytes are missing or do not match their checksum (the disk's fault)."""
 
 
-def _write_durably(fd: int, offset: int, data) -> int:
-    """On the thread pool: the bytes at their offset, then on the disk. Returns their CRC-32."""
+def checksum(data) -> int:
+    """CRC-32C (Castagnoli) of the bytes, in hardware where the CPU has it: ~0.03 ms a MiB here
+    against ~0.15 ms for zlib's CRC-32, on every report."""
+    # (Its C function takes bytes only: a WebSocket frame's view is copied, ~0.05 ms a MiB.)
+    return google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
+
+
+def _write(fd: int, offset: int, data) -> int:
+    """On the thread pool: the bytes at their offset (not yet flushed). Returns their checksum."""
     view = memoryview(data)
     written = 0
     while written < len(view):
         written += os.pwrite(fd, view[written:], offset + written)
-    os.fdatasync(fd)
-    return zlib.crc32(view)
+    return checksum(data)
 
 
 def _check_then_write(fd: int, offset: int, data, check: Callable[[], Any] | None):
-    """On the thread pool: the diff's check (nothing is written if it fails), then its bytes
-    on the disk. One hand-off for both. Returns (check's result, CRC-32)."""
+    """On the thread pool: the diff's check (nothing is written if it fails), then its bytes.
+    One hand-off for both. Returns (check's result, checksum)."""
     checked = check() if check is not None else None
-    return checked, _write_durably(fd, offset, data)
+    return checked, _write(fd, offset, data)
 
 
 def _read_checked(fd: int, location: DiffLocation) -> bytes:
     data = os.pread(fd, location.length, location.offset)
-    if len(data) != location.length or zlib.crc32(data) != location.checksum:
+    if len(data) != location.length or (location.checksum != checksum(data)
+                                         and location.checksum != _old_checksum(data)):
         raise DiffUnreadable(f"{location.length} bytes at offset {location.offset} are "
                              f"{'short' if len(data) != location.length else 'damaged'}")
     return data
+
+
+def _old_checksum(data) -> int | None:
+    """zlib's CRC-32, which diffs stored before CRC-32C carry: a cycle left open across the
+    upgrade still reads them (only ever computed for a diff CRC-32C finds damaged)."""
+    return zlib.crc32(data)
 
 
 class DiffFiles:
@@ -91,6 +107,9 @@ class DiffFiles:
         # Pool threads using a cycle's descriptor: a discarded file's descriptor is closed by
         # its last user, never under one (the number could be reused by another file).
         self._users: dict[int, int] = {}
+        # Per cycle: the appends written meanwhile share one fdatasync (each one journal commit
+        # of the file's new size on ext4; one per report was most of the disk's work).
+        self._flushes: dict[int, GroupFlush] = {}
 
     def path(self, cycle_id: int) -> Path:
         return self.directory / f"cycle-{cycle_id}.diffs"
@@ -113,8 +132,8 @@ class DiffFiles:
             self._ends[cycle_id] = os.fstat(fd).st_size
         return fd
 
-    def _use(self, cycle_id: int, work, *args):
-        fd = self._fd(cycle_id)
+    def _use(self, cycle_id: int, work, *args, fd: int | None = None):
+        fd = self._fd(cycle_id) if fd is None else fd
         self._users[fd] = self._users.get(fd, 0) + 1
         try:
             return run_off_hub(work, fd, *args)
@@ -127,9 +146,10 @@ class DiffFiles:
 
     def append(self, cycle_id: int, data, check: Callable[[], Any] | None = None
                ) -> tuple[DiffLocation, Any]:
-        """Run `check` (the diff's validation), then append the diff and flush it to the disk,
-        on one pool thread; the caller then commits where it is. Returns its location and what
-        `check` returned; what `check` raises is raised, with nothing written.
+        """Run `check` (the diff's validation), then append the diff, on one pool thread; then
+        flush it to the disk, with the appends written meanwhile. The caller then commits where
+        it is. Returns its location and what `check` returned; what `check` raises is raised,
+        with nothing written.
 
         The caller checks that the cycle is open right before (with no yield in between): an
         append after `discard` would make the file anew."""
@@ -142,7 +162,16 @@ class DiffFiles:
             if self._ends.get(cycle_id) == end:  # nothing was appended after: reuse the room
                 self._ends[cycle_id] = offset
             raise
+        flush = self._flushes.get(cycle_id)
+        if flush is None:
+            flush = self._flushes[cycle_id] = GroupFlush(lambda: self._flush(cycle_id))
+        flush.wait()
         return DiffLocation(offset, len(data), checksum), checked
+
+    def _flush(self, cycle_id: int) -> None:
+        fd = self._fds.get(cycle_id)
+        if fd is not None:  # (discarded: its cycle closed without these appends)
+            self._use(cycle_id, os.fdatasync, fd=fd)
 
     def read(self, cycle_id: int, location: DiffLocation) -> bytes:
         try:
@@ -155,6 +184,7 @@ class DiffFiles:
         checkpoint. An append still writing finishes into the unlinked file."""
         fd = self._fds.pop(cycle_id, None)
         self._ends.pop(cycle_id, None)
+        self._flushes.pop(cycle_id, None)
         if fd is not None and fd not in self._users:
             os.close(fd)
         self.path(cycle_id).unlink(missing_ok=True)
@@ -174,6 +204,7 @@ class DiffFiles:
                 os.close(fd)
         self._fds.clear()
         self._ends.clear()
+        self._flushes.clear()
 
 
 def reported_diffs(session, cycle_id: int) -> list[tuple[int, int, dict | None]]:
