@@ -3,7 +3,7 @@
 A report is durable once its diff is on disk *and* its assignment row says where. So the diff is
 appended to `<data dir>/diffs/cycle-<id>.diffs` and flushed to the disk (`fdatasync`) first, on
 the thread pool and outside the cycle's lock, several reports at once; only then, under the lock,
-one small transaction marks the assignment reported with the diff's offset, length and CRC-32.
+one small transaction marks the assignment reported with the diff's offset, length and CRC-32C.
 Until that commit the bytes belong to no one: a crash in between, or a report refused under the
 lock, leaves bytes that no row points to, which are never read and go with the file.
 
