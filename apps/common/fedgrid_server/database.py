@@ -17,7 +17,7 @@ import gevent.event
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -158,6 +158,20 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def connection(self, *, wait_for_disk: bool = True) -> Iterator[Connection]:
+        """`session` without the ORM, for hot paths that only run Core statements (the Session's
+        own bookkeeping was about a third of a report batch's database time). Commits on
+        success, rolls back on any exception; `rollback` inside starts over."""
+        engine = self.engine if wait_for_disk else self._relaxed_engine
+        with engine.connect() as connection:
+            try:
+                yield connection
+                connection.commit()
+            except BaseException:
+                connection.rollback()
+                raise
 
     def durable(self) -> None:
         """Return once every transaction this process committed so far is on disk."""

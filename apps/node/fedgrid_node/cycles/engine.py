@@ -1279,8 +1279,8 @@ class CycleEngine:
             # committed meanwhile (`durable`), before its answer. PostgreSQL's commit waits for
             # the disk cooperatively: the batch's own commit is its flush, one round trip fewer
             # than a separate one, and the batch after forms while it runs.
-            with self.db.session(wait_for_disk=not self.db.is_sqlite) as session:
-                marked = self._mark_batch(session, taken, now)
+            with self.db.connection(wait_for_disk=not self.db.is_sqlite) as connection:
+                marked = self._mark_batch(connection, taken, now)
             # Committed: fold them now (a restart would fold them from the database and file).
             times = self._report_times[state.process_id]
             for report, assigned_at in marked:
@@ -1321,8 +1321,8 @@ class CycleEngine:
                     if state.reported >= config.max_diffs and not state.paused:
                         raise _cycle_closed()  # the goal is in; the leader is closing it
                     self._check_on_time(state, config, assignment_id, now)
-                    assigned_at = self._mark_reported(session, assignment_id, now, num_samples,
-                                                      metrics)
+                    assigned_at = self._mark_reported(session.connection(), assignment_id, now,
+                                                      num_samples, metrics)
                     Cluster.announce(session, "report", state.process_id)  # the leader folds it
                 committed = True
                 self._reported(state, config, assignment_id, now, assigned_at, diff, num_samples,
@@ -1357,45 +1357,42 @@ class CycleEngine:
                 ReportDiff.assignment_id.in_(select(Assignment.id).where(
                     Assignment.status != AssignmentStatus.REPORTED))))
 
-    def _mark_batch(self, session, taken: list[PendingReport], now: datetime
+    def _mark_batch(self, connection, taken: list[PendingReport], now: datetime
                     ) -> list[tuple[PendingReport, datetime]]:
         """Mark a batch's reports reported (`_mark_reported`'s rule) in one statement run for
         every row (one round trip on PostgreSQL, in pipeline mode); the memory that let them into
         the batch says their rows are still accepted. Returns (report, assigned_at) of those
         marked; a report whose row no longer may report has its refusal set."""
-        connection = session.connection()
         if len(taken) > 1:
             rows = [self._mark_parameters(report.assignment_id, now, report.num_samples,
                                           report.metrics, report.location) for report in taken]
             if connection.execute(_MARK_MANY, rows).rowcount == len(taken):
-                ids = [report.assignment_id for report in taken]
-                assigned = dict(connection.execute(
-                    select(_assignments.c.id, _assignments.c.assigned_at)
-                    .where(_assignments.c.id.in_(ids))).all())
-                self._store_diffs_in_rows(session, taken)
+                assigned = dict(connection.execute(_ASSIGNED_AT, {
+                    "ids": [report.assignment_id for report in taken]}).all())
+                self._store_diffs_in_rows(connection, taken)
                 return [(report, assigned[report.assignment_id]) for report in taken]
             # Some row disagrees with memory (not expected: nothing else changes them): undo,
             # and decide the batch one row at a time to refuse exactly those.
-            session.rollback()
+            connection.rollback()
         marked = []
         for report in taken:
             try:
-                assigned_at = self._mark_reported(session, report.assignment_id, now,
+                assigned_at = self._mark_reported(connection, report.assignment_id, now,
                                                   report.num_samples, report.metrics,
                                                   report.location)
             except ApiError as refusal:  # (the row changed nothing: the others go on)
                 report.outcome.set_exception(refusal)
                 continue
             marked.append((report, assigned_at))
-        self._store_diffs_in_rows(session, [report for report, _ in marked])
+        self._store_diffs_in_rows(connection, [report for report, _ in marked])
         return marked
 
     @staticmethod
-    def _store_diffs_in_rows(session, reports: list[PendingReport]) -> None:
-        for report in reports:
-            if report.location is None:  # an engine without diff files (tests)
-                session.add(ReportDiff(assignment_id=report.assignment_id,
-                                       data=bytes(report.diff_bytes)))
+    def _store_diffs_in_rows(connection, reports: list[PendingReport]) -> None:
+        rows = [{"assignment_id": report.assignment_id, "data": bytes(report.diff_bytes)}
+                for report in reports if report.location is None]
+        if rows:  # an engine without diff files (tests)
+            connection.execute(ReportDiff.__table__.insert(), rows)
 
     @staticmethod
     def _mark_parameters(assignment_id: int, now: datetime, num_samples: int,
@@ -1408,7 +1405,7 @@ class CycleEngine:
             "diff_length": location.length if location else None,
             "diff_checksum": location.checksum if location else None}
 
-    def _mark_reported(self, session, assignment_id: int, now: datetime, num_samples: int,
+    def _mark_reported(self, connection, assignment_id: int, now: datetime, num_samples: int,
                        metrics: Mapping[str, float] | None,
                        location: DiffLocation | None = None) -> datetime:
         """Under the cycle's lock: the assignment reports now, if it still may, with where its
@@ -1416,10 +1413,11 @@ class CycleEngine:
         # Only if still accepted, decided by the row itself under the cycle lock: a twin request
         # may have reported, the lease may have run out or the cycle closed while the diff was
         # being checked.
-        assigned_at = session.connection().execute(_MARK_REPORTED, self._mark_parameters(
+        assigned_at = connection.execute(_MARK_REPORTED, self._mark_parameters(
             assignment_id, now, num_samples, metrics, location)).scalar()
         if assigned_at is None:  # say why not
-            status = session.scalar(select(Assignment.status).where(Assignment.id == assignment_id))
+            status = connection.scalar(select(Assignment.status)
+                                       .where(Assignment.id == assignment_id))
             if status is None:  # its process was deleted meanwhile
                 raise ApiError("process_unknown", "this model is no longer hosted", 404)
             self._check_may_report(status)
@@ -1691,6 +1689,8 @@ _MARK_MANY = (
             diff_checksum=bindparam("diff_checksum"))
 )
 _MARK_REPORTED = _MARK_MANY.returning(_assignments.c.assigned_at)
+_ASSIGNED_AT = (select(_assignments.c.id, _assignments.c.assigned_at)
+                .where(_assignments.c.id.in_(bindparam("ids", expanding=True))))
 
 
 def _diff_missing() -> ApiError:
