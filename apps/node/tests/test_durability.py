@@ -62,3 +62,70 @@ def test_kill_9_mid_cycle_gives_the_same_checkpoints(node_factory, backend):
         assert cycles[2]["status"] == "open" and cycles[2]["reported"] == 0
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_kill_9_amid_concurrent_reports_loses_and_doubles_nothing(node_factory, backend):
+    """Eight devices report at once, so reports are being checked, written to the cycle's diff
+    file, batched and committed when the Node is killed with -9 (once six are acknowledged).
+    After the restart every device sends its report again until it is answered, as the SDKs do:
+    an acknowledged one is `report_duplicate`, one committed but not yet answered too, and any
+    other is taken. The cycle closes at its goal of 24 on exactly one copy of each: its
+    checkpoint is their weighted mean (bytes a batch wrote but never committed are ignored)."""
+    import threading
+
+    import numpy as np
+    import requests
+
+    from fedgrid_plans import tensors
+
+    from .test_diff_files import expected_checkpoint
+
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    host(api, "crash", max_diffs=24, max_workers=24, cycle_length=600)
+    places = [request_place(api, "crash") for _ in range(24)]
+    acknowledged: set[int] = set()
+    enough = threading.Event()
+
+    def device(indices: range) -> None:
+        own = HttpApi(node.url, node.admin_token)
+        for index in indices:
+            worker, body = places[index]
+            try:
+                answer = report(own, worker, body, seed=index, num_samples=5 + index)
+            except requests.RequestException:
+                return  # the Node is gone
+            assert answer.status == 200, answer.body
+            acknowledged.add(index)
+            if len(acknowledged) >= 6:
+                enough.set()
+
+    devices = [threading.Thread(target=device, args=(range(first, 24, 8),)) for first in range(8)]
+    for thread in devices:
+        thread.start()
+    assert enough.wait(60), "six reports were not acknowledged"
+    node.kill()
+    for thread in devices:
+        thread.join(60)
+    node = node.restart()
+    try:
+        api = HttpApi(node.url, node.admin_token)
+        for index in sorted(set(range(24)) - acknowledged):
+            worker, body = places[index]
+            again = report(api, worker, body, seed=index, num_samples=5 + index)
+            assert again.status == 200 or (again.status, again.error_code) == (
+                409, "report_duplicate"), again.body
+        for index in sorted(acknowledged):
+            worker, body = places[index]
+            again = report(api, worker, body, seed=index, num_samples=5 + index)
+            assert (again.status, again.error_code) == (409, "report_duplicate"), again.body
+        cycle = api.call("cycles", {"name": "crash"}, admin=True).body["cycles"][0]
+        assert (cycle["status"], cycle["reported"]) == ("completed", 24)
+        checkpoint = tensors.decode(api.call("retrieve-model", {"name": "crash", "checkpoint": 2},
+                                             admin=True).content)
+        expected = expected_checkpoint([(index, 5 + index) for index in range(24)])
+        for name, value in checkpoint.items():
+            np.testing.assert_allclose(value, expected[name], rtol=1e-5, atol=1e-6)
+    finally:
+        node.stop()
