@@ -102,9 +102,10 @@ def start(in_process, monkeypatch, **server_config):
     return name, places, engine, batches
 
 
-def send_while_the_first_is_folded(in_process, monkeypatch, engine, places):
+def send_while_the_first_is_folded(in_process, monkeypatch, engine, places, meanwhile=None):
     """Report from the first place and hold its fold; report from the three others meanwhile,
-    then release: the answers, in the order of the places."""
+    (call `meanwhile` with their queued reports,) then release: the answers, in the order of
+    the places."""
     held = HeldFold(monkeypatch)
     first = gevent.spawn(send, in_process, *places[0], seed=0, num_samples=5)
     held.wait_until_folding()
@@ -113,6 +114,8 @@ def send_while_the_first_is_folded(in_process, monkeypatch, engine, places):
     (state,) = engine._open.values()
     while state.reports is None or len(state.reports._waiting) < 3:
         gevent.sleep(0.001)  # each checks and writes its diff, then queues
+    if meanwhile is not None:
+        meanwhile(state.reports._waiting)
     held.release.set()
     return [greenlet.get(timeout=30) for greenlet in [first, *rest]]
 
@@ -163,23 +166,19 @@ def test_a_row_that_disagrees_with_memory_is_refused_alone(in_process, monkeypat
     rows than it has reports: it is undone and decided row by row, so exactly that report is
     refused, by its row's status, and the two others count."""
     name, places, engine, _ = start(in_process, monkeypatch, max_diffs=5, max_workers=5)
-    held = HeldFold(monkeypatch)
-    first = gevent.spawn(send, in_process, *places[0], seed=0, num_samples=5)
-    held.wait_until_folding()
-    rest = [gevent.spawn(send, in_process, *place, seed=index, num_samples=5 + index)
-            for index, place in enumerate(places[1:], start=1)]
+    expired = []
+
+    def expire_one(waiting):
+        expired.append(waiting[1].assignment_id)
+        with engine.db.session() as session:
+            session.execute(update(Assignment).where(Assignment.id == expired[0])
+                            .values(status=AssignmentStatus.EXPIRED))
+
+    answers = send_while_the_first_is_folded(in_process, monkeypatch, engine, places, expire_one)
     (state,) = engine._open.values()
-    while state.reports is None or len(state.reports._waiting) < 3:
-        gevent.sleep(0.001)
-    expired = state.reports._waiting[1].assignment_id
-    with engine.db.session() as session:
-        session.execute(update(Assignment).where(Assignment.id == expired)
-                        .values(status=AssignmentStatus.EXPIRED))
-    held.release.set()
-    answers = [greenlet.get(timeout=30) for greenlet in [first, *rest]]
     by_id = {report_id: answer for report_id, answer in zip(
         sorted(state.request_keys[key][0] for _, key in places), answers, strict=True)}
-    refused = by_id.pop(expired)
+    refused = by_id.pop(expired[0])
     assert (refused.status_code, refused.json["error"]["code"]) == (409, "assignment_expired")
     assert [answer.status_code for answer in by_id.values()] == [200] * 3
     assert cycle_one(in_process, name)["reported"] == 3
