@@ -215,12 +215,15 @@ export function packTrainingGraph(graph, section) {
 
   const before = []; // nodes that split the packed inputs, ahead of the plan's nodes
   const after = []; // the flattening and concatenation of the outputs, and the new graph entries
+  // Vectors (biases) need no Reshape either way: every node, however small, costs a step time.
+  const isVector = (shape) => shape.length === 1;
   for (const input of inputs) {
-    const pieces = input.entries.map((entry) => `${input.name}/flat/${entry.name}`);
+    const pieces = input.entries.map((entry) => (isVector(entry.shape) ? entry.name : `${input.name}/flat/${entry.name}`));
     const sizes = `${input.name}/sizes`;
     after.push(int64Initializer(sizes, input.entries.map((entry) => entry.length)));
     before.push(node('Split', [input.name, sizes], pieces, `${input.name}/split`, [intAttribute('axis', 0)]));
     input.entries.forEach((entry, i) => {
+      if (isVector(entry.shape)) return;
       const shape = `${input.name}/shape/${entry.name}`;
       after.push(int64Initializer(shape, entry.shape));
       before.push(node('Reshape', [pieces[i], shape], [entry.name], `${input.name}/reshape/${entry.name}`));
@@ -229,8 +232,10 @@ export function packTrainingGraph(graph, section) {
   }
   const flatShape = `${output.name}/flat_shape`;
   after.push(int64Initializer(flatShape, [-1]));
-  const flattened = output.entries.map(({ entry }) => `${output.name}/flat/${entry.name}`);
-  output.entries.forEach(({ entry }, i) => after.push(node('Reshape', [entry.name, flatShape], [flattened[i]], `${output.name}/reshape/${entry.name}`)));
+  const flattened = output.entries.map(({ entry }) => (isVector(entry.shape) ? entry.name : `${output.name}/flat/${entry.name}`));
+  output.entries.forEach(({ entry }, i) => {
+    if (!isVector(entry.shape)) after.push(node('Reshape', [entry.name, flatShape], [flattened[i]], `${output.name}/reshape/${entry.name}`));
+  });
   after.push(node('Concat', flattened, [output.name], `${output.name}/concat`, [intAttribute('axis', 0)]));
   after.push(vectorValueInfo(GRAPH_OUTPUT, output.name, output.length));
 
