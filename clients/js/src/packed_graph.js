@@ -2,7 +2,7 @@
 // parameter. Every tensor that crosses session.run costs the runtime's binding about 1-2 µs
 // whatever its size (onnxruntime-node reads each input's fields through N-API and builds each
 // output as a new ArrayBuffer, Tensor and name; onnxruntime-web copies each into and out of the
-// WASM heap), and a small model's step moves 7-15 of them: a sixth of digits_mlp's step.
+// WASM heap), and a small model's step moves 7-15 of them: a fifth of digits_mlp's step.
 //
 // The rewritten graph takes each role's inputs (parameters, optimizer state, global parameters) as
 // one float32 vector, split back into the original tensors inside the graph, and returns its
@@ -215,7 +215,7 @@ export function packTrainingGraph(graph, section) {
 
   const before = []; // nodes that split the packed inputs, ahead of the plan's nodes
   const after = []; // the flattening and concatenation of the outputs, and the new graph entries
-  // Vectors (biases) need no Reshape either way: every node, however small, costs a step time.
+  // Vectors (biases) need no Reshape either way: each node, however small, adds to every step.
   const isVector = (shape) => shape.length === 1;
   for (const input of inputs) {
     const pieces = input.entries.map((entry) => (isVector(entry.shape) ? entry.name : `${input.name}/flat/${entry.name}`));
