@@ -59,6 +59,12 @@ function makeBatch(featureSize) {
 /** Runs inside Node.js and inside the page (the same function, serialised by playwright). */
 async function timeSteps(api, planBytes, startBytes, features, labels, seconds) {
   const executor = await api.PlanExecutor.create(planBytes);
+  // Labels in the plan's dtype, made once, as the Python side passes an int64 array (a page gets
+  // them as plain numbers: converting those every step is work the Python side does not do).
+  if (Array.isArray(labels)) {
+    const dtype = executor.labelsInput.dtype;
+    labels = dtype === 'int64' ? BigInt64Array.from(labels, (v) => BigInt(v)) : dtype === 'int32' ? Int32Array.from(labels) : Float32Array.from(labels);
+  }
   let params = api.parseSafetensors(startBytes).tensors;
   const state = executor.usesOptimizerState ? executor.initialOptimizerState() : undefined;
   for (let i = 0; i < 5; i += 1) params = (await executor.step(params, features, labels, { optimizerState: state })).parameters;

@@ -6,6 +6,7 @@
 import { FedgridError, TrainingStoppedError } from './errors.js';
 import { Plan } from './plan.js';
 import { defaultExecutionProviders, runtime, sessionDefaults } from './runtime.js';
+import { packTrainingGraph } from './packed_graph.js';
 import { MANIFEST_DTYPES } from './safetensors.js';
 import { SeededRandom } from './random.js';
 import { decodeTrainingState, encodeTrainingState } from './training_state.js';
@@ -50,9 +51,11 @@ export class PlanExecutor {
   // JavaScript around session.run is a measurable share of a step.
   #batchShapes = new Map();
   #learningRateFeed = null;
+  #batchTensors = { features: null, labels: null };
 
-  /** Use PlanExecutor.create(plan): sessions are created asynchronously. */
-  constructor(plan, trainSession) {
+  /** Use PlanExecutor.create(plan): sessions are created asynchronously. `packing`: the
+   *  session runs packTrainingGraph's form of the graph (src/packed_graph.js), or null. */
+  constructor(plan, trainSession, packing = null) {
     this.plan = plan;
     const { manifest } = plan;
     this.parameterSpecs = manifest.parameters;
@@ -72,6 +75,13 @@ export class PlanExecutor {
     this.labelShape = this.labelsInput.shape.slice(1).map(Number);
     this.labelSize = product(this.labelShape);
     this.session = trainSession;
+    this.packing = packing;
+    if (packing) {
+      const placed = new Map(packing.output.entries.map((placement) => [placement.entry.name, placement]));
+      // Per manifest output, in manifest order (results keep that order): its place in the packed
+      // output, or null where it is fetched as its own tensor.
+      this.outputPlacements = this.outputs.map((output) => placed.get(output.name) ?? null);
+    }
   }
 
   /** Feature and label dims for a batch size (a round has at most two: full and last batch). */
@@ -85,6 +95,17 @@ export class PlanExecutor {
     return shapes;
   }
 
+  /** The tensor over `data`: the previous step's when it was made over the same array (a round
+   *  gathers every full batch into the same buffer, a benchmark feeds one batch), since the
+   *  runtime reads a tensor's data when it runs, not when the tensor is made. */
+  #batchTensor(ort, which, dtype, data, dims) {
+    const last = this.#batchTensors[which];
+    if (last && last.data === data && last.dims === dims) return last.tensor;
+    const tensor = new ort.Tensor(dtype, data, dims);
+    this.#batchTensors[which] = { data, dims, tensor };
+    return tensor;
+  }
+
   /** The learning-rate scalar tensor, reused while the rate stays the same (tensors are never
    *  written to, so sharing one between steps is safe). */
   #learningRateTensor(ort, value) {
@@ -96,20 +117,28 @@ export class PlanExecutor {
 
   /**
    * @param {Plan|Uint8Array|ArrayBuffer} plan  a Plan or plan-file bytes
-   * @param {{executionProviders?: string[], verify?: boolean}} [options]  providers default to
-   *   defaultExecutionProviders(): WASM, or WebGPU then WASM in the WebGPU bundle
+   * @param {{executionProviders?: string[], verify?: boolean, packTensors?: boolean}} [options]
+   *   providers default to defaultExecutionProviders(): WASM, or WebGPU then WASM in the WebGPU
+   *   bundle. `packTensors` (default: true for plans of up to PACKED_PARAMETERS_LIMIT parameter
+   *   values) runs the graph with its parameters and results packed into a few flat tensors
+   *   (src/packed_graph.js): the same results, fewer tensors through the runtime per step.
    */
-  static async create(plan, { executionProviders = defaultExecutionProviders(), verify = true } = {}) {
+  static async create(plan, { executionProviders = defaultExecutionProviders(), verify = true, packTensors } = {}) {
     const parsed = plan instanceof Plan ? plan : Plan.fromBytes(plan);
     if (verify) await parsed.verify();
     const ort = runtime();
-    const session = await ort.InferenceSession.create(parsed.graphs.train, {
-      ...sessionDefaults(),
-      executionProviders,
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 3,
-    });
-    const executor = new PlanExecutor(parsed, session);
+    const options = { ...sessionDefaults(), executionProviders, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+    const parameterValues = parsed.manifest.parameters.reduce((sum, p) => sum + product(p.shape), 0);
+    let packing = (packTensors ?? parameterValues <= PACKED_PARAMETERS_LIMIT) ? packTrainingGraph(parsed.graphs.train, parsed.manifest.train) : null;
+    let session;
+    if (packing) {
+      // A graph the rewrite does not suit (a name it cannot reuse, an operator set it does not
+      // know) still trains, unpacked.
+      session = await ort.InferenceSession.create(packing.bytes, options).catch(() => null);
+      if (!session) packing = null;
+    }
+    session ??= await ort.InferenceSession.create(parsed.graphs.train, options);
+    const executor = new PlanExecutor(parsed, session, packing);
     executor.executionProviders = executionProviders; // for the forward session, made when needed
     return executor;
   }
@@ -157,13 +186,10 @@ export class PlanExecutor {
 
   get usesGlobalParameters() { return this.globalInputs.length > 0; }
 
-  /** Zeros for every optimizer-state entry (momentum buffers start at zero). */
+  /** Zeros for every optimizer-state entry (momentum buffers start at zero), as views of one
+   *  buffer: a packed session takes them as they lie. */
   initialOptimizerState() {
-    const state = {};
-    for (const entry of this.plan.manifest.optimizer_state ?? []) {
-      state[entry.parameter] = { dtype: 'F32', shape: [...entry.shape], data: new Float32Array(product(entry.shape)) };
-    }
-    return state;
+    return contiguousTensors((this.plan.manifest.optimizer_state ?? []).map((entry) => [entry.parameter, entry.shape]));
   }
 
   /**
@@ -186,10 +212,11 @@ export class PlanExecutor {
       throw new FedgridError(`a batch of ${batch} examples needs ${shapes.labelCount} label values, got ${labelValues.length}`);
     }
     const feeds = {
-      [this.featuresInput.name]: new ort.Tensor(this.featuresInput.dtype, featureValues, shapes.features),
-      [this.labelsInput.name]: new ort.Tensor(this.labelsInput.dtype, labelValues, shapes.labels),
+      [this.featuresInput.name]: this.#batchTensor(ort, 'features', this.featuresInput.dtype, featureValues, shapes.features),
+      [this.labelsInput.name]: this.#batchTensor(ort, 'labels', this.labelsInput.dtype, labelValues, shapes.labels),
       [this.learningRateInput]: this.#learningRateTensor(ort, learningRate ?? this.defaultLearningRate),
     };
+    if (this.packing) return this.#packedStep(ort, feeds, parameters, optimizerState, globalParameters);
     // The runtime reads inputs in place (no copy), so parameters go in as they are.
     feedTensors(ort, feeds, this.parameterInputs, parameters, 'parameter');
     if (this.usesOptimizerState) feedTensors(ort, feeds, this.stateInputs, optimizerState ?? this.initialOptimizerState(), 'optimizer state');
@@ -209,10 +236,99 @@ export class PlanExecutor {
     return { loss, metrics, parameters: updated, optimizerState: updatedState };
   }
 
+  /** step() on the packed graph: one flat tensor per input role in, one flat tensor out (and the
+   *  outputs it does not hold, such as an int64 sample count, as their own tensors). */
+  async #packedStep(ort, feeds, parameters, optimizerState, globalParameters) {
+    for (const input of this.packing.inputs) {
+      let source = parameters;
+      if (input.role === 'optimizer_state') source = optimizerState ?? this.initialOptimizerState();
+      else if (input.role === 'global_parameter') source = globalParameters ?? parameters;
+      feeds[input.name] = new ort.Tensor('float32', packedVector(input, source, input.what), input.dims);
+    }
+    const results = await this.session.run(feeds, this.packing.fetches);
+    const packed = results[this.packing.output.name].data;
+    if (packed.length !== this.packing.output.length) {
+      throw new FedgridError(`the training graph returned ${packed.length} values where its manifest's outputs hold ${this.packing.output.length}`);
+    }
+    let loss = 0;
+    const metrics = {};
+    const updated = {};
+    const updatedState = {};
+    for (let i = 0; i < this.outputs.length; i += 1) {
+      const output = this.outputs[i];
+      const placement = this.outputPlacements[i];
+      const { role } = output;
+      if (role === 'loss' || role === 'metric') {
+        const value = Number(placement ? packed[placement.offset] : results[output.name].data[0]);
+        if (role === 'loss') loss = value;
+        else metrics[output.metric] = value;
+      } else if (role === 'updated_parameter' || role === 'updated_optimizer_state') {
+        // Views of the packed output: the next step feeds them back as they lie.
+        const tensor = placement
+          ? { dtype: 'F32', shape: [...output.shape], data: packed.subarray(placement.offset, placement.offset + placement.length) }
+          : tensorOf(output, results[output.name]);
+        if (role === 'updated_parameter') updated[output.parameter] = tensor;
+        else updatedState[output.parameter] = tensor;
+      }
+    }
+    return { loss, metrics, parameters: updated, optimizerState: updatedState };
+  }
+
   async release() {
     await this.session?.release?.();
     if (this.forwardSession) await (await this.forwardSession).release?.();
   }
+}
+
+/** Plans with at most this many parameter values run packed by default. Packing saves a fixed
+ *  cost per tensor but adds a copy of every parameter into and out of the flat tensors inside the
+ *  graph: onnxruntime-node steps went 54 → 44 µs on digits_mlp (2,410 values), 601 → 593 µs on
+ *  digits_cnn (6,090), but 307 → 351 µs on mcmahan_2nn (199,210). docs/sdk-js.md, "Performance". */
+export const PACKED_PARAMETERS_LIMIT = 16384;
+
+/** Tensors {name: {dtype, shape, data}} for [name, shape] pairs, their data views of one
+ *  zero-filled buffer in that order. */
+function contiguousTensors(pairs) {
+  const buffer = new Float32Array(pairs.reduce((sum, [, shape]) => sum + product(shape), 0));
+  const tensors = {};
+  let offset = 0;
+  for (const [name, shape] of pairs) {
+    const length = product(shape);
+    tensors[name] = { dtype: 'F32', shape: [...shape], data: buffer.subarray(offset, offset + length) };
+    offset += length;
+  }
+  return tensors;
+}
+
+/** One packed input's vector: the source tensors' data where they already lie in the packed
+ *  layout, one after the other in one buffer (the previous step's output, a round's start), else a
+ *  new copy (a new one each time, so that concurrent steps never share it). */
+function packedVector(input, source, what) {
+  const { entries } = input;
+  for (const entry of entries) {
+    const tensor = source[entry.parameter];
+    if (!tensor) throw new FedgridError(`${what} '${entry.parameter}' is missing`);
+    if (tensor.data.length !== entry.length) {
+      throw new FedgridError(`${what} '${entry.parameter}' holds ${tensor.data.length} values, its shape [${entry.shape}] needs ${entry.length}`);
+    }
+  }
+  const first = source[entries[0].parameter].data;
+  if (first instanceof Float32Array) {
+    const start = first.byteOffset - entries[0].offset * 4;
+    let inPlace = start >= 0;
+    for (let i = 1; inPlace && i < entries.length; i += 1) {
+      const data = source[entries[i].parameter].data;
+      inPlace = data instanceof Float32Array && data.buffer === first.buffer && data.byteOffset === start + entries[i].offset * 4;
+    }
+    if (inPlace) return new Float32Array(first.buffer, start, input.length);
+  }
+  const vector = new Float32Array(input.length);
+  for (const entry of entries) vector.set(source[entry.parameter].data, entry.offset);
+  return vector;
+}
+
+function tensorOf(output, value) {
+  return { dtype: MANIFEST_DTYPES[output.dtype], shape: [...value.dims], data: value.data };
 }
 
 function feedTensors(ort, feeds, entries, source, what) {
@@ -235,13 +351,16 @@ function gatherRows(source, target, order, begin, size, width) {
   }
 }
 
+/** A copy of the plan's parameters, as views of one buffer in checkpoint order (the order of a
+ *  packed session's parameter inputs, so its steps and FedProx anchor feed it without a copy). */
 function copyTensors(tensors, names) {
-  const out = {};
   for (const name of names) {
-    const t = tensors[name];
-    if (!t) throw new FedgridError(`the checkpoint has no parameter '${name}' that the plan needs`);
-    out[name] = { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) };
+    const tensor = tensors[name];
+    if (!tensor) throw new FedgridError(`the checkpoint has no parameter '${name}' that the plan needs`);
+    if (tensor.data.length !== product(tensor.shape)) throw new FedgridError(`parameter '${name}' holds ${tensor.data.length} values, not ${product(tensor.shape)} (shape [${tensor.shape}])`);
   }
+  const out = contiguousTensors(names.map((name) => [name, tensors[name].shape]));
+  for (const name of names) out[name].data.set(tensors[name].data);
   return out;
 }
 
@@ -311,8 +430,10 @@ export async function trainLocally(executor, parameters, options) {
       if (settings.shuffle) {
         gatherRows(featureValues, batchFeatures, run.order, begin, size, featureSize);
         gatherRows(labelValues, batchLabels, run.order, begin, size, labelWidth);
-        stepFeatures = batchFeatures.subarray(0, size * featureSize);
-        stepLabels = batchLabels.subarray(0, size * labelWidth);
+        // A full batch is the buffers themselves, the same arrays every update (the step reuses
+        // their tensors); only an epoch's last, smaller batch is a view.
+        stepFeatures = size === settings.batchSize ? batchFeatures : batchFeatures.subarray(0, size * featureSize);
+        stepLabels = size === settings.batchSize ? batchLabels : batchLabels.subarray(0, size * labelWidth);
       } else {
         // In order: the batch is a contiguous run of examples, fed where it lies.
         stepFeatures = featureValues.subarray(begin * featureSize, (begin + size) * featureSize);

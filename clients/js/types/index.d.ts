@@ -75,7 +75,10 @@ export type Features = Float32Array | ArrayLike<number>[] | number[][] | number[
 export type Labels = ArrayLike<number> | BigInt64Array;
 
 export class PlanExecutor {
-  static create(plan: Plan | ArrayBuffer | ArrayBufferView, options?: { executionProviders?: string[]; verify?: boolean }): Promise<PlanExecutor>;
+  /** `packTensors` (default: true for plans of up to 16,384 parameter values) runs the training
+   *  graph with parameters, state and results packed into a few flat tensors: the same results,
+   *  fewer tensors through the runtime per step (docs/sdk-js.md, "Performance"). */
+  static create(plan: Plan | ArrayBuffer | ArrayBufferView, options?: { executionProviders?: string[]; verify?: boolean; packTensors?: boolean }): Promise<PlanExecutor>;
   readonly plan: Plan;
   readonly parameterNames: string[];
   readonly featureShape: number[];
