@@ -134,6 +134,36 @@ def test_a_damaged_diff_is_named_and_the_rest_restored(node_factory, backend):
     node.stop()
 
 
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_committed_report_whose_diff_never_reached_the_disk_is_taken_again(node_factory,
+                                                                            backend):
+    """A report's row commits beside its diff's flush; the machine stops before the flush
+    (here: the file is cut short where the second diff starts, as if its bytes never left the
+    page cache). The report was never answered, so its device sends it again: after the restart
+    its place is open, the resend is taken (not `report_duplicate`), and the checkpoint holds it
+    once."""
+    node = node_factory(backend)
+    api, places = two_of_three_reported(node)
+    (assignment_id, offset), = query(node, "SELECT id, diff_offset FROM assignments "
+                                           "WHERE status = 'reported' ORDER BY diff_offset DESC "
+                                           "LIMIT 1")
+    node.kill()
+    path = next((node.data_dir / "diffs").glob("cycle-*.diffs"))
+    with open(path, "r+b") as file:
+        file.truncate(offset)
+
+    node = node.restart()
+    api = HttpApi(node.url, node.admin_token)
+    assert f"the report of assignment {assignment_id} is lost" in node.log_path.read_text()
+    assert api.call("cycles", {"name": "files"}, admin=True).body["cycles"][0]["reported"] == 1
+    worker, body = places[1]
+    assert report(api, worker, body, seed=1, num_samples=6).status == 200
+    worker, body = places[2]
+    assert report(api, worker, body, seed=2, num_samples=7).status == 200
+    assert_checkpoint(api, 2, [(0, 5), (1, 6), (2, 7)])
+    node.stop()
+
+
 @pytest.fixture
 def in_process(tmp_path):
     """A Node in this process (its functions can be held or made to fail) and its test client."""

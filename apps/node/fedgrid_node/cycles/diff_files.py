@@ -1,11 +1,15 @@
 """Where a single Node keeps the diffs of its open cycles: one append-only file per cycle.
 
 A report is durable once its diff is on disk *and* its assignment row says where. So the diff is
-appended to `<data dir>/diffs/cycle-<id>.diffs` and flushed to the disk (`fdatasync`) first, on
-the thread pool and outside the cycle's lock, several reports at once; only then, under the lock,
-one small transaction marks the assignment reported with the diff's offset, length and CRC-32C.
-Until that commit the bytes belong to no one: a crash in between, or a report refused under the
-lock, leaves bytes that no row points to, which are never read and go with the file.
+appended to `<data dir>/diffs/cycle-<id>.diffs` first, on the thread pool and outside the cycle's
+lock; then, under the lock, a small transaction marks the assignment reported with the diff's
+offset, length and CRC-32C; the report is answered once both the file (`fdatasync`, shared by the
+appends written meanwhile) and that commit are on the disk, the two flushes running side by side.
+Until the commit the bytes belong to no one: a crash in between, or a report refused under the
+lock, leaves bytes that no row points to, which are never read and go with the file. A machine
+that stops (power, kernel) after the commit but before the file's flush can leave a row whose
+bytes never reached the disk: its report was never answered, so a restart opens its place again
+for the device's resend (engine.py, `_reopen_unreadable`).
 
 Why not the database, as before: writing a megabyte into SQLite or PostgreSQL *is* the cost of a
 report. A lone SQLite commit of a 1 MiB blob took ~7.8 ms here against ~0.5 ms for the small
@@ -107,9 +111,7 @@ class DiffFiles:
         # Pool threads using a cycle's descriptor: a discarded file's descriptor is closed by
         # its last user, never under one (the number could be reused by another file).
         self._users: dict[int, int] = {}
-        # Per cycle: the appends written meanwhile share one fdatasync (each one journal commit
-        # of the file's new size on ext4; one per report was most of the disk's work).
-        self._flushes: dict[int, GroupFlush] = {}
+        self._flushes: dict[int, GroupFlush] = {}  # per cycle: see `flush`
 
     def path(self, cycle_id: int) -> Path:
         return self.directory / f"cycle-{cycle_id}.diffs"
@@ -146,10 +148,9 @@ class DiffFiles:
 
     def append(self, cycle_id: int, data, check: Callable[[], Any] | None = None
                ) -> tuple[DiffLocation, Any]:
-        """Run `check` (the diff's validation), then append the diff, on one pool thread; then
-        flush it to the disk, with the appends written meanwhile. The caller then commits where
-        it is. Returns its location and what `check` returned; what `check` raises is raised,
-        with nothing written.
+        """Run `check` (the diff's validation), then append the diff, on one pool thread. The
+        bytes are not on the disk yet: `flush` puts them there. Returns its location and what
+        `check` returned; what `check` raises is raised, with nothing written.
 
         The caller checks that the cycle is open right before (with no yield in between): an
         append after `discard` would make the file anew."""
@@ -162,11 +163,16 @@ class DiffFiles:
             if self._ends.get(cycle_id) == end:  # nothing was appended after: reuse the room
                 self._ends[cycle_id] = offset
             raise
+        return DiffLocation(offset, len(data), checksum), checked
+
+    def flush(self, cycle_id: int) -> None:
+        """Return once every diff appended to the cycle's file so far is on the disk: one
+        `fdatasync` for all the appends written meanwhile (each is a journal commit of the
+        file's new size on ext4; one per report was most of the disk's work)."""
         flush = self._flushes.get(cycle_id)
         if flush is None:
             flush = self._flushes[cycle_id] = GroupFlush(lambda: self._flush(cycle_id))
         flush.wait()
-        return DiffLocation(offset, len(data), checksum), checked
 
     def _flush(self, cycle_id: int) -> None:
         fd = self._fds.get(cycle_id)

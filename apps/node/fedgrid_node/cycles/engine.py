@@ -305,9 +305,10 @@ class CycleEngine:
                 try:
                     data = read_diff(session, self.diff_files, assignment_id)
                 except DiffUnreadable as problem:
-                    # The disk lost an acknowledged diff: say so loudly, restore the rest.
                     log.error("cycle %s of %s: the report of assignment %s is lost: %s",
                               cycle.sequence, process.name, assignment_id, problem)
+                    if self.cluster is None:
+                        self._reopen_unreadable(session, state, assignment_id)
                     continue
                 state.fold_report(decode_accepted(data, encoding), num_samples, metrics,
                                   off_hub=False, assignment_id=assignment_id)
@@ -327,6 +328,23 @@ class CycleEngine:
             # The watcher closes a restored cycle that had reached its goal before a crash at once.
             state.watcher = gevent.spawn(self._watch, state)
         return state
+
+    @staticmethod
+    def _reopen_unreadable(session, state: OpenCycle, assignment_id: int) -> None:
+        """At a restart, a reported row whose diff cannot be read: open its place again, as
+        accepted, until its lease's end. Either the machine stopped between the report's commit
+        and its file's flush (the report was never answered: its device sends it again, and the
+        resend is taken instead of being told `report_duplicate`), or the disk damaged an
+        acknowledged diff (lost either way: its device has moved on, and the place expires)."""
+        expires_at, request_key, worker_id = session.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment_id)
+            .values(status=AssignmentStatus.ACCEPTED, reported_at=None, num_samples=None,
+                    metrics=None, diff_offset=None, diff_length=None, diff_checksum=None)
+            .returning(Assignment.expires_at, Assignment.request_key, Assignment.worker_id)
+        ).one()
+        state.outstanding[assignment_id] = expires_at or state.deadline
+        state.request_keys[request_key] = (assignment_id, worker_id)
 
     @staticmethod
     def _load_request_memory(session, state: OpenCycle, config: ServerConfig) -> None:
@@ -1239,11 +1257,24 @@ class CycleEngine:
                                "kept: send it again later", 503) from None
         if state.reports is None:
             state.reports = ReportBatches(partial(self._store_reports, state))
+        # The diff's flush to the disk runs beside its batch and the batch's own flush: the
+        # answer waits for both, not for one after the other (two waits in a row, each shared
+        # with the reports written meanwhile, were most of a report's time at 64 devices). A
+        # stop of the machine in between is `_reopen_unreadable`'s case.
+        on_disk = (gevent.spawn(_outcome_of, self.diff_files.flush, cycle_id)
+                   if location is not None else None)
         answer = state.reports.submit(PendingReport(
             assignment_id, num_samples, metrics, diff, location,
             diff_bytes=diff_bytes if location is None else None))
         if self.db.is_sqlite:
             self.db.durable()  # acknowledged only once on disk (see `_store_reports`)
+        if on_disk is not None and (failure := on_disk.get()) is not None:
+            # Counted, but not known to be on the disk: no `success`. The resend is told
+            # `report_duplicate` (it is counted); the log says the disk is failing.
+            log.error("cycle %s of %s: a report's diff could not be flushed to the disk: %s",
+                      state.sequence, state.label, failure)
+            raise ApiError("storage_unavailable",
+                           "the Node could not confirm this report on its disk", 503)
         return answer
 
     def _store_reports(self, state: OpenCycle, batch: list[PendingReport]) -> None:
@@ -1691,6 +1722,16 @@ _MARK_MANY = (
 _MARK_REPORTED = _MARK_MANY.returning(_assignments.c.assigned_at)
 _ASSIGNED_AT = (select(_assignments.c.id, _assignments.c.assigned_at)
                 .where(_assignments.c.id.in_(bindparam("ids", expanding=True))))
+
+
+def _outcome_of(work: Callable[..., Any], *args: Any) -> Exception | None:
+    """For a greenlet whose failure its spawner reports: the exception, returned (a greenlet
+    dying of one would print it as unhandled)."""
+    try:
+        work(*args)
+    except Exception as failure:
+        return failure
+    return None
 
 
 def _diff_missing() -> ApiError:
