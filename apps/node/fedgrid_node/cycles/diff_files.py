@@ -169,6 +169,8 @@ class DiffFiles:
         """Return once every diff appended to the cycle's file so far is on the disk: one
         `fdatasync` for all the appends written meanwhile (each is a journal commit of the
         file's new size on ext4; one per report was most of the disk's work)."""
+        if cycle_id not in self._fds:
+            return  # discarded: its cycle closed, and nothing of it is read any more
         flush = self._flushes.get(cycle_id)
         if flush is None:
             flush = self._flushes[cycle_id] = GroupFlush(lambda: self._flush(cycle_id))
