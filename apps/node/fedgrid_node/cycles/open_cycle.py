@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import gevent
 import gevent.event
@@ -15,6 +16,9 @@ from .aggregation import RunningWeightedSum
 from .aggregators import FoldRule, Mean
 from .off_hub import fold_off_hub, run_off_hub
 from .pace import CycleCounts
+
+if TYPE_CHECKING:
+    from .place_writer import QueuedPlace
 
 
 @dataclass
@@ -67,6 +71,10 @@ class OpenCycle:
     # request key -> (assignment id, worker id) of the places handed out in this cycle (a single
     # Node matches reports to them from memory; an entry counts only while in `outstanding`)
     request_keys: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # A single Node's training places taken but not written yet (place_writer.py), by worker:
+    # they count as taken, and leave (into `outstanding`, or given back) when their batch is
+    # written, under `lock`.
+    placing: dict[str, QueuedPlace] = field(default_factory=dict)
     # Set (under `lock`) once the cycle is completed or abandoned: whoever waited on the lock
     # must look up the process's open cycle again instead of acting on this one.
     closed: bool = False
@@ -101,7 +109,7 @@ class OpenCycle:
 
     @property
     def places_taken(self) -> int:
-        return self.reported + len(self.outstanding)
+        return self.reported + len(self.outstanding) + len(self.placing)
 
     def fold_report(self, diff: Mapping, num_samples: int, metrics: Mapping[str, float] | None,
                     *, off_hub: bool, assignment_id: int | None = None) -> None:
