@@ -66,12 +66,16 @@ def stored_places(db, process_id: int) -> dict[str, str]:
         return dict(session.execute(select(Assignment.worker_id, Assignment.request_key)).all())
 
 
-def count_statements(db, prefix: str) -> list[str]:
-    """Every statement starting with `prefix` that either engine sends from now on."""
+def inserts_places(statement: str) -> bool:
+    return "INSERT INTO ASSIGNMENTS" in statement.upper()
+
+
+def place_inserts(db) -> list[str]:
+    """Every statement that inserts assignments, sent by either engine from now on."""
     seen: list[str] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith(prefix):
+        if inserts_places(statement):
             seen.append(statement)
 
     for engine in (db.engine, db._relaxed_engine):
@@ -82,7 +86,7 @@ def count_statements(db, prefix: str) -> list[str]:
 def test_concurrent_acceptances_share_one_insert_and_never_exceed_the_cohort(node):
     db, engine = node
     process_id, workers = hosted(db, engine, max_workers=20)
-    inserts = count_statements(db, "INSERT INTO ASSIGNMENTS")
+    inserts = place_inserts(db)
     answers = ask_at_once(engine, process_id, workers)
     accepted = {worker: answer["request_key"]
                 for worker, answer in zip(workers, answers, strict=True)
@@ -124,7 +128,7 @@ def test_a_failed_write_gives_the_places_back(node):
     process_id, workers = hosted(db, engine, max_workers=3)
 
     def refuse(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith("INSERT INTO ASSIGNMENTS"):
+        if inserts_places(statement):
             raise RuntimeError("the database is unreachable")
 
     event.listen(db._relaxed_engine, "before_cursor_execute", refuse)

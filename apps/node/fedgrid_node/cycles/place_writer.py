@@ -34,16 +34,17 @@ lock.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 
 from ..db.database import Database
-from ..db.models import Assignment
+from ..db.models import Assignment, Cycle
 from .figures import save_figures
 from .open_cycle import OpenCycle
 from .statuses import AssignmentStatus, AssignmentTask
@@ -52,8 +53,9 @@ from .statuses import AssignmentStatus, AssignmentTask
 GATHER_SECONDS = 0.002
 
 _ASSIGNMENTS = Assignment.__table__
-# One statement for the whole batch (SQLAlchemy sends the rows as one multi-row INSERT, the ids
-# come back with their request keys, whatever order the database returns them in).
+_CYCLES = Cycle.__table__
+# SQLite: one statement for the whole batch (SQLAlchemy sends the rows as one multi-row INSERT;
+# the ids come back with their request keys, whatever order the database returns them in).
 _INSERT_PLACES = insert(_ASSIGNMENTS).returning(_ASSIGNMENTS.c.id, _ASSIGNMENTS.c.request_key)
 
 
@@ -123,27 +125,64 @@ class PlaceWriter:
             self._writer = None
 
     def _write(self, state: OpenCycle, places: list[QueuedPlace]) -> list[QueuedPlace]:
-        with state.lock:
-            if state.closed:
-                for place in places:
-                    state.placing.pop(place.worker_id, None)
-                    place.outcome.set(None)
-                return []
+        """Write a cycle's queued places and its figures in one transaction, under its lock."""
+        if self.db.is_sqlite:
+            # SQLite's calls block the hub: nothing else runs while this holds the lock anyway.
+            with state.lock:
+                if state.closed:
+                    return self._closed(state, places)
+                try:
+                    with self.db.session(wait_for_disk=False) as session:
+                        ids = dict(session.connection().execute(
+                            _INSERT_PLACES, [place.row(state.cycle_id) for place in places]
+                        ).all())
+                        save_figures(session, state)
+                except Exception as exc:
+                    return self._failed(state, places, exc)
+                return self._written(state, places, ids)
+        # PostgreSQL: every round trip under the lock yields, and other requests queue on the lock
+        # meanwhile, so the lock waits for one: the connection is taken (and pinged) first, and
+        # the rows and the figures are one statement, its own transaction.
+        failure: Exception | None = None
+        with ExitStack() as connected:
             try:
-                with self.db.session(wait_for_disk=False) as session:
-                    ids = {key: row_id for row_id, key in session.connection().execute(
-                        _INSERT_PLACES, [place.row(state.cycle_id) for place in places])}
-                    save_figures(session, state)  # the figures ride along in the same commit
+                connection = connected.enter_context(self.db.statements(wait_for_disk=False))
             except Exception as exc:
-                for place in places:
-                    state.placing.pop(place.worker_id, None)
-                    place.outcome.set_exception(exc)
-                self._given_back(state)
-                return []
-            for place in places:
-                state.placing.pop(place.worker_id, None)
-                self._placed(state, place, ids[place.request_key])
-            return places
+                failure = exc
+            with state.lock:
+                if state.closed:
+                    return self._closed(state, places)
+                if failure is None:
+                    try:
+                        ids = dict(connection.execute(_places_with_figures(state, places)).all())
+                    except Exception as exc:
+                        failure = exc
+                if failure is not None:
+                    return self._failed(state, places, failure)
+                return self._written(state, places, ids)
+
+    @staticmethod
+    def _closed(state: OpenCycle, places: list[QueuedPlace]) -> list[QueuedPlace]:
+        for place in places:
+            state.placing.pop(place.worker_id, None)
+            place.outcome.set(None)
+        return []
+
+    def _failed(self, state: OpenCycle, places: list[QueuedPlace],
+                failure: Exception) -> list[QueuedPlace]:
+        for place in places:
+            state.placing.pop(place.worker_id, None)
+            place.outcome.set_exception(failure)
+        self._given_back(state)
+        return []
+
+    def _written(self, state: OpenCycle, places: list[QueuedPlace],
+                 ids: dict[int, str]) -> list[QueuedPlace]:
+        by_key = {key: row_id for row_id, key in ids.items()}
+        for place in places:
+            state.placing.pop(place.worker_id, None)
+            self._placed(state, place, by_key[place.request_key])
+        return places
 
     def _announce(self, places: list[QueuedPlace]) -> None:
         try:
@@ -154,6 +193,17 @@ class PlaceWriter:
             return
         for place in places:
             place.outcome.set(place.answer)
+
+
+def _places_with_figures(state: OpenCycle, places: list[QueuedPlace]):
+    """PostgreSQL: the rows and the cycle's figures in one statement (data-modifying CTEs run
+    once, referenced or not)."""
+    placed = (insert(_ASSIGNMENTS).values([place.row(state.cycle_id) for place in places])
+              .returning(_ASSIGNMENTS.c.id, _ASSIGNMENTS.c.request_key).cte("placed"))
+    figures = (update(_CYCLES).where(_CYCLES.c.id == state.cycle_id)
+               .values(requests=state.requests, rejected=dict(state.rejected))
+               .returning(_CYCLES.c.id).cte("figures"))
+    return select(placed.c.id, placed.c.request_key).add_cte(figures)
 
 
 def _gather() -> None:
