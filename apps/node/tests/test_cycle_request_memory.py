@@ -215,6 +215,9 @@ def test_a_burst_of_acceptances_fills_the_cohort_exactly_and_survives_kill_9(nod
     node = node.restart()
     try:
         api = HttpApi(node.url, node.admin_token)
+        figures = cycles_of(api, name)[0]  # (written with the places, and with the rejections)
+        assert (figures["accepted"], figures["requests"], figures["rejected"]) == (
+            12, 30, {"cycle_full": 18})
         for worker in workers:  # each device gets back what it was told, nothing more
             _, again = request_place(api, name, worker)
             assert again.get("request_key") == accepted.get(worker), again

@@ -15,7 +15,7 @@ from fedgrid_node.cycles.engine import CycleEngine
 from fedgrid_node.cycles.process_control import ProcessControl
 from fedgrid_node.cycles.selection import Speeds
 from fedgrid_node.db.database import Database
-from fedgrid_node.db.models import Assignment, Worker
+from fedgrid_node.db.models import Assignment, Cycle, Worker
 from fedgrid_node.model_centric.hosting import host_training
 from fedgrid_server.config import normalize_database_url
 from tests.support.databases import database_backends, make_database_url
@@ -99,6 +99,21 @@ def test_concurrent_acceptances_share_one_insert_and_never_exceed_the_cohort(nod
     assert 1 <= len(inserts) <= 2, inserts
     state = engine.open_cycle(process_id)
     assert (state.accepted, len(state.outstanding), state.placing) == (20, 20, {})
+    with db.session() as session:  # the figures, committed with the places and the rejections
+        cycle = session.get(Cycle, state.cycle_id)
+        assert (cycle.requests, cycle.rejected) == (40, {"cycle_full": 20})
+
+
+def test_the_places_write_the_cycles_figures_with_them(node):
+    """Acceptances alone (no rejection writes the figures after them): the request counts are
+    committed in the places' own transaction."""
+    db, engine = node
+    process_id, workers = hosted(db, engine, max_workers=5)
+    answers = ask_at_once(engine, process_id, workers[:5])
+    assert [a["status"] for a in answers] == ["accepted"] * 5
+    with db.session() as session:
+        cycle = session.get(Cycle, engine.open_cycle(process_id).cycle_id)
+        assert (cycle.requests, cycle.rejected or {}) == (5, {})
 
 
 def test_a_place_whose_cycle_closes_before_it_is_written_is_decided_again(node):

@@ -78,7 +78,7 @@ from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import run_off_hub
-from .open_cycle import MetricTally, OpenCycle
+from .open_cycle import Leases, MetricTally, OpenCycle
 from .pace import typical_duration
 from .place_writer import PlaceInFlight, PlaceWriter, QueuedPlace
 from .privacy.accountant import load_in_background as load_accountant_in_background
@@ -448,7 +448,7 @@ class CycleEngine:
                     self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
                 elif now >= state.deadline:
                     self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.DEADLINE)
-                elif state.outstanding and min(state.outstanding.values()) <= now:
+                elif (earliest := state.earliest_lease()) is not None and earliest <= now:
                     self._expire_leases(state)
                 else:
                     state.wakeup.clear()
@@ -516,9 +516,9 @@ class CycleEngine:
             select(Assignment.id, Assignment.status, Assignment.expires_at)
             .where(Assignment.cycle_id == state.cycle_id, Assignment.task == AssignmentTask.TRAIN)
         ).all()
-        state.outstanding = {aid: expires or state.deadline
-                             for aid, status, expires in assignments
-                             if status == AssignmentStatus.ACCEPTED}
+        state.outstanding = Leases({aid: expires or state.deadline
+                                    for aid, status, expires in assignments
+                                    if status == AssignmentStatus.ACCEPTED})
         state.expired = sum(1 for _, status, _ in assignments
                             if status == AssignmentStatus.EXPIRED)
         state.accepted = max(state.accepted, len(assignments))

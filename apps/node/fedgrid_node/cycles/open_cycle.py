@@ -37,6 +37,60 @@ class MetricTally:
         return {key: self.sums[key] / self.weights[key] for key in self.sums if self.weights[key]}
 
 
+class Leases(dict):
+    """assignment id -> end of its lease, with the earliest end kept: every cycle-request (pace
+    steering's `next_lease_expiry_seconds`) and every wake of the watcher asks for it, and a
+    `min` over a large cohort's leases cost each of them ~10 µs per 1,000 places. A new lease
+    keeps the answer up to date; any other change has it recomputed at the next ask."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._earliest: datetime | None = None
+        self._known = not self  # `_earliest` is the minimum (an empty table's is None)
+
+    def earliest(self) -> datetime | None:
+        if not self._known:
+            self._earliest = min(self.values(), default=None)
+            self._known = True
+        return self._earliest
+
+    def __setitem__(self, assignment_id: int, expires: datetime) -> None:
+        if self._known and assignment_id not in self:
+            if self._earliest is None or expires < self._earliest:
+                self._earliest = expires
+        else:
+            self._known = False  # (a lease changed: it may have been the earliest)
+        super().__setitem__(assignment_id, expires)
+
+    def __delitem__(self, assignment_id: int) -> None:
+        super().__delitem__(assignment_id)
+        self._known = False
+
+    def pop(self, *args):
+        self._known = False
+        return super().pop(*args)
+
+    def popitem(self):
+        self._known = False
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self._known = False
+
+    def update(self, *args, **kwargs) -> None:
+        super().update(*args, **kwargs)
+        self._known = False
+
+    def setdefault(self, *args):
+        self._known = False
+        return super().setdefault(*args)
+
+    def __ior__(self, other):
+        self._known = False
+        return super().__ior__(other)
+
+
 @dataclass
 class OpenCycle:
     cycle_id: int
@@ -60,7 +114,7 @@ class OpenCycle:
     requests: int = 0
     rejected: Counter = field(default_factory=Counter)
     # assignment id -> end of its lease, for every accepted assignment that has not reported
-    outstanding: dict[int, datetime] = field(default_factory=dict)
+    outstanding: Leases = field(default_factory=Leases)
     # A single Node only (replicas read the database): the workers that have an assignment row
     # in this cycle, whatever its task or status, so that a request from any other worker (a
     # device turned away, the usual request) is decided without looking for its row; and, with
@@ -139,11 +193,16 @@ class OpenCycle:
 
     def next_wake(self) -> datetime:
         """When the watcher must act next: the deadline, or the first lease to run out."""
-        return min([self.deadline, *self.outstanding.values()])
+        earliest = self.earliest_lease()
+        return self.deadline if earliest is None else min(self.deadline, earliest)
+
+    def earliest_lease(self) -> datetime | None:
+        """The end of the first outstanding lease (None without any)."""
+        return self.outstanding.earliest()
 
     def counts(self, now: datetime, typical_cycle_seconds: float | None) -> CycleCounts:
         """What selection and pace steering need to know about this cycle right now."""
-        next_expiry = min(self.outstanding.values(), default=None)
+        next_expiry = self.earliest_lease()
         return CycleCounts(
             places_taken=self.places_taken,
             requests=self.requests,

@@ -41,11 +41,10 @@ from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 
 from ..db.database import Database
 from ..db.models import Assignment, Cycle
-from .figures import save_figures
 from .open_cycle import OpenCycle
 from .statuses import AssignmentStatus, AssignmentTask
 
@@ -57,6 +56,15 @@ _CYCLES = Cycle.__table__
 # SQLite: one statement for the whole batch (SQLAlchemy sends the rows as one multi-row INSERT;
 # the ids come back with their request keys, whatever order the database returns them in).
 _INSERT_PLACES = insert(_ASSIGNMENTS).returning(_ASSIGNMENTS.c.id, _ASSIGNMENTS.c.request_key)
+# figures.py `save_figures`, built once (the ORM statement cost the writer a fifth of its time).
+_SAVE_FIGURES = (update(_CYCLES).where(_CYCLES.c.id == bindparam("cycle_id"))
+                 .values(requests=bindparam("figure_requests"),
+                         rejected=bindparam("figure_rejected", type_=_CYCLES.c.rejected.type)))
+
+
+def _figures(state: OpenCycle) -> dict[str, Any]:
+    return {"cycle_id": state.cycle_id, "figure_requests": state.requests,
+            "figure_rejected": dict(state.rejected)}
 
 
 @dataclass(eq=False)
@@ -133,10 +141,11 @@ class PlaceWriter:
                     return self._closed(state, places)
                 try:
                     with self.db.session(wait_for_disk=False) as session:
-                        ids = dict(session.connection().execute(
+                        connection = session.connection()
+                        ids = dict(connection.execute(
                             _INSERT_PLACES, [place.row(state.cycle_id) for place in places]
                         ).all())
-                        save_figures(session, state)
+                        connection.execute(_SAVE_FIGURES, _figures(state))
                 except Exception as exc:
                     return self._failed(state, places, exc)
                 return self._written(state, places, ids)
@@ -202,7 +211,7 @@ def _places_with_figures(state: OpenCycle, places: list[QueuedPlace]):
               .returning(_ASSIGNMENTS.c.id, _ASSIGNMENTS.c.request_key).cte("placed"))
     figures = (update(_CYCLES).where(_CYCLES.c.id == state.cycle_id)
                .values(requests=state.requests, rejected=dict(state.rejected))
-               .returning(_CYCLES.c.id).cte("figures"))
+               .returning(_CYCLES.c.id).cte("figures"))  # (figures.py `save_figures`'s)
     return select(placed.c.id, placed.c.request_key).add_cte(figures)
 
 
