@@ -10,11 +10,12 @@ acceptances/s on SQLite, ~530/s on PostgreSQL.
 So the place is *taken* in memory under the cycle's lock (`OpenCycle.placing`, counted in
 `places_taken`, so the next request's decision already sees it) and *written* by one greenlet for
 every place queued meanwhile: it takes the cycle's lock, inserts the rows in one statement, writes
-the cycle's figures once and commits without waiting for the disk; then, outside the lock, one
-shared flush (`Database.durable`) and every device of the batch is answered. The writer holds the
-lock while it writes, so the rows and the cycle's memory change together as before: a close or an
-expiry sees a place either before it is written (still in `placing`) or after (a row and an
-`outstanding` lease), never half.
+the cycle's figures once and commits without waiting for the disk (on PostgreSQL all of it is one
+statement in its own transaction, a single round trip under the lock); then, outside the lock,
+one shared flush (`Database.durable`) and every device of the batch is answered. The writer
+holds the lock while it writes, so the rows and the cycle's memory change together as before: a
+close or an expiry sees a place either before it is written (still in `placing`) or after (a row
+and an `outstanding` lease), never half.
 
 What can happen to a queued place before it is written:
 - its cycle closed first (deadline, goal, stop, delete): nothing is written and its request is
