@@ -1,7 +1,8 @@
 """A single Node's new training places are taken in memory under the cycle's lock and written in
 shared transactions (cycles/place_writer.py): concurrent acceptances share one INSERT and one
-commit, the cohort limit holds, a place whose cycle closes before it is written is decided again,
-and a failed write gives the places back. The engine runs in-process on each backend, its
+commit, the cohort limit holds, the figures ride along, a device asking again meanwhile gets the
+same place, a place whose cycle closes before it is written is decided again, and a failed write
+gives the places back. The engine runs in-process on each backend, its
 requests in greenlets."""
 
 from __future__ import annotations
@@ -114,6 +115,16 @@ def test_the_places_write_the_cycles_figures_with_them(node):
     with db.session() as session:
         cycle = session.get(Cycle, engine.open_cycle(process_id).cycle_id)
         assert (cycle.requests, cycle.rejected or {}) == (5, {})
+
+
+def test_a_device_asking_again_while_its_place_is_written_gets_the_same_place(node):
+    db, engine = node
+    process_id, workers = hosted(db, engine, max_workers=3)
+    answers = ask_at_once(engine, process_id, [workers[0]] * 3)
+    assert {a["status"] for a in answers} == {"accepted"}
+    assert len({a["request_key"] for a in answers}) == 1
+    assert stored_places(db, process_id) == {workers[0]: answers[0]["request_key"]}
+    assert engine.open_cycle(process_id).accepted == 1
 
 
 def test_a_place_whose_cycle_closes_before_it_is_written_is_decided_again(node):

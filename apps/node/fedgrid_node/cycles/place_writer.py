@@ -34,6 +34,7 @@ lock.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -48,6 +49,8 @@ from ..db.database import Database
 from ..db.models import Assignment, Cycle
 from .open_cycle import OpenCycle
 from .statuses import AssignmentStatus, AssignmentTask
+
+log = logging.getLogger("fedgrid.node.cycles")
 
 # The longest a write waits for more requests to join it (as FigureWriter's).
 GATHER_SECONDS = 0.002
@@ -126,7 +129,15 @@ class PlaceWriter:
                 batch, self._queued = self._queued, {}
                 written: list[QueuedPlace] = []
                 for state, places in batch.values():
-                    written += self._write(state, places)
+                    try:
+                        written += self._write(state, places)
+                    except Exception as exc:  # (a bug: its requests must not wait forever)
+                        log.exception("could not write %d places of cycle %s", len(places),
+                                      state.cycle_id)
+                        for place in places:
+                            if not place.outcome.ready():
+                                state.placing.pop(place.worker_id, None)
+                                place.outcome.set_exception(exc)
                 if written:
                     # The flush runs beside the next batch's write (both share GroupFlush).
                     gevent.spawn(self._announce, written)
@@ -143,13 +154,13 @@ class PlaceWriter:
                 try:
                     with self.db.session(wait_for_disk=False) as session:
                         connection = session.connection()
-                        ids = dict(connection.execute(
+                        rows = connection.execute(
                             _INSERT_PLACES, [place.row(state.cycle_id) for place in places]
-                        ).all())
+                        ).all()
                         connection.execute(_SAVE_FIGURES, _figures(state))
                 except Exception as exc:
                     return self._failed(state, places, exc)
-                return self._written(state, places, ids)
+                return self._written(state, places, rows)
         # PostgreSQL: every round trip under the lock yields, and other requests queue on the lock
         # meanwhile, so the lock waits for one: the connection is taken (and pinged) first, and
         # the rows and the figures are one statement, its own transaction.
@@ -164,12 +175,12 @@ class PlaceWriter:
                     return self._closed(state, places)
                 if failure is None:
                     try:
-                        ids = dict(connection.execute(_places_with_figures(state, places)).all())
+                        rows = connection.execute(_places_with_figures(state, places)).all()
                     except Exception as exc:
                         failure = exc
                 if failure is not None:
                     return self._failed(state, places, failure)
-                return self._written(state, places, ids)
+                return self._written(state, places, rows)
 
     @staticmethod
     def _closed(state: OpenCycle, places: list[QueuedPlace]) -> list[QueuedPlace]:
@@ -187,8 +198,9 @@ class PlaceWriter:
         return []
 
     def _written(self, state: OpenCycle, places: list[QueuedPlace],
-                 ids: dict[int, str]) -> list[QueuedPlace]:
-        by_key = {key: row_id for row_id, key in ids.items()}
+                 rows: list[tuple[int, str]]) -> list[QueuedPlace]:
+        """The rows are committed: each place takes its row id (rows are (id, request key))."""
+        by_key = {key: row_id for row_id, key in rows}
         for place in places:
             state.placing.pop(place.worker_id, None)
             self._placed(state, place, by_key[place.request_key])
