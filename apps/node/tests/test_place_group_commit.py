@@ -2,8 +2,7 @@
 shared transactions (cycles/place_writer.py): concurrent acceptances share one INSERT and one
 commit, the cohort limit holds, the figures ride along, a device asking again meanwhile gets the
 same place, a place whose cycle closes before it is written is decided again, and a failed write
-gives the places back. The engine runs in-process on each backend, its
-requests in greenlets."""
+gives the places back. The engine runs in-process on each backend, its requests in greenlets."""
 
 from __future__ import annotations
 
