@@ -173,6 +173,17 @@ class Database:
                 connection.rollback()
                 raise
 
+    @contextmanager
+    def statements(self, *, wait_for_disk: bool = True) -> Iterator[Connection]:
+        """A connection on which every statement is its own transaction (autocommit), checked
+        out (and, on PostgreSQL, pinged) now. For a write that is one statement: no BEGIN and no
+        COMMIT of its own, so on PostgreSQL it costs one round trip instead of three; a caller
+        that must not yield while it holds a lock takes the connection before the lock.
+        ``wait_for_disk=False`` as for `session`."""
+        engine = self.engine if wait_for_disk else self._relaxed_engine
+        with engine.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
     def durable(self) -> None:
         """Return once every transaction this process committed so far is on disk."""
         self._group_flush.wait()
@@ -193,9 +204,8 @@ class Database:
             if database and database != ":memory:":
                 gevent.get_hub().threadpool.apply(_sync_file, (f"{database}-wal",))
             return
-        with self.engine.connect() as connection:
+        with self.statements() as connection:  # its own transaction: one round trip
             connection.execute(text("SELECT pg_logical_emit_message(true, 'fedgrid', '')"))
-            connection.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -211,6 +211,38 @@ def test_a_relaxed_commit_is_visible_at_once_and_durable_after_the_shared_flush(
         test_db.drop()
 
 
+@pytest.mark.parametrize("backend", database_backends())
+@pytest.mark.parametrize("wait_for_disk", [True, False])
+def test_statements_commit_each_on_its_own_and_leave_the_pool_transactional(
+        backend, tmp_path, wait_for_disk):
+    """`statements()` runs each statement as its own transaction (one round trip on
+    PostgreSQL); the connection goes back to the pool transactional, as sessions expect."""
+    class OneConnection(Database):
+        migrations_dir = migrations(tmp_path)
+        pool_size, max_overflow = 1, 0  # the next session gets the same connection
+
+    test_db = make_database_url(backend, tmp_path)
+    config = ServiceConfig(database_url=test_db.url, data_dir=tmp_path / "data")
+    db = OneConnection(config.resolved_database_url())
+    other = OneConnection(config.resolved_database_url())
+    try:
+        db.upgrade()
+        with db.statements(wait_for_disk=wait_for_disk) as connection:
+            connection.execute(things.insert().values(name="at once"))
+            with other.session() as session:  # another connection sees it: committed already
+                assert session.scalars(select(things.c.name)).all() == ["at once"]
+        session_of = db.session if wait_for_disk else lambda: db.session(wait_for_disk=False)
+        with pytest.raises(RuntimeError), session_of() as session:
+            session.execute(things.insert().values(name="rolled back"))
+            raise RuntimeError("rolled back")
+        with db.session() as session:
+            assert session.scalars(select(things.c.name)).all() == ["at once"]
+    finally:
+        db.dispose()
+        other.dispose()
+        test_db.drop()
+
+
 def test_callers_waiting_together_share_flushes():
     """A flush covers the commits made before it started: callers arriving during one wait for
     it, then share the next one."""

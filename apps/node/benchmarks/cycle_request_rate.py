@@ -7,7 +7,9 @@ each figure is printed with its ratio to it.
 
 - rejections: CONNECTIONS devices ask again as soon as they are answered (closed loop) on a model
   whose only place is taken: rejected `cycle_full`;
-- acceptances: ACCEPTS devices of a model with a place for each ask once (closed loop);
+- acceptances: ACCEPTS devices of a model with a place for each ask once (closed loop), after
+  CONNECTIONS others took a place (warm-up: the first requests after a hosting read the model's
+  row and open pool connections);
 - open loop: rejections sent at a fixed OFFERED rate whatever the answers' pace (as independent
   devices do) for SECONDS, latency percentiles counted from each request's scheduled moment (so a
   Node that falls behind shows its queueing delay).
@@ -29,6 +31,12 @@ run back to back:
     PostgreSQL  GET /health 1976/s -> 1870/s; rejections 388/s (0.20) -> 3028/s (1.62);
                 acceptances 305/s -> 531/s; open loop 500/s: fell behind (386/s, p99 1.5 s)
                 -> 500/s, p99 10.0 ms
+
+and before and after places were taken in memory and written in shared transactions
+(cycles/place_writer.py), two pairs back to back (with the acceptances' warm-up):
+
+    SQLite      acceptances 907/s, 802/s -> 2249/s, 3123/s
+    PostgreSQL  acceptances 476/s, 356/s -> 1657/s, 1985/s
 """
 
 from __future__ import annotations
@@ -107,11 +115,17 @@ def measure(backend: str, args) -> None:
               f"p99 {rejections.percentile(0.99) * 1000:.1f} ms; "
               f"{figures['rejected']['cycle_full']} rejections counted)", flush=True)
         if args.accepts:
-            host(api, "bench-accept", args.accepts)
+            warm = args.connections
+            host(api, "bench-accept", warm + args.accepts)
             workers = [api.call("authenticate", {"model_name": "bench-accept"}).body["worker_id"]
-                       for _ in range(args.accepts)]
+                       for _ in range(warm + args.accepts)]
+            # warm-up: the first requests after a hosting read the model from the database (its
+            # name is not in memory yet) on pool connections opened for them
+            checked(closed_loop(address, [cycle_request(w, "bench-accept") for w in workers[:warm]],
+                                expect=b'"accepted"', connections=args.connections, **load),
+                    "acceptances' warm-up")
             accepts = checked(closed_loop(address, [cycle_request(w, "bench-accept")
-                                                    for w in workers],
+                                                    for w in workers[warm:]],
                                           expect=b'"accepted"', connections=args.connections,
                                           **load), "acceptances")
             print(f"cycle-request ({backend}): acceptances {accepts.rate:.0f}/s "

@@ -187,3 +187,40 @@ def test_an_answered_place_survives_kill_9(node_factory, backend):
         assert report(api, worker, body, seed=1).status == 200
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize("backend", database_backends())
+def test_a_burst_of_acceptances_fills_the_cohort_exactly_and_survives_kill_9(node_factory,
+                                                                            backend):
+    """Places are taken in memory and written in shared transactions (place_writer.py): however
+    many devices ask at once, the cohort is filled exactly, and every place a device was told
+    about is committed before the answer, so a crash right after keeps them all."""
+    node = node_factory(backend)
+    api = HttpApi(node.url, node.admin_token)
+    name = unique_name()
+    host(api, name, max_diffs=12, max_workers=12, cycle_length=600)
+    workers = [api.call("authenticate", {"model_name": name}).body["worker_id"]
+               for _ in range(30)]
+
+    def ask(worker: str) -> dict:
+        return requests.post(f"{node.url}/model-centric/cycle-request", timeout=30,
+                             json={"worker_id": worker, "model": name, "version": "1"}).json()
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = dict(zip(workers, pool.map(ask, workers), strict=True))
+    accepted = {w: a["request_key"] for w, a in answers.items() if a["status"] == "accepted"}
+    assert len(accepted) == 12
+    assert {a["reason"] for a in answers.values() if a["status"] != "accepted"} == {"cycle_full"}
+    node.kill()
+    node = node.restart()
+    try:
+        api = HttpApi(node.url, node.admin_token)
+        figures = cycles_of(api, name)[0]  # (written with the places, and with the rejections)
+        assert (figures["accepted"], figures["requests"], figures["rejected"]) == (
+            12, 30, {"cycle_full": 18})
+        for worker in workers:  # each device gets back what it was told, nothing more
+            _, again = request_place(api, name, worker)
+            assert again.get("request_key") == accepted.get(worker), again
+        assert cycles_of(api, name)[0]["accepted"] == 12
+    finally:
+        node.stop()

@@ -79,8 +79,9 @@ from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
 from .off_hub import run_off_hub
-from .open_cycle import MetricTally, OpenCycle
+from .open_cycle import Leases, MetricTally, OpenCycle
 from .pace import typical_duration
+from .place_writer import PlaceInFlight, PlaceWriter, QueuedPlace
 from .privacy.accountant import load_in_background as load_accountant_in_background
 from .report_batches import PendingReport, ReportBatches
 from .report_checks import TensorSpec, check_diff
@@ -207,6 +208,9 @@ class CycleEngine:
         self.cluster: Cluster | None = None
         # A single Node's cycle-requests: workers, model names and ended processes, in memory.
         self.lookups = RequestLookups()
+        # A single Node's new training places, written in shared transactions (place_writer.py).
+        self._place_writer = PlaceWriter(db, placed=self._placed,
+                                         given_back=lambda state: self._wake(state.process_id))
 
     @property
     def leading(self) -> bool:
@@ -464,7 +468,7 @@ class CycleEngine:
                     self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.GOAL)
                 elif now >= state.deadline:
                     self.close_cycle(state.process_id, state.cycle_id, reason=CloseReason.DEADLINE)
-                elif state.outstanding and min(state.outstanding.values()) <= now:
+                elif (earliest := state.earliest_lease()) is not None and earliest <= now:
                     self._expire_leases(state)
                 else:
                     state.wakeup.clear()
@@ -532,9 +536,9 @@ class CycleEngine:
             select(Assignment.id, Assignment.status, Assignment.expires_at)
             .where(Assignment.cycle_id == state.cycle_id, Assignment.task == AssignmentTask.TRAIN)
         ).all()
-        state.outstanding = {aid: expires or state.deadline
-                             for aid, status, expires in assignments
-                             if status == AssignmentStatus.ACCEPTED}
+        state.outstanding = Leases({aid: expires or state.deadline
+                                    for aid, status, expires in assignments
+                                    if status == AssignmentStatus.ACCEPTED})
         state.expired = sum(1 for _, status, _ in assignments
                             if status == AssignmentStatus.EXPIRED)
         state.accepted = max(state.accepted, len(assignments))
@@ -837,6 +841,15 @@ class CycleEngine:
             # Taken before deciding, so a change that happens while we decide still wakes us.
             changed = self._changes.setdefault(process_id, gevent.event.Event())
             answer = self._try_place(worker_id, process_id, speeds, attempt)
+            if isinstance(answer, PlaceInFlight):
+                answer.wait()  # this worker's earlier request is being placed: then decide again
+                continue
+            if isinstance(answer, QueuedPlace):
+                # Taken under the lock, answered once its batch is committed and on disk.
+                answer = answer.settled()
+                if answer is None:  # its cycle closed before it was written
+                    continue
+                break
             if answer is _RETRY:
                 continue
             if answer is not _WAIT:
@@ -898,6 +911,8 @@ class CycleEngine:
         now = utcnow()
         attempt.count_in(state)
         counts = state.counts(now, self.typical_cycle_seconds(process_id))
+        if worker_id in state.placing:
+            return PlaceInFlight(state.placing[worker_id])
         existing = None
         if self.cluster is not None or worker_id in state.workers:
             existing = session.scalar(
@@ -915,7 +930,9 @@ class CycleEngine:
         if existing is not None and existing.status == AssignmentStatus.ACCEPTED:
             # A retry after a lost answer: hand back the same place (one per worker/cycle).
             return self._accepted_answer(session, self.hosted(session, process_id), state,
-                                         existing, now)
+                                         existing.request_key,
+                                         existing.expires_at or state.deadline, existing.task,
+                                         now)
         if state.paused:  # (a place already held is handed back above: it may report)
             return self._paused_answer(process_id, config, state, attempt)
         if existing is not None and existing.status != AssignmentStatus.EXPIRED:
@@ -1024,6 +1041,15 @@ class CycleEngine:
         expires = min(state.deadline, now + lease) if training else now + lease
         if training and config.secure_aggregation is not None:
             expires = state.deadline  # a secure cohort, once fixed, keeps its places
+        elif training and existing is None and self.cluster is None:
+            # The usual place: taken in memory now, written with the others queued meanwhile.
+            request_key = secrets.token_urlsafe(32)
+            answer = self._accepted_answer(session, process, state, request_key, expires,
+                                           AssignmentTask.TRAIN, now)
+            attempt.unsaved.pop(state.cycle_id, None)  # (the figures ride along in its commit)
+            place = QueuedPlace(worker_id, request_key, now, expires, answer)
+            self._place_writer.queue(state, place)
+            return place
         assignment = existing
         replaced_key = None
         if assignment is None:
@@ -1040,7 +1066,8 @@ class CycleEngine:
         assignment.expires_at = expires
         save_figures(session, state)  # the figures ride along in the place's own commit
         session.flush()
-        answer = self._accepted_answer(session, process, state, assignment, now)
+        answer = self._accepted_answer(session, process, state, assignment.request_key, expires,
+                                       task, now)
         session.commit()  # the place is committed before it is counted or announced
         attempt.wrote = True  # (and on disk before it is answered: `request_cycle`)
         attempt.unsaved.pop(state.cycle_id, None)
@@ -1067,12 +1094,22 @@ class CycleEngine:
             "version": state.version,
         }
 
-    def _accepted_answer(self, session, process: HostedProcess, state: OpenCycle, assignment,
+    def _placed(self, state: OpenCycle, place: QueuedPlace, assignment_id: int) -> None:
+        """A queued place's row is committed (under the cycle's lock): it counts as `_accept`'s
+        places do from now on."""
+        state.workers.add(place.worker_id)
+        state.accepted += 1
+        state.outstanding[assignment_id] = place.expires_at
+        state.request_keys[place.request_key] = (assignment_id, place.worker_id)
+        self._places[place.request_key] = state
+        state.wakeup.set()  # the watcher may need to wake for this lease
+
+    def _accepted_answer(self, session, process: HostedProcess, state: OpenCycle,
+                         request_key: str, expires: datetime, task: str,
                          now: datetime) -> dict:
-        expires = assignment.expires_at or state.deadline
         return {
             "status": AssignmentStatus.ACCEPTED.value,
-            "request_key": assignment.request_key,
+            "request_key": request_key,
             "model": process.name,
             "version": process.version,
             "model_id": process.model_id,
@@ -1085,7 +1122,7 @@ class CycleEngine:
             # an evaluation, which may report after its cycle closed).
             "timeout": max(0.0, round((expires - now).total_seconds(), 3)),
             "report_by": _iso(expires),
-            "task": assignment.task or AssignmentTask.TRAIN.value,
+            "task": task or AssignmentTask.TRAIN.value,
             **self._secure_settings(session, process.process_id, state),
         }
 

@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import gevent
 import gevent.event
@@ -16,6 +17,9 @@ from .aggregators import FoldRule, Mean
 from .off_hub import fold_many_off_hub, fold_off_hub, run_off_hub
 from .pace import CycleCounts
 from .report_batches import ReportBatches
+
+if TYPE_CHECKING:
+    from .place_writer import QueuedPlace
 
 
 @dataclass
@@ -32,6 +36,60 @@ class MetricTally:
 
     def means(self) -> dict[str, float]:
         return {key: self.sums[key] / self.weights[key] for key in self.sums if self.weights[key]}
+
+
+class Leases(dict):
+    """assignment id -> end of its lease, with the earliest end kept: every cycle-request (pace
+    steering's `next_lease_expiry_seconds`) and every wake of the watcher asks for it, and a
+    `min` over a large cohort's leases cost each of them ~10 µs per 1,000 places. A new lease
+    keeps the answer up to date; any other change has it recomputed at the next ask."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._earliest: datetime | None = None
+        self._known = not self  # `_earliest` is the minimum (an empty table's is None)
+
+    def earliest(self) -> datetime | None:
+        if not self._known:
+            self._earliest = min(self.values(), default=None)
+            self._known = True
+        return self._earliest
+
+    def __setitem__(self, assignment_id: int, expires: datetime) -> None:
+        if self._known and assignment_id not in self:
+            if self._earliest is None or expires < self._earliest:
+                self._earliest = expires
+        else:
+            self._known = False  # (a lease changed: it may have been the earliest)
+        super().__setitem__(assignment_id, expires)
+
+    def __delitem__(self, assignment_id: int) -> None:
+        super().__delitem__(assignment_id)
+        self._known = False
+
+    def pop(self, *args):
+        self._known = False
+        return super().pop(*args)
+
+    def popitem(self):
+        self._known = False
+        return super().popitem()
+
+    def clear(self) -> None:
+        super().clear()
+        self._known = False
+
+    def update(self, *args, **kwargs) -> None:
+        super().update(*args, **kwargs)
+        self._known = False
+
+    def setdefault(self, *args):
+        self._known = False
+        return super().setdefault(*args)
+
+    def __ior__(self, other):
+        self._known = False
+        return super().__ior__(other)
 
 
 @dataclass
@@ -57,7 +115,7 @@ class OpenCycle:
     requests: int = 0
     rejected: Counter = field(default_factory=Counter)
     # assignment id -> end of its lease, for every accepted assignment that has not reported
-    outstanding: dict[int, datetime] = field(default_factory=dict)
+    outstanding: Leases = field(default_factory=Leases)
     # A single Node only (replicas read the database): the workers that have an assignment row
     # in this cycle, whatever its task or status, so that a request from any other worker (a
     # device turned away, the usual request) is decided without looking for its row; and, with
@@ -68,6 +126,10 @@ class OpenCycle:
     # request key -> (assignment id, worker id) of the places handed out in this cycle (a single
     # Node matches reports to them from memory; an entry counts only while in `outstanding`)
     request_keys: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # A single Node's training places taken but not written yet (place_writer.py), by worker:
+    # they count as taken, and leave (into `outstanding`, or given back) when their batch is
+    # written, under `lock`.
+    placing: dict[str, QueuedPlace] = field(default_factory=dict)
     # Set (under `lock`) once the cycle is completed or abandoned: whoever waited on the lock
     # must look up the process's open cycle again instead of acting on this one.
     closed: bool = False
@@ -104,7 +166,7 @@ class OpenCycle:
 
     @property
     def places_taken(self) -> int:
-        return self.reported + len(self.outstanding)
+        return self.reported + len(self.outstanding) + len(self.placing)
 
     def fold_report(self, diff: Mapping, num_samples: int, metrics: Mapping[str, float] | None,
                     *, off_hub: bool, assignment_id: int | None = None) -> None:
@@ -155,11 +217,16 @@ class OpenCycle:
 
     def next_wake(self) -> datetime:
         """When the watcher must act next: the deadline, or the first lease to run out."""
-        return min([self.deadline, *self.outstanding.values()])
+        earliest = self.earliest_lease()
+        return self.deadline if earliest is None else min(self.deadline, earliest)
+
+    def earliest_lease(self) -> datetime | None:
+        """The end of the first outstanding lease (None without any)."""
+        return self.outstanding.earliest()
 
     def counts(self, now: datetime, typical_cycle_seconds: float | None) -> CycleCounts:
         """What selection and pace steering need to know about this cycle right now."""
-        next_expiry = min(self.outstanding.values(), default=None)
+        next_expiry = self.earliest_lease()
         return CycleCounts(
             places_taken=self.places_taken,
             requests=self.requests,
