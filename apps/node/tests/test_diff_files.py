@@ -234,7 +234,8 @@ def test_twins_of_a_report_sent_together_store_one_diff(in_process, tmp_path, mo
 
 
 @pytest.mark.parametrize("direct", [True, False])
-def test_appends_of_any_length_read_back_whether_written_direct_or_not(tmp_path, direct):
+def test_appends_of_any_length_read_back_whether_written_direct_or_not(request, tmp_path,
+                                                                       direct):
     """Diffs of lengths that are not multiples of a block, written with O_DIRECT (padded, at
     aligned offsets) or through the page cache (a file system without O_DIRECT), read back
     byte for byte, also after the files are opened anew as at a restart."""
@@ -247,7 +248,9 @@ def test_appends_of_any_length_read_back_whether_written_direct_or_not(tmp_path,
     try:  # a tmpfs /tmp refuses O_DIRECT: then a directory on the repository's disk
         os.close(os.open(tmp_path / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
     except OSError:
-        tmp_path = Path(tempfile.mkdtemp(dir=Path(__file__).resolve().parents[3]))
+        on_disk = tempfile.TemporaryDirectory(dir=Path(__file__).resolve().parents[3])
+        request.addfinalizer(on_disk.cleanup)
+        tmp_path = Path(on_disk.name)
     files = DiffFiles(tmp_path)
     if not direct:
         files._direct[files._fd(7)] = None
