@@ -70,50 +70,65 @@ def checksum(data) -> int:
     return google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
 
 
-# One pool thread writes into the diff files at a time. The kernel takes a file's inode lock for
-# each buffered write, and the threads that wait for it spin on it: with ten pool threads
-# writing 1 MiB diffs into one file, that spinning was ~10 % of the Node's CPU (`perf` under
-# apps/node/benchmarks/report_ingest.py, 64 devices). Threads waiting on this lock sleep instead.
-# (A native lock: the Node monkey-patches `threading`, whose locks are for greenlets of one
-# thread, not for the pool's threads.)
-_WRITING = gevent.monkey.get_original("_thread", "allocate_lock")()
-
 # Diffs are written with O_DIRECT where the file system takes it: straight from a page-aligned
-# buffer to the disk, past the page cache. A buffered write of 1 MiB cost the Node ~0.5 ms of
-# kernel time in page-cache bookkeeping under load (`copy_folio_from_iter_atomic` was a quarter
-# of its CPU); copying the diff into the aligned buffer and writing it direct costs ~0.15 ms.
-# Offsets are then multiples of ALIGNMENT and each write is padded to one (the padding is never
-# read: a row gives the diff's own length). Larger diffs, and file systems that refuse O_DIRECT
-# (tmpfs), are written through the page cache as before.
+# buffer to the disk, past the page cache. Buffered, ten pool threads writing 1 MiB diffs into
+# one file spun on its inode lock (`rwsem_spin_on_owner`, ~10 % of the Node's CPU) and the page
+# cache's bookkeeping per megabyte (`copy_folio_from_iter_atomic`) was a quarter of it (`perf`
+# under apps/node/benchmarks/report_ingest.py, 64 devices); copying the diff into an aligned
+# buffer and writing it direct costs ~0.15 ms a MiB. Offsets are then multiples of ALIGNMENT and
+# each write is padded to one (the padding is never read: a row gives the diff's own length).
+# File systems that refuse O_DIRECT (tmpfs) get buffered writes, one at a time.
 ALIGNMENT = 4096
-DIRECT_LIMIT = 64 * 1024 * 1024
-_aligned: list[mmap.mmap] = []  # the one buffer, grown as needed; used under _WRITING
+# Aligned buffers are kept for reuse up to this size, a few of them (one per concurrent write):
+# a larger diff's buffer is made for it and freed.
+KEPT_BUFFER = 16 * 1024 * 1024
+KEPT_BUFFERS = 8
+_native_lock = gevent.monkey.get_original("_thread", "allocate_lock")
+# (Native locks: the Node monkey-patches `threading`, whose locks are for greenlets of one
+# thread, not for the pool's threads.)
+_BUFFERS_LOCK = _native_lock()
+_buffers: list[mmap.mmap] = []
+_BUFFERED_WRITING = _native_lock()  # waiters sleep instead of spinning on the inode lock
 
 
-def _aligned_copy(data, padded: int) -> memoryview:
-    if not _aligned or len(_aligned[0]) < padded:
-        if _aligned:
-            _aligned.pop().close()
-        _aligned.append(mmap.mmap(-1, padded))  # page-aligned
-    buffer = _aligned[0]
-    buffer[:len(data)] = data
-    buffer[len(data):padded] = bytes(padded - len(data))
-    return memoryview(buffer)[:padded]
+def _take_buffer(size: int) -> mmap.mmap:
+    with _BUFFERS_LOCK:
+        for index, buffer in enumerate(_buffers):
+            if len(buffer) >= size:
+                return _buffers.pop(index)
+    return mmap.mmap(-1, size)  # page-aligned
+
+
+def _give_back(buffer: mmap.mmap) -> None:
+    with _BUFFERS_LOCK:
+        if len(buffer) <= KEPT_BUFFER and len(_buffers) < KEPT_BUFFERS:
+            _buffers.append(buffer)
+            return
+    buffer.close()
+
+
+def _pwrite_all(fd: int, view, offset: int) -> None:
+    written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], offset + written)
 
 
 def _write(fd: int, offset: int, data, direct_fd: int | None = None) -> int:
     """On the thread pool: the bytes at their offset (not yet flushed). Returns their checksum."""
     crc = checksum(data)
-    with _WRITING:
-        if direct_fd is not None and offset % ALIGNMENT == 0 and len(data) <= DIRECT_LIMIT:
-            view = _aligned_copy(data, -(-len(data) // ALIGNMENT) * ALIGNMENT)
-            target = direct_fd
-        else:
-            view, target = memoryview(data), fd
-        written = 0
-        while written < len(view):
-            written += os.pwrite(target, view[written:], offset + written)
-        view.release()
+    if direct_fd is None or offset % ALIGNMENT:
+        with _BUFFERED_WRITING:
+            _pwrite_all(fd, memoryview(data), offset)
+        return crc
+    padded = -(-len(data) // ALIGNMENT) * ALIGNMENT
+    buffer = _take_buffer(padded)
+    try:
+        buffer[:len(data)] = data
+        buffer[len(data):padded] = bytes(padded - len(data))
+        with memoryview(buffer)[:padded] as view:
+            _pwrite_all(direct_fd, view, offset)
+    finally:
+        _give_back(buffer)
     return crc
 
 
