@@ -164,18 +164,47 @@ def test_replicas_starting_at_once_upgrade_one_postgresql_schema_one_at_a_time(b
         test_db.drop()
 
 
+def one_connection_database(backend: str, tmp_path):
+    """A Database whose pool holds one connection (the next session gets the same one), on a
+    throw-away database; and that database, to drop."""
+    class OneConnection(Database):
+        migrations_dir = migrations(tmp_path)
+        pool_size, max_overflow = 1, 0
+
+    test_db = make_database_url(backend, tmp_path)
+    config = ServiceConfig(database_url=test_db.url, data_dir=tmp_path / "data")
+    return OneConnection(config.resolved_database_url()), test_db
+
+
+@pytest.mark.parametrize("backend", database_backends())
+@pytest.mark.parametrize("wait_for_disk", [True, False])
+def test_a_core_connection_commits_on_success_and_rolls_back_on_failure(backend, tmp_path,
+                                                                         wait_for_disk):
+    """`connection()` (Core, no ORM session): what it ran is committed when the block ends; a
+    failure rolls back all of it; a `rollback` inside starts over on the same connection."""
+    db, test_db = one_connection_database(backend, tmp_path)
+    try:
+        db.upgrade()
+        with db.connection(wait_for_disk=wait_for_disk) as connection:
+            connection.execute(things.insert().values(name="undone"))
+            connection.rollback()
+            connection.execute(things.insert().values(name="kept"))
+        with pytest.raises(RuntimeError), db.connection(wait_for_disk=wait_for_disk) as connection:
+            connection.execute(things.insert().values(name="failed"))
+            raise RuntimeError("rolled back")
+        with db.session() as session:
+            assert session.scalars(select(things.c.name)).all() == ["kept"]
+    finally:
+        db.dispose()
+        test_db.drop()
+
+
 @pytest.mark.parametrize("backend", database_backends())
 def test_a_relaxed_commit_is_visible_at_once_and_durable_after_the_shared_flush(
         backend, tmp_path, monkeypatch):
     """`session(wait_for_disk=False)` commits without flushing (and never leaves that setting
     on a pooled connection); `durable()` flushes: SQLite's WAL file, PostgreSQL's WAL."""
-    class OneConnection(Database):
-        migrations_dir = migrations(tmp_path)
-        pool_size, max_overflow = 1, 0  # the next session gets the same connection
-
-    test_db = make_database_url(backend, tmp_path)
-    config = ServiceConfig(database_url=test_db.url, data_dir=tmp_path / "data")
-    db = OneConnection(config.resolved_database_url())
+    db, test_db = one_connection_database(backend, tmp_path)
     setting = "PRAGMA synchronous" if db.is_sqlite else "SHOW synchronous_commit"
     synced = []
     real_fdatasync = os.fdatasync
@@ -217,14 +246,8 @@ def test_statements_commit_each_on_its_own_and_leave_the_pool_transactional(
         backend, tmp_path, wait_for_disk):
     """`statements()` runs each statement as its own transaction (one round trip on
     PostgreSQL); the connection goes back to the pool transactional, as sessions expect."""
-    class OneConnection(Database):
-        migrations_dir = migrations(tmp_path)
-        pool_size, max_overflow = 1, 0  # the next session gets the same connection
-
-    test_db = make_database_url(backend, tmp_path)
-    config = ServiceConfig(database_url=test_db.url, data_dir=tmp_path / "data")
-    db = OneConnection(config.resolved_database_url())
-    other = OneConnection(config.resolved_database_url())
+    db, test_db = one_connection_database(backend, tmp_path)
+    other = type(db)(db.url)
     try:
         db.upgrade()
         with db.statements(wait_for_disk=wait_for_disk) as connection:
