@@ -16,23 +16,38 @@ from __future__ import annotations
 
 import gevent
 from gevent.event import AsyncResult
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from ..db.database import Database
 from ..db.models import Cycle
 from .open_cycle import OpenCycle
 
-
-def save_figures(session, state: OpenCycle) -> None:
-    """Write a cycle's current selection figures in `session`'s transaction."""
-    session.execute(
-        update(Cycle).where(Cycle.id == state.cycle_id)
-        .values(requests=state.requests, rejected=dict(state.rejected))
-    )
+_CYCLES = Cycle.__table__
+# Built once: the ORM statement built anew per write cost the place writer a fifth of its time.
+_SAVE_FIGURES = (update(_CYCLES).where(_CYCLES.c.id == bindparam("cycle_id"))
+                 .values(requests=bindparam("figure_requests"),
+                         rejected=bindparam("figure_rejected", type_=_CYCLES.c.rejected.type)))
 
 
-# The longest a commit of figures waits for more requests to join it.
+def save_figures(connection, state: OpenCycle) -> None:
+    """Write a cycle's current selection figures in the transaction of `connection` (a Core
+    connection or an ORM session)."""
+    connection.execute(_SAVE_FIGURES, {"cycle_id": state.cycle_id,
+                                       "figure_requests": state.requests,
+                                       "figure_rejected": dict(state.rejected)})
+
+
+# The longest a group commit waits for more requests to join it.
 GATHER_SECONDS = 0.002
+
+
+def gather_requests() -> None:
+    """Before a group commit: let the requests already in hand queue their work first, waiting
+    until the hub has nothing else to run, but at most GATHER_SECONDS (under a steady stream it
+    may never be idle). Without it one transaction of figures carried about 6 of 16 waiting
+    devices."""
+    with gevent.Timeout(GATHER_SECONDS, False):
+        gevent.idle()
 
 
 class FigureWriter:
@@ -54,7 +69,7 @@ class FigureWriter:
     def _write_queued(self) -> None:
         try:
             while self._queued:
-                self._gather()
+                gather_requests()
                 batch, self._queued = self._queued, {}
                 committed, self._next_commit = self._next_commit, AsyncResult()
                 try:
@@ -70,11 +85,3 @@ class FigureWriter:
                     committed.set(None)
         finally:
             self._writer = None
-
-    @staticmethod
-    def _gather() -> None:
-        """Let the requests already in hand queue their figures before the write: wait until the
-        hub has nothing else to run, but at most GATHER_SECONDS (under a steady stream it may
-        never be idle). Without it one transaction carried about 6 of 16 waiting devices."""
-        with gevent.Timeout(GATHER_SECONDS, False):
-            gevent.idle()

@@ -43,32 +43,21 @@ from typing import Any
 
 import gevent
 from gevent.event import AsyncResult
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import insert, select, update
 
 from ..db.database import Database
 from ..db.models import Assignment, Cycle
+from .figures import gather_requests, save_figures
 from .open_cycle import OpenCycle
 from .statuses import AssignmentStatus, AssignmentTask
 
 log = logging.getLogger("fedgrid.node.cycles")
-
-# The longest a write waits for more requests to join it (as FigureWriter's).
-GATHER_SECONDS = 0.002
 
 _ASSIGNMENTS = Assignment.__table__
 _CYCLES = Cycle.__table__
 # SQLite: one statement for the whole batch (SQLAlchemy sends the rows as one multi-row INSERT;
 # the ids come back with their request keys, whatever order the database returns them in).
 _INSERT_PLACES = insert(_ASSIGNMENTS).returning(_ASSIGNMENTS.c.id, _ASSIGNMENTS.c.request_key)
-# figures.py `save_figures`, built once (the ORM statement cost the writer a fifth of its time).
-_SAVE_FIGURES = (update(_CYCLES).where(_CYCLES.c.id == bindparam("cycle_id"))
-                 .values(requests=bindparam("figure_requests"),
-                         rejected=bindparam("figure_rejected", type_=_CYCLES.c.rejected.type)))
-
-
-def _figures(state: OpenCycle) -> dict[str, Any]:
-    return {"cycle_id": state.cycle_id, "figure_requests": state.requests,
-            "figure_rejected": dict(state.rejected)}
 
 
 @dataclass(eq=False)
@@ -125,7 +114,7 @@ class PlaceWriter:
     def _write_queued(self) -> None:
         try:
             while self._queued:
-                _gather()
+                gather_requests()
                 batch, self._queued = self._queued, {}
                 written: list[QueuedPlace] = []
                 for state, places in batch.values():
@@ -157,7 +146,7 @@ class PlaceWriter:
                         rows = connection.execute(
                             _INSERT_PLACES, [place.row(state.cycle_id) for place in places]
                         ).all()
-                        connection.execute(_SAVE_FIGURES, _figures(state))
+                        save_figures(connection, state)
                 except Exception as exc:
                     return self._failed(state, places, exc)
                 return self._written(state, places, rows)
@@ -226,10 +215,3 @@ def _places_with_figures(state: OpenCycle, places: list[QueuedPlace]):
                .values(requests=state.requests, rejected=dict(state.rejected))
                .returning(_CYCLES.c.id).cte("figures"))  # (figures.py `save_figures`'s)
     return select(placed.c.id, placed.c.request_key).add_cte(figures)
-
-
-def _gather() -> None:
-    """Let the requests already in hand queue their places first: wait until the hub has nothing
-    else to run, at most GATHER_SECONDS (under a steady stream it may never be idle)."""
-    with gevent.Timeout(GATHER_SECONDS, False):
-        gevent.idle()
