@@ -196,6 +196,33 @@ def test_a_full_disk_refuses_the_report_for_a_retry_and_keeps_nothing(in_process
     assert cycle_one(in_process, name)["reported"] == 1
 
 
+def test_a_failed_flush_after_the_commit_is_no_success_and_the_resend_is_a_duplicate(
+        in_process, monkeypatch):
+    """The diff's flush runs beside its commit. When the flush fails (a failing disk), the
+    report is counted but the device hears no `success`: a transient 503; its resend is told
+    `report_duplicate`, and the report counts once."""
+    import errno
+    import os
+
+    from fedgrid_node.cycles import diff_files as diff_files_module
+
+    name, worker, key = place(in_process, max_diffs=2, cycle_length=600)
+    real_fdatasync = os.fdatasync
+
+    def failing(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".diffs"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_fdatasync(fd)
+
+    monkeypatch.setattr(diff_files_module.os, "fdatasync", failing)
+    refused = send_report(in_process, worker, key)
+    assert refused.status_code == 503 and refused.json["error"]["code"] == "storage_unavailable"
+    monkeypatch.undo()
+    again = send_report(in_process, worker, key)
+    assert (again.status_code, again.json["error"]["code"]) == (409, "report_duplicate")
+    assert cycle_one(in_process, name)["reported"] == 1
+
+
 def test_twins_of_a_report_sent_together_store_one_diff(in_process, tmp_path, monkeypatch):
     """While the first copy's diff is being written (held there), two more copies of the same
     report arrive. They wait for it, then find it counted: one 200, two `report_duplicate`, and

@@ -78,7 +78,7 @@ from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
-from .off_hub import run_off_hub
+from .off_hub import outcome, run_off_hub
 from .open_cycle import Leases, MetricTally, OpenCycle
 from .pace import typical_duration
 from .place_writer import PlaceInFlight, PlaceWriter, QueuedPlace
@@ -1298,18 +1298,18 @@ class CycleEngine:
         # answer waits for both, not for one after the other (two waits in a row, each shared
         # with the reports written meanwhile, were most of a report's time at 64 devices). A
         # stop of the machine in between is `_reopen_unreadable`'s case.
-        on_disk = (gevent.spawn(_outcome_of, self.diff_files.flush, cycle_id)
+        on_disk = (gevent.spawn(outcome, self.diff_files.flush, cycle_id)
                    if location is not None else None)
         answer = state.reports.submit(PendingReport(
             assignment_id, num_samples, metrics, diff, location,
             diff_bytes=diff_bytes if location is None else None))
         if self.db.is_sqlite:
             self.db.durable()  # acknowledged only once on disk (see `_store_reports`)
-        if on_disk is not None and (failure := on_disk.get()) is not None:
+        if on_disk is not None and not (flushed := on_disk.get())[0]:
             # Counted, but not known to be on the disk: no `success`. The resend is told
             # `report_duplicate` (it is counted); the log says the disk is failing.
             log.error("cycle %s of %s: a report's diff could not be flushed to the disk: %s",
-                      state.sequence, state.label, failure)
+                      state.sequence, state.label, flushed[1])
             raise ApiError("storage_unavailable",
                            "the Node could not confirm this report on its disk", 503)
         return answer
@@ -1759,16 +1759,6 @@ _MARK_MANY = (
 _MARK_REPORTED = _MARK_MANY.returning(_assignments.c.assigned_at)
 _ASSIGNED_AT = (select(_assignments.c.id, _assignments.c.assigned_at)
                 .where(_assignments.c.id.in_(bindparam("ids", expanding=True))))
-
-
-def _outcome_of(work: Callable[..., Any], *args: Any) -> Exception | None:
-    """For a greenlet whose failure its spawner reports: the exception, returned (a greenlet
-    dying of one would print it as unhandled)."""
-    try:
-        work(*args)
-    except Exception as failure:
-        return failure
-    return None
 
 
 def _diff_missing() -> ApiError:

@@ -17,7 +17,7 @@ from .aggregation import RunningWeightedSum
 FOLD_THREADS = 2
 
 
-def _outcome(fn: Callable, *args: Any) -> tuple[bool, Any]:
+def outcome(fn: Callable, *args: Any) -> tuple[bool, Any]:
     # Exceptions travel back as values: raised inside a pool thread, gevent would print each one
     # (an expected `diff_mismatch` included) as an unhandled traceback.
     try:
@@ -26,8 +26,9 @@ def _outcome(fn: Callable, *args: Any) -> tuple[bool, Any]:
         return False, exc
 
 
-def _unwrap(outcome: tuple[bool, Any]) -> Any:
-    ok, value = outcome
+def unwrap(result: tuple[bool, Any]) -> Any:
+    """The value `outcome` returned, or its exception raised."""
+    ok, value = result
     if not ok:
         raise value
     return value
@@ -38,7 +39,7 @@ def run_off_hub(fn: Callable, *args: Any) -> Any:
 
     Only pure computation goes there: database sessions and sockets belong to the hub's thread.
     """
-    return _unwrap(gevent.get_hub().threadpool.apply(_outcome, (fn, *args)))
+    return unwrap(gevent.get_hub().threadpool.apply(outcome, (fn, *args)))
 
 
 def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int,
@@ -54,9 +55,9 @@ def fold_many_off_hub(running: RunningWeightedSum,
     (disjoint slices): one hand-off per thread for the whole batch, not per report."""
     pool = gevent.get_hub().threadpool
     pairs = [(diff, coefficient) for diff, coefficient, _ in reports]
-    parts = [pool.spawn(_outcome, running.fold_parts, pairs, part, FOLD_THREADS)
+    parts = [pool.spawn(outcome, running.fold_parts, pairs, part, FOLD_THREADS)
              for part in range(FOLD_THREADS)]
     for part in parts:
-        _unwrap(part.get())
+        unwrap(part.get())
     for _, _, weight in reports:
         running.finish_fold(weight)
