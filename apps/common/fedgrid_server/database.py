@@ -160,29 +160,28 @@ class Database:
             session.close()
 
     @contextmanager
-    def connection(self, *, wait_for_disk: bool = True) -> Iterator[Connection]:
+    def connection(self, *, wait_for_disk: bool = True,
+                   autocommit: bool = False) -> Iterator[Connection]:
         """`session` without the ORM, for hot paths that only run Core statements (the Session's
-        own bookkeeping was about a third of a report batch's database time). Commits on
-        success, rolls back on any exception; `rollback` inside starts over."""
+        own bookkeeping was about a third of a report batch's database time), checked out (and,
+        on PostgreSQL, pinged) now. Commits on success, rolls back on any exception; `rollback`
+        inside starts over. ``wait_for_disk=False`` as for `session`.
+
+        ``autocommit``: every statement is its own transaction. For a write that is one
+        statement: no BEGIN and no COMMIT of its own, so on PostgreSQL it costs one round trip
+        instead of three; a caller that must not yield while it holds a lock takes the
+        connection before the lock. The connection goes back to the pool transactional."""
         engine = self.engine if wait_for_disk else self._relaxed_engine
         with engine.connect() as connection:
+            if autocommit:
+                yield connection.execution_options(isolation_level="AUTOCOMMIT")
+                return
             try:
                 yield connection
                 connection.commit()
             except BaseException:
                 connection.rollback()
                 raise
-
-    @contextmanager
-    def statements(self, *, wait_for_disk: bool = True) -> Iterator[Connection]:
-        """A connection on which every statement is its own transaction (autocommit), checked
-        out (and, on PostgreSQL, pinged) now. For a write that is one statement: no BEGIN and no
-        COMMIT of its own, so on PostgreSQL it costs one round trip instead of three; a caller
-        that must not yield while it holds a lock takes the connection before the lock.
-        ``wait_for_disk=False`` as for `session`."""
-        engine = self.engine if wait_for_disk else self._relaxed_engine
-        with engine.connect() as connection:
-            yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
     def durable(self) -> None:
         """Return once every transaction this process committed so far is on disk."""
@@ -204,7 +203,7 @@ class Database:
             if database and database != ":memory:":
                 gevent.get_hub().threadpool.apply(_sync_file, (f"{database}-wal",))
             return
-        with self.statements() as connection:  # its own transaction: one round trip
+        with self.connection(autocommit=True) as connection:  # one round trip
             connection.execute(text("SELECT pg_logical_emit_message(true, 'fedgrid', '')"))
 
     def dispose(self) -> None:

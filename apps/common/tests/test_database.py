@@ -242,15 +242,15 @@ def test_a_relaxed_commit_is_visible_at_once_and_durable_after_the_shared_flush(
 
 @pytest.mark.parametrize("backend", database_backends())
 @pytest.mark.parametrize("wait_for_disk", [True, False])
-def test_statements_commit_each_on_its_own_and_leave_the_pool_transactional(
+def test_an_autocommit_connection_commits_each_statement_and_leaves_the_pool_transactional(
         backend, tmp_path, wait_for_disk):
-    """`statements()` runs each statement as its own transaction (one round trip on
+    """`connection(autocommit=True)` runs each statement as its own transaction (one round trip on
     PostgreSQL); the connection goes back to the pool transactional, as sessions expect."""
     db, test_db = one_connection_database(backend, tmp_path)
     other = type(db)(db.url)
     try:
         db.upgrade()
-        with db.statements(wait_for_disk=wait_for_disk) as connection:
+        with db.connection(wait_for_disk=wait_for_disk, autocommit=True) as connection:
             connection.execute(things.insert().values(name="at once"))
             with other.session() as session:  # another connection sees it: committed already
                 assert session.scalars(select(things.c.name)).all() == ["at once"]

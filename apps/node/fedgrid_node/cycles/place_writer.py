@@ -156,7 +156,8 @@ class PlaceWriter:
         failure: Exception | None = None
         with ExitStack() as connected:
             try:
-                connection = connected.enter_context(self.db.statements(wait_for_disk=False))
+                connection = connected.enter_context(self.db.connection(wait_for_disk=False,
+                                                                     autocommit=True))
             except Exception as exc:
                 failure = exc
             with state.lock:
