@@ -262,10 +262,14 @@ def test_twins_of_a_report_sent_together_store_one_diff(in_process, tmp_path, mo
 
 @pytest.mark.parametrize("direct", [True, False])
 def test_appends_of_any_length_read_back_whether_written_direct_or_not(request, tmp_path,
-                                                                       direct):
+                                                                       monkeypatch, direct):
     """Diffs of lengths that are not multiples of a block, written with O_DIRECT (padded, at
-    aligned offsets) or through the page cache (a file system without O_DIRECT), read back
-    byte for byte, also after the files are opened anew as at a restart."""
+    aligned offsets) or through the page cache (a file system without O_DIRECT, or a diff over
+    KEPT_BUFFER: here the last one), read back byte for byte, also after the files are opened
+    anew as at a restart."""
+    from fedgrid_node.cycles import diff_files as diff_files_module
+
+    monkeypatch.setattr(diff_files_module, "KEPT_BUFFER", 65536)
     import os
     import tempfile
     from pathlib import Path

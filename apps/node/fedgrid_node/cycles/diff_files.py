@@ -77,10 +77,10 @@ def checksum(data) -> int:
 # under apps/node/benchmarks/report_ingest.py, 64 devices); copying the diff into an aligned
 # buffer and writing it direct costs ~0.15 ms a MiB. Offsets are then multiples of ALIGNMENT and
 # each write is padded to one (the padding is never read: a row gives the diff's own length).
-# File systems that refuse O_DIRECT (tmpfs) get buffered writes, one at a time.
+# File systems that refuse O_DIRECT (tmpfs), and diffs over KEPT_BUFFER, get buffered writes,
+# one at a time.
 ALIGNMENT = 4096
-# Aligned buffers are kept for reuse up to this size, a few of them (one per concurrent write):
-# a larger diff's buffer is made for it and freed.
+# Aligned buffers are kept for reuse, a few of them (one per concurrent write).
 KEPT_BUFFER = 16 * 1024 * 1024
 KEPT_BUFFERS = 8
 _native_lock = gevent.monkey.get_original("_thread", "allocate_lock")
@@ -101,7 +101,7 @@ def _take_buffer(size: int) -> mmap.mmap:
 
 def _give_back(buffer: mmap.mmap) -> None:
     with _BUFFERS_LOCK:
-        if len(buffer) <= KEPT_BUFFER and len(_buffers) < KEPT_BUFFERS:
+        if len(_buffers) < KEPT_BUFFERS:
             _buffers.append(buffer)
             return
     buffer.close()
@@ -116,7 +116,9 @@ def _pwrite_all(fd: int, view, offset: int) -> None:
 def _write(fd: int, offset: int, data, direct_fd: int | None = None) -> int:
     """On the thread pool: the bytes at their offset (not yet flushed). Returns their checksum."""
     crc = checksum(data)
-    if direct_fd is None or offset % ALIGNMENT:
+    if direct_fd is None or offset % ALIGNMENT or len(data) > KEPT_BUFFER:
+        # (A larger diff is not copied into a buffer of its own: ten at once would double
+        # what their bodies already hold.)
         with _BUFFERED_WRITING:
             _pwrite_all(fd, memoryview(data), offset)
         return crc
