@@ -15,7 +15,19 @@ if str(ROOT) not in sys.path:
 
 from fedgrid_network.testing import start_network  # noqa: E402
 from tests.support.databases import database_backends, make_database_url  # noqa: E402
+from tests.support.leaked_servers import kill, running_servers  # noqa: E402
 from tests.support.node_process import RunningNode, start_node  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_servers():
+    """Fail a test that leaves a Node or Network process running after its own fixtures are
+    torn down (wider-scoped fixtures' servers were running before it began, so they pass)."""
+    before = set(running_servers())
+    yield
+    leaked = {pid: args for pid, args in running_servers().items() if pid not in before}
+    kill(leaked)
+    assert not leaked, f"the test left servers running (now killed): {sorted(leaked.values())}"
 
 
 @pytest.fixture
@@ -32,7 +44,7 @@ def node_factory(tmp_path_factory):
 
     yield factory
     for node, database in reversed(started):
-        node.stop()
+        node.stop_all()  # restarts included: a test's `node = node.restart()` drops the first
         database.drop()
 
 
@@ -44,7 +56,7 @@ def shared_node(request, tmp_path_factory):
     node = start_node(data_dir=data_dir, database_url=database.url)
     node.backend = request.param
     yield node
-    node.stop()
+    node.stop_all()
     database.drop()
     # Every refusal the tests provoke must be an answered ApiError, never an unhandled exception.
     assert "Traceback" not in node.log(), f"the shared Node logged a traceback:\n{node.log()}"

@@ -28,6 +28,12 @@ class RunningNode(ServerProcess):
     args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     backend: str = "sqlite"
+    # Every process started for this Node, restarts included, shared by all of them: whoever
+    # started the first stops them all (a restarted Node is a new object the test may drop).
+    lineage: list[RunningNode] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.lineage.append(self)
 
     @property
     def ws_url(self) -> str:
@@ -39,7 +45,13 @@ class RunningNode(ServerProcess):
 
     def restart(self) -> RunningNode:
         """Start again on the same port, data directory and database."""
-        return _launch(self.args, self.env, self.data_dir, self.port, self.admin_token)
+        return _launch(self.args, self.env, self.data_dir, self.port, self.admin_token,
+                       lineage=self.lineage)
+
+    def stop_all(self) -> None:
+        """Stop this process and every restart of it (the newest first)."""
+        for node in reversed(self.lineage):
+            node.stop()
 
 
 def start_node(*, data_dir: Path, database_url: str | None = None, extra_args=(),
@@ -57,13 +69,14 @@ def start_node(*, data_dir: Path, database_url: str | None = None, extra_args=()
 
 
 def _launch(args, env, data_dir: Path, port: int, admin_token: str,
-            wait: bool = True) -> RunningNode:
+            wait: bool = True, lineage: list[RunningNode] | None = None) -> RunningNode:
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"node-{port}.log"
     process = launch("fedgrid_node", ["--port", str(port), *args], env=env, log_path=log_path)
     node = RunningNode(
         url=f"http://127.0.0.1:{port}", port=port, process=process, log_path=log_path,
         admin_token=admin_token, data_dir=data_dir, args=list(args), env=env,
+        **({"lineage": lineage} if lineage is not None else {}),
     )
     if wait:
         wait_healthy(node)
