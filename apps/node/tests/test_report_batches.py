@@ -14,7 +14,7 @@ import threading
 import gevent
 import numpy as np
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, select, update
 
 from fedgrid_node.config import NodeConfig
 from fedgrid_node.cycles.aggregation import RunningWeightedSum
@@ -182,3 +182,34 @@ def test_a_row_that_disagrees_with_memory_is_refused_alone(in_process, monkeypat
     assert (refused.status_code, refused.json["error"]["code"]) == (409, "assignment_expired")
     assert [answer.status_code for answer in by_id.values()] == [200] * 3
     assert cycle_one(in_process, name)["reported"] == 3
+
+
+def test_a_batch_reads_no_row_for_the_time_from_place_to_report(in_process, monkeypatch):
+    """How long each device took from its place to its report (pace steering's figure) comes
+    from the open cycle's memory of when each place was given: the batch's only statement on
+    the assignments is the one that marks them (it read each row's assigned_at back before).
+    The times are those the rows hold."""
+    name, places, engine, batches = start(in_process, monkeypatch, max_diffs=5)
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "assignments" in statement.lower():
+            statements.append(" ".join(statement.split()[:2]).upper())
+
+    for sql_engine in (engine.db.engine, engine.db._relaxed_engine):
+        event.listen(sql_engine, "before_cursor_execute", record)
+    try:
+        answers = send_while_the_first_is_folded(in_process, monkeypatch, engine, places)
+    finally:
+        for sql_engine in (engine.db.engine, engine.db._relaxed_engine):
+            event.remove(sql_engine, "before_cursor_execute", record)
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert [len(batch) for batch in batches] == [1, 3]
+    assert not [s for s in statements if s.startswith("SELECT")], statements
+    (state,) = engine._open.values()
+    with engine.db.session() as session:
+        rows = session.execute(select(Assignment.assigned_at, Assignment.reported_at)
+                               .where(Assignment.cycle_id == state.cycle_id)).all()
+    assert len(rows) == 4
+    stored = sorted((reported - assigned).total_seconds() for assigned, reported in rows)
+    np.testing.assert_allclose(sorted(engine._report_times[state.process_id]), stored, atol=1e-3)

@@ -284,14 +284,17 @@ class CycleEngine:
             )
             assignments = session.execute(
                 select(Assignment.id, Assignment.status, Assignment.expires_at,
-                       Assignment.request_key, Assignment.worker_id)
+                       Assignment.request_key, Assignment.worker_id, Assignment.assigned_at)
                 .where(Assignment.cycle_id == cycle_id, Assignment.task == AssignmentTask.TRAIN)
             ).all()
-            for assignment_id, status, expires_at, request_key, worker_id in assignments:
+            for assignment_id, status, expires_at, request_key, worker_id, assigned_at in (
+                    assignments):
                 state.accepted += 1
                 if status == AssignmentStatus.ACCEPTED:
                     state.outstanding[assignment_id] = expires_at or cycle.deadline
                     state.request_keys[request_key] = (assignment_id, worker_id)
+                    if self.cluster is None:
+                        state.assigned_at[assignment_id] = assigned_at
                 elif status == AssignmentStatus.EXPIRED:
                     state.expired += 1
             if self.cluster is None:
@@ -508,6 +511,7 @@ class CycleEngine:
                 )
             for assignment_id in due:
                 del state.outstanding[assignment_id]
+                state.assigned_at.pop(assignment_id, None)
             state.expired += len(due)
         log.info("cycle %s of %s: %d assignment(s) did not report within their lease; places "
                  "freed", state.sequence, state.label, len(due))
@@ -1078,6 +1082,7 @@ class CycleEngine:
             state.accepted += 1
             state.outstanding[assignment.id] = expires
             if self.cluster is None:
+                state.assigned_at[assignment.id] = now
                 state.request_keys[assignment.request_key] = (assignment.id, worker_id)
                 self._places[assignment.request_key] = state
             state.wakeup.set()  # the watcher may need to wake for this lease
@@ -1100,6 +1105,7 @@ class CycleEngine:
         state.workers.add(place.worker_id)
         state.accepted += 1
         state.outstanding[assignment_id] = place.expires_at
+        state.assigned_at[assignment_id] = place.assigned_at
         state.request_keys[place.request_key] = (assignment_id, place.worker_id)
         self._places[place.request_key] = state
         state.wakeup.set()  # the watcher may need to wake for this lease
@@ -1348,11 +1354,12 @@ class CycleEngine:
             # the disk cooperatively: the batch's own commit is its flush, one round trip fewer
             # than a separate one, and the batch after forms while it runs.
             with self.db.connection(wait_for_disk=not self.db.is_sqlite) as connection:
-                marked = self._mark_batch(connection, taken, now)
+                marked = self._mark_batch(connection, taken, now, state.assigned_at)
             # Committed: fold them now (a restart would fold them from the database and file).
             times = self._report_times[state.process_id]
             for report, assigned_at in marked:
                 state.outstanding.pop(report.assignment_id, None)
+                state.assigned_at.pop(report.assignment_id, None)
                 times.append((now - assigned_at).total_seconds())
             state.fold_reports([(report.diff, report.num_samples, report.metrics,
                                  report.assignment_id) for report, _ in marked])
@@ -1425,18 +1432,22 @@ class CycleEngine:
                 ReportDiff.assignment_id.in_(select(Assignment.id).where(
                     Assignment.status != AssignmentStatus.REPORTED))))
 
-    def _mark_batch(self, connection, taken: list[PendingReport], now: datetime
-                    ) -> list[tuple[PendingReport, datetime]]:
+    def _mark_batch(self, connection, taken: list[PendingReport], now: datetime,
+                    known: Mapping[int, datetime]) -> list[tuple[PendingReport, datetime]]:
         """Mark a batch's reports reported (`_mark_reported`'s rule) in one statement run for
         every row (one round trip on PostgreSQL, in pipeline mode); the memory that let them into
         the batch says their rows are still accepted. Returns (report, assigned_at) of those
-        marked; a report whose row no longer may report has its refusal set."""
+        marked, assigned_at from `known` where it has them; a report whose row no longer may
+        report has its refusal set."""
         if len(taken) > 1:
             rows = [self._mark_parameters(report.assignment_id, now, report.num_samples,
                                           report.metrics, report.location) for report in taken]
             if connection.execute(_MARK_MANY, rows).rowcount == len(taken):
-                assigned = dict(connection.execute(_ASSIGNED_AT, {
-                    "ids": [report.assignment_id for report in taken]}).all())
+                ids = [report.assignment_id for report in taken]
+                if all(assignment_id in known for assignment_id in ids):
+                    assigned = known
+                else:
+                    assigned = dict(connection.execute(_ASSIGNED_AT, {"ids": ids}).all())
                 self._store_diffs_in_rows(connection, taken)
                 return [(report, assigned[report.assignment_id]) for report in taken]
             # Some row disagrees with memory (not expected: nothing else changes them): undo,

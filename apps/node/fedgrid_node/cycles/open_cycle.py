@@ -116,6 +116,10 @@ class OpenCycle:
     rejected: Counter = field(default_factory=Counter)
     # assignment id -> end of its lease, for every accepted assignment that has not reported
     outstanding: Leases = field(default_factory=Leases)
+    # A single Node: when each place in `outstanding` was assigned, where memory has it (the
+    # place writer's places, and those restored at start), so a report's time from its place
+    # (pace steering) needs no read of its row; a place not here has it read.
+    assigned_at: dict[int, datetime] = field(default_factory=dict)
     # A single Node only (replicas read the database): the workers that have an assignment row
     # in this cycle, whatever its task or status, so that a request from any other worker (a
     # device turned away, the usual request) is decided without looking for its row; and, with
