@@ -17,7 +17,11 @@ allocator keeps for reuse, fedgrid_server/memory.py). `--clients 16,16,64,64` sh
 levels end at the same RSS.
 
     .venv/bin/python apps/node/benchmarks/report_ingest.py [--reports 160] [--clients 1,16,64]
-        [--backends sqlite,postgresql] [--pg-driver psycopg|pg8000]
+        [--repeats 3] [--backends sqlite,postgresql] [--pg-driver psycopg|pg8000]
+
+Each level is measured `--repeats` times, each time right after its own baseline, and the
+median ratio is printed with the range: a level lasts under a second here, and one measurement
+moves by ±10 %.
 
 The machine is shared: absolute figures are noisy, the ratios to the same run's baseline are
 what to compare.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -224,32 +229,40 @@ def line(label: str, clients: int, result: dict, bare: dict | None) -> str:
 
 
 def measure_node(label: str, database_url: str | None, clients_list: list[int], reports: int,
-                 checkpoint, compiled, diff: bytes, bare_server: BareServer) -> None:
+                 repeats: int, checkpoint, compiled, diff: bytes,
+                 bare_server: BareServer) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         node = start_node(data_dir=Path(data_dir), database_url=database_url)
-        total = reports * len(clients_list) + 20
+        total = reports * len(clients_list) * repeats + 20
         try:
             host_unreached(node.url, node.admin_token, "ingest", total, checkpoint, compiled)
-            places = take_places(node.url, "ingest", total)
-            drive(node.url, places[:20], diff, 4)  # warm-up: connections, caches, pools
+            places = iter(take_places(node.url, "ingest", total))
+            drive(node.url, [next(places) for _ in range(20)], diff, 4)  # warm-up
             rss_before = rss_bytes(node.process.pid)
-            for index, clients in enumerate(clients_list):
-                batch = places[20 + index * reports: 20 + (index + 1) * reports]
-                # The baseline right before, at the same concurrency: the machine is shared,
-                # and a baseline taken minutes earlier compares two different machines.
-                bare_cpu = cpu_seconds(bare_server.process.pid)
-                bare = drive(bare_server.url, [("w", "k")] * reports, diff, clients)
-                bare_ms = (cpu_seconds(bare_server.process.pid) - bare_cpu) / reports * 1000
-                print(line("bare", clients, bare, None) + f", server CPU {bare_ms:.1f} ms/report",
-                      flush=True)
-                cpu_before = cpu_seconds(node.process.pid)
-                result = drive(node.url, batch, diff, clients)
-                cpu_ms = (cpu_seconds(node.process.pid) - cpu_before) / len(batch) * 1000
-                print(line(label, clients, result, bare)
-                      + f", Node CPU {cpu_ms:.1f} ms/report, RSS "
-                      f"{rss_bytes(node.process.pid) / 2**20:.0f} MiB", flush=True)
+            for clients in clients_list:
+                ratios = []
+                for _ in range(repeats):
+                    # The baseline right before, at the same concurrency: the machine is
+                    # shared, and a baseline taken minutes earlier compares two machines.
+                    bare_cpu = cpu_seconds(bare_server.process.pid)
+                    bare = drive(bare_server.url, [("w", "k")] * reports, diff, clients)
+                    bare_ms = (cpu_seconds(bare_server.process.pid) - bare_cpu) / reports * 1000
+                    print(line("bare", clients, bare, None)
+                          + f", server CPU {bare_ms:.1f} ms/report", flush=True)
+                    cpu_before = cpu_seconds(node.process.pid)
+                    result = drive(node.url, [next(places) for _ in range(reports)], diff,
+                                   clients)
+                    cpu_ms = (cpu_seconds(node.process.pid) - cpu_before) / reports * 1000
+                    ratios.append(result["rate"] / bare["rate"])
+                    print(line(label, clients, result, bare)
+                          + f", Node CPU {cpu_ms:.1f} ms/report, RSS "
+                          f"{rss_bytes(node.process.pid) / 2**20:.0f} MiB", flush=True)
+                if repeats > 1:
+                    print(f"  {label:<12} {clients:>3} devices: ratio to bare, median of "
+                          f"{repeats}: {statistics.median(ratios):.2f} (from {min(ratios):.2f} "
+                          f"to {max(ratios):.2f})", flush=True)
             rss_after = rss_bytes(node.process.pid)
-            sent = reports * len(clients_list)
+            sent = total - 20
             model_bytes = sum(v.nbytes for v in checkpoint.values())
             print(f"  {label:<12} Node RSS {rss_before / 2**20:.0f} MiB -> {rss_after / 2**20:.0f} "
                   f"MiB over {sent} reports ({(rss_after - rss_before) / model_bytes:+.1f} model "
@@ -263,6 +276,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=160, help="reports per concurrency level")
     parser.add_argument("--clients", default="1,16,64", help="concurrency levels, comma separated")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measurements of each level, each right after its own baseline; "
+                             "the median ratio is printed (a level lasts well under a second on "
+                             "this machine, and one measurement moves by ±10 %%)")
     parser.add_argument("--backends", default=",".join(database_backends()))
     parser.add_argument("--pg-driver", default=None,
                         help="the PostgreSQL driver the Node uses (psycopg, pg8000); default: "
@@ -282,8 +299,8 @@ def main() -> None:
         drive(server.url, [("w", "k")] * 20, diff, 4)
         for backend in args.backends.split(","):
             if backend == "sqlite":
-                measure_node("sqlite", None, clients_list, args.reports, checkpoint, compiled,
-                             diff, server)
+                measure_node("sqlite", None, clients_list, args.reports, args.repeats,
+                             checkpoint, compiled, diff, server)
                 continue
             database = make_database_url("postgresql", Path(tempfile.mkdtemp()))
             url = database.url
@@ -291,7 +308,7 @@ def main() -> None:
                 url = url.replace("postgresql://", f"postgresql+{args.pg_driver}://", 1)
             try:
                 measure_node(f"pg {args.pg_driver or ''}".strip(), url, clients_list,
-                             args.reports, checkpoint, compiled, diff, server)
+                             args.reports, args.repeats, checkpoint, compiled, diff, server)
             finally:
                 try:
                     database.drop()
