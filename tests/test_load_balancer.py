@@ -60,7 +60,7 @@ def test_json_routes_pass_through_and_requests_alternate_between_the_nodes(balan
         assert all(a != b for a, b in itertools.pairwise(sequence)), sequence
 
     health = requests.get(f"{balancer.url}/health", timeout=10)
-    assert health.json() == {"status": "ok", "database": "ok"}
+    assert health.json() == {"status": "ok", "database": "ok", "storage": "ok"}
     # The Nodes' own JSON errors come back unchanged, status and code.
     missing = requests.get(f"{balancer.url}/no-such-route", timeout=10)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"

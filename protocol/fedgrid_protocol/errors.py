@@ -137,8 +137,8 @@ ERROR_CODES: dict[str, ErrorCode] = _codes(
               "one report per assignment: the first one stands (it was counted)"),
     ErrorCode("diff_malformed", 400, "ReportRefused", "the diff is not a safetensors buffer"),
     ErrorCode("storage_unavailable", 503, "Unavailable",
-              "transient: the Node could not write the report to its disk (full or failing); "
-              "nothing was stored: retry later"),
+              "the Node could not write to its disk (full or failing): retry later; after its "
+              "disk failed a flush it takes no writes until it is restarted"),
     ErrorCode("diff_mismatch", 400, "ReportRefused",
               "the diff has other names, shapes or dtypes than the model"),
     ErrorCode("diff_not_finite", 400, "ReportRefused", "the diff holds NaN or infinity"),

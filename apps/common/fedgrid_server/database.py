@@ -6,6 +6,7 @@ where its load differs, its own pool settings.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,10 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+from fedgrid_protocol.errors import ApiError
+
+log = logging.getLogger("fedgrid.server.database")
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:
@@ -59,6 +64,23 @@ def _sync_file(path: str) -> None:
         os.fdatasync(fd)
     finally:
         os.close(fd)
+
+
+def _sync_failure(path: str) -> OSError | None:
+    """`_sync_file` on a pool thread, its failure returned (raised there, gevent would print it
+    as an unhandled traceback)."""
+    try:
+        _sync_file(path)
+    except OSError as failure:
+        return failure
+    return None
+
+
+def storage_failed(failure: OSError) -> ApiError:
+    """The answer to every write once the disk has failed a flush (`Database.storage_failure`)."""
+    return ApiError("storage_unavailable",
+                    f"this server's disk failed to flush ({failure.strerror or failure}): it "
+                    "takes no more writes until it is restarted; send again later", 503)
 
 
 class GroupFlush:
@@ -119,6 +141,8 @@ class Database:
                 **({"pool_size": 2, "max_overflow": 8} if self.sqlite_pooled
                    else {"poolclass": NullPool}))
             event.listen(self._relaxed_engine, "connect", _relax_sqlite)
+            for engine in (self.engine, self._relaxed_engine):
+                event.listen(engine, "commit", self._refuse_writes_after_failure)
         else:
             self.engine = create_engine(url, pool_size=self.pool_size,
                                         max_overflow=self.max_overflow, pool_pre_ping=True)
@@ -132,6 +156,12 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._relaxed_sessions = sessionmaker(self._relaxed_engine, expire_on_commit=False)
         self._group_flush = GroupFlush(self._flush_to_disk)
+        # SQLite: set when the disk failed to flush the WAL. Linux may drop the pages it could
+        # not write and report the next flush a success, and SQLite's recovery stops at the
+        # first frame it cannot read, so a commit acknowledged after it could be lost in a
+        # crash: from then on no write commits and `durable` refuses, until a restart recovers
+        # what reached the disk (PostgreSQL stops itself in that case).
+        self.storage_failure: OSError | None = None
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision (run at every start)."""
@@ -184,8 +214,17 @@ class Database:
                 raise
 
     def durable(self) -> None:
-        """Return once every transaction this process committed so far is on disk."""
+        """Return once every transaction this process committed so far is on disk; raise
+        `storage_unavailable` once the disk has failed a flush."""
+        if self.storage_failure is not None:
+            raise storage_failed(self.storage_failure)
         self._group_flush.wait()
+
+    def _refuse_writes_after_failure(self, connection: Connection) -> None:
+        """SQLite, before each commit: after a failed flush (`storage_failure`), a transaction
+        that wrote is refused, and rolled back by whoever committed it; reads go on."""
+        if self.storage_failure is not None and connection.connection.dbapi_connection.in_transaction:
+            raise storage_failed(self.storage_failure)
 
     def _flush_to_disk(self) -> None:
         """Make every commit so far durable, without blocking the hub.
@@ -198,10 +237,19 @@ class Database:
         WAL up to its own record, which covers every asynchronous commit before it; a
         transactional logical message is the smallest WAL-writing transaction (no table, no
         privilege needed). psycopg waits cooperatively, so the hub stays free."""
+        if self.storage_failure is not None:  # (callers that waited for the failed flush)
+            raise storage_failed(self.storage_failure)
         if self.is_sqlite:
             database = self.engine.url.database
             if database and database != ":memory:":
-                gevent.get_hub().threadpool.apply(_sync_file, (f"{database}-wal",))
+                failure = gevent.get_hub().threadpool.apply(_sync_failure, (f"{database}-wal",))
+                if failure is not None:
+                    if self.storage_failure is None:
+                        log.critical("the disk failed to flush the database's write-ahead log "
+                                     "(%s): no more writes are taken; restart this process "
+                                     "once the disk is sound", failure)
+                    self.storage_failure = failure
+                    raise storage_failed(failure)
             return
         with self.connection(autocommit=True) as connection:  # one round trip
             connection.execute(text("SELECT pg_logical_emit_message(true, 'fedgrid', '')"))

@@ -288,3 +288,52 @@ def test_callers_waiting_together_share_flushes():
     assert flushes == [0, 1]
     group.wait()  # alone: a flush of its own
     assert flushes == [0, 1, 2]
+
+
+def test_callers_that_waited_for_a_failed_flush_fail_too_and_no_write_commits_after(
+        tmp_path, monkeypatch):
+    """SQLite: the WAL's flush fails (EIO) while callers wait for it. Each of them is refused
+    `storage_unavailable`, and so is every later `durable` and every commit that wrote, although
+    the disk works again: Linux may have dropped what the failed flush could not write and report
+    the next flush a success. Reads go on."""
+    import errno
+    import threading
+
+    from fedgrid_protocol.errors import ApiError
+    from fedgrid_server import database as database_module
+
+    db, test_db = one_connection_database("sqlite", tmp_path)
+    release = threading.Event()  # (the flush runs on a pool thread)
+    calls = []
+
+    def failing(path):
+        calls.append(path)
+        if len(calls) == 1:
+            release.wait(30)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    try:
+        db.upgrade()
+        monkeypatch.setattr(database_module, "_sync_file", failing)
+        with db.session(wait_for_disk=False) as session:
+            session.execute(things.insert().values(name="before"))
+        first = gevent.spawn(db.durable)
+        while not calls:
+            gevent.sleep(0.001)  # the first flush is running (on a pool thread)
+        waiting = [gevent.spawn(db.durable) for _ in range(3)]
+        gevent.idle()
+        release.set()
+        gevent.joinall([first, *waiting])
+        for greenlet in [first, *waiting]:
+            assert isinstance(greenlet.exception, ApiError), greenlet.exception
+            assert greenlet.exception.code == "storage_unavailable"
+        assert len(calls) == 1  # never tried again
+        with pytest.raises(ApiError, match="takes no more writes"):
+            db.durable()
+        with pytest.raises(ApiError, match="takes no more writes"), db.session() as session:
+            session.execute(things.insert().values(name="after"))
+        with db.session() as session:
+            assert session.scalars(select(things.c.name)).all() == ["before"]
+    finally:
+        db.dispose()
+        test_db.drop()

@@ -24,7 +24,11 @@ def health():
     except Exception:  # the database being down is exactly what this route reports
         body = {"status": "unavailable", "database": "unreachable"}
         return jsonify(body), 503
-    return jsonify({"status": "ok", "database": "ok"})
+    # The disk failed a flush: the Node takes no more writes until it is restarted.
+    diff_files = state.engine.diff_files
+    if state.db.storage_failure is not None or (diff_files is not None and diff_files.failure):
+        return jsonify({"status": "unavailable", "database": "ok", "storage": "failed"}), 503
+    return jsonify({"status": "ok", "database": "ok", "storage": "ok"})
 
 
 @blueprint.get("/status")

@@ -54,7 +54,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "responses": _responses(JSON_OK, 413),
             },
         },
-        "/health": {"get": {"summary": "Liveness and database reachability",
+        "/health": {"get": {"summary": "Liveness, database reachability and storage",
                             "responses": _responses(JSON_OK, 503)}},
         "/status": {"get": {"summary": "Node identity", "responses": _responses(JSON_OK)}},
         "/openapi.json": {"get": {"summary": "This document", "responses": _responses(JSON_OK)}},

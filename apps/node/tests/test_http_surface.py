@@ -48,7 +48,7 @@ def test_plain_http_on_the_websocket_endpoint_says_so(shared_node):
 
 def test_health_and_status(shared_node):
     health = requests.get(f"{shared_node.url}/health", timeout=10)
-    assert health.json() == {"status": "ok", "database": "ok"}
+    assert health.json() == {"status": "ok", "database": "ok", "storage": "ok"}
     status = requests.get(f"{shared_node.url}/status", timeout=10).json()
     assert status["node_id"] and status["version"] and status["uptime_seconds"] > 0
 

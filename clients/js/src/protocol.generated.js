@@ -400,7 +400,7 @@ export const ERROR_CODES = freeze({
   "storage_unavailable": {
     "status": 503,
     "exception": "Unavailable",
-    "meaning": "transient: the Node could not write the report to its disk (full or failing); nothing was stored: retry later",
+    "meaning": "the Node could not write to its disk (full or failing): retry later; after its disk failed a flush it takes no writes until it is restarted",
     "servers": [
       "node"
     ]

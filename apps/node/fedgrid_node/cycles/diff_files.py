@@ -173,6 +173,9 @@ class DiffFiles:
         # where the file system refuses O_DIRECT); closed with it.
         self._direct: dict[int, int | None] = {}
         self._flushes: dict[int, GroupFlush] = {}  # per cycle: see `flush`
+        # Set when the disk failed to flush a file: from then on nothing is appended or
+        # acknowledged (`Database.storage_failure` says why), until a restart.
+        self.failure: OSError | None = None
 
     def path(self, cycle_id: int) -> Path:
         return self.directory / f"cycle-{cycle_id}.diffs"
@@ -225,6 +228,8 @@ class DiffFiles:
 
         The caller checks that the cycle is open right before (with no yield in between): an
         append after `discard` would make the file anew."""
+        if self.failure is not None:
+            raise self.failure
         fd = self._fd(cycle_id)
         direct = self._direct.get(fd)
         offset = self._ends[cycle_id]
@@ -244,6 +249,8 @@ class DiffFiles:
         """Return once every diff appended to the cycle's file so far is on the disk: one
         `fdatasync` for all the appends written meanwhile (each is a journal commit of the
         file's new size on ext4; one per report was most of the disk's work)."""
+        if self.failure is not None:
+            raise self.failure
         if cycle_id not in self._fds:
             return  # discarded: its cycle closed, and nothing of it is read any more
         flush = self._flushes.get(cycle_id)
@@ -252,9 +259,19 @@ class DiffFiles:
         flush.wait()
 
     def _flush(self, cycle_id: int) -> None:
+        if self.failure is not None:  # (callers that waited for the failed flush)
+            raise self.failure
         fd = self._fds.get(cycle_id)
         if fd is not None:  # (discarded: its cycle closed without these appends)
-            self._use(cycle_id, os.fdatasync, fd=fd)
+            try:
+                self._use(cycle_id, os.fdatasync, fd=fd)
+            except OSError as failure:
+                if self.failure is None:
+                    log.critical("the disk failed to flush %s (%s): no more reports are "
+                                 "taken; restart this Node once the disk is sound",
+                                 self.path(cycle_id), failure)
+                self.failure = failure
+                raise
 
     def read(self, cycle_id: int, location: DiffLocation) -> bytes:
         try:
