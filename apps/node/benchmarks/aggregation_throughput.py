@@ -5,7 +5,7 @@ Baselines, measured in the same run on the same 64 MiB float32 diff:
   diff, read and write an accumulator); this is the memory-bandwidth limit the target refers to;
 - "read-only sum": diff.sum() — pure read bandwidth, for context.
 The Node's fold (float64, weighted, chunked, two pool threads) is timed through the same code path
-the engine uses (`fold_off_hub`). Target: at least 50% of the in-place sum.
+the engine uses (`fold_many_off_hub`). Target: at least 50% of the in-place sum.
 
     .venv/bin/python apps/node/benchmarks/aggregation_throughput.py
 """
@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from fedgrid_node.cycles.aggregation import RunningWeightedSum
-from fedgrid_node.cycles.off_hub import FOLD_THREADS, fold_off_hub
+from fedgrid_node.cycles.off_hub import FOLD_THREADS, fold_many_off_hub
 
 MIB = 1024 * 1024
 
@@ -46,7 +46,7 @@ def main() -> None:
     read_only = best_seconds(lambda: [diff[n].sum() for n in diff])
     running = RunningWeightedSum(spec)
     one_thread = best_seconds(lambda: running.fold(diff, 37))
-    node_fold = best_seconds(lambda: fold_off_hub(running, diff, 37))
+    node_fold = best_seconds(lambda: fold_many_off_hub(running, [(diff, 37, 37)]))
 
     def rate(seconds):
         return nbytes / seconds / 1e9

@@ -42,13 +42,6 @@ def run_off_hub(fn: Callable, *args: Any) -> Any:
     return unwrap(gevent.get_hub().threadpool.apply(outcome, (fn, *args)))
 
 
-def fold_off_hub(running: RunningWeightedSum, diff, num_samples: int,
-                 coefficient: float | None = None) -> None:
-    """Fold one report on `FOLD_THREADS` pool threads (disjoint slices), the hub stays free."""
-    fold_many_off_hub(running, [(diff, num_samples if coefficient is None else coefficient,
-                                 num_samples)])
-
-
 def fold_many_off_hub(running: RunningWeightedSum,
                       reports: list[tuple[Any, float, int]]) -> None:
     """Fold (diff, coefficient, weight) reports in order, each on `FOLD_THREADS` pool threads

@@ -14,7 +14,7 @@ import gevent.lock
 
 from .aggregation import RunningWeightedSum
 from .aggregators import FoldRule, Mean
-from .off_hub import fold_many_off_hub, fold_off_hub, run_off_hub
+from .off_hub import fold_many_off_hub, run_off_hub
 from .pace import CycleCounts
 from .report_batches import ReportBatches
 
@@ -175,40 +175,31 @@ class OpenCycle:
     def fold_report(self, diff: Mapping, num_samples: int, metrics: Mapping[str, float] | None,
                     *, off_hub: bool, assignment_id: int | None = None) -> None:
         """Fold an acknowledged report by the cycle's rule (on the thread pool when ``off_hub``)."""
-        if assignment_id is not None:
-            self.folded.add(assignment_id)
-        clipping = self.rule.clip is not None
-        if off_hub and clipping:
-            weight, coefficient, within = run_off_hub(self.rule.prepare, diff, num_samples)
-        else:
-            weight, coefficient, within = self.rule.prepare(diff, num_samples)
-        if not self.rule.aggregator.streams:
-            self.running.finish_fold(weight)  # counted; the stored diffs are combined at the close
-        elif off_hub:
-            fold_off_hub(self.running, diff, weight, coefficient)
-        else:
-            self.running.fold(diff, weight, coefficient)
-        self.num_samples += num_samples
-        self.unclipped += int(within)
-        self.fold_metrics(metrics, num_samples)
+        self.fold_reports([(diff, num_samples, metrics, assignment_id)], off_hub=off_hub)
 
-    def fold_reports(self, reports: list[tuple[Mapping, int, Mapping[str, float] | None, int]]
-                     ) -> None:
-        """`fold_report` for a batch of acknowledged (diff, num_samples, metrics, assignment id)
-        reports, in order, on the thread pool: one hand-off per fold thread for the batch."""
+    def fold_reports(self, reports: list[tuple[Mapping, int, Mapping[str, float] | None,
+                                              int | None]], *, off_hub: bool = True) -> None:
+        """Fold acknowledged (diff, num_samples, metrics, assignment id) reports by the cycle's
+        rule, in order: on the thread pool when ``off_hub``, one hand-off per fold thread for
+        all of them (the same sums as one by one: aggregation.py)."""
         def prepare_all():
             return [self.rule.prepare(diff, num_samples) for diff, num_samples, _, _ in reports]
 
-        prepared = run_off_hub(prepare_all) if self.rule.clip is not None else prepare_all()
-        if self.rule.aggregator.streams:
+        clipping = self.rule.clip is not None
+        prepared = run_off_hub(prepare_all) if off_hub and clipping else prepare_all()
+        if not self.rule.aggregator.streams:
+            for weight, _, _ in prepared:
+                self.running.finish_fold(weight)  # counted; combined from storage at the close
+        elif off_hub:
             fold_many_off_hub(self.running, [(diff, coefficient, weight) for (diff, *_), (
                 weight, coefficient, _) in zip(reports, prepared, strict=True)])
         else:
-            for weight, _, _ in prepared:
-                self.running.finish_fold(weight)  # counted; combined from storage at the close
+            for (diff, *_), (weight, coefficient, _) in zip(reports, prepared, strict=True):
+                self.running.fold(diff, weight, coefficient)
         for (_, num_samples, metrics, assignment_id), (_, _, within) in zip(reports, prepared,
                                                                            strict=True):
-            self.folded.add(assignment_id)
+            if assignment_id is not None:
+                self.folded.add(assignment_id)
             self.num_samples += num_samples
             self.unclipped += int(within)
             self.fold_metrics(metrics, num_samples)
