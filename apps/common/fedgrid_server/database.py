@@ -215,9 +215,7 @@ class Database:
 
     def durable(self) -> None:
         """Return once every transaction this process committed so far is on disk; raise
-        `storage_unavailable` once the disk has failed a flush."""
-        if self.storage_failure is not None:
-            raise storage_failed(self.storage_failure)
+        `storage_unavailable` once the disk has failed a flush (`_flush_to_disk`)."""
         self._group_flush.wait()
 
     def _refuse_writes_after_failure(self, connection: Connection) -> None:
@@ -237,7 +235,7 @@ class Database:
         WAL up to its own record, which covers every asynchronous commit before it; a
         transactional logical message is the smallest WAL-writing transaction (no table, no
         privilege needed). psycopg waits cooperatively, so the hub stays free."""
-        if self.storage_failure is not None:  # (callers that waited for the failed flush)
+        if self.storage_failure is not None:  # never tried again (and its waiters fail too)
             raise storage_failed(self.storage_failure)
         if self.is_sqlite:
             database = self.engine.url.database

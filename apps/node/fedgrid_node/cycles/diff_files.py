@@ -144,17 +144,13 @@ def _check_then_write(fd: int, offset: int, data, check: Callable[[], Any] | Non
 
 def _read_checked(fd: int, location: DiffLocation) -> bytes:
     data = os.pread(fd, location.length, location.offset)
+    # A diff stored before CRC-32C carries zlib's CRC-32 (a cycle left open across the upgrade):
+    # computed only for a diff whose CRC-32C does not match.
     if len(data) != location.length or (location.checksum != checksum(data)
-                                         and location.checksum != _old_checksum(data)):
+                                         and location.checksum != zlib.crc32(data)):
         raise DiffUnreadable(f"{location.length} bytes at offset {location.offset} are "
                              f"{'short' if len(data) != location.length else 'damaged'}")
     return data
-
-
-def _old_checksum(data) -> int | None:
-    """zlib's CRC-32, which diffs stored before CRC-32C carry: a cycle left open across the
-    upgrade still reads them (only ever computed for a diff CRC-32C finds damaged)."""
-    return zlib.crc32(data)
 
 
 class DiffFiles:
@@ -248,9 +244,8 @@ class DiffFiles:
     def flush(self, cycle_id: int) -> None:
         """Return once every diff appended to the cycle's file so far is on the disk: one
         `fdatasync` for all the appends written meanwhile (each is a journal commit of the
-        file's new size on ext4; one per report was most of the disk's work)."""
-        if self.failure is not None:
-            raise self.failure
+        file's new size on ext4; one per report was most of the disk's work). Raises the
+        failure of a flush, and of every one after it (`_flush`)."""
         if cycle_id not in self._fds:
             return  # discarded: its cycle closed, and nothing of it is read any more
         flush = self._flushes.get(cycle_id)
@@ -259,7 +254,7 @@ class DiffFiles:
         flush.wait()
 
     def _flush(self, cycle_id: int) -> None:
-        if self.failure is not None:  # (callers that waited for the failed flush)
+        if self.failure is not None:  # never tried again (and its waiters fail too)
             raise self.failure
         fd = self._fds.get(cycle_id)
         if fd is not None:  # (discarded: its cycle closed without these appends)

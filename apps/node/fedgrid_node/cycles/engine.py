@@ -343,14 +343,16 @@ class CycleEngine:
         and its file's flush (the report was never answered: its device sends it again, and the
         resend is taken instead of being told `report_duplicate`), or the disk damaged an
         acknowledged diff (lost either way: its device has moved on, and the place expires)."""
-        expires_at, request_key, worker_id = session.execute(
+        expires_at, request_key, worker_id, assigned_at = session.execute(
             update(Assignment)
             .where(Assignment.id == assignment_id)
             .values(status=AssignmentStatus.ACCEPTED, reported_at=None, num_samples=None,
                     metrics=None, diff_offset=None, diff_length=None, diff_checksum=None)
-            .returning(Assignment.expires_at, Assignment.request_key, Assignment.worker_id)
+            .returning(Assignment.expires_at, Assignment.request_key, Assignment.worker_id,
+                       Assignment.assigned_at)
         ).one()
         state.outstanding[assignment_id] = expires_at or state.deadline
+        state.assigned_at[assignment_id] = assigned_at
         state.request_keys[request_key] = (assignment_id, worker_id)
 
     @staticmethod
