@@ -18,19 +18,37 @@ import os
 import pytest
 
 from fedgrid_node.config import NodeConfig
+from tests.support.databases import database_backends, make_database_url
 
 from .test_late_reports import place
 from .test_late_reports import report as send_report
 from .test_report_batches import more_places
 
 
-@pytest.fixture
-def in_process(tmp_path):
+def node_in_process(tmp_path, backend: str):
     from fedgrid_node.app import create_app
 
-    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token"))
-    yield app.test_client()
-    app.extensions["fedgrid"].engine.stop()
+    database = make_database_url(backend, tmp_path)
+    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token",
+                                database_url=database.url))
+    try:
+        yield app.test_client()
+    finally:
+        app.extensions["fedgrid"].engine.stop()
+        app.extensions["fedgrid"].engine.db.dispose()
+        database.drop()
+
+
+@pytest.fixture
+def in_process(tmp_path):
+    """On SQLite, whose WAL the Node flushes itself."""
+    yield from node_in_process(tmp_path, "sqlite")
+
+
+@pytest.fixture(params=database_backends())
+def any_backend(request, tmp_path):
+    """On either backend: a single Node keeps its diffs in files with both."""
+    yield from node_in_process(tmp_path, request.param)
 
 
 def fails_once(monkeypatch, module, name: str, which) -> list[int]:
@@ -74,9 +92,10 @@ def test_after_a_failed_flush_of_the_wal_nothing_more_is_acknowledged(in_process
                           headers={"Authorization": "Bearer admin-token"}).status_code == 200
 
 
-def test_after_a_failed_flush_of_a_diff_file_no_report_is_acknowledged(in_process, monkeypatch):
+def test_after_a_failed_flush_of_a_diff_file_no_report_is_acknowledged(any_backend, monkeypatch):
     from fedgrid_node.cycles import diff_files as diff_files_module
 
+    in_process = any_backend
     name, worker, key = place(in_process, max_diffs=3, cycle_length=600)
     (other, other_key), = more_places(in_process, name, 1)
     failed = fails_once(monkeypatch, diff_files_module.os, "fdatasync",
@@ -88,11 +107,12 @@ def test_after_a_failed_flush_of_a_diff_file_no_report_is_acknowledged(in_proces
     assert (health.status_code, health.json["storage"]) == (503, "failed")
 
 
-def test_a_full_disk_is_no_failed_flush(in_process, monkeypatch):
+def test_a_full_disk_is_no_failed_flush(any_backend, monkeypatch):
     """A write refused for room (ENOSPC) stored nothing and dropped nothing: the next report,
     once there is room, is taken (test_diff_files.py), and the Node stays healthy."""
     from fedgrid_node.cycles import diff_files as diff_files_module
 
+    in_process = any_backend
     name, worker, key = place(in_process, max_diffs=3, cycle_length=600)
 
     def full(fd, data, offset):
