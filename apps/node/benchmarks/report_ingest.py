@@ -285,6 +285,8 @@ def main() -> None:
                         help="the PostgreSQL driver the Node uses (psycopg, pg8000); default: "
                              "the one a plain postgresql:// URL gets")
     args = parser.parse_args()
+    if args.reports < 1 or args.repeats < 1:
+        parser.error("--reports and --repeats must be at least 1")
     clients_list = [int(c) for c in args.clients.split(",")]
 
     compiled, checkpoint, diff = one_mib_model()
