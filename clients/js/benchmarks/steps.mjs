@@ -152,28 +152,33 @@ function nodeStepsPerSecond(model) {
   });
 }
 
-/** Steps/s within a local round (trainLocally), timed between updates like the Python side. */
-async function nodeRoundStepsPerSecond(model) {
-  const executor = await PlanExecutor.create(readFileSync(join(VECTORS, model, 'plan.fgplan')));
-  const start = parseSafetensors(readFileSync(join(VECTORS, model, 'start.safetensors'))).tensors;
-  const { features, labels } = makeBatch(executor.featureSize);
-  const allFeatures = new Float32Array(features.length * COPIES);
-  for (let copy = 0; copy < COPIES; copy += 1) allFeatures.set(features, copy * features.length);
-  const allLabels = toTypedArray(Array.from({ length: COPIES }, () => labels).flat(), executor.labelsInput.dtype);
+/** Steps/s within a local round (trainLocally), timed between updates like the Python side.
+ *  Runs inside Node.js and inside the page (serialised by playwright, so it names nothing from
+ *  this module). The round takes several full batches per session.run where the executor can
+ *  (trainLocally's stepsPerRun): its callbacks then come in bursts, and a sample's steps are
+ *  counted from callback to callback, so each sample still covers whole runs. */
+async function timeRound(api, planBytes, startBytes, features, labels, { seconds, copies, batch, warmup }) {
+  const executor = await api.PlanExecutor.create(planBytes);
+  const start = api.parseSafetensors(startBytes).tensors;
+  const allFeatures = new Float32Array(features.length * copies);
+  for (let copy = 0; copy < copies; copy += 1) allFeatures.set(features, copy * features.length);
+  const dtype = executor.labelsInput.dtype;
+  const repeated = Array.from({ length: copies }, () => Array.from(labels, Number)).flat();
+  const allLabels = dtype === 'int64' ? BigInt64Array.from(repeated, (v) => BigInt(v)) : dtype === 'int32' ? Int32Array.from(repeated) : Float32Array.from(repeated);
   const times = [];
   let updates = 0;
   let since;
   let started;
   let steps = 0;
-  await trainLocally(executor, start, {
+  await api.trainLocally(executor, start, {
     features: allFeatures, labels: allLabels, batchSize: batch, epochs: 1e9, seed: 0,
     onBatch: () => {
       const now = performance.now();
       updates += 1;
-      if (updates === WARMUP_STEPS) {
+      if (updates === warmup) {
         since = now;
         started = now;
-      } else if (updates > WARMUP_STEPS) {
+      } else if (updates > warmup) {
         steps += 1;
         if (now - since >= 5) {
           times.push((now - since) / steps);
@@ -188,6 +193,16 @@ async function nodeRoundStepsPerSecond(model) {
   await executor.release();
   times.sort((a, b) => a - b);
   return 1000 / times[Math.floor(times.length / 10)];
+}
+
+const ROUND_SETTINGS = { seconds, copies: COPIES, batch, warmup: WARMUP_STEPS };
+
+async function nodeRoundStepsPerSecond(model) {
+  const planBytes = readFileSync(join(VECTORS, model, 'plan.fgplan'));
+  const executor = await PlanExecutor.create(planBytes);
+  const { features, labels } = makeBatch(executor.featureSize);
+  await executor.release();
+  return timeRound({ PlanExecutor, parseSafetensors, trainLocally }, planBytes, readFileSync(join(VECTORS, model, 'start.safetensors')), features, labels, ROUND_SETTINGS);
 }
 
 /** Tensors in and out of the call-cost graphs: digits_mlp's training graph has 7 of each. */
@@ -339,6 +354,15 @@ const adapter = await webgpuPage.evaluate(async () => {
   const { vendor, architecture, description } = found.info ?? {};
   return { name: [vendor, architecture, description].filter(Boolean).join(' '), fallback: Boolean(found.info?.isFallbackAdapter) };
 });
+/** Steps/s of timeRound in a page of the browser. */
+function browserRoundStepsPerSecond(onPage, { model, features, labels }) {
+  return onPage.evaluate(async ({ model, features, labels, settings, source }) => {
+    const fetchBytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+    const run = new Function(`return (${source})`)();
+    return run(window.fedgrid, await fetchBytes(`/vectors/${model}/plan.fgplan`), await fetchBytes(`/vectors/${model}/start.safetensors`), Float32Array.from(features), labels, settings);
+  }, { model, features: Array.from(features), labels, settings: ROUND_SETTINGS, source: timeRound.toString() });
+}
+
 /** Steps/s of timeSteps in a page of the browser (the bundle's `fedgrid`). */
 function browserStepsPerSecond(onPage, { model, features, labels }) {
   return onPage.evaluate(async ({ model, features, labels, seconds, source }) => {
@@ -362,7 +386,8 @@ for (const model of models) {
   const node = nodeRates.step;
   const nodeWasm = wasmNodeStepsPerSecond(model);
   const chromium = await browserStepsPerSecond(page, { model, features, labels });
-  rows.push({ model, python, node, nodeWasm, chromium, pythonRound: pythonRates.round, nodeRound: nodeRates.round });
+  const chromiumRound = await browserRoundStepsPerSecond(page, { model, features, labels });
+  rows.push({ model, python, node, nodeWasm, chromium, pythonRound: pythonRates.round, nodeRound: nodeRates.round, chromiumRound });
   browserRows.push({
     model, python, chromium,
     threaded: await browserStepsPerSecond(isolatedPage, { model, features, labels }),
@@ -381,9 +406,9 @@ console.log('model                Python   Node.js  Node.js WASM  Chromium   Nod
 for (const r of rows) {
   console.log(`${r.model.padEnd(18)}${fixed(r.python)}${fixed(r.node)}${fixed(r.nodeWasm).padStart(14)}${fixed(r.chromium)}${(r.node / r.python).toFixed(2).padStart(13)}${(r.nodeWasm / r.python).toFixed(2).padStart(18)}${(r.chromium / r.python).toFixed(2).padStart(17)}`);
 }
-console.log(`\nA local round (Python train() vs. Node.js trainLocally() on ${runtimeName()}), steps/s between updates`);
-console.log('model                Python   Node.js  Node/Python');
-for (const r of rows) console.log(`${r.model.padEnd(18)}${fixed(r.pythonRound)}${fixed(r.nodeRound)}${(r.nodeRound / r.pythonRound).toFixed(2).padStart(13)}`);
+console.log(`\nA local round (Python train() vs. trainLocally() in Node.js on ${runtimeName()} and in Chromium on one WASM thread), steps/s between updates`);
+console.log('model                Python   Node.js  Chromium   Node/Python  Chromium/Python');
+for (const r of rows) console.log(`${r.model.padEnd(18)}${fixed(r.pythonRound)}${fixed(r.nodeRound)}${fixed(r.chromiumRound)}${(r.nodeRound / r.pythonRound).toFixed(2).padStart(13)}${(r.chromiumRound / r.pythonRound).toFixed(2).padStart(17)}`);
 console.log(`Python and Node.js (both tables): the same plan, batch and start, labels in the plan's dtype on both sides; measured alternately, best of ${rounds}; the first ${WARMUP_STEPS} steps of each measurement excluded on both sides.`);
 console.log(`\nOne session.run of a graph that only negates ${CALL_TENSORS} inputs into ${CALL_TENSORS} outputs (µs; the runtime bindings' cost of passing tensors in and out, which every step pays)`);
 console.log('floats per tensor     Python   Node.js');

@@ -6,6 +6,7 @@
 import { FedgridError, TrainingStoppedError } from './errors.js';
 import { Plan } from './plan.js';
 import { defaultExecutionProviders, runtime, sessionDefaults } from './runtime.js';
+import { loopTrainingGraph } from './loop_graph.js';
 import { packTrainingGraph } from './packed_graph.js';
 import { MANIFEST_DTYPES } from './safetensors.js';
 import { SeededRandom } from './random.js';
@@ -52,6 +53,8 @@ export class PlanExecutor {
   #batchShapes = new Map();
   #learningRateFeed = null;
   #batchTensors = { features: null, labels: null };
+  /** The Loop form's session (src/loop_graph.js), a promise made on first use, or null. */
+  #loop = undefined;
 
   /** Use PlanExecutor.create(plan): sessions are created asynchronously. `packing`: the
    *  session runs packTrainingGraph's form of the graph (src/packed_graph.js), or null. */
@@ -122,8 +125,10 @@ export class PlanExecutor {
    *   bundle. `packTensors` (default: true for plans of up to PACKED_PARAMETERS_LIMIT parameter
    *   values) runs the graph with its parameters and results packed into a few flat tensors
    *   (src/packed_graph.js): the same results, fewer tensors through the runtime per step.
+   *   `loopSteps` (default true) lets stepMany() and so trainLocally take several steps per
+   *   session.run (src/loop_graph.js) where the providers are the CPU's: the same results.
    */
-  static async create(plan, { executionProviders = defaultExecutionProviders(), verify = true, packTensors } = {}) {
+  static async create(plan, { executionProviders = defaultExecutionProviders(), verify = true, packTensors, loopSteps = true } = {}) {
     const parsed = plan instanceof Plan ? plan : Plan.fromBytes(plan);
     if (verify) await parsed.verify();
     const ort = runtime();
@@ -140,6 +145,7 @@ export class PlanExecutor {
     session ??= await ort.InferenceSession.create(parsed.graphs.train, options);
     const executor = new PlanExecutor(parsed, session, packing);
     executor.executionProviders = executionProviders; // for the forward session, made when needed
+    if (!loopSteps) executor.#loop = Promise.resolve(null);
     return executor;
   }
 
@@ -274,8 +280,100 @@ export class PlanExecutor {
     return { loss, metrics, parameters: updated, optimizerState: updatedState };
   }
 
+  /** The Loop form of the training graph in its own session, made on the first call that can use
+   *  it: {session, graph}, or null where it does not apply. Only on the CPU's providers: with
+   *  WebGPU in the list the Loop node would run on the CPU and move every step's tensors between
+   *  the two, which is the cost it exists to save. */
+  #loopRunner() {
+    this.#loop ??= (async () => {
+      const providers = this.executionProviders ?? defaultExecutionProviders();
+      if (!providers.every((provider) => ['wasm', 'cpu'].includes(typeof provider === 'string' ? provider : provider?.name))) return null;
+      const graph = loopTrainingGraph(this.plan.graphs.train, this.plan.manifest.train);
+      if (!graph) return null;
+      const options = { ...sessionDefaults(), executionProviders: providers, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
+      // A runtime that refuses the rewrite still trains, one step per run.
+      const session = await runtime().InferenceSession.create(graph.bytes, options).catch(() => null);
+      return session && { session, graph };
+    })();
+    return this.#loop;
+  }
+
+  /** Whether stepMany() takes its steps in one session.run (the Loop form applies). */
+  async stepsTogether() { return Boolean(await this.#loopRunner()); }
+
+  /**
+   * `count` updates, one per batch, on `count` consecutive equal batches: `features` holds
+   * count * batch examples, `labels` their labels. The results are bit for bit those of `count`
+   * calls of step(), each fed the last one's parameters and state; where the Loop form applies
+   * (stepsTogether()) they come from one session.run, so the parameters cross the runtime's
+   * binding once instead of `count` times.
+   * @returns {Promise<{losses: number[], metrics: Record<string, number>[], parameters: object, optimizerState: object}>}
+   */
+  async stepMany(parameters, features, labels, count, { learningRate, optimizerState, globalParameters } = {}) {
+    const featureValues = toTypedArray(features, this.featuresInput.dtype);
+    const labelValues = toTypedArray(labels, this.labelsInput.dtype);
+    const batch = featureValues.length / (count * this.featureSize);
+    if (!(Number.isInteger(count) && count >= 1) || !Number.isInteger(batch) || batch < 1 || labelValues.length !== count * batch * this.labelSize) {
+      throw new FedgridError(`stepMany needs ${count} equal batches: got ${featureValues.length} feature values and ${labelValues.length} labels for examples of shape [${this.featureShape}]`);
+    }
+    const loop = count > 1 ? await this.#loopRunner() : null;
+    if (!loop) {
+      const results = { losses: [], metrics: [], parameters, optimizerState };
+      const featureStride = batch * this.featureSize;
+      const labelStride = batch * this.labelSize;
+      for (let k = 0; k < count; k += 1) {
+        const result = await this.step(results.parameters, featureValues.subarray(k * featureStride, (k + 1) * featureStride),
+          labelValues.subarray(k * labelStride, (k + 1) * labelStride), { learningRate, optimizerState: results.optimizerState, globalParameters });
+        results.losses.push(result.loss);
+        results.metrics.push(result.metrics);
+        results.parameters = result.parameters;
+        results.optimizerState = result.optimizerState;
+      }
+      return results;
+    }
+    const ort = runtime();
+    const { session, graph } = loop;
+    const state = this.usesOptimizerState ? optimizerState ?? this.initialOptimizerState() : null;
+    const feeds = {
+      [graph.steps]: new ort.Tensor('int64', BigInt64Array.of(BigInt(count)), []),
+      [graph.features]: new ort.Tensor(this.featuresInput.dtype, featureValues, [count, batch, ...this.featureShape]),
+      [graph.labels]: new ort.Tensor(this.labelsInput.dtype, labelValues, [count, batch, ...this.labelShape]),
+    };
+    for (const entry of graph.outer) {
+      if (entry.role === 'learning_rate') feeds[entry.name] = this.#learningRateTensor(ort, learningRate ?? this.defaultLearningRate);
+      else feedTensors(ort, feeds, [entry], globalParameters ?? parameters, 'global parameter');
+    }
+    for (const { entry, initial } of graph.carried) {
+      const source = entry.role === 'parameter' ? parameters : state;
+      const tensor = source[entry.parameter];
+      if (!tensor) throw new FedgridError(`${entry.role === 'parameter' ? 'parameter' : 'optimizer state'} '${entry.parameter}' is missing`);
+      feeds[initial] = new ort.Tensor(entry.dtype, tensor.data, entry.shape);
+    }
+    const results = await session.run(feeds);
+    const updated = {};
+    const updatedState = {};
+    for (const { entry, output, final } of graph.carried) {
+      (entry.role === 'parameter' ? updated : updatedState)[entry.parameter] = tensorOf(output, results[final]);
+    }
+    const losses = new Array(count).fill(0);
+    const metrics = Array.from({ length: count }, () => ({}));
+    for (const { entry, name } of graph.scanned) {
+      if (entry.role !== 'loss' && entry.role !== 'metric') continue;
+      const { data } = results[name];
+      const stride = data.length / count; // one row per step; a scalar's row is one value
+      for (let k = 0; k < count; k += 1) {
+        const value = Number(data[k * stride]);
+        if (entry.role === 'loss') losses[k] = value;
+        else metrics[k][entry.metric] = value;
+      }
+    }
+    return { losses, metrics, parameters: updated, optimizerState: state ? updatedState : {} };
+  }
+
   async release() {
     await this.session?.release?.();
+    const loop = await this.#loop;
+    await loop?.session.release?.();
     if (this.forwardSession) await (await this.forwardSession).release?.();
   }
 }
@@ -415,43 +513,79 @@ export async function trainLocally(executor, parameters, options) {
   }
   const { settings } = run;
   const featureSize = executor.featureSize;
-  const batchFeatures = new (featureValues.constructor)(settings.batchSize * featureSize);
-  const batchLabels = new (labelValues.constructor)(settings.batchSize * labelWidth);
+  // Several full batches per session.run where the executor can (stepMany), as many as
+  // `stepsPerRun` and as fit in RUN_FEATURE_BYTES of gathered features.
+  const batchBytes = settings.batchSize * featureSize * featureValues.BYTES_PER_ELEMENT;
+  const perRun = Math.max(1, Math.min(Math.floor(Number(options.stepsPerRun ?? STEPS_PER_RUN)) || 1, Math.floor(RUN_FEATURE_BYTES / batchBytes)));
+  const together = perRun > 1 && await executor.stepsTogether();
+  const buffered = together ? perRun : 1;
+  const batchFeatures = new (featureValues.constructor)(buffered * settings.batchSize * featureSize);
+  const batchLabels = new (labelValues.constructor)(buffered * settings.batchSize * labelWidth);
+  /** The next `size` examples of the epoch: gathered into the buffers when shuffling (the buffers
+   *  themselves when they fill them, so a step reuses its tensors), else where they lie. */
+  const examples = (begin, size) => {
+    if (!settings.shuffle) {
+      return [featureValues.subarray(begin * featureSize, (begin + size) * featureSize), labelValues.subarray(begin * labelWidth, (begin + size) * labelWidth)];
+    }
+    gatherRows(featureValues, batchFeatures, run.order, begin, size, featureSize);
+    gatherRows(labelValues, batchLabels, run.order, begin, size, labelWidth);
+    const whole = size * featureSize === batchFeatures.length;
+    return [whole ? batchFeatures : batchFeatures.subarray(0, size * featureSize), whole ? batchLabels : batchLabels.subarray(0, size * labelWidth)];
+  };
+  /** Account one update on the `size` examples from the epoch's position. */
+  const record = (size, loss, metrics) => {
+    const begin = run.position;
+    run.position += size;
+    run.updates += 1;
+    for (let k = begin; k < begin + size; k += 1) run.seen[run.order[k]] = 1;
+    run.samples += size;
+    run.losses.push(loss);
+    run.weightedLoss += loss * size;
+    for (const metric in metrics) {
+      if (metric !== 'num_samples') run.weightedMetrics[metric] = (run.weightedMetrics[metric] ?? 0) + metrics[metric] * size;
+    }
+  };
+  const stepOptions = () => ({ learningRate: settings.learningRate, optimizerState: run.optimizerState, globalParameters: run.start });
   let stop = false;
   for (; run.epoch < settings.epochs && !stop; run.epoch += 1, run.position = 0, run.order = null) {
     run.order ??= settings.shuffle ? run.random.permutation(count) : Array.from({ length: count }, (_, i) => i);
     while (run.position < count) {
       if (settings.maxUpdates != null && run.updates >= settings.maxUpdates) { stop = true; break; }
       if (signal?.aborted) throw new TrainingStoppedError(encodeTrainingState(run, executor.plan.contentHash));
-      const begin = run.position;
-      const size = Math.min(settings.batchSize, count - begin);
-      let stepFeatures;
-      let stepLabels;
-      if (settings.shuffle) {
-        gatherRows(featureValues, batchFeatures, run.order, begin, size, featureSize);
-        gatherRows(labelValues, batchLabels, run.order, begin, size, labelWidth);
-        // A full batch is the buffers themselves, the same arrays every update (the step reuses
-        // their tensors); only an epoch's last, smaller batch is a view.
-        stepFeatures = size === settings.batchSize ? batchFeatures : batchFeatures.subarray(0, size * featureSize);
-        stepLabels = size === settings.batchSize ? batchLabels : batchLabels.subarray(0, size * labelWidth);
-      } else {
-        // In order: the batch is a contiguous run of examples, fed where it lies.
-        stepFeatures = featureValues.subarray(begin * featureSize, (begin + size) * featureSize);
-        stepLabels = labelValues.subarray(begin * labelWidth, (begin + size) * labelWidth);
+      let steps = together ? Math.min(perRun, Math.floor((count - run.position) / settings.batchSize)) : 1;
+      if (settings.maxUpdates != null) steps = Math.min(steps, settings.maxUpdates - run.updates);
+      if (steps >= 2) {
+        const [runFeatures, runLabels] = examples(run.position, steps * settings.batchSize);
+        const before = stepOptions();
+        let result = await executor.stepMany(run.current, runFeatures, runLabels, steps, before);
+        for (let k = 0; k < steps; k += 1) {
+          record(settings.batchSize, result.losses[k], result.metrics[k]);
+          if (onBatch) {
+            const verdict = await onBatch({ epoch: run.epoch, update: run.updates, batchSize: settings.batchSize, loss: result.losses[k], metrics: result.metrics[k] });
+            if (verdict === false) stop = true;
+          }
+          // A round told to end, or to pause, after this update ends there as one run step by
+          // step would have: the run's first k + 1 steps are taken again (the same arithmetic, so
+          // the same parameters) and the loop's top ends or pauses it.
+          if (stop || signal?.aborted) {
+            if (k < steps - 1) {
+              const taken = (k + 1) * settings.batchSize;
+              result = await executor.stepMany(run.current, runFeatures.subarray(0, taken * featureSize), runLabels.subarray(0, taken * labelWidth), k + 1, before);
+            }
+            break;
+          }
+        }
+        run.current = result.parameters;
+        if (run.optimizerState) run.optimizerState = result.optimizerState;
+        if (stop) break;
+        continue;
       }
-      const result = await executor.step(run.current, stepFeatures, stepLabels,
-        { learningRate: settings.learningRate, optimizerState: run.optimizerState, globalParameters: run.start });
+      const size = Math.min(settings.batchSize, count - run.position);
+      const [stepFeatures, stepLabels] = examples(run.position, size);
+      const result = await executor.step(run.current, stepFeatures, stepLabels, stepOptions());
       run.current = result.parameters;
       if (run.optimizerState) run.optimizerState = result.optimizerState;
-      run.position += size;
-      run.updates += 1;
-      for (let k = begin; k < begin + size; k += 1) run.seen[run.order[k]] = 1;
-      run.samples += size;
-      run.losses.push(result.loss);
-      run.weightedLoss += result.loss * size;
-      for (const metric in result.metrics) {
-        if (metric !== 'num_samples') run.weightedMetrics[metric] = (run.weightedMetrics[metric] ?? 0) + result.metrics[metric] * size;
-      }
+      record(size, result.loss, result.metrics);
       if (onBatch) {
         const verdict = await onBatch({ epoch: run.epoch, update: run.updates, batchSize: size, loss: result.loss, metrics: result.metrics });
         if (verdict === false) { stop = true; break; }
@@ -478,6 +612,12 @@ export async function trainLocally(executor, parameters, options) {
     losses: run.losses,
   };
 }
+
+/** Full batches per session.run in a local round by default (trainLocally's `stepsPerRun`): from
+ *  8 on, the binding's cost per run is an eighth of a step's or less (docs/sdk-js.md). */
+export const STEPS_PER_RUN = 8;
+/** At most this many bytes of features are gathered for one run of several steps. */
+const RUN_FEATURE_BYTES = 4 * 1024 * 1024;
 
 /** Rows per forward run in evaluateLocally: bounds the memory of a large set's outputs. */
 const EVALUATION_BATCH = 1024;

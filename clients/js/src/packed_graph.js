@@ -11,8 +11,13 @@
 // and its results are bit for bit those of the unmodified graph (test/packed_graph.test.js). The
 // plan's bytes, hash and manifest stay as they are: this is how the executor runs them.
 //
-// Only the few protobuf fields involved are read or written; everything else in the model is
-// copied through byte for byte.
+// Only the few protobuf fields involved are read or written (src/onnx_proto.js); everything else
+// in the model is copied through byte for byte.
+
+import {
+  FLOAT, GRAPH_INPUT, GRAPH_OUTPUT, MODEL_GRAPH, concatBytes, defaultOpset, int64Initializer, intAttribute, lengthField,
+  node, readFields, stringOf, valueInfo,
+} from './onnx_proto.js';
 
 /** Inputs packed into one vector per role, in this order in the layout. */
 export const PACKED_INPUT_ROLES = ['parameter', 'optimizer_state', 'global_parameter'];
@@ -22,139 +27,9 @@ const UPDATED_ROLE = { parameter: 'updated_parameter', optimizer_state: 'updated
 const MIN_OPSET = 13;
 const PREFIX = 'fedgrid.packed/';
 
-const FLOAT = 1; // TensorProto.DataType
-const INT64 = 7;
-const ATTRIBUTE_INT = 2; // AttributeProto.AttributeType
-
-// ModelProto, GraphProto and ValueInfoProto field numbers (onnx.proto).
-const MODEL_GRAPH = 7;
-const MODEL_OPSET_IMPORT = 8;
-const GRAPH_NODE = 1;
-const GRAPH_INITIALIZER = 5;
-const GRAPH_INPUT = 11;
-const GRAPH_OUTPUT = 12;
-
-// --- protobuf, the little of it needed -----------------------------------------------------------
-
-function readVarint(bytes, position) {
-  let value = 0;
-  let scale = 1;
-  for (;;) {
-    if (position >= bytes.length) throw new Error('truncated varint');
-    const byte = bytes[position];
-    position += 1;
-    value += (byte & 0x7f) * scale;
-    if (byte < 0x80) return [value, position];
-    scale *= 128;
-  }
-}
-
-/** The fields of one message: {number, wire, start, end (of the whole field), value (varints) or
- *  body (length-delimited bytes)}. */
-function readFields(bytes) {
-  const fields = [];
-  let position = 0;
-  while (position < bytes.length) {
-    const start = position;
-    let key;
-    [key, position] = readVarint(bytes, position);
-    const number = Math.floor(key / 8);
-    const wire = key % 8;
-    const field = { number, wire, start };
-    if (wire === 0) [field.value, position] = readVarint(bytes, position);
-    else if (wire === 1) position += 8;
-    else if (wire === 5) position += 4;
-    else if (wire === 2) {
-      let length;
-      [length, position] = readVarint(bytes, position);
-      field.body = bytes.subarray(position, position + length);
-      position += length;
-    } else {
-      throw new Error(`unsupported protobuf wire type ${wire}`);
-    }
-    if (position > bytes.length) throw new Error('truncated protobuf field');
-    field.end = position;
-    fields.push(field);
-  }
-  return fields;
-}
-
-function varint(value) {
-  const out = [];
-  while (value >= 0x80) {
-    out.push((value % 128) | 0x80);
-    value = Math.floor(value / 128);
-  }
-  out.push(value);
-  return Uint8Array.from(out);
-}
-
-function concatBytes(parts) {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
-
-const utf8 = new TextEncoder();
-const fromUtf8 = new TextDecoder();
-
-function lengthField(number, body) { return concatBytes([varint(number * 8 + 2), varint(body.length), body]); }
-function stringField(number, text) { return lengthField(number, utf8.encode(text)); }
-function varintField(number, value) { return concatBytes([varint(number * 8), varint(value)]); }
-
-function stringOf(message, number) {
-  const field = readFields(message).find((f) => f.number === number && f.wire === 2);
-  return field ? fromUtf8.decode(field.body) : '';
-}
-
-// --- ONNX messages ------------------------------------------------------------------------------
-
-function node(opType, inputs, outputs, name, attributes = []) {
-  return lengthField(GRAPH_NODE, concatBytes([
-    ...inputs.map((input) => stringField(1, input)),
-    ...outputs.map((output) => stringField(2, output)),
-    stringField(3, name),
-    stringField(4, opType),
-    ...attributes,
-  ]));
-}
-
-function intAttribute(name, value) {
-  return lengthField(5, concatBytes([stringField(1, name), varintField(3, value), varintField(20, ATTRIBUTE_INT)]));
-}
-
-/** A 1-D int64 initializer. */
-function int64Initializer(name, values) {
-  const raw = new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
-  return lengthField(GRAPH_INITIALIZER, concatBytes([varintField(1, values.length), varintField(2, INT64), stringField(8, name), lengthField(9, raw)]));
-}
-
-/** A 1-D float32 graph input or output; `length` a number, or a name for a dimension left open. */
-function vectorValueInfo(number, name, length) {
-  const dimension = typeof length === 'number' ? varintField(1, length) : stringField(2, length);
-  const shape = lengthField(2, lengthField(1, dimension));
-  const tensorType = lengthField(1, concatBytes([varintField(1, FLOAT), shape]));
-  return lengthField(number, concatBytes([stringField(1, name), lengthField(2, tensorType)]));
-}
-
 function product(shape) { return shape.reduce((a, b) => a * b, 1); }
 
 function isStaticShape(shape) { return Array.isArray(shape) && shape.every((d) => Number.isInteger(d) && d >= 0); }
-
-function defaultOpset(modelFields) {
-  for (const field of modelFields) {
-    if (field.number !== MODEL_OPSET_IMPORT || field.wire !== 2) continue;
-    const entry = readFields(field.body);
-    const domain = entry.find((f) => f.number === 1 && f.wire === 2);
-    const name = domain ? fromUtf8.decode(domain.body) : '';
-    if (name === '' || name === 'ai.onnx') return entry.find((f) => f.number === 2 && f.wire === 0)?.value ?? 0;
-  }
-  return 0;
-}
 
 /**
  * The packed form of a training graph, or null where packing does not apply (an opset before 13,
@@ -228,7 +103,7 @@ export function packTrainingGraph(graph, section) {
       after.push(int64Initializer(shape, entry.shape));
       before.push(node('Reshape', [pieces[i], shape], [entry.name], `${input.name}/reshape/${entry.name}`));
     });
-    after.push(vectorValueInfo(GRAPH_INPUT, input.name, input.length));
+    after.push(valueInfo(GRAPH_INPUT, input.name, FLOAT, [input.length]));
   }
   const flatShape = `${output.name}/flat_shape`;
   after.push(int64Initializer(flatShape, [-1]));
@@ -237,7 +112,7 @@ export function packTrainingGraph(graph, section) {
     if (!isVector(entry.shape)) after.push(node('Reshape', [entry.name, flatShape], [flattened[i]], `${output.name}/reshape/${entry.name}`));
   });
   after.push(node('Concat', flattened, [output.name], `${output.name}/concat`, [intAttribute('axis', 0)]));
-  after.push(vectorValueInfo(GRAPH_OUTPUT, output.name, output.length));
+  after.push(valueInfo(GRAPH_OUTPUT, output.name, FLOAT, [output.length]));
 
   const kept = readFields(graphField.body)
     .filter((field) => !(field.number === GRAPH_INPUT && field.wire === 2 && replacedInputs.has(stringOf(field.body, 1))))

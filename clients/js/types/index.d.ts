@@ -77,8 +77,10 @@ export type Labels = ArrayLike<number> | BigInt64Array;
 export class PlanExecutor {
   /** `packTensors` (default: true for plans of up to 16,384 parameter values) runs the training
    *  graph with parameters, state and results packed into a few flat tensors: the same results,
-   *  fewer tensors through the runtime per step (docs/sdk-js.md, "Performance"). */
-  static create(plan: Plan | ArrayBuffer | ArrayBufferView, options?: { executionProviders?: string[]; verify?: boolean; packTensors?: boolean }): Promise<PlanExecutor>;
+   *  fewer tensors through the runtime per step (docs/sdk-js.md, "Performance").
+   *  `loopSteps` (default true) lets stepMany() and trainLocally() take several steps per
+   *  session.run on the CPU's providers (an ONNX Loop around the training graph): the same results. */
+  static create(plan: Plan | ArrayBuffer | ArrayBufferView, options?: { executionProviders?: string[]; verify?: boolean; packTensors?: boolean; loopSteps?: boolean }): Promise<PlanExecutor>;
   readonly plan: Plan;
   readonly parameterNames: string[];
   readonly featureShape: number[];
@@ -93,6 +95,18 @@ export class PlanExecutor {
     labels: Labels,
     options?: { learningRate?: number; optimizerState?: TensorMap; globalParameters?: TensorMap },
   ): Promise<StepResult>;
+  /** `count` updates on `count` consecutive equal batches (`features` holds count x batch
+   *  examples): bit for bit `count` step() calls, in one session.run where stepsTogether(). */
+  stepMany(
+    parameters: TensorMap,
+    features: Features,
+    labels: Labels,
+    count: number,
+    options?: { learningRate?: number; optimizerState?: TensorMap; globalParameters?: TensorMap },
+  ): Promise<{ losses: number[]; metrics: Record<string, number>[]; parameters: TensorMap<Float32Array>; optimizerState: TensorMap<Float32Array> }>;
+  /** Whether stepMany() runs its steps in one session.run (the plan suits the Loop form and the
+   *  providers are the CPU's). */
+  stepsTogether(): Promise<boolean>;
   /** Whether the plan has a forward graph (predict, evaluateLocally). */
   readonly hasForwardGraph: boolean;
   /** The forward graph's raw output (logits for classification) for a batch; throws
@@ -128,6 +142,9 @@ export interface TrainOptions {
   learningRate?: number;
   shuffle?: boolean;
   seed?: number;
+  /** Full batches per session.run (default 8) where the executor can take several at once:
+   *  the same results, less time in the runtime's binding. 1: one step per run. */
+  stepsPerRun?: number;
   /** Runs after every update; return false to end the round early. */
   onBatch?: (report: BatchReport) => unknown;
   /** Aborting throws TrainingStoppedError with a resumable checkpoint. */
