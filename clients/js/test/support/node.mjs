@@ -137,3 +137,19 @@ export function vectorData(vector = 'digits_mlp') {
   }
   return { features: Float32Array.from(features), labels };
 }
+
+/** A copy of a manifest section (e.g. `plan.manifest.train`) with `change(copy)` applied. */
+export function changedSection(section, change) {
+  const copy = JSON.parse(JSON.stringify(section));
+  change(copy);
+  return copy;
+}
+
+/** A copy of a conformance plan's graph whose default operator set is `version`: the default
+ *  domain's opset_import (field 8: domain '', version 18) ends these models. */
+export function withDefaultOpset(graph, version) {
+  const copy = Uint8Array.from(graph);
+  if (Array.from(copy.subarray(-6)).join() !== [0x42, 4, 0x0a, 0, 0x10, 18].join()) throw new Error('the graph does not end with its default opset_import');
+  copy[copy.length - 1] = version;
+  return copy;
+}
