@@ -28,13 +28,10 @@ from .test_diff_files import expected_checkpoint
 from .test_late_reports import ADMIN, cycle_one, place
 
 
-@pytest.fixture(params=database_backends())
-def in_process(request, tmp_path):
-    """A Node in this process (its fold can be held), on SQLite or PostgreSQL: the batch's one
-    statement for all its rows is the driver's executemany, which differs between the two."""
+def _node_in_process(backend: str, tmp_path):
     from fedgrid_node.app import create_app
 
-    database = make_database_url(request.param, tmp_path)
+    database = make_database_url(backend, tmp_path)
     app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token",
                                 database_url=database.url))
     try:
@@ -43,6 +40,19 @@ def in_process(request, tmp_path):
         app.extensions["fedgrid"].engine.stop()
         app.extensions["fedgrid"].engine.db.dispose()
         database.drop()
+
+
+@pytest.fixture(params=database_backends())
+def in_process(request, tmp_path):
+    """A Node in this process (its fold can be held), on SQLite or PostgreSQL: the batch's one
+    statement for all its rows is the driver's executemany, which differs between the two."""
+    yield from _node_in_process(request.param, tmp_path)
+
+
+@pytest.fixture
+def sqlite_in_process(tmp_path):
+    """The same on SQLite, whose batches commit without waiting for the disk and flush after."""
+    yield from _node_in_process("sqlite", tmp_path)
 
 
 def more_places(client, name: str, count: int) -> list[tuple[str, str]]:
@@ -81,8 +91,10 @@ class HeldFold:
 
         monkeypatch.setattr(RunningWeightedSum, "fold_parts", held)
 
-    def wait_until_folding(self) -> None:
+    def wait_until_folding(self, first: gevent.Greenlet) -> None:
         while not self.folding.is_set():
+            if first.ready():  # answered (or failed) without reaching its fold: never will
+                raise AssertionError(f"the first report never reached its fold: {first.get()!r}")
             gevent.sleep(0.001)  # (the hub must run for the first report to reach its fold)
 
 
@@ -108,7 +120,7 @@ def send_while_the_first_is_folded(in_process, monkeypatch, engine, places, mean
     the places."""
     held = HeldFold(monkeypatch)
     first = gevent.spawn(send, in_process, *places[0], seed=0, num_samples=5)
-    held.wait_until_folding()
+    held.wait_until_folding(first)
     rest = [gevent.spawn(send, in_process, *place, seed=index, num_samples=5 + index)
             for index, place in enumerate(places[1:], start=1)]
     (state,) = engine._open.values()
@@ -213,3 +225,47 @@ def test_a_batch_reads_no_row_for_the_time_from_place_to_report(in_process, monk
     assert len(rows) == 4
     stored = sorted((reported - assigned).total_seconds() for assigned, reported in rows)
     np.testing.assert_allclose(sorted(engine._report_times[state.process_id]), stored, atol=1e-3)
+
+
+def test_a_batch_is_answered_after_one_flush_of_its_commit(sqlite_in_process, monkeypatch):
+    """SQLite: the reports of a batch are acknowledged once one flush of the write-ahead log that
+    began after their commit has ended: the batch starts it right after committing, beside its
+    fold. (Each report asked for its own flush once answered: the first began one, and the
+    others, arriving while it ran, waited for it and then for a second.)"""
+    client = sqlite_in_process
+    name, places, engine, batches = start(client, monkeypatch, max_diffs=5)
+    log: list[str] = []
+    mark_batch = engine._mark_batch
+
+    def marking(connection, taken, now, known):
+        log.append(f"commit of {len(taken)}")  # (the commit follows without a yield)
+        return mark_batch(connection, taken, now, known)
+
+    group = engine.db._group_flush
+    flush = group._flush
+
+    def flushing():
+        log.append("flush began")
+        flush()
+        log.append("flush ended")
+
+    monkeypatch.setattr(engine, "_mark_batch", marking)
+    monkeypatch.setattr(group, "_flush", flushing)
+    answered: dict[int, int] = {}  # report (its seed) -> how much of the log came before its answer
+
+    real_send = send
+
+    def sending(client, worker, key, seed, num_samples):
+        answer = real_send(client, worker, key, seed, num_samples)
+        answered[seed] = len(log)
+        return answer
+
+    monkeypatch.setitem(globals(), "send", sending)  # (what send_while_the_first_is_folded calls)
+    answers = send_while_the_first_is_folded(client, monkeypatch, engine, places)
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert [len(batch) for batch in batches] == [1, 3]
+    committed = log.index("commit of 3")
+    assert log[committed:].count("flush began") == 1, log
+    # Durable before answered: each report of the batch heard its answer after that flush ended.
+    ended = log.index("flush ended", committed)
+    assert all(answered[seed] > ended for seed in (1, 2, 3)), (log, answered)
