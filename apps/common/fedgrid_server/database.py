@@ -84,28 +84,36 @@ def storage_failed(failure: OSError) -> ApiError:
 
 
 class GroupFlush:
-    """Group commit: callers that each need "everything committed so far is on disk" share
-    flushes. A flush covers the commits made before it started; a caller arriving while one runs
-    waits for it and then, if its commit came after that flush began, for the next one."""
+    """Group commit: callers that each need "what I wrote is on disk" share flushes. A flush
+    covers what was written before it began. A caller names when its write was done with
+    `mark()`, taken after it: it then waits only for a flush begun after that point, one already
+    running or one another caller starts. Without a mark the call itself is the point, so a
+    caller arriving while a flush runs waits for it and then for the next."""
 
     def __init__(self, flush) -> None:
         self._flush = flush
-        self._requested = 0  # callers so far (each after its commit)
-        self._covered = 0  # callers whose commits a finished flush covers
+        self._begun = 0  # flushes begun so far, numbered from 1
+        self._ended = 0  # the number of the last flush that ended without failing
         self._running: gevent.event.Event | None = None
 
-    def wait(self) -> None:
-        self._requested += 1
-        ticket = self._requested
-        while self._covered < ticket:
+    def mark(self) -> int:
+        """The point a finished write is at: a flush numbered above it began after the write."""
+        return self._begun
+
+    def wait(self, since: int | None = None) -> None:
+        """Return once a flush begun after `since` (a `mark()`; default: now) has ended."""
+        if since is None:
+            since = self._begun
+        while self._ended <= since:
             if self._running is not None:
                 self._running.wait()
                 continue
             running = self._running = gevent.event.Event()
-            covers = self._requested  # every commit made before this flush starts
+            self._begun += 1
+            number = self._begun
             try:
                 self._flush()
-                self._covered = max(self._covered, covers)
+                self._ended = number
             finally:
                 self._running = None
                 running.set()
@@ -213,10 +221,17 @@ class Database:
                 connection.rollback()
                 raise
 
-    def durable(self) -> None:
-        """Return once every transaction this process committed so far is on disk; raise
-        `storage_unavailable` once the disk has failed a flush (`_flush_to_disk`)."""
-        self._group_flush.wait()
+    def durable(self, since: int | None = None) -> None:
+        """Return once every transaction this process committed so far (or, given a
+        `flush_mark()`, before that mark) is on disk; raise `storage_unavailable` once the disk
+        has failed a flush (`_flush_to_disk`)."""
+        self._group_flush.wait(since)
+
+    def flush_mark(self) -> int:
+        """Taken right after a commit: `durable(since=mark)` then waits for a flush begun after
+        the commit, one already running included, not necessarily one begun after its own call
+        (see `GroupFlush`)."""
+        return self._group_flush.mark()
 
     def _refuse_writes_after_failure(self, connection: Connection) -> None:
         """SQLite, before each commit: after a failed flush (`storage_failure`), a transaction

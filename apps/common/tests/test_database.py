@@ -337,3 +337,35 @@ def test_callers_that_waited_for_a_failed_flush_fail_too_and_no_write_commits_af
     finally:
         db.dispose()
         test_db.drop()
+
+
+def test_a_caller_that_marked_its_write_shares_a_flush_begun_after_the_mark():
+    """A flush covers what was written before it began. A caller that marked its finished write
+    (`mark()`) and asks while a flush begun after the mark runs waits for that one only; a caller
+    whose mark came during that flush needs the next one. A mark a finished flush covers needs
+    none."""
+    gates = [gevent.event.Event(), gevent.event.Event()]
+    flushes = []
+
+    def flush():
+        flushes.append(len(flushes))
+        gates[flushes[-1]].wait()
+
+    group = GroupFlush(flush)
+    before = group.mark()  # written before any flush began
+    first = gevent.spawn(group.wait)
+    gevent.wait([gevent.spawn(lambda: None)])  # let `first` begin flush 0
+    assert flushes == [0]
+    during = group.mark()  # written while flush 0 runs: not covered by it
+    marked_before = gevent.spawn(group.wait, before)
+    marked_during = gevent.spawn(group.wait, during)
+    gevent.idle()
+    gates[0].set()
+    gevent.joinall([first, marked_before], raise_error=True)
+    gevent.idle()
+    assert flushes == [0, 1]  # flush 1 began for `marked_during`, and holds
+    assert not marked_during.ready()
+    gates[1].set()
+    marked_during.get(timeout=5)
+    group.wait(during)  # covered by the finished flush 1: no flush of its own
+    assert flushes == [0, 1]

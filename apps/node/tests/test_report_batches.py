@@ -16,43 +16,29 @@ import numpy as np
 import pytest
 from sqlalchemy import event, select, update
 
-from fedgrid_node.config import NodeConfig
 from fedgrid_node.cycles.aggregation import RunningWeightedSum
 from fedgrid_node.cycles.statuses import AssignmentStatus
 from fedgrid_node.db.models import Assignment
 from fedgrid_plans import tensors
-from tests.support.databases import database_backends, make_database_url
+from tests.support.databases import database_backends
 from tests.support.models import logistic_regression, random_diff
+from tests.support.node_in_process import node_in_process
 
 from .test_diff_files import expected_checkpoint
 from .test_late_reports import ADMIN, cycle_one, place
-
-
-def _node_in_process(backend: str, tmp_path):
-    from fedgrid_node.app import create_app
-
-    database = make_database_url(backend, tmp_path)
-    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token",
-                                database_url=database.url))
-    try:
-        yield app.test_client()
-    finally:
-        app.extensions["fedgrid"].engine.stop()
-        app.extensions["fedgrid"].engine.db.dispose()
-        database.drop()
 
 
 @pytest.fixture(params=database_backends())
 def in_process(request, tmp_path):
     """A Node in this process (its fold can be held), on SQLite or PostgreSQL: the batch's one
     statement for all its rows is the driver's executemany, which differs between the two."""
-    yield from _node_in_process(request.param, tmp_path)
+    yield from node_in_process(tmp_path, request.param)
 
 
 @pytest.fixture
 def sqlite_in_process(tmp_path):
     """The same on SQLite, whose batches commit without waiting for the disk and flush after."""
-    yield from _node_in_process("sqlite", tmp_path)
+    yield from node_in_process(tmp_path, "sqlite")
 
 
 def more_places(client, name: str, count: int) -> list[tuple[str, str]]:
@@ -114,14 +100,15 @@ def start(in_process, monkeypatch, **server_config):
     return name, places, engine, batches
 
 
-def send_while_the_first_is_folded(in_process, monkeypatch, engine, places, meanwhile=None):
+def send_while_the_first_is_folded(in_process, monkeypatch, engine, places, meanwhile=None,
+                                   sender=send):
     """Report from the first place and hold its fold; report from the three others meanwhile,
     (call `meanwhile` with their queued reports,) then release: the answers, in the order of
-    the places."""
+    the places. `sender`: `send` or a wrapper of it."""
     held = HeldFold(monkeypatch)
-    first = gevent.spawn(send, in_process, *places[0], seed=0, num_samples=5)
+    first = gevent.spawn(sender, in_process, *places[0], seed=0, num_samples=5)
     held.wait_until_folding(first)
-    rest = [gevent.spawn(send, in_process, *place, seed=index, num_samples=5 + index)
+    rest = [gevent.spawn(sender, in_process, *place, seed=index, num_samples=5 + index)
             for index, place in enumerate(places[1:], start=1)]
     (state,) = engine._open.values()
     while state.reports is None or len(state.reports._waiting) < 3:
@@ -229,9 +216,9 @@ def test_a_batch_reads_no_row_for_the_time_from_place_to_report(in_process, monk
 
 def test_a_batch_is_answered_after_one_flush_of_its_commit(sqlite_in_process, monkeypatch):
     """SQLite: the reports of a batch are acknowledged once one flush of the write-ahead log that
-    began after their commit has ended: the batch starts it right after committing, beside its
-    fold. (Each report asked for its own flush once answered: the first began one, and the
-    others, arriving while it ran, waited for it and then for a second.)"""
+    began after their commit has ended, all of them the same one (`Database.flush_mark`). (Each
+    report asked for "everything so far" once answered: the first began a flush, and the others,
+    arriving while it ran, waited for it and then for a second.)"""
     client = sqlite_in_process
     name, places, engine, batches = start(client, monkeypatch, max_diffs=5)
     log: list[str] = []
@@ -253,19 +240,17 @@ def test_a_batch_is_answered_after_one_flush_of_its_commit(sqlite_in_process, mo
     monkeypatch.setattr(group, "_flush", flushing)
     answered: dict[int, int] = {}  # report (its seed) -> how much of the log came before its answer
 
-    real_send = send
-
     def sending(client, worker, key, seed, num_samples):
-        answer = real_send(client, worker, key, seed, num_samples)
+        answer = send(client, worker, key, seed, num_samples)
         answered[seed] = len(log)
         return answer
 
-    monkeypatch.setitem(globals(), "send", sending)  # (what send_while_the_first_is_folded calls)
-    answers = send_while_the_first_is_folded(client, monkeypatch, engine, places)
+    answers = send_while_the_first_is_folded(client, monkeypatch, engine, places, sender=sending)
     assert [answer.status_code for answer in answers] == [200] * 4
     assert [len(batch) for batch in batches] == [1, 3]
     committed = log.index("commit of 3")
     assert log[committed:].count("flush began") == 1, log
-    # Durable before answered: each report of the batch heard its answer after that flush ended.
-    ended = log.index("flush ended", committed)
+    # Durable before answered: each report of the batch heard its answer after the flush begun
+    # after its commit ended.
+    ended = log.index("flush ended", log.index("flush began", committed))
     assert all(answered[seed] > ended for seed in (1, 2, 3)), (log, answered)

@@ -17,26 +17,12 @@ import os
 
 import pytest
 
-from fedgrid_node.config import NodeConfig
-from tests.support.databases import database_backends, make_database_url
+from tests.support.databases import database_backends
+from tests.support.node_in_process import node_in_process
 
 from .test_late_reports import place
 from .test_late_reports import report as send_report
 from .test_report_batches import more_places
-
-
-def node_in_process(tmp_path, backend: str):
-    from fedgrid_node.app import create_app
-
-    database = make_database_url(backend, tmp_path)
-    app = create_app(NodeConfig(data_dir=tmp_path, admin_token="admin-token",
-                                database_url=database.url))
-    try:
-        yield app.test_client()
-    finally:
-        app.extensions["fedgrid"].engine.stop()
-        app.extensions["fedgrid"].engine.db.dispose()
-        database.drop()
 
 
 @pytest.fixture

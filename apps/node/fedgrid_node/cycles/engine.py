@@ -78,7 +78,7 @@ from .federated_evaluation import evaluation_place_left
 from .figures import FigureWriter, save_figures
 from .held_out import HeldOutScorer
 from .leases import OBSERVATION_WINDOW, lease_seconds
-from .off_hub import outcome, run_off_hub, unwrap
+from .off_hub import outcome, run_off_hub
 from .open_cycle import Leases, MetricTally, OpenCycle
 from .pace import typical_duration
 from .place_writer import PlaceInFlight, PlaceWriter, QueuedPlace
@@ -1311,8 +1311,8 @@ class CycleEngine:
         pending = PendingReport(assignment_id, num_samples, metrics, diff, location,
                                 diff_bytes=diff_bytes if location is None else None)
         answer = state.reports.submit(pending)
-        if pending.flushed is not None:
-            unwrap(pending.flushed.get())  # acknowledged only once on disk (`_store_reports`)
+        if pending.committed is not None:
+            self.db.durable(since=pending.committed)  # acknowledged only once on disk
         if on_disk is not None and not (flushed := on_disk.get())[0]:
             # Counted, but not known to be on the disk: no `success`. The resend is told
             # `report_duplicate` (it is counted); the log says the disk is failing.
@@ -1357,14 +1357,14 @@ class CycleEngine:
             # than a separate one, and the batch after forms while it runs.
             with self.db.connection(wait_for_disk=not self.db.is_sqlite) as connection:
                 marked = self._mark_batch(connection, taken, now, state.assigned_at)
-            if self.db.is_sqlite and marked:
-                # One flush for the batch, started now, beside its fold. (Each request asking
-                # for its own once answered, the first started a flush and the rest, arriving
-                # while it ran, waited for it and then for another: two flushes in a row for
-                # most of a batch.)
-                flushed = gevent.spawn(outcome, self.db.durable)
+            if self.db.is_sqlite:
+                # Its reports wait for a flush begun after this commit: the first to ask begins
+                # one, the rest share it. (Each asking for "everything so far" once answered, the
+                # rest, arriving while the first one's flush ran, waited for it and then for
+                # another: two flushes in a row for most of a batch.)
+                committed = self.db.flush_mark()
                 for report, _ in marked:
-                    report.flushed = flushed
+                    report.committed = committed
             # Committed: fold them now (a restart would fold them from the database and file).
             times = self._report_times[state.process_id]
             for report, assigned_at in marked:

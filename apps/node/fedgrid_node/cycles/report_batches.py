@@ -12,9 +12,9 @@ transaction and folds them in one hand-off, so the same critical section serves 
 came in while the previous batch was being stored.
 
 A report is answered only after its batch's transaction committed and once the commit is on
-disk. On SQLite the batch commits without waiting for the disk and starts one flush for all its
-reports right after (`Database.durable`, whose flushes are shared with places and other batches),
-so the flush runs beside the batch's fold.
+disk. On SQLite the batch commits without waiting for the disk and marks the point of its commit
+(`Database.flush_mark`): its reports then share one flush begun after that point, shared with
+places and other batches as well (`Database.durable`).
 """
 
 from __future__ import annotations
@@ -42,10 +42,10 @@ class PendingReport:
     location: DiffLocation | None  # None: the diff goes into report_diffs with the row
     diff_bytes: Any = None  # (only when `location` is None)
     outcome: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
-    # SQLite: the flush of the batch's commit to the disk (off_hub.outcome of Database.durable),
-    # one for the whole batch, which the report's answer waits for; None where the commit itself
+    # SQLite: `Database.flush_mark()` right after the batch's commit, for the report's answer to
+    # wait for a flush begun after it (one for the whole batch); None where the commit itself
     # waited for the disk (PostgreSQL).
-    flushed: gevent.Greenlet | None = None
+    committed: int | None = None
 
 
 class ReportBatches:
