@@ -15,8 +15,8 @@
 // in the model is copied through byte for byte.
 
 import {
-  FLOAT, GRAPH_INPUT, GRAPH_OUTPUT, MODEL_GRAPH, concatBytes, defaultOpset, int64Initializer, intAttribute, lengthField,
-  node, readFields, stringOf, valueInfo,
+  FLOAT, GRAPH_INPUT, GRAPH_OUTPUT, MODEL_GRAPH, concatBytes, defaultOpset, fieldBytes, int64Initializer, intAttribute,
+  lengthField, node, readFields, stringOf, valueInfo,
 } from './onnx_proto.js';
 
 /** Inputs packed into one vector per role, in this order in the layout. */
@@ -116,9 +116,9 @@ export function packTrainingGraph(graph, section) {
 
   const kept = readFields(graphField.body)
     .filter((field) => !(field.number === GRAPH_INPUT && field.wire === 2 && replacedInputs.has(stringOf(field.body, 1))))
-    .map((field) => graphField.body.subarray(field.start, field.end));
+    .map((field) => fieldBytes(graphField.body, field));
   const newGraph = concatBytes([...before, ...kept, ...after]);
-  const bytes = concatBytes(modelFields.map((field) => (field === graphField ? lengthField(MODEL_GRAPH, newGraph) : graph.subarray(field.start, field.end))));
+  const bytes = concatBytes(modelFields.map((field) => (field === graphField ? lengthField(MODEL_GRAPH, newGraph) : fieldBytes(graph, field))));
   const packedNames = new Set(packedOutputs.map((entry) => entry.name));
   const fetches = [output.name, ...section.outputs.filter((entry) => !packedNames.has(entry.name)).map((entry) => entry.name)];
   return { bytes, inputs, output, fetches };

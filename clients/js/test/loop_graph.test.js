@@ -5,28 +5,16 @@
 // onnxruntime-web's WASM.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
 import * as ortWeb from 'onnxruntime-web';
 
-import { Plan, PlanExecutor, TrainingStoppedError, parseSafetensors, trainLocally } from '../src/index.js';
+import { Plan, PlanExecutor, TrainingStoppedError, trainLocally } from '../src/index.js';
 import { STEPS_PER_RUN } from '../src/executor.js';
 import { loopTrainingGraph } from '../src/loop_graph.js';
 import { runtime } from '../src/runtime.js';
-import { VECTORS, changedSection, vectorData, withDefaultOpset } from './support/node.mjs';
-
-function planBytes(vector) { return readFileSync(`${VECTORS}/${vector}/plan.fgplan`); }
-function startOf(vector) { return parseSafetensors(readFileSync(`${VECTORS}/${vector}/start.safetensors`)).tensors; }
-function bits(array) { return Array.from(new Uint8Array(array.buffer, array.byteOffset, array.byteLength)); }
-
-function assertSameTensors(actual, expected, what) {
-  assert.deepEqual(Object.keys(actual), Object.keys(expected), `${what}: names`);
-  for (const name of Object.keys(expected)) {
-    assert.deepEqual(actual[name].shape, expected[name].shape, `${what}: ${name} shape`);
-    assert.deepEqual(bits(actual[name].data), bits(expected[name].data), `${what}: ${name}`);
-  }
-}
+import { assertSameTensors, bits, planBytes, startOf } from './support/bit_for_bit.mjs';
+import { trainingGraphOf, vectorData, withDefaultOpset } from './support/node.mjs';
 
 function assertSameRound(actual, expected, what) {
   assert.equal(actual.updates, expected.updates, `${what}: updates`);
@@ -148,6 +136,9 @@ test('stepMany equals as many steps, and takes them one by one where the Loop fo
     assertSameTensors(many.optimizerState, optimizerState, 'optimizer state');
   }
   await assert.rejects(looped.stepMany(start, features.subarray(0, 7 * width), labels.slice(0, 7), 2), /2 equal batches/);
+  for (const count of [0, -1, 1.5, Number.NaN, '2']) {
+    await assert.rejects(looped.stepMany(start, features.subarray(0, 4 * width), labels.slice(0, 4), count), /equal batches/, `count ${String(count)}`);
+  }
 });
 
 test('the Loop form computes what the plan\'s graph does on onnxruntime-web (WASM) too', async () => {
@@ -203,10 +194,7 @@ test('the Loop form computes what the plan\'s graph does on onnxruntime-web (WAS
 });
 
 test('loopTrainingGraph leaves graphs it cannot loop alone', () => {
-  const plan = Plan.fromBytes(planBytes('digits_mlp'));
-  const graph = plan.graphs.train;
-  const section = plan.manifest.train;
-  const changed = (change) => changedSection(section, change);
+  const { graph, section, changed } = trainingGraphOf('digits_mlp');
   assert.ok(loopTrainingGraph(graph, section), 'as it is, it loops');
   assert.equal(loopTrainingGraph(graph, changed((s) => { s.inputs.push({ name: 'dropout_seed', role: 'seed', dtype: 'int64', shape: [] }); })), null,
     'an input role it does not know where to put');
@@ -214,4 +202,19 @@ test('loopTrainingGraph leaves graphs it cannot loop alone', () => {
     'a parameter without its updated output');
   assert.equal(loopTrainingGraph(graph, changed((s) => { s.outputs[0].name = 'fedgrid.loop/steps'; })), null, 'a name the Loop form uses');
   assert.equal(loopTrainingGraph(withDefaultOpset(graph, 10), section), null, 'an opset before 11');
+});
+
+test('stepsPerRun below 1, or not a number, takes one step per run; above the data, what there is', async () => {
+  const vector = 'digits_mlp';
+  const executor = await PlanExecutor.create(planBytes(vector));
+  const { features, labels } = vectorData(vector);
+  const options = { features, labels, batchSize: 2, seed: 3 };
+  const expected = await trainLocally(executor, startOf(vector), { ...options, stepsPerRun: 1 });
+  for (const stepsPerRun of [0, -5, 'many', Number.NaN, 1e9, Infinity]) {
+    let result;
+    const runs = await countingRuns(async () => { result = await trainLocally(executor, startOf(vector), { ...options, stepsPerRun }); });
+    assertSameRound(result, expected, `stepsPerRun ${String(stepsPerRun)}`);
+    // 29 examples in batches of 2: 14 full batches and a last one of 1.
+    assert.equal(runs, stepsPerRun >= 14 ? 2 : 15, `stepsPerRun ${String(stepsPerRun)}: runs`);
+  }
 });

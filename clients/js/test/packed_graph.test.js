@@ -4,28 +4,15 @@
 // onnxruntime-web's WASM, whatever form the caller's tensors come in, also when steps overlap.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
 import * as ortWeb from 'onnxruntime-web';
 
-import { FedgridError, Plan, PlanExecutor, parseSafetensors, trainLocally } from '../src/index.js';
+import { FedgridError, PlanExecutor, trainLocally } from '../src/index.js';
 import { PACKED_PARAMETERS_LIMIT } from '../src/executor.js';
 import { packTrainingGraph } from '../src/packed_graph.js';
-import { VECTORS, changedSection, vectorData, withDefaultOpset } from './support/node.mjs';
-
-function planBytes(vector) { return readFileSync(`${VECTORS}/${vector}/plan.fgplan`); }
-function startOf(vector) { return parseSafetensors(readFileSync(`${VECTORS}/${vector}/start.safetensors`)).tensors; }
-function bits(array) { return Array.from(new Uint8Array(array.buffer, array.byteOffset, array.byteLength)); }
-
-function assertSameTensors(actual, expected, what) {
-  assert.deepEqual(Object.keys(actual), Object.keys(expected), `${what}: names`);
-  for (const name of Object.keys(expected)) {
-    assert.deepEqual(actual[name].shape, expected[name].shape, `${what}: ${name} shape`);
-    assert.equal(actual[name].dtype, expected[name].dtype, `${what}: ${name} dtype`);
-    assert.deepEqual(bits(actual[name].data), bits(expected[name].data), `${what}: ${name}`);
-  }
-}
+import { assertSameTensors, bits, planBytes, startOf } from './support/bit_for_bit.mjs';
+import { trainingGraphOf, vectorData, withDefaultOpset } from './support/node.mjs';
 
 function assertSameStep(actual, expected, what) {
   assert.equal(actual.loss, expected.loss, `${what}: loss`);
@@ -192,10 +179,7 @@ test('the packed graph computes what the plan\'s graph does on onnxruntime-web (
 });
 
 test('packTrainingGraph leaves plans it cannot pack alone', () => {
-  const plan = Plan.fromBytes(planBytes('digits_mlp'));
-  const graph = plan.graphs.train;
-  const section = plan.manifest.train;
-  const changed = (change) => changedSection(section, change);
+  const { graph, section, changed } = trainingGraphOf('digits_mlp');
   assert.ok(packTrainingGraph(graph, section), 'as it is, it packs');
   assert.equal(packTrainingGraph(graph, changed((s) => { s.inputs.find((e) => e.role === 'parameter').dtype = 'float64'; })), null,
     'a parameter input that is not float32');

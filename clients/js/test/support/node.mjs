@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { parseSafetensors } from '../../src/index.js';
+import { Plan, parseSafetensors } from '../../src/index.js';
 
 export const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 export const PYTHON = join(REPO, '.venv/bin/python');
@@ -138,11 +138,17 @@ export function vectorData(vector = 'digits_mlp') {
   return { features: Float32Array.from(features), labels };
 }
 
-/** A copy of a manifest section (e.g. `plan.manifest.train`) with `change(copy)` applied. */
-export function changedSection(section, change) {
-  const copy = JSON.parse(JSON.stringify(section));
-  change(copy);
-  return copy;
+/** A conformance plan's training graph and manifest section, and `changed(change)`: a copy of
+ *  the section with `change(copy)` applied (to see what a graph rewrite refuses). */
+export function trainingGraphOf(vector) {
+  const plan = Plan.fromBytes(readFileSync(join(VECTORS, vector, 'plan.fgplan')));
+  const section = plan.manifest.train;
+  const changed = (change) => {
+    const copy = JSON.parse(JSON.stringify(section));
+    change(copy);
+    return copy;
+  };
+  return { graph: plan.graphs.train, section, changed };
 }
 
 /** A copy of a conformance plan's graph whose default operator set is `version`: the default
